@@ -1,0 +1,1 @@
+//! Sealgate: a server-side email encryption gateway.
