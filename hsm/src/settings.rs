@@ -1,0 +1,83 @@
+//! Settings of the key store: the `[hsm]` table of Sealgate's configuration.
+//!
+//! Trusts: the configuration file (written by the administrator). Must never:
+//! hold the PIN itself. The PIN lives in its own file (mode 0600) so it is
+//! never in the configuration, in a configuration backup or in a log.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Where the PKCS#11 module and token are, and how to log in.
+///
+/// ```toml
+/// [hsm]
+/// module = "/usr/lib/softhsm/libsofthsm2.so"
+/// token_label = "sealgate"
+/// data_dir = "/var/lib/sealgate"
+/// # pin_file = "/var/lib/sealgate/hsm/pin"   (default: <data_dir>/hsm/pin)
+/// # max_sessions = 32
+/// ```
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HsmSettings {
+    /// Path of the PKCS#11 module (shared library).
+    pub module: PathBuf,
+    /// Label of the token holding Sealgate's keys (slots are found by this label,
+    /// never by number: SoftHSM renumbers slots).
+    pub token_label: String,
+    /// File holding the user PIN; `None` means `<data_dir>/hsm/pin`.
+    pub pin_file: Option<PathBuf>,
+    /// Sealgate's data directory (SoftHSM's token store and the certificate store
+    /// live below it).
+    pub data_dir: PathBuf,
+    /// Upper bound of concurrently open PKCS#11 sessions (= concurrent operations).
+    pub max_sessions: usize,
+}
+
+/// Default module path on Debian.
+pub const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+impl Default for HsmSettings {
+    fn default() -> Self {
+        HsmSettings {
+            module: PathBuf::from(DEFAULT_MODULE),
+            token_label: "sealgate".to_owned(),
+            pin_file: None,
+            data_dir: PathBuf::from("/var/lib/sealgate"),
+            max_sessions: 32,
+        }
+    }
+}
+
+impl HsmSettings {
+    /// Settings with every default except the data directory.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        HsmSettings {
+            data_dir: data_dir.into(),
+            ..HsmSettings::default()
+        }
+    }
+
+    /// The PIN file actually used.
+    pub fn pin_path(&self) -> PathBuf {
+        self.pin_file
+            .clone()
+            .unwrap_or_else(|| self.hsm_dir().join("pin"))
+    }
+
+    /// `<data_dir>/hsm`: SoftHSM configuration, token store and PIN files.
+    pub fn hsm_dir(&self) -> PathBuf {
+        self.data_dir.join("hsm")
+    }
+
+    /// `<data_dir>/hsm/softhsm2.conf`: the file `SOFTHSM2_CONF` must name.
+    pub fn softhsm_conf(&self) -> PathBuf {
+        self.hsm_dir().join("softhsm2.conf")
+    }
+
+    /// `<data_dir>/certs`: Sealgate's own copy of the gateway certificates.
+    pub fn cert_dir(&self) -> PathBuf {
+        self.data_dir.join("certs")
+    }
+}
