@@ -1,0 +1,84 @@
+//! Menu 1: one screen of appliance status.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use super::command::Command;
+use super::{ConsoleError, Context, network, token};
+
+/// `status`.
+pub fn show(ctx: &Context, out: &mut dyn Write) -> Result<(), ConsoleError> {
+    let gateway = Command::GatewayState
+        .query()
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    writeln!(out, "Sealgate {}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(out, "Uptime:       {}", uptime())?;
+    writeln!(out, "Gateway:      {gateway}")?;
+    writeln!(out, "Network:      {}", network::saved(ctx).summary())?;
+    writeln!(out, "Addresses:")?;
+    match Command::Addresses.query() {
+        Some(text) => {
+            for line in text.lines().filter(|l| !l.starts_with("lo ")) {
+                writeln!(out, "  {}", clip(line, 76))?;
+            }
+        }
+        None => writeln!(out, "  unknown")?,
+    }
+    writeln!(
+        out,
+        "Queue:        {} message file(s) in the spool",
+        count_files(&ctx.data_dir.join("spool"), 4)
+    )?;
+    let hsm = if ctx.data_dir.join("hsm/softhsm2.conf").is_file() {
+        "provisioned"
+    } else {
+        "not provisioned"
+    };
+    writeln!(out, "HSM token:    {hsm}")?;
+    let setup = if token::current(ctx).is_some() {
+        "present (setup wizard armed)"
+    } else {
+        "absent"
+    };
+    writeln!(out, "Setup token:  {setup}")?;
+    Ok(())
+}
+
+fn uptime() -> String {
+    let secs = fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|s| s as u64);
+    match secs {
+        Some(s) => format!(
+            "{}d {:02}h {:02}m {:02}s",
+            s / 86_400,
+            s % 86_400 / 3600,
+            s % 3600 / 60,
+            s % 60
+        ),
+        None => "unknown".into(),
+    }
+}
+
+/// Regular files below `dir`, at most `depth` levels down.
+fn count_files(dir: &Path, depth: u32) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_file() => 1,
+            Ok(t) if t.is_dir() && depth > 0 => count_files(&entry.path(), depth - 1),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// At most `width` characters of `line`, for the 80-column terminal.
+pub(crate) fn clip(line: &str, width: usize) -> String {
+    line.chars().take(width).collect()
+}
