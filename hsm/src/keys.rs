@@ -270,7 +270,6 @@ impl Hsm {
                 Attribute::Private(true),
                 Attribute::Sensitive(true),
                 Attribute::Extractable(false),
-                Attribute::AlwaysAuthenticate(false),
                 Attribute::Modifiable(true),
                 lbl.clone(),
             ];
@@ -330,6 +329,8 @@ impl Hsm {
                         Attribute::Derive(derive),
                         Attribute::Unwrap(false),
                         Attribute::SignRecover(false),
+                        // Never: cryptoki cannot log in between init and operation.
+                        Attribute::AlwaysAuthenticate(false),
                     ]);
                     let mech = match algorithm {
                         KeyAlgorithm::P256 | KeyAlgorithm::P384 => {

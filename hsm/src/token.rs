@@ -53,6 +53,7 @@ impl std::fmt::Debug for Hsm {
 }
 
 pub(crate) struct Inner {
+    settings: HsmSettings,
     module_path: PathBuf,
     pub(crate) module_name: String,
     pub(crate) token_label: String,
@@ -142,6 +143,7 @@ impl Hsm {
         }
         let pin = read_pin(settings)?;
         let inner = Arc::new(Inner {
+            settings: settings.clone(),
             module_path: settings.module.clone(),
             module_name: settings.module.display().to_string(),
             token_label: settings.token_label.clone(),
@@ -163,6 +165,11 @@ impl Hsm {
     /// Module path, for error messages.
     pub(crate) fn inner_module(&self) -> String {
         self.inner.module_name.clone()
+    }
+
+    /// The settings this connection was opened with.
+    pub fn settings(&self) -> &HsmSettings {
+        &self.inner.settings
     }
 
     /// Label of the token this handle talks to.
