@@ -7,8 +7,7 @@ use super::{ConsoleError, Context, FACTORY_RESET_WORD, network, power, reset, st
 /// The prompt the tests wait for.
 pub const PROMPT: &str = "Enter an option: ";
 
-const ITEMS: &str = "\
-  1) Status                          5) Recent log
+const ITEMS: &str = "  1) Status                          5) Recent log
   2) Network settings                6) Factory reset
   3) Setup token / admin access      7) Reboot
   4) Restart gateway service         8) Power off

@@ -43,7 +43,38 @@ pub fn show(ctx: &Context, out: &mut dyn Write) -> Result<(), ConsoleError> {
         "absent"
     };
     writeln!(out, "Setup token:  {setup}")?;
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    writeln!(
+        out,
+        "Root fs:      {}",
+        describe_mount(&mounts, Path::new("/"))
+    )?;
+    writeln!(
+        out,
+        "Data fs:      {}",
+        describe_mount(&mounts, &ctx.data_dir)
+    )?;
     Ok(())
+}
+
+/// "read-only squashfs /dev/vda2" for the last mount on `target`.
+fn describe_mount(mounts: &str, target: &Path) -> String {
+    let found = mounts.lines().rev().find_map(|line| {
+        let mut f = line.split_whitespace();
+        let (source, point, fstype, options) = (f.next()?, f.next()?, f.next()?, f.next()?);
+        (Path::new(point) == target).then_some((source, fstype, options))
+    });
+    match found {
+        Some((source, fstype, options)) => {
+            let mode = if options.split(',').any(|o| o == "ro") {
+                "read-only"
+            } else {
+                "read-write"
+            };
+            clip(&format!("{mode} {fstype} {source}"), 64)
+        }
+        None => "not a mount point".into(),
+    }
 }
 
 fn uptime() -> String {
@@ -81,4 +112,24 @@ fn count_files(dir: &Path, depth: u32) -> usize {
 /// At most `width` characters of `line`, for the 80-column terminal.
 pub(crate) fn clip(line: &str, width: usize) -> String {
     line.chars().take(width).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_are_described() {
+        let mounts = "/dev/root / squashfs ro,relatime 0 0\n\
+                      /dev/vda3 /var/lib/sealgate ext4 rw,noatime 0 0\n";
+        assert_eq!(
+            describe_mount(mounts, Path::new("/")),
+            "read-only squashfs /dev/root"
+        );
+        assert_eq!(
+            describe_mount(mounts, Path::new("/var/lib/sealgate")),
+            "read-write ext4 /dev/vda3"
+        );
+        assert_eq!(describe_mount(mounts, Path::new("/x")), "not a mount point");
+    }
 }
