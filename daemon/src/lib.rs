@@ -1,1 +1,22 @@
 //! Sealgate: a server-side email encryption gateway.
+//!
+//! This crate is the daemon and its command-line verbs. The flow of one
+//! message: [`smtp::server`] accepts it (relay rules, limits, STARTTLS),
+//! [`queue`] makes it durable in the spool before `250`, the
+//! [`queue::scheduler`] runs it through the [`pipeline`] and hands the result
+//! to [`delivery`], and [`tracking`] records every step. `docs/ARCHITECTURE.md`
+//! in the repository tells the whole story.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod delivery;
+pub mod envelope;
+pub mod logging;
+pub mod pipeline;
+pub mod queue;
+pub mod smtp;
+pub mod tls;
+pub mod tracking;
+pub mod util;

@@ -1,1 +1,71 @@
-fn main() {}
+//! The `sealgate` binary: one program for the daemon and its verbs.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sealgate::cli::{self, Cli, Command, QueueCommand};
+use sealgate::control::Request;
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let config = match cli::load_config(args.config.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sealgate: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.command {
+        Command::Run => {
+            sealgate::logging::init();
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("sealgate: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(sealgate::daemon::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sealgate: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig => {
+            println!("configuration OK");
+            println!("{config:#?}");
+            ExitCode::SUCCESS
+        }
+        Command::Queue(q) => {
+            let (request, json) = match q {
+                QueueCommand::List { json } => (Request::QueueList, json),
+                QueueCommand::Show { id } => (Request::QueueShow { id }, false),
+                QueueCommand::Delete { id } => (Request::QueueDelete { id }, false),
+                QueueCommand::Retry { id } => (Request::QueueRetry { id }, false),
+            };
+            run_control(&config, request, json)
+        }
+        Command::Track(t) => match cli::track_query(&t) {
+            Ok(query) => run_control(&config, Request::Track { query }, t.json),
+            Err(e) => {
+                eprintln!("sealgate: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn run_control(config: &sealgate::config::Config, request: Request, json: bool) -> ExitCode {
+    match cli::control(config, request) {
+        Ok(response) => cli::print_response(&response, json),
+        Err(e) => {
+            eprintln!("sealgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

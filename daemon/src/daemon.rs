@@ -1,0 +1,102 @@
+//! `sealgate run`: opens the data directory, reconciles the queue, binds the
+//! listeners and runs the SMTP server, the scheduler and the control socket
+//! until SIGTERM or SIGINT.
+
+use std::sync::Arc;
+
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, DeliveryMode};
+use crate::delivery::Deliverer;
+use crate::queue::{Queue, recover, scheduler};
+
+/// Opens the sled database of a data directory.
+pub fn open_db(config: &Config) -> std::io::Result<sled::Db> {
+    let path = config.data_dir.join("db");
+    sled::Config::new()
+        .path(&path)
+        .flush_every_ms(Some(200))
+        .open()
+        .map_err(|e| {
+            std::io::Error::other(format!(
+                "{}: {e} (is another sealgate using this data directory?)",
+                path.display()
+            ))
+        })
+}
+
+/// Runs the daemon until a termination signal.
+pub async fn run(config: Config) -> std::io::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let config = Arc::new(config);
+    let db = open_db(&config)?;
+    let (queue, requests) = Queue::open(&config, &db)?;
+    let recovery = recover::reconcile(&queue)?;
+    let tls = crate::tls::server_config(&config)?;
+    let listeners = crate::smtp::server::bind(&config).await?;
+    let deliverer = Arc::new(Deliverer::new(config.clone())?);
+    crate::control::serve(config.data_dir.clone(), queue.clone()).await?;
+    tokio::spawn(scheduler::run(
+        queue.clone(),
+        config.clone(),
+        deliverer,
+        requests,
+        recovery.scheduled.clone(),
+    ));
+    for listener in listeners {
+        tokio::spawn(crate::smtp::server::serve(
+            listener,
+            config.clone(),
+            Some(TlsAcceptor::from(tls.clone())),
+            queue.clone(),
+        ));
+    }
+    print_banner(&config, recovery.scheduled.len());
+    wait_for_shutdown().await;
+    tracing::info!("shutting down");
+    let _ = db.flush_async().await;
+    let _ = std::fs::remove_file(crate::control::socket_path(&config.data_dir));
+    Ok(())
+}
+
+fn print_banner(config: &Config, queued: usize) {
+    let listen: Vec<String> = config.smtp.listen.iter().map(ToString::to_string).collect();
+    let first = listen.first().cloned().unwrap_or_default();
+    let (host, port) = first.rsplit_once(':').unwrap_or((&first, "25"));
+    let delivery = match config.delivery.mode {
+        DeliveryMode::Outbox => {
+            format!("written as .eml files to {}", config.outbox_dir().display())
+        }
+        DeliveryMode::Smarthost => format!(
+            "relayed to smart host {}",
+            config.delivery.smarthost.as_deref().unwrap_or("?")
+        ),
+        DeliveryMode::Mx => "delivered to each domain's MX hosts".to_string(),
+    };
+    tracing::info!(listen = ?listen, data_dir = %config.data_dir.display(), queued, "sealgate started");
+    println!("Sealgate is running (node {}).", config.node_name);
+    println!("  SMTP (STARTTLS offered): {}", listen.join(", "));
+    println!("  data directory:          {}", config.data_dir.display());
+    println!("  outbound mail:           {delivery}");
+    println!("  messages in queue:       {queued}");
+    println!();
+    println!("Try it:");
+    println!(
+        "  swaks --server {host} --port {port} --from me@example.com --to you@example.net --tls"
+    );
+    println!("  sealgate queue list            # what is waiting");
+    println!("  sealgate track --to you@example.net   # what happened");
+    println!("Stop with Ctrl-C.");
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

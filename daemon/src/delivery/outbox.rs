@@ -1,0 +1,71 @@
+//! The local outbox: instead of the Internet, each delivery becomes one
+//! `.eml` file, so a newcomer sees exactly what would have been sent.
+//!
+//! The file holds a `Return-Path:` and one `X-Sealgate-Envelope-To:` line per
+//! recipient (as a local delivery agent adds `Delivered-To:`), then the
+//! message byte for byte. Written to a temporary name, fsynced and renamed,
+//! so a file in the outbox is always whole.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::envelope::{Envelope, EnvelopeRecipient};
+
+use super::{Outcome, RecipientResult};
+
+pub async fn deliver(
+    dir: &Path,
+    envelope: &Envelope,
+    recipients: &[(usize, &EnvelopeRecipient)],
+    content: &[u8],
+) -> Vec<RecipientResult> {
+    let mut head = format!(
+        "Return-Path: <{}>\r\n",
+        envelope
+            .sender
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
+    for (_, r) in recipients {
+        head.push_str(&format!("X-Sealgate-Envelope-To: <{}>\r\n", r.address));
+    }
+    let name = format!(
+        "{}-{}.eml",
+        crate::util::new_queue_id(),
+        envelope.session_id
+    );
+    let dir = dir.to_path_buf();
+    let content = content.to_vec();
+    let written = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let path = dir.join(&name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .open(&tmp)?;
+        file.write_all(head.as_bytes())?;
+        file.write_all(&content)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(path.display().to_string())
+    })
+    .await;
+    let outcome = match written {
+        Ok(Ok(path)) => Outcome::Delivered(format!("written to {path}")),
+        Ok(Err(e)) => Outcome::Deferred(format!("outbox write failed: {e}")),
+        Err(e) => Outcome::Deferred(format!("outbox write failed: {e}")),
+    };
+    recipients
+        .iter()
+        .map(|(index, _)| RecipientResult {
+            index: *index,
+            outcome: outcome.clone(),
+            remote: "outbox".into(),
+        })
+        .collect()
+}

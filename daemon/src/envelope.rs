@@ -1,0 +1,61 @@
+//! The envelope of an accepted message: who sent it, to whom, with which
+//! DSN requests, and from where. It travels with the message through the
+//! spool, the pipeline and the outbound queue.
+
+use serde::{Deserialize, Serialize};
+
+use crate::smtp::address::Address;
+use crate::smtp::command::{BodyType, Notify, Ret};
+
+/// One recipient as the client gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeRecipient {
+    pub address: Address,
+    /// NOTIFY= of RFC 3461, if given.
+    pub notify: Option<Notify>,
+    /// ORCPT= of RFC 3461 (`type;xtext`), if given.
+    pub orcpt: Option<String>,
+}
+
+impl EnvelopeRecipient {
+    /// Which notifications the sender asked for (RFC 3461 default if absent).
+    pub fn notify_or_default(&self) -> Notify {
+        self.notify.unwrap_or_else(Notify::default_when_absent)
+    }
+}
+
+/// Everything about a message except its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// `None` is the null sender `<>` (bounces): never send a DSN to it.
+    pub sender: Option<Address>,
+    pub recipients: Vec<EnvelopeRecipient>,
+    pub ret: Option<Ret>,
+    /// ENVID= of RFC 3461, xtext-encoded.
+    pub envid: Option<String>,
+    pub body_type: BodyType,
+    pub smtputf8: bool,
+    /// Where it came from.
+    pub client_ip: String,
+    pub helo: String,
+    pub tls: bool,
+    pub session_id: String,
+    /// Milliseconds since the Unix epoch when we accepted it.
+    pub received_at_ms: u64,
+}
+
+impl Envelope {
+    /// The sender for logs and DSN headers (`<>` when null).
+    pub fn sender_text(&self) -> String {
+        self.sender
+            .as_ref()
+            .map_or_else(|| "<>".to_string(), ToString::to_string)
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,148 @@
+//! The queue: accepted messages (spool files plus sled state), the scheduler
+//! that delivers them with retries, delivery status notifications, and the
+//! start-up reconciliation of spool and state.
+//!
+//! A message enters through [`Queue::accept`] (SMTP) or [`Queue::inject`]
+//! (our own DSNs); both return only after the spool made it durable. From
+//! then on the scheduler owns it until every recipient is delivered,
+//! bounced or deleted, and only then is the spool file removed.
+
+pub mod dsn;
+pub mod recover;
+pub mod scheduler;
+pub mod spool;
+pub mod state;
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::envelope::Envelope;
+use crate::tracking::{Direction, EventKind, Tracker};
+
+use spool::Spool;
+use state::{QueueEntry, QueueState};
+
+/// What the scheduler is asked to do from outside its loop.
+#[derive(Debug)]
+pub enum SchedulerRequest {
+    /// A new message is in the queue: try it now.
+    Wake(String),
+    /// Retry a queued message now.
+    Retry(String, tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Delete a queued message (every pending recipient).
+    Delete(String, tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+/// Shared handle to the queue.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    spool: Spool,
+    state: QueueState,
+    tracker: Tracker,
+    scheduler: mpsc::UnboundedSender<SchedulerRequest>,
+}
+
+impl Queue {
+    /// Opens the spool and state; the receiver goes to [`scheduler::run`].
+    pub fn open(
+        config: &Config,
+        db: &sled::Db,
+    ) -> io::Result<(Queue, mpsc::UnboundedReceiver<SchedulerRequest>)> {
+        let spool = Spool::open(&config.data_dir.join("spool"))?;
+        let state = QueueState::open(db).map_err(io::Error::other)?;
+        let tracker = Tracker::open(db, &config.node_name).map_err(io::Error::other)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        Ok((
+            Queue {
+                inner: Arc::new(Inner {
+                    spool,
+                    state,
+                    tracker,
+                    scheduler: tx,
+                }),
+            },
+            rx,
+        ))
+    }
+
+    pub fn spool(&self) -> &Spool {
+        &self.inner.spool
+    }
+
+    pub fn state(&self) -> &QueueState {
+        &self.inner.state
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.inner.tracker
+    }
+
+    pub fn has_room_for(&self, size: u64) -> bool {
+        self.inner.spool.has_room_for(size)
+    }
+
+    /// Sends a request to the scheduler.
+    pub fn request(&self, request: SchedulerRequest) -> Result<(), String> {
+        self.inner
+            .scheduler
+            .send(request)
+            .map_err(|_| "scheduler is not running".to_string())
+    }
+
+    /// Takes a message from SMTP: durable in the spool before this returns.
+    pub async fn accept(
+        &self,
+        queue_id: &str,
+        envelope: &Envelope,
+        header: &[u8],
+        body: &[u8],
+    ) -> io::Result<()> {
+        self.inner
+            .spool
+            .store(queue_id, envelope, header, body)
+            .await?;
+        let size = (header.len() + body.len()) as u64;
+        self.register(queue_id, envelope, size, &envelope.client_ip);
+        Ok(())
+    }
+
+    /// Queues a message this gateway wrote itself (a DSN), durably.
+    pub async fn inject(&self, envelope: &Envelope, content: &[u8]) -> io::Result<String> {
+        let queue_id = crate::util::new_queue_id();
+        self.inner
+            .spool
+            .store(&queue_id, envelope, b"", content)
+            .await?;
+        self.register(&queue_id, envelope, content.len() as u64, "local");
+        Ok(queue_id)
+    }
+
+    /// Records state and tracking for a spooled message and wakes the scheduler.
+    fn register(&self, queue_id: &str, envelope: &Envelope, size: u64, remote: &str) {
+        let entry = QueueEntry::new(queue_id, envelope, size);
+        if let Err(e) = self.inner.state.put(&entry) {
+            // The spool file is the truth; start-up reconciliation recreates the state.
+            tracing::error!(queue_id, error = %e, "queue state not written");
+        }
+        let sender = envelope.sender_text();
+        for r in &envelope.recipients {
+            self.inner.tracker.record(
+                queue_id,
+                EventKind::Received,
+                Direction::In,
+                &sender,
+                &r.address.to_string(),
+                remote,
+                &format!("{size} octets"),
+            );
+        }
+        let _ = self.request(SchedulerRequest::Wake(queue_id.to_string()));
+    }
+}

@@ -1,0 +1,101 @@
+//! Start-up reconciliation of spool files and sled state.
+//!
+//! The spool is the truth about what was accepted. A file with no state is
+//! re-queued (every recipient scheduled: at-least-once, so a duplicate is
+//! possible, a loss is not). A file whose state says every recipient is done
+//! is removed. A damaged file goes to `corrupt/` and is reported. State with
+//! no file is reported, never silently dropped.
+
+use crate::envelope::now_ms;
+use crate::tracking::{Direction, EventKind};
+
+use super::Queue;
+use super::spool::SpoolReadError;
+use super::state::QueueEntry;
+
+/// What reconciliation found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// (due time, queue id) of every message to schedule.
+    pub scheduled: Vec<(u64, String)>,
+    pub requeued_without_state: usize,
+    pub removed_done: usize,
+    pub quarantined: usize,
+    pub state_without_file: Vec<String>,
+}
+
+/// Reconciles spool and state; returns what to schedule.
+pub fn reconcile(queue: &Queue) -> std::io::Result<Recovery> {
+    let mut recovery = Recovery::default();
+    let spool = queue.spool();
+    let state = queue.state();
+    let files = spool.list()?;
+    let now = now_ms();
+    for queue_id in &files {
+        match state.get(queue_id) {
+            Ok(Some(entry)) if entry.has_pending() => {
+                recovery
+                    .scheduled
+                    .push((entry.next_attempt_ms.min(now), queue_id.clone()));
+            }
+            Ok(Some(_done)) => {
+                let _ = spool.remove(queue_id);
+                let _ = state.remove(queue_id);
+                recovery.removed_done += 1;
+            }
+            Ok(None) | Err(_) => match spool.read(queue_id) {
+                Ok(message) => {
+                    let size = message.content.len() as u64;
+                    let entry = QueueEntry::new(queue_id, &message.envelope, size);
+                    if let Err(e) = state.put(&entry) {
+                        tracing::error!(queue_id, error = %e, "queue state not written during recovery");
+                    }
+                    recovery.scheduled.push((now, queue_id.clone()));
+                    recovery.requeued_without_state += 1;
+                }
+                Err(SpoolReadError::Damaged(why)) => {
+                    tracing::error!(
+                        queue_id,
+                        reason = why,
+                        "damaged spool file moved to corrupt/"
+                    );
+                    let _ = spool.quarantine(queue_id);
+                    queue.tracker().record(
+                        queue_id,
+                        EventKind::Deferred,
+                        Direction::In,
+                        "",
+                        "",
+                        "local",
+                        &format!("spool file damaged ({why}); moved to corrupt/"),
+                    );
+                    recovery.quarantined += 1;
+                }
+                Err(SpoolReadError::Io(e)) => {
+                    tracing::error!(queue_id, error = %e, "spool file unreadable; will retry");
+                    recovery.scheduled.push((now + 60_000, queue_id.clone()));
+                }
+            },
+        }
+    }
+    let file_set: std::collections::HashSet<&String> = files.iter().collect();
+    for entry in state.all() {
+        if !file_set.contains(&entry.queue_id) {
+            if entry.has_pending() {
+                tracing::error!(queue_id = %entry.queue_id, sender = %entry.sender_text(), "queue state has no spool file: message content is missing");
+                recovery.state_without_file.push(entry.queue_id.clone());
+            } else {
+                let _ = state.remove(&entry.queue_id);
+            }
+        }
+    }
+    tracing::info!(
+        scheduled = recovery.scheduled.len(),
+        requeued_without_state = recovery.requeued_without_state,
+        removed_done = recovery.removed_done,
+        quarantined = recovery.quarantined,
+        state_without_file = recovery.state_without_file.len(),
+        "queue reconciled"
+    );
+    Ok(recovery)
+}

@@ -1,0 +1,398 @@
+//! The scheduler: one task that knows when each queued message is due,
+//! starts deliveries up to the concurrency limit, applies the results to the
+//! queue state, retries with exponential backoff, and bounces what expires.
+//!
+//! One message is handled by at most one delivery at a time; administrative
+//! requests (retry, delete) go through this loop so they never race with a
+//! delivery in flight.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::config::Config;
+use crate::delivery::{Deliverer, Outcome};
+use crate::envelope::now_ms;
+use crate::pipeline::{self, PipelineError};
+use crate::tracking::{Direction, EventKind};
+
+use super::dsn::{self, ReportAction, ReportedRecipient};
+use super::spool::SpoolReadError;
+use super::state::{QueueEntry, RecipientStatus};
+use super::{Queue, SchedulerRequest};
+
+/// Runs the scheduler until the request channel closes.
+pub async fn run(
+    queue: Queue,
+    config: Arc<Config>,
+    deliverer: Arc<Deliverer>,
+    mut requests: mpsc::UnboundedReceiver<SchedulerRequest>,
+    initial: Vec<(u64, String)>,
+) {
+    let mut due: BinaryHeap<Reverse<(u64, String)>> = initial.into_iter().map(Reverse).collect();
+    let mut in_flight: HashSet<String> = HashSet::new();
+    let permits = Arc::new(Semaphore::new(config.delivery.concurrency));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Option<u64>)>();
+    loop {
+        let now = now_ms();
+        // Start everything that is due, as far as the concurrency allows.
+        while let Some(Reverse((when, _))) = due.peek() {
+            if *when > now {
+                break;
+            }
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
+            let Some(Reverse((_, queue_id))) = due.pop() else {
+                break;
+            };
+            if !in_flight.insert(queue_id.clone()) {
+                continue;
+            }
+            let queue = queue.clone();
+            let config = config.clone();
+            let deliverer = deliverer.clone();
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                let next = attempt(&queue, &config, &deliverer, &queue_id).await;
+                drop(permit);
+                let _ = done.send((queue_id, next));
+            });
+        }
+        let sleep_for = match due.peek() {
+            Some(Reverse((when, _))) if permits.available_permits() > 0 => {
+                Duration::from_millis(when.saturating_sub(now).max(1))
+            }
+            _ => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            request = requests.recv() => match request {
+                None => return,
+                Some(SchedulerRequest::Wake(id)) => due.push(Reverse((now_ms(), id))),
+                Some(SchedulerRequest::Retry(id, reply)) => {
+                    let result = match queue.state().get(&id) {
+                        Ok(Some(entry)) if entry.has_pending() => {
+                            if !in_flight.contains(&id) {
+                                due.push(Reverse((now_ms(), id)));
+                            }
+                            Ok(())
+                        }
+                        Ok(_) => Err(format!("{id}: not in the queue")),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = reply.send(result);
+                }
+                Some(SchedulerRequest::Delete(id, reply)) => {
+                    let result = if in_flight.contains(&id) {
+                        Err(format!("{id}: a delivery is in progress; try again in a moment"))
+                    } else {
+                        delete(&queue, &id)
+                    };
+                    let _ = reply.send(result);
+                }
+            },
+            Some((id, next)) = done_rx.recv() => {
+                in_flight.remove(&id);
+                if let Some(when) = next {
+                    due.push(Reverse((when, id)));
+                }
+            }
+            () = tokio::time::sleep(sleep_for) => {}
+        }
+    }
+}
+
+/// Removes a message from the queue on an administrator's request.
+fn delete(queue: &Queue, queue_id: &str) -> Result<(), String> {
+    let mut entry = queue
+        .state()
+        .get(queue_id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{queue_id}: not in the queue"))?;
+    for r in &mut entry.recipients {
+        if r.status.is_pending() {
+            r.status = RecipientStatus::Deleted;
+            queue.tracker().record(
+                queue_id,
+                EventKind::Deleted,
+                Direction::Out,
+                &entry
+                    .sender
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                &r.recipient.address.to_string(),
+                "local",
+                "deleted by administrator",
+            );
+        }
+    }
+    match queue.spool().remove(queue_id) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{queue_id}: spool file not removed: {e}")),
+    }
+    queue.state().remove(queue_id).map_err(|e| e.to_string())
+}
+
+/// Backoff: `initial × 2^(attempts-1)`, capped.
+fn backoff(config: &Config, attempts: u32) -> u64 {
+    let factor = 1u64 << attempts.saturating_sub(1).min(20);
+    config
+        .delivery
+        .retry_initial_secs
+        .saturating_mul(factor)
+        .min(config.delivery.retry_max_secs)
+        * 1000
+}
+
+/// One delivery attempt for a message; returns when it is due again, if ever.
+async fn attempt(
+    queue: &Queue,
+    config: &Config,
+    deliverer: &Deliverer,
+    queue_id: &str,
+) -> Option<u64> {
+    let message = match queue.spool().read(queue_id) {
+        Ok(m) => m,
+        Err(SpoolReadError::Damaged(why)) => {
+            tracing::error!(
+                queue_id,
+                reason = why,
+                "damaged spool file moved to corrupt/"
+            );
+            let _ = queue.spool().quarantine(queue_id);
+            return None;
+        }
+        Err(SpoolReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Deleted meanwhile (administrator) or already finished.
+            return None;
+        }
+        Err(SpoolReadError::Io(e)) => {
+            tracing::error!(queue_id, error = %e, "spool file unreadable; will retry");
+            return Some(now_ms() + 60_000);
+        }
+    };
+    let mut entry = match queue.state().get(queue_id) {
+        Ok(Some(entry)) => entry,
+        _ => QueueEntry::new(queue_id, &message.envelope, message.content.len() as u64),
+    };
+    let pending: Vec<usize> = entry
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status.is_pending())
+        .map(|(i, _)| i)
+        .collect();
+    entry.attempts += 1;
+    let sender = entry.sender_text();
+    let mut failed: Vec<(usize, String, String)> = Vec::new();
+    match pipeline::process(&message, &pending) {
+        Ok(outgoing) => {
+            for out in outgoing {
+                let recipients: Vec<_> = out
+                    .recipients
+                    .iter()
+                    .filter_map(|&i| message.envelope.recipients.get(i).map(|r| (i, r)))
+                    .collect();
+                let results = deliverer
+                    .deliver(&message.envelope, &recipients, &out.content)
+                    .await;
+                for result in results {
+                    let Some(state) = entry.recipients.get_mut(result.index) else {
+                        continue;
+                    };
+                    state.attempts += 1;
+                    let rcpt = state.recipient.address.to_string();
+                    match result.outcome {
+                        Outcome::Delivered(reply) => {
+                            queue.tracker().record(
+                                queue_id,
+                                EventKind::Delivered,
+                                Direction::Out,
+                                &sender,
+                                &rcpt,
+                                &result.remote,
+                                &reply,
+                            );
+                            state.status = RecipientStatus::Delivered { reply };
+                        }
+                        Outcome::Deferred(reason) => {
+                            queue.tracker().record(
+                                queue_id,
+                                EventKind::Deferred,
+                                Direction::Out,
+                                &sender,
+                                &rcpt,
+                                &result.remote,
+                                &reason,
+                            );
+                            state.status = RecipientStatus::Deferred { reason };
+                        }
+                        Outcome::Bounced(reason) => {
+                            queue.tracker().record(
+                                queue_id,
+                                EventKind::Bounced,
+                                Direction::Out,
+                                &sender,
+                                &rcpt,
+                                &result.remote,
+                                &reason,
+                            );
+                            failed.push((result.index, reason.clone(), result.remote.clone()));
+                            state.status = RecipientStatus::Bounced { reason };
+                        }
+                    }
+                }
+            }
+        }
+        Err(PipelineError::Temporary(reason)) => {
+            for &i in &pending {
+                if let Some(state) = entry.recipients.get_mut(i) {
+                    queue.tracker().record(
+                        queue_id,
+                        EventKind::Deferred,
+                        Direction::Out,
+                        &sender,
+                        &state.recipient.address.to_string(),
+                        "pipeline",
+                        &reason,
+                    );
+                    state.status = RecipientStatus::Deferred {
+                        reason: reason.clone(),
+                    };
+                }
+            }
+        }
+        Err(PipelineError::Permanent(reason)) => {
+            for &i in &pending {
+                if let Some(state) = entry.recipients.get_mut(i) {
+                    queue.tracker().record(
+                        queue_id,
+                        EventKind::Bounced,
+                        Direction::Out,
+                        &sender,
+                        &state.recipient.address.to_string(),
+                        "pipeline",
+                        &reason,
+                    );
+                    failed.push((i, reason.clone(), String::new()));
+                    state.status = RecipientStatus::Bounced {
+                        reason: reason.clone(),
+                    };
+                }
+            }
+        }
+    }
+    // Expiry: what is still pending after the queue lifetime fails for good.
+    let now = now_ms();
+    let expired =
+        now.saturating_sub(entry.received_at_ms) >= config.delivery.queue_lifetime_secs * 1000;
+    if expired {
+        for (i, state) in entry.recipients.iter_mut().enumerate() {
+            if let RecipientStatus::Deferred { reason } = &state.status {
+                let reason = format!(
+                    "message expired after {} s in the queue; last error: {reason}",
+                    config.delivery.queue_lifetime_secs
+                );
+                queue.tracker().record(
+                    queue_id,
+                    EventKind::Expired,
+                    Direction::Out,
+                    &sender,
+                    &state.recipient.address.to_string(),
+                    "local",
+                    &reason,
+                );
+                failed.push((i, reason.clone(), String::new()));
+                state.status = RecipientStatus::Bounced { reason };
+            }
+        }
+    }
+    if !failed.is_empty() {
+        let reported: Vec<_> = failed
+            .iter()
+            .filter_map(|(i, reason, remote)| {
+                message
+                    .envelope
+                    .recipients
+                    .get(*i)
+                    .map(|recipient| ReportedRecipient {
+                        recipient,
+                        action: ReportAction::Failed,
+                        reason,
+                        remote,
+                    })
+            })
+            .collect();
+        if let Some((dsn_envelope, dsn_content)) = dsn::build(
+            config,
+            queue_id,
+            &message.envelope,
+            &message.content,
+            &reported,
+        ) {
+            match queue.inject(&dsn_envelope, &dsn_content).await {
+                Ok(dsn_id) => queue.tracker().record(
+                    queue_id,
+                    EventKind::DsnSent,
+                    Direction::Out,
+                    &sender,
+                    &dsn_envelope
+                        .recipients
+                        .first()
+                        .map(|r| r.address.to_string())
+                        .unwrap_or_default(),
+                    "local",
+                    &format!("failure notice queued as {dsn_id}"),
+                ),
+                Err(e) => {
+                    // Keep the message so the notice is not lost; retry later.
+                    tracing::error!(queue_id, error = %e, "DSN could not be queued; will retry");
+                    for (i, _, _) in &failed {
+                        if let Some(state) = entry.recipients.get_mut(*i) {
+                            state.status = RecipientStatus::Deferred {
+                                reason: "failure notice pending".into(),
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if entry.has_pending() {
+        entry.next_attempt_ms = now + backoff(config, entry.attempts);
+        if let Err(e) = queue.state().put(&entry) {
+            tracing::error!(queue_id, error = %e, "queue state not written");
+        }
+        Some(entry.next_attempt_ms)
+    } else {
+        // Done: state first (so a crash re-finds a finished entry and removes
+        // the file), then the file, then the state.
+        let _ = queue.state().put(&entry);
+        if let Err(e) = queue.spool().remove(queue_id) {
+            tracing::warn!(queue_id, error = %e, "spool file not removed; it will be cleaned up at start-up");
+        }
+        let _ = queue.state().remove(queue_id);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut c = Config::default();
+        c.delivery.retry_initial_secs = 60;
+        c.delivery.retry_max_secs = 3600;
+        assert_eq!(backoff(&c, 1), 60_000);
+        assert_eq!(backoff(&c, 2), 120_000);
+        assert_eq!(backoff(&c, 3), 240_000);
+        assert_eq!(backoff(&c, 30), 3_600_000);
+    }
+}

@@ -1,0 +1,166 @@
+//! Queue state in sled: per message and per recipient, what has happened and
+//! what happens next.
+//!
+//! sled is the index, not the only copy: the spool file is the truth about
+//! what was accepted (sled 0.34 does not fsync its blobs). At start-up
+//! [`super::recover`] reconciles the two; losing a sled write can cause a
+//! duplicate delivery, never a lost message.
+//!
+//! Trusts: the data directory. Records that do not decode are reported and
+//! skipped, and the spool file brings the message back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{Envelope, EnvelopeRecipient};
+use crate::smtp::address::Address;
+
+/// Where one recipient stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RecipientStatus {
+    /// Waiting for its first or next attempt.
+    Scheduled,
+    /// The last attempt failed temporarily; it will be retried.
+    Deferred { reason: String },
+    /// Accepted by the next hop (or written to the outbox).
+    Delivered { reply: String },
+    /// Failed for good; the sender has been told (unless they asked not to be).
+    Bounced { reason: String },
+    /// An administrator removed it from the queue.
+    Deleted,
+}
+
+impl RecipientStatus {
+    /// Still needs an attempt.
+    pub fn is_pending(&self) -> bool {
+        matches!(
+            self,
+            RecipientStatus::Scheduled | RecipientStatus::Deferred { .. }
+        )
+    }
+}
+
+/// One recipient's state in the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientState {
+    pub recipient: EnvelopeRecipient,
+    pub status: RecipientStatus,
+    pub attempts: u32,
+}
+
+impl RecipientState {
+    pub fn address(&self) -> &Address {
+        &self.recipient.address
+    }
+}
+
+/// One queued message's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub queue_id: String,
+    pub sender: Option<Address>,
+    pub received_at_ms: u64,
+    pub size: u64,
+    pub recipients: Vec<RecipientState>,
+    /// When the next attempt is due (ms since epoch).
+    pub next_attempt_ms: u64,
+    /// Attempts made on this message.
+    pub attempts: u32,
+    /// A delay notice was already sent for this message.
+    pub delay_notified: bool,
+}
+
+impl QueueEntry {
+    /// A new entry for a just-accepted message: every recipient scheduled now.
+    pub fn new(queue_id: &str, envelope: &Envelope, size: u64) -> QueueEntry {
+        QueueEntry {
+            queue_id: queue_id.to_string(),
+            sender: envelope.sender.clone(),
+            received_at_ms: envelope.received_at_ms,
+            size,
+            recipients: envelope
+                .recipients
+                .iter()
+                .map(|r| RecipientState {
+                    recipient: r.clone(),
+                    status: RecipientStatus::Scheduled,
+                    attempts: 0,
+                })
+                .collect(),
+            next_attempt_ms: envelope.received_at_ms,
+            attempts: 0,
+            delay_notified: false,
+        }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.recipients.iter().any(|r| r.status.is_pending())
+    }
+
+    pub fn sender_text(&self) -> String {
+        self.sender
+            .as_ref()
+            .map_or_else(|| "<>".into(), ToString::to_string)
+    }
+}
+
+/// The sled trees behind the queue.
+#[derive(Clone)]
+pub struct QueueState {
+    entries: sled::Tree,
+}
+
+impl QueueState {
+    pub fn open(db: &sled::Db) -> sled::Result<QueueState> {
+        Ok(QueueState {
+            entries: db.open_tree("queue")?,
+        })
+    }
+
+    pub fn put(&self, entry: &QueueEntry) -> sled::Result<()> {
+        let value =
+            serde_json::to_vec(entry).map_err(|e| sled::Error::Unsupported(e.to_string()))?;
+        self.entries.insert(entry.queue_id.as_bytes(), value)?;
+        Ok(())
+    }
+
+    pub fn get(&self, queue_id: &str) -> sled::Result<Option<QueueEntry>> {
+        Ok(self
+            .entries
+            .get(queue_id.as_bytes())?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    pub fn remove(&self, queue_id: &str) -> sled::Result<()> {
+        self.entries.remove(queue_id.as_bytes())?;
+        Ok(())
+    }
+
+    /// Every entry, oldest first; records that do not decode are skipped and logged.
+    pub fn all(&self) -> Vec<QueueEntry> {
+        self.entries
+            .iter()
+            .filter_map(|item| match item {
+                Ok((key, value)) => match serde_json::from_slice(&value) {
+                    Ok(entry) => Some(entry),
+                    Err(e) => {
+                        tracing::warn!(key = %String::from_utf8_lossy(&key), error = %e, "undecodable queue record skipped");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "queue state read error");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

@@ -1,0 +1,165 @@
+//! Message tracking: an event for everything that happens to a message or a
+//! recipient (received, deferred, delivered, bounced, deleted), with time,
+//! node, direction, remote host and reply text, stored in sled and
+//! searchable by sender, recipient and time range.
+//!
+//! Events are append-only and keyed by time, so a time-range query is a
+//! range scan; sender and recipient filters are applied to that range.
+//! Trusts: its callers (the daemon's own modules).
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::now_ms;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Received,
+    Deferred,
+    Delivered,
+    Bounced,
+    Expired,
+    Deleted,
+    DsnSent,
+}
+
+/// Which way the message moves at this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Entering this node.
+    In,
+    /// Leaving this node.
+    Out,
+}
+
+/// One tracking event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub time_ms: u64,
+    pub node: String,
+    pub queue_id: String,
+    pub kind: EventKind,
+    pub direction: Direction,
+    pub sender: String,
+    /// Empty for message-level events that concern every recipient.
+    pub recipient: String,
+    /// The remote host (client IP when received, next hop when sent).
+    pub remote: String,
+    /// The reply text or reason.
+    pub detail: String,
+}
+
+/// A search over tracking events; empty fields match everything.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Query {
+    /// Substring of the sender address, case-insensitive.
+    pub sender: Option<String>,
+    /// Substring of the recipient address, case-insensitive.
+    pub recipient: Option<String>,
+    pub queue_id: Option<String>,
+    pub since_ms: Option<u64>,
+    pub until_ms: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+/// The tracking store.
+#[derive(Clone)]
+pub struct Tracker {
+    events: sled::Tree,
+    db: sled::Db,
+    node: String,
+}
+
+impl Tracker {
+    pub fn open(db: &sled::Db, node: &str) -> sled::Result<Tracker> {
+        Ok(Tracker {
+            events: db.open_tree("events")?,
+            db: db.clone(),
+            node: node.to_string(),
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Records an event, stamped with now and this node. Tracking never
+    /// stops mail: a failure is logged and the event dropped.
+    #[allow(clippy::too_many_arguments)] // one event's fields, all plain text
+    pub fn record(
+        &self,
+        queue_id: &str,
+        kind: EventKind,
+        direction: Direction,
+        sender: &str,
+        recipient: &str,
+        remote: &str,
+        detail: &str,
+    ) {
+        let event = Event {
+            time_ms: now_ms(),
+            node: self.node.clone(),
+            queue_id: queue_id.to_string(),
+            kind,
+            direction,
+            sender: sender.to_string(),
+            recipient: recipient.to_string(),
+            remote: remote.to_string(),
+            detail: detail.to_string(),
+        };
+        tracing::info!(
+            queue_id,
+            event = ?kind,
+            direction = ?direction,
+            sender,
+            recipient,
+            remote,
+            detail,
+            "message event"
+        );
+        let seq = self.db.generate_id().unwrap_or(0);
+        let mut key = Vec::with_capacity(16);
+        key.extend_from_slice(&event.time_ms.to_be_bytes());
+        key.extend_from_slice(&seq.to_be_bytes());
+        match serde_json::to_vec(&event) {
+            Ok(value) => {
+                if let Err(e) = self.events.insert(key, value) {
+                    tracing::warn!(error = %e, "tracking event not stored");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "tracking event not encoded"),
+        }
+    }
+
+    /// Events matching `query`, oldest first.
+    pub fn search(&self, query: &Query) -> Vec<Event> {
+        let start = query.since_ms.unwrap_or(0).to_be_bytes();
+        let end = query
+            .until_ms
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+            .to_be_bytes();
+        let limit = query.limit.unwrap_or(1000).min(100_000);
+        let sender = query.sender.as_ref().map(|s| s.to_lowercase());
+        let recipient = query.recipient.as_ref().map(|s| s.to_lowercase());
+        self.events
+            .range(start..end)
+            .filter_map(|item| item.ok())
+            .filter_map(|(_, v)| serde_json::from_slice::<Event>(&v).ok())
+            .filter(|e| {
+                sender
+                    .as_ref()
+                    .is_none_or(|s| e.sender.to_lowercase().contains(s))
+            })
+            .filter(|e| {
+                recipient
+                    .as_ref()
+                    .is_none_or(|r| e.recipient.to_lowercase().contains(r))
+            })
+            .filter(|e| query.queue_id.as_ref().is_none_or(|q| &e.queue_id == q))
+            .take(limit)
+            .collect()
+    }
+}
