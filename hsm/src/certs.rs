@@ -138,7 +138,11 @@ fn check_label(label: &str) -> Result<(), Error> {
     }
 }
 
-fn params_for(req: &CertRequest, usage: KeyUsage) -> Result<CertificateParams, Error> {
+fn params_for(
+    req: &CertRequest,
+    usage: KeyUsage,
+    self_signed: bool,
+) -> Result<CertificateParams, Error> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, req.common_name.clone());
@@ -158,6 +162,17 @@ fn params_for(req: &CertRequest, usage: KeyUsage) -> Result<CertificateParams, E
             .push(SanType::DnsName(name.clone().try_into().map_err(bad)?));
     }
     params.key_usages = match usage {
+        // A self-signed gateway signing certificate is also the (path length 0) CA
+        // that certifies the gateway's single-purpose decryption and ECDH keys.
+        KeyUsage::Sign if self_signed => {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+            vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::ContentCommitment,
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+            ]
+        }
         KeyUsage::Sign => vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::ContentCommitment,
@@ -208,7 +223,7 @@ impl Hsm {
     ) -> Result<Vec<u8>, Error> {
         check_label(label)?;
         let (info, public) = self.any_key(label)?;
-        let params = params_for(req, info.usage)?;
+        let params = params_for(req, info.usage, issuer.is_none())?;
         let cert = match issuer {
             None => {
                 let key = TokenSigningKey::new(self.signer(label)?);
@@ -257,7 +272,7 @@ impl Hsm {
             )),
             other => other,
         })?);
-        let params = params_for(req, KeyUsage::Sign)?;
+        let params = params_for(req, KeyUsage::Sign, false)?;
         params
             .serialize_request(&key)
             .and_then(|csr| csr.pem())
@@ -341,13 +356,7 @@ impl Hsm {
                 .into_iter()
                 .next()
                 .ok_or_else(|| Error::Certificate(format!("{label:?} has no certificate"))),
-            CertFormat::Pem => Ok(pem::encode_many(
-                &chain
-                    .into_iter()
-                    .map(|d| pem::Pem::new("CERTIFICATE", d))
-                    .collect::<Vec<_>>(),
-            )
-            .into_bytes()),
+            CertFormat::Pem => Ok(crate::der::pem_lf("CERTIFICATE", &chain).into_bytes()),
         }
     }
 
@@ -388,12 +397,7 @@ impl Hsm {
         })?;
         let dir = self.settings().cert_dir();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let text = pem::encode_many(
-            &ders
-                .iter()
-                .map(|d| pem::Pem::new("CERTIFICATE", d.clone()))
-                .collect::<Vec<_>>(),
-        );
+        let text = crate::der::pem_lf("CERTIFICATE", ders);
         let path = self.cert_path(label);
         let tmp = dir.join(format!(".{label}.pem.tmp"));
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;

@@ -200,12 +200,7 @@ pub fn run_keys(cmd: KeysCommand, settings: &HsmSettings) -> Result<(), Error> {
             days,
         } => {
             let der = hsm.create_certificate(&label, &subject.request(days), issuer.as_deref())?;
-            write!(
-                stdout,
-                "{}",
-                pem::encode(&pem::Pem::new("CERTIFICATE", der))
-            )
-            .map_err(out_err)?;
+            write!(stdout, "{}", crate::der::pem_lf("CERTIFICATE", &[der])).map_err(out_err)?;
         }
         KeysCommand::Csr {
             label,

@@ -15,6 +15,15 @@ pub(crate) const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0
 /// `secp384r1` OID (1.3.132.0.34), full TLV; also the `CKA_EC_PARAMS` value.
 pub(crate) const OID_P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
 
+/// PEM with Unix line endings (the `pem` crate defaults to CRLF), one block per DER.
+pub(crate) fn pem_lf(tag: &str, ders: &[Vec<u8>]) -> String {
+    let blocks: Vec<pem::Pem> = ders.iter().map(|d| pem::Pem::new(tag, d.clone())).collect();
+    pem::encode_many_config(
+        &blocks,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
 /// One TLV with a definite length.
 pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];

@@ -142,7 +142,7 @@ impl PublicKey {
 
     /// PEM `PUBLIC KEY` (what `openssl pkeyutl -pubin` reads).
     pub fn spki_pem(&self) -> String {
-        pem::encode(&pem::Pem::new("PUBLIC KEY", self.spki_der()))
+        der::pem_lf("PUBLIC KEY", &[self.spki_der()])
     }
 
     /// RSA modulus length in bytes (0 for EC keys).

@@ -165,6 +165,13 @@ pub struct TokenKey {
 }
 
 impl TokenKey {
+    fn rsa_modulus(&self) -> &[u8] {
+        match &self.public {
+            PublicKey::Rsa { n, .. } => n,
+            PublicKey::Ec { .. } => &[],
+        }
+    }
+
     /// What the store knows about this key.
     pub fn info(&self) -> &KeyInfo {
         &self.info
@@ -235,13 +242,19 @@ impl Hsm {
     }
 
     /// Raw RSA private operation on a `k`-byte block (`CKM_RSA_X_509`); result
-    /// left-padded to `k` bytes.
-    fn rsa_raw(&self, label: &str, block: &[u8], k: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
+    /// left-padded to `k` bytes. A block not below the modulus is [`Error::Decrypt`].
+    fn rsa_raw(&self, label: &str, block: &[u8], n: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let k = n.len();
+        // Public comparison (ciphertext and modulus are public): saves the token a
+        // request it would answer with CKR_GENERAL_ERROR.
+        if block.len() != k || block >= n {
+            return Err(Error::Decrypt);
+        }
         let module = self.inner_module();
         let out = self.with_session(|s, live| {
             let h = live.find(s, ObjectClass::PRIVATE_KEY, label, &module)?;
             s.decrypt(&Mechanism::RsaX509, h, block)
-                .map_err(ck(&module))
+                .map_err(|e| data_error(s, &module, e))
         })?;
         let out = Zeroizing::new(out);
         if out.len() > k {
@@ -283,6 +296,37 @@ impl Hsm {
     }
 }
 
+/// Classifies the failure of a data operation (`C_Decrypt` ...). SoftHSM answers bad
+/// padding, a bad GCM tag and out-of-range input with `CKR_GENERAL_ERROR`, which is
+/// also what a vanished token may give: the session is probed, and if it is healthy
+/// the failure is the input's ([`Error::Decrypt`]), otherwise the probe's error
+/// (temporary) is returned.
+pub(crate) fn data_error(
+    s: &cryptoki::session::Session,
+    module: &str,
+    e: cryptoki::error::Error,
+) -> Error {
+    let err = crate::error::from_ck(module, e);
+    let ambiguous = matches!(
+        &err,
+        Error::Pkcs11 {
+            rv: cryptoki::error::RvError::GeneralError,
+            ..
+        }
+    );
+    if ambiguous {
+        return match s.get_session_info() {
+            Ok(_) => Error::Decrypt,
+            Err(probe) => crate::error::from_ck(module, probe),
+        };
+    }
+    if err.is_temporary() {
+        err
+    } else {
+        Error::Decrypt
+    }
+}
+
 /// Left-pads a ciphertext to the modulus length (OpenPGP strips leading zeros).
 fn modulus_block(ciphertext: &[u8], k: usize) -> Result<Vec<u8>, Error> {
     if ciphertext.len() > k || k == 0 {
@@ -320,12 +364,17 @@ impl RsaDecryptor for TokenKey {
             let params = PkcsOaepParams::new(hash_mech, mgf, PkcsOaepSource::empty());
             match s.decrypt(&Mechanism::RsaPkcsOaep(params), h, &block) {
                 Ok(m) => Ok(Some(Ok(m))),
-                Err(cryptoki::error::Error::Pkcs11(rv, _))
-                    if matches!(
-                        rv,
-                        cryptoki::error::RvError::MechanismParamInvalid
-                            | cryptoki::error::RvError::MechanismInvalid
-                    ) =>
+                // The token refuses the parameters (SoftHSM 2.6.1: CKR_ARGUMENTS_BAD for
+                // SHA-256 at C_DecryptInit): decode in software instead.
+                Err(cryptoki::error::Error::Pkcs11(
+                    rv,
+                    cryptoki::context::Function::DecryptInit,
+                )) if matches!(
+                    rv,
+                    cryptoki::error::RvError::MechanismParamInvalid
+                        | cryptoki::error::RvError::MechanismInvalid
+                        | cryptoki::error::RvError::ArgumentsBad
+                ) =>
                 {
                     if hash == OaepHash::Sha256 {
                         live.no_native_oaep_sha256
@@ -333,21 +382,16 @@ impl RsaDecryptor for TokenKey {
                     }
                     Ok(None)
                 }
-                Err(e) => {
-                    let err = crate::error::from_ck(&module, e);
-                    if err.is_temporary() {
-                        Err(err)
-                    } else {
-                        // Padding, length or range failure: one class.
-                        Ok(Some(Err(Error::Decrypt)))
-                    }
-                }
+                Err(e) => match data_error(s, &module, e) {
+                    Error::Decrypt => Ok(Some(Err(Error::Decrypt))),
+                    other => Err(other),
+                },
             }
         })?;
         match native {
             Some(result) => result.map(Zeroizing::new),
             None => {
-                let em = self.hsm.rsa_raw(label, &block, k)?;
+                let em = self.hsm.rsa_raw(label, &block, self.rsa_modulus())?;
                 padding::oaep_decode(&em, hash).map(Zeroizing::new)
             }
         }
@@ -371,9 +415,10 @@ impl RsaDecryptor for TokenKey {
         msg.extend_from_slice(ciphertext);
         let seed = self.hsm.implicit_rejection_seed(&msg)?;
         let synthetic = expand(&seed, expected_len);
-        let em = match modulus_block(ciphertext, k)
-            .and_then(|block| self.hsm.rsa_raw(&self.info.label, &block, k))
-        {
+        let em = match modulus_block(ciphertext, k).and_then(|block| {
+            self.hsm
+                .rsa_raw(&self.info.label, &block, self.rsa_modulus())
+        }) {
             Ok(em) => em,
             Err(e) if e.is_temporary() => return Err(e),
             // Too long, or not below the modulus: public facts, but still no distinct answer.
@@ -565,17 +610,9 @@ impl KeyWrapper for TokenWrapper {
             let h = live.find(s, ObjectClass::SECRET_KEY, &self.label, &module)?;
             let params = GcmParams::new(&mut iv, context, 128.into())
                 .map_err(|e| Error::InvalidInput(e.to_string()))?;
-            match s.decrypt(&Mechanism::AesGcm(params), h, ct) {
-                Ok(pt) => Ok(Zeroizing::new(pt)),
-                Err(e) => {
-                    let err = crate::error::from_ck(&module, e);
-                    if err.is_temporary() {
-                        Err(err)
-                    } else {
-                        Err(Error::Decrypt)
-                    }
-                }
-            }
+            s.decrypt(&Mechanism::AesGcm(params), h, ct)
+                .map(Zeroizing::new)
+                .map_err(|e| data_error(s, &module, e))
         })
     }
 }
