@@ -5,8 +5,10 @@
 //! never leaves the token. A key that may not sign (a decryption or ECDH
 //! key: keys have exactly one purpose) gets its certificate issued by a
 //! signing key that has one (`issuer`), and cannot make a CSR; its
-//! certificate then comes from the issuer on the token or from an external
-//! CA that accepts proof of possession otherwise.
+//! certificate then comes from the issuer on the token (its subject gets an
+//! `OU` naming the purpose, so it never equals the issuer's). A self-signed
+//! certificate of a signing key is marked as a CA with path length 0 for
+//! that reason: it is the gateway's own root for its single-purpose keys.
 //!
 //! Certificates are stored twice: on the token as `CKO_CERTIFICATE` with the
 //! key's label and `CKA_ID` (so PKCS#11 tools pair them), and in Sealgate's
@@ -223,7 +225,19 @@ impl Hsm {
     ) -> Result<Vec<u8>, Error> {
         check_label(label)?;
         let (info, public) = self.any_key(label)?;
-        let params = params_for(req, info.usage, issuer.is_none())?;
+        let mut params = params_for(req, info.usage, issuer.is_none())?;
+        if issuer.is_some() {
+            // The subject must differ from the issuer's (the gateway signing certificate
+            // usually has the same common name), or verifiers take it for self-signed.
+            let unit = match info.usage {
+                KeyUsage::Decrypt => "Sealgate decryption key",
+                KeyUsage::Derive => "Sealgate key agreement key",
+                _ => "Sealgate key",
+            };
+            params
+                .distinguished_name
+                .push(DnType::OrganizationalUnitName, unit);
+        }
         let cert = match issuer {
             None => {
                 let key = TokenSigningKey::new(self.signer(label)?);
@@ -259,7 +273,7 @@ impl Hsm {
             }
         };
         let der = cert.der().to_vec();
-        self.store_certificates(label, &info.id, &[der.clone()])?;
+        self.store_certificates(label, &info.id, std::slice::from_ref(&der))?;
         Ok(der)
     }
 

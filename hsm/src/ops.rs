@@ -367,15 +367,11 @@ impl RsaDecryptor for TokenKey {
                 // The token refuses the parameters (SoftHSM 2.6.1: CKR_ARGUMENTS_BAD for
                 // SHA-256 at C_DecryptInit): decode in software instead.
                 Err(cryptoki::error::Error::Pkcs11(
-                    rv,
-                    cryptoki::context::Function::DecryptInit,
-                )) if matches!(
-                    rv,
                     cryptoki::error::RvError::MechanismParamInvalid
-                        | cryptoki::error::RvError::MechanismInvalid
-                        | cryptoki::error::RvError::ArgumentsBad
-                ) =>
-                {
+                    | cryptoki::error::RvError::MechanismInvalid
+                    | cryptoki::error::RvError::ArgumentsBad,
+                    cryptoki::context::Function::DecryptInit,
+                )) => {
                     if hash == OaepHash::Sha256 {
                         live.no_native_oaep_sha256
                             .store(true, std::sync::atomic::Ordering::Relaxed);

@@ -94,8 +94,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn registry() -> &'static Mutex<Vec<(PathBuf, Weak<Inner>)>> {
-    static REGISTRY: OnceLock<Mutex<Vec<(PathBuf, Weak<Inner>)>>> = OnceLock::new();
+/// The process's open connections, by module path.
+type Registry = Mutex<Vec<(PathBuf, Weak<Inner>)>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| Mutex::new(Vec::new()))
 }
 

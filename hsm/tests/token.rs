@@ -82,7 +82,46 @@ fn keys_are_single_purpose_and_unreadable() {
             Attribute::Label(b"gateway-decrypt".to_vec()),
         ])
         .unwrap()[0];
-    assert!(session.sign(&Mechanism::RsaPkcs, dec, &[1u8; 32]).is_err());
+    let not_permitted = |r: cryptoki::error::Result<Vec<u8>>| {
+        matches!(
+            r,
+            Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::KeyFunctionNotPermitted,
+                _
+            ))
+        )
+    };
+    let find = |label: &str| {
+        session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])
+            .unwrap()[0]
+    };
+    assert!(not_permitted(session.sign(
+        &Mechanism::RsaPkcs,
+        dec,
+        &[1u8; 32]
+    )));
+    assert!(not_permitted(session.decrypt(
+        &Mechanism::RsaX509,
+        find("gateway-sign"),
+        &[1u8; 384]
+    )));
+    assert!(not_permitted(session.sign(
+        &Mechanism::Ecdsa,
+        find("gateway-ec-derive"),
+        &[1u8; 32]
+    )));
+    let aes = session
+        .find_objects(&[Attribute::Label(b"at-rest-wrap".to_vec())])
+        .unwrap()[0];
+    assert!(not_permitted(session.sign(
+        &Mechanism::Sha256Hmac,
+        aes,
+        &[1u8; 32]
+    )));
     for class in [ObjectClass::PRIVATE_KEY, ObjectClass::SECRET_KEY] {
         for h in session.find_objects(&[Attribute::Class(class)]).unwrap() {
             let attrs = session
