@@ -35,6 +35,14 @@ pub enum Command {
     Track(TrackArgs),
     /// Check a configuration file and print the effective settings.
     CheckConfig,
+    /// Manage the gateway's keys on the PKCS#11 token.
+    #[command(subcommand)]
+    Keys(sealgate_hsm::cli::KeysCommand),
+    /// Create and inspect the PKCS#11 token.
+    #[command(subcommand)]
+    Hsm(sealgate_hsm::cli::HsmCommand),
+    /// The serial console recovery menu (or one of its actions).
+    Console(crate::console::ConsoleArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -30,6 +30,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub relay: RelayConfig,
     pub delivery: DeliveryConfig,
+    /// The PKCS#11 token (`[hsm]`); absent means SoftHSM2 with its token in `<data_dir>/hsm`.
+    pub hsm: Option<sealgate_hsm::HsmSettings>,
 }
 
 /// The SMTP listener and its limits.
@@ -116,6 +118,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             relay: RelayConfig::default(),
             delivery: DeliveryConfig::default(),
+            hsm: None,
         }
     }
 }
@@ -243,6 +246,13 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The key store settings: the `[hsm]` table, or SoftHSM2 in the data directory.
+    pub fn hsm_settings(&self) -> sealgate_hsm::HsmSettings {
+        self.hsm
+            .clone()
+            .unwrap_or_else(|| sealgate_hsm::HsmSettings::with_data_dir(&self.data_dir))
     }
 
     pub fn idle_timeout(&self) -> Duration {

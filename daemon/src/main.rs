@@ -50,6 +50,9 @@ fn main() -> ExitCode {
             };
             run_control(&config, request, json)
         }
+        Command::Keys(cmd) => hsm_result(sealgate_hsm::cli::run_keys(cmd, &config.hsm_settings())),
+        Command::Hsm(cmd) => hsm_result(sealgate_hsm::cli::run_hsm(cmd, &config.hsm_settings())),
+        Command::Console(args) => sealgate::console::run(args),
         Command::Track(t) => match cli::track_query(&t) {
             Ok(query) => run_control(&config, Request::Track { query }, t.json),
             Err(e) => {
@@ -57,6 +60,16 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+fn hsm_result(result: Result<(), sealgate_hsm::Error>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sealgate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
