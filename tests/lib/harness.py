@@ -180,6 +180,39 @@ class SmtpDialogue:
         assert last.startswith(expect), f"{line!r}: expected {expect!r}, got {got!r}"
         return got
 
+    def starttls(self) -> None:
+        """STARTTLS (expects 220), then a TLS handshake without certificate
+        checks. Anything the server had sent and we had not read is dropped."""
+        import ssl
+
+        self.cmd("STARTTLS", "220")
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.buffer = b""
+        self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+
+    def closed_by_peer(self, timeout: float = 5.0) -> bool:
+        """True if the server closes the connection within `timeout` seconds
+        (any bytes it sends first are kept in the buffer)."""
+        old = self.sock.gettimeout()
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except (socket.timeout, TimeoutError):
+            return False
+        except OSError:
+            return True
+        finally:
+            try:
+                self.sock.settimeout(old)
+            except OSError:
+                pass
+
     def close(self) -> None:
         try:
             self.sock.close()
