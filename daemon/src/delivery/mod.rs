@@ -132,6 +132,10 @@ impl Deliverer {
                     };
                     match hosts {
                         Ok(hosts) => {
+                            let hosts = match &self.resolver {
+                                Some(resolver) => resolver.connect_addresses(&hosts).await,
+                                None => hosts,
+                            };
                             let require_tls = group
                                 .first()
                                 .is_some_and(|(_, r)| self.requires_tls(&r.address));

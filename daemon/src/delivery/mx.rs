@@ -83,12 +83,26 @@ impl MxResolver {
         }
     }
 
-    /// Resolves a host name to addresses (for connecting).
-    pub async fn addresses(&self, host: &str) -> Result<Vec<std::net::IpAddr>, MxError> {
-        match self.resolver.lookup_ip(host).await {
-            Ok(ips) => Ok(ips.iter().collect()),
-            Err(e) => Err(MxError::Temporary(e.to_string())),
+    /// The addresses to connect to for `hosts`, in order, through the same
+    /// resolver as the MX lookup (so a configured DNS server is used for
+    /// both). A host that does not resolve is skipped.
+    pub async fn connect_addresses(&self, hosts: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for host in hosts {
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                out.push(host.clone());
+                continue;
+            }
+            match self
+                .resolver
+                .lookup_ip(format!("{}.", host.trim_end_matches('.')).as_str())
+                .await
+            {
+                Ok(ips) => out.extend(ips.iter().map(|ip| ip.to_string())),
+                Err(e) => tracing::debug!(host, error = %e, "mail exchanger does not resolve"),
+            }
         }
+        out
     }
 }
 

@@ -109,6 +109,16 @@ impl Queue {
             .store(queue_id, envelope, header, body)
             .await?;
         let size = (header.len() + body.len()) as u64;
+        tracing::info!(
+            queue_id,
+            session_id = %envelope.session_id,
+            client = %envelope.client_ip,
+            sender = %envelope.sender_text(),
+            recipients = envelope.recipients.len(),
+            size,
+            tls = envelope.tls,
+            "message accepted"
+        );
         self.register(queue_id, envelope, size, &envelope.client_ip);
         Ok(())
     }
