@@ -14,8 +14,19 @@ apt_install() {
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    # Test peers (Postfix, Unbound, slapd …) must not start as system services
+    # on install: the tests start their own instances on loopback ports.
+    local guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        guard=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$guard" >/dev/null
+        $sudo chmod +x "$guard"
+    fi
     $sudo apt-get update -qq >/dev/null
-    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    local rc=0
+    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || rc=$?
+    [ -z "$guard" ] || $sudo rm -f "$guard"
+    return $rc
 }
 
 # section TITLE: a visible marker in long logs.
