@@ -81,3 +81,29 @@ impl HsmSettings {
         self.data_dir.join("certs")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Config {
+        hsm: HsmSettings,
+    }
+
+    #[test]
+    fn hsm_table_defaults_and_unknown_keys() {
+        let c: Config = toml::from_str("[hsm]\ndata_dir = \"/srv/sg\"\n").unwrap();
+        assert_eq!(c.hsm.module, PathBuf::from(DEFAULT_MODULE));
+        assert_eq!(c.hsm.token_label, "sealgate");
+        assert_eq!(c.hsm.pin_path(), PathBuf::from("/srv/sg/hsm/pin"));
+        assert_eq!(
+            c.hsm.softhsm_conf(),
+            PathBuf::from("/srv/sg/hsm/softhsm2.conf")
+        );
+        assert_eq!(c.hsm.max_sessions, 32);
+        // A PIN in the configuration is refused, not silently ignored.
+        assert!(toml::from_str::<Config>("[hsm]\npin = \"1234\"\n").is_err());
+    }
+}
