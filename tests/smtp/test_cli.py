@@ -176,3 +176,16 @@ def test_good_config_is_reported_ok(tmp_path):
     gw = Gateway(tmp_path / "ok")
     r = gw.cli("check-config")
     assert r.returncode == 0 and "configuration OK" in r.stdout
+
+
+def test_queue_verbs_after_a_crash_leave_a_stale_socket(stuck):
+    """SIGKILL leaves control.sock behind; the verbs must notice nobody
+    listens and open the data directory themselves."""
+    gw, (one, two) = stuck
+    gw.kill()
+    assert (gw.data_dir / "control.sock").exists()
+    assert sorted(queued_ids(gw)) == sorted([one, two])
+    assert "Subject: cli-one" in gw.cli("queue", "show", one).stdout
+    assert track(gw, "--id", one)
+    gw.start()
+    assert sorted(queued_ids(gw)) == sorted([one, two])

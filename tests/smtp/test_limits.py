@@ -197,3 +197,52 @@ def test_disk_nearly_full_gets_452_431(gateway_factory):
     for _ in range(25):
         d.cmd("MAIL FROM:<a@example.org>", "452 4.3.1")
     d.cmd("NOOP", "250")
+
+
+def test_excess_recipients_do_not_end_the_session(gateway):
+    """RFC 5321 §4.5.3.1.10: a client that sends more recipients than the
+    server takes gets 452 for the excess and sends them in a further
+    transaction. Those 452s are not client errors: sending 1025 recipients
+    pipelined must not trip the 20-error disconnect and lose the message."""
+    d = dialogue(gateway)
+    d.cmd("MAIL FROM:<bulk@example.org>", "250")
+    d.send("".join(f"RCPT TO:<r{i}@example.net>\r\n" for i in range(1025)) + "DATA\r\n")
+    replies = [d.reply() for _ in range(1026)]
+    assert [r[:3] for r in replies[1000:1025]] == ["452"] * 25, replies[1015:1022]
+    assert replies[1025].startswith("354"), replies[1025]
+    d.cmd("Subject: overflow\r\n\r\nx\r\n.", "250")
+    # and the rest goes in a second transaction on the same connection
+    d.cmd("MAIL FROM:<bulk@example.org>", "250")
+    for i in range(1000, 1025):
+        d.cmd(f"RCPT TO:<r{i}@example.net>", "250")
+    d.cmd("DATA", "354")
+    d.cmd("Subject: overflow-rest\r\n\r\nx\r\n.", "250")
+    wait_outbox(gateway, lambda m: {"overflow", "overflow-rest"} <= set(subjects(m)), timeout=30)
+
+
+def test_loop_detection_more_than_50_received_headers(gateway):
+    d = dialogue(gateway)
+    for count, expect in ((50, "250 2.0.0"), (51, "554 5.4.6")):
+        d.cmd("MAIL FROM:<a@example.org>", "250")
+        d.cmd("RCPT TO:<b@example.net>", "250")
+        d.cmd("DATA", "354")
+        hops = "".join(f"Received: from hop{i}.test by hop{i + 1}.test; Sat, 28 Nov 2026 12:00:00 +0000\r\n"
+                       for i in range(count))
+        d.cmd(f"{hops}Subject: hops-{count}\r\n\r\nx\r\n.", expect)
+    msgs = wait_outbox(gateway, lambda m: "hops-50" in subjects(m))
+    time.sleep(0.3)
+    assert "hops-51" not in subjects(msgs)
+
+
+def test_total_connection_limit(gateway_factory):
+    gw = gateway_factory({"smtp": {"max_connections": 2, "max_connections_per_ip": 10}})
+    time.sleep(0.3)
+    held = [SmtpDialogue(gw.port, source=src) for src in ("127.0.0.2", "127.0.0.3")]
+    for h in held:
+        assert h.reply().startswith("220")
+    extra = SmtpDialogue(gw.port, source="127.0.0.4")
+    assert extra.reply().startswith("421 4.7.0")
+    assert extra.closed_by_peer(5)
+    for h in held:
+        h.cmd("QUIT", "221")
+        h.close()
