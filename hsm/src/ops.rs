@@ -557,10 +557,12 @@ impl KeyAgreement for TokenKey {
             ];
             let derived = s
                 .derive_key(&Mechanism::Ecdh1Derive(params), h, &template)
-                .map_err(|e| match crate::error::from_ck(&module, e) {
+                .map_err(|e| match data_error(s, &module, e) {
                     // An invalid peer point is the peer's fault, not the token's.
-                    err if !err.is_temporary() => Error::InvalidInput(format!("ECDH: {err}")),
-                    err => err,
+                    Error::Decrypt => {
+                        Error::InvalidInput("the token rejected the peer's public key".to_owned())
+                    }
+                    other => other,
                 })?;
             let value = s.get_attributes(derived, &[AttributeType::Value]);
             let destroyed = s.destroy_object(derived);

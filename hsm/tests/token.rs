@@ -349,6 +349,12 @@ fn ecdh_matches_openssl() {
             "{curve}"
         );
         assert!(key.agree(&point[1..]).is_err());
+        // A point off the curve is the peer's error, not an outage.
+        let mut off_curve = point.to_vec();
+        let last = off_curve.len() - 1;
+        off_curve[last] ^= 1;
+        assert!(matches!(key.agree(&off_curve), Err(Error::InvalidInput(_))));
+        assert_eq!(&key.agree(point).unwrap()[..], &ours[..]);
     }
     assert!(matches!(
         hsm.key_agreement("gateway-ec-sign"),
