@@ -47,6 +47,8 @@ class Policy:
     rcpt_all: str | None = None
     mail_reply: str = "250 2.1.0 Ok"
     data_end_reply: str = "250 2.0.0 Ok: queued"
+    # regex on the MAIL line -> reply after the end of data (first match wins)
+    data_end_rules: list[tuple[str, str]] = field(default_factory=list)
     extensions: tuple[str, ...] = (
         "PIPELINING", "SIZE 104857600", "8BITMIME", "SMTPUTF8", "DSN", "ENHANCEDSTATUSCODES",
     )
@@ -138,6 +140,10 @@ class _Handler(socketserver.BaseRequestHandler):
                     if data is None:
                         return
                     reply = policy.data_end_reply
+                    for pattern, rule_reply in policy.data_end_rules:
+                        if re.search(pattern, mail):
+                            reply = rule_reply
+                            break
                     if reply.startswith("2"):
                         with sink.lock:
                             sink.transactions.append(
