@@ -189,3 +189,25 @@ def test_queue_verbs_after_a_crash_leave_a_stale_socket(stuck):
     assert track(gw, "--id", one)
     gw.start()
     assert sorted(queued_ids(gw)) == sorted([one, two])
+
+
+def test_run_fails_clearly_when_the_port_is_taken(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        gw = Gateway(tmp_path / "busy", port=port)
+        r = subprocess.run([sealgate_bin(), "--config", str(gw.config_path), "run"],
+                           capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr, r.stderr[-1000:]
+
+
+def test_second_daemon_on_the_same_data_dir_is_refused(gateway):
+    other = Gateway(gateway.workdir.parent / "second", {"data_dir": str(gateway.data_dir)})
+    r = subprocess.run([sealgate_bin(), "--config", str(other.config_path), "run"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "another sealgate" in r.stderr, r.stderr[-1000:]
+    # the first one is unharmed
+    assert send_message(gateway.port, "a@example.org", ["b@example.net"], "Subject: still-up\r\n\r\n1\r\n")

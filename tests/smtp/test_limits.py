@@ -17,6 +17,25 @@ def dialogue(gw, ehlo=True) -> SmtpDialogue:
     return d
 
 
+def fill_slots(gw, sources) -> list[SmtpDialogue]:
+    """Opens one session per source address, each greeted with 220. The
+    harness's readiness probe may still hold a slot for a moment, so a
+    421 here is retried until it is released."""
+    held = []
+    deadline = time.monotonic() + 10
+    for src in sources:
+        while True:
+            d = SmtpDialogue(gw.port, source=src)
+            banner = d.reply()
+            if banner.startswith("220"):
+                held.append(d)
+                break
+            d.close()
+            assert time.monotonic() < deadline, banner
+            time.sleep(0.1)
+    return held
+
+
 def test_command_line_of_512_octets(gateway):
     d = dialogue(gateway)
     # 510 octets + CRLF = 512: accepted
@@ -103,9 +122,7 @@ def test_max_recipients_is_configurable(gateway_factory):
 
 def test_connections_per_ip(gateway_factory):
     gw = gateway_factory({"smtp": {"max_connections_per_ip": 3}})
-    # the harness's readiness probe may still be closing: give it a moment
-    time.sleep(0.3)
-    held = [dialogue(gw, ehlo=False) for _ in range(3)]
+    held = fill_slots(gw, [None] * 3)
     extra = SmtpDialogue(gw.port)
     assert extra.reply().startswith("421 4.7.0")
     assert extra.closed_by_peer(5)
@@ -236,10 +253,7 @@ def test_loop_detection_more_than_50_received_headers(gateway):
 
 def test_total_connection_limit(gateway_factory):
     gw = gateway_factory({"smtp": {"max_connections": 2, "max_connections_per_ip": 10}})
-    time.sleep(0.3)
-    held = [SmtpDialogue(gw.port, source=src) for src in ("127.0.0.2", "127.0.0.3")]
-    for h in held:
-        assert h.reply().startswith("220")
+    held = fill_slots(gw, ["127.0.0.2", "127.0.0.3"])
     extra = SmtpDialogue(gw.port, source="127.0.0.4")
     assert extra.reply().startswith("421 4.7.0")
     assert extra.closed_by_peer(5)
