@@ -260,3 +260,35 @@ def test_total_connection_limit(gateway_factory):
     for h in held:
         h.cmd("QUIT", "221")
         h.close()
+
+
+def test_spool_write_error_never_yields_250(gateway):
+    """A spool that cannot take the file (here: the queue directory made
+    immutable, which stops even root) gets 451 4.3.0, never 250."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if not shutil.which("chattr"):
+        pytest.skip("needs chattr (e2fsprogs)")
+    queue_dir = gateway.data_dir / "spool" / "queue"
+    if subprocess.run(["chattr", "+i", str(queue_dir)], capture_output=True).returncode != 0:
+        pytest.skip("file system without the immutable attribute")
+    try:
+        d = dialogue(gateway)
+        d.cmd("MAIL FROM:<a@example.org>", "250")
+        d.cmd("RCPT TO:<b@example.net>", "250")
+        d.cmd("DATA", "354")
+        d.cmd("Subject: write-error\r\n\r\nx\r\n.", "451 4.3.0")
+        # nothing half-written is left for the queue to find
+        assert list((gateway.data_dir / "spool" / "tmp").iterdir()) == []
+    finally:
+        subprocess.run(["chattr", "-i", str(queue_dir)], check=True)
+    d.cmd("MAIL FROM:<a@example.org>", "250")
+    d.cmd("RCPT TO:<b@example.net>", "250")
+    d.cmd("DATA", "354")
+    d.cmd("Subject: write-ok\r\n\r\nx\r\n.", "250 2.0.0")
+    msgs = wait_outbox(gateway, lambda m: "write-ok" in subjects(m))
+    time.sleep(0.3)
+    assert "write-error" not in subjects(msgs)
