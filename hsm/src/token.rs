@@ -299,6 +299,13 @@ impl Hsm {
         Permit { inner: &self.inner }
     }
 
+    /// Borrows and returns a session without calling the token: the pool's own cost,
+    /// measured by the bench. Not for production use.
+    #[doc(hidden)]
+    pub fn pool_round_trip(&self) -> Result<(), Error> {
+        self.with_session(|_, _| Ok(()))
+    }
+
     /// Token and login state, for `sealgate hsm status` and health checks.
     pub fn status(&self) -> Status {
         let mut status = Status {
