@@ -30,6 +30,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub relay: RelayConfig,
     pub delivery: DeliveryConfig,
+    pub web: WebConfig,
     /// The PKCS#11 token (`[hsm]`); absent means SoftHSM2 with its token in `<data_dir>/hsm`.
     pub hsm: Option<sealgate_hsm::HsmSettings>,
 }
@@ -58,6 +59,22 @@ pub struct SmtpConfig {
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key for STARTTLS; goes with `tls_certificate`.
     pub tls_private_key: Option<PathBuf>,
+}
+
+/// The HTTPS listener for setup, administration and the portal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Addresses to listen on (HTTPS only); empty disables the web UI.
+    pub listen: Vec<SocketAddr>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8443))],
+        }
+    }
 }
 
 /// Who may relay and which domains are ours.
@@ -118,6 +135,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             relay: RelayConfig::default(),
             delivery: DeliveryConfig::default(),
+            web: WebConfig::default(),
             hsm: None,
         }
     }

@@ -34,6 +34,15 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let recovery = recover::reconcile(&queue)?;
     let tls = crate::tls::server_config(&config)?;
     let listeners = crate::smtp::server::bind(&config).await?;
+    let mut web_listeners = Vec::new();
+    for addr in &config.web.listen {
+        web_listeners.push(
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?,
+        );
+    }
+    let setup_token = crate::setup_token::ensure(&config.data_dir)?;
     let deliverer = Arc::new(Deliverer::new(config.clone())?);
     crate::control::serve(config.data_dir.clone(), queue.clone()).await?;
     tokio::spawn(scheduler::run(
@@ -51,7 +60,13 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             queue.clone(),
         ));
     }
-    print_banner(&config, recovery.scheduled.len());
+    for listener in web_listeners {
+        let state = crate::web::WebState {
+            data_dir: config.data_dir.clone(),
+        };
+        tokio::spawn(crate::web::serve(listener, tls.clone(), state));
+    }
+    print_banner(&config, recovery.scheduled.len(), setup_token.as_deref());
     wait_for_shutdown().await;
     tracing::info!("shutting down");
     let _ = db.flush_async().await;
@@ -59,7 +74,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     Ok(())
 }
 
-fn print_banner(config: &Config, queued: usize) {
+fn print_banner(config: &Config, queued: usize, setup_token: Option<&str>) {
     let listen: Vec<String> = config.smtp.listen.iter().map(ToString::to_string).collect();
     let first = listen.first().cloned().unwrap_or_default();
     let (host, port) = first.rsplit_once(':').unwrap_or((&first, "25"));
@@ -79,6 +94,14 @@ fn print_banner(config: &Config, queued: usize) {
     println!("  data directory:          {}", config.data_dir.display());
     println!("  outbound mail:           {delivery}");
     println!("  messages in queue:       {queued}");
+    if let Some(web) = config.web.listen.first() {
+        println!("  web setup (HTTPS):       https://{web}/setup");
+        if let Some(token) = setup_token {
+            println!(
+                "  one-time setup token:    {token}   (shown here only; never served over HTTP)"
+            );
+        }
+    }
     println!();
     println!("Try it:");
     println!(

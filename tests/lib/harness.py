@@ -78,6 +78,8 @@ class Gateway:
             "smtp": {"listen": [f"127.0.0.1:{self.port}"]},
             "relay": {"domains": ["example.org"], "internal_networks": ["127.0.0.0/8"]},
             "delivery": {"mode": "outbox", "retry_initial_secs": 1, "retry_max_secs": 2},
+            # No web listener unless a test asks: 8443 would clash between gateways.
+            "web": {"listen": []},
         }
         for key, value in (settings or {}).items():
             if isinstance(value, dict) and isinstance(base.get(key), dict):

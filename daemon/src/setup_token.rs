@@ -1,0 +1,63 @@
+//! The one-time setup token that arms the web setup wizard.
+//!
+//! 128 random bits as 32 hex digits in `<data_dir>/setup-token` (mode 0640).
+//! It is shown only on local terminals (the serial console, the dev run's
+//! standard output) and is never sent over HTTP: the web server only
+//! compares what the browser presents with it, in constant time.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use subtle::ConstantTimeEq;
+
+/// File name of the token inside the data directory.
+pub const FILE_NAME: &str = "setup-token";
+/// Marker written when setup has been completed: no token is created again.
+pub const COMPLETED_MARKER: &str = "setup-completed";
+
+pub fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join(FILE_NAME)
+}
+
+/// The armed token, if any.
+pub fn read(data_dir: &Path) -> Option<String> {
+    let text = fs::read_to_string(path(data_dir)).ok()?;
+    let token = text.trim();
+    (!token.is_empty()).then(|| token.to_string())
+}
+
+/// Whether `presented` is the armed token (constant time).
+pub fn matches(data_dir: &Path, presented: &str) -> bool {
+    match read(data_dir) {
+        Some(token) => {
+            token.len() == presented.len()
+                && bool::from(token.as_bytes().ct_eq(presented.as_bytes()))
+        }
+        None => false,
+    }
+}
+
+/// Arms a token if setup was never completed and none is armed; returns the armed token.
+pub fn ensure(data_dir: &Path) -> std::io::Result<Option<String>> {
+    if data_dir.join(COMPLETED_MARKER).exists() {
+        return Ok(None);
+    }
+    if let Some(token) = read(data_dir) {
+        return Ok(Some(token));
+    }
+    let bytes: [u8; 16] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(&tmp)?;
+    writeln!(file, "{token}")?;
+    file.sync_all()?;
+    fs::rename(&tmp, path(data_dir))?;
+    Ok(Some(token))
+}
