@@ -132,6 +132,8 @@ pub fn control(config: &Config, request: Request) -> Result<Response, String> {
         let db = crate::daemon::open_db(config).map_err(|e| e.to_string())?;
         let (queue, _requests) =
             crate::queue::Queue::open(config, &db).map_err(|e| e.to_string())?;
+        // The spool is the truth: bring the index up to date before answering.
+        crate::queue::recover::reconcile(&queue).map_err(|e| e.to_string())?;
         let response = crate::control::execute(&queue, request, false).await;
         let _ = db.flush_async().await;
         Ok(response)

@@ -220,47 +220,60 @@ impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text)
             .map_err(|e| ConfigError(format!("{origin}: {}", describe_toml_error(text, &e))))?;
-        config
-            .check()
-            .map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        config.check().map_err(|(key, what)| {
+            let at = line_of_key(text, key)
+                .map(|l| format!("line {l} "))
+                .unwrap_or_default();
+            ConfigError(format!("{origin}: {at}(key `{key}`): {what}"))
+        })?;
         Ok(config)
     }
 
     /// Checks what types alone cannot say: combinations and ranges.
-    fn check(&self) -> Result<(), String> {
+    /// The error names the offending key (dotted) and what is wrong.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let fail = |key: &'static str, what: &str| Err((key, what.to_string()));
         if self.smtp.listen.is_empty() {
-            return Err("key `smtp.listen`: at least one address is needed".into());
+            return fail("smtp.listen", "at least one address is needed");
         }
         if self.smtp.max_message_size < 1024 {
-            return Err("key `smtp.max_message_size`: must be at least 1024 octets".into());
+            return fail("smtp.max_message_size", "must be at least 1024 octets");
         }
         if self.smtp.max_recipients == 0 {
-            return Err("key `smtp.max_recipients`: must be at least 1".into());
+            return fail("smtp.max_recipients", "must be at least 1");
         }
         if self.smtp.tls_certificate.is_some() != self.smtp.tls_private_key.is_some() {
-            return Err(
-                "keys `smtp.tls_certificate` and `smtp.tls_private_key` go together".into(),
+            let key = if self.smtp.tls_certificate.is_some() {
+                "smtp.tls_certificate"
+            } else {
+                "smtp.tls_private_key"
+            };
+            return fail(
+                key,
+                "`smtp.tls_certificate` and `smtp.tls_private_key` go together",
             );
         }
         if self.delivery.mode == DeliveryMode::Smarthost && self.delivery.smarthost.is_none() {
-            return Err(
-                "key `delivery.smarthost`: needed when `delivery.mode = \"smarthost\"`".into(),
+            return fail(
+                "delivery.mode",
+                "`mode = \"smarthost\"` needs the key `delivery.smarthost`",
             );
         }
         if let Some(host) = &self.delivery.smarthost {
-            split_host_port(host, 25).map_err(|e| format!("key `delivery.smarthost`: {e}"))?;
+            split_host_port(host, 25).map_err(|e| ("delivery.smarthost", e))?;
         }
         if self.delivery.concurrency == 0 {
-            return Err("key `delivery.concurrency`: must be at least 1".into());
+            return fail("delivery.concurrency", "must be at least 1");
         }
-        if self.delivery.retry_initial_secs == 0 || self.delivery.retry_max_secs == 0 {
-            return Err("keys `delivery.retry_*_secs`: must be at least 1".into());
+        if self.delivery.retry_initial_secs == 0 {
+            return fail("delivery.retry_initial_secs", "must be at least 1");
+        }
+        if self.delivery.retry_max_secs == 0 {
+            return fail("delivery.retry_max_secs", "must be at least 1");
         }
         for domain in &self.relay.domains {
             if domain.is_empty() || domain.contains(['@', ' ', '[', ']']) {
-                return Err(format!(
-                    "key `relay.domains`: `{domain}` is not a domain name"
-                ));
+                return Err(("relay.domains", format!("`{domain}` is not a domain name")));
             }
         }
         Ok(())
@@ -338,6 +351,36 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         Some(t) => format!("{t}.{key}"),
         None => key.to_string(),
     })
+}
+
+/// The line (1-based) where a dotted key (`table.key`) is set, if it is.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let (table, key) = match dotted.rsplit_once('.') {
+        Some((t, k)) => (Some(t), k),
+        None => (None, dotted),
+    };
+    let mut current: Option<String> = None;
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') && trimmed.ends_with(']') {
+            current = Some(trimmed.trim_matches(['[', ']']).trim().to_string());
+            continue;
+        }
+        let Some(name) = trimmed.split('=').next().map(str::trim) else {
+            continue;
+        };
+        let in_table = match (table, &current) {
+            (Some(t), Some(c)) => t == c,
+            (None, None) => true,
+            // `table.key = …` written as a dotted key at the top level.
+            (Some(t), None) => name == format!("{t}.{key}"),
+            (None, Some(_)) => false,
+        };
+        if in_table && (name == key || table.is_some_and(|t| name == format!("{t}.{key}"))) {
+            return Some(index + 1);
+        }
+    }
+    None
 }
 
 /// Splits `host:port` (or `[v6]:port`, or a bare host with `default_port`).
@@ -478,6 +521,22 @@ mod tests {
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("relay.internal_networks"), "{err}");
         assert!(err.contains("prefix length"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_key_and_line() {
+        let text = "[smtp]\nlisten = [\"127.0.0.1:25\"]\nmax_message_size = 10\n";
+        let err = Config::parse(text, "gw.toml").unwrap_err().0;
+        assert!(
+            err.starts_with("gw.toml: line 3 (key `smtp.max_message_size`)"),
+            "{err}"
+        );
+        let text = "[delivery]\nconcurrency = 2\nmode = \"smarthost\"\n";
+        let err = Config::parse(text, "gw.toml").unwrap_err().0;
+        assert!(
+            err.contains("line 3") && err.contains("delivery.smarthost"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -235,6 +235,23 @@ impl SmtpClient {
         tx: &Transaction<'_>,
         stuffed: &[u8],
     ) -> Result<Vec<Outcome>, ClientError> {
+        // Never send what the next hop did not agree to carry (RFC 6531 §3.2, RFC 6152).
+        if tx.smtputf8 && !conn.has("SMTPUTF8") {
+            let ascii = tx.sender.is_none_or(Address::is_ascii)
+                && tx.recipients.iter().all(|r| r.address.is_ascii());
+            if !ascii {
+                return Err(ClientError::Rejected {
+                    permanent: true,
+                    reply: "553 5.6.7 the next hop does not support SMTPUTF8, needed for a non-ASCII address".into(),
+                });
+            }
+        }
+        if tx.eight_bit && !conn.has("8BITMIME") && tx.content.iter().any(|b| *b >= 0x80) {
+            return Err(ClientError::Rejected {
+                permanent: true,
+                reply: "554 5.6.3 the next hop does not support 8BITMIME, needed for this 8-bit message".into(),
+            });
+        }
         let dsn = conn.has("DSN");
         let mut mail = format!(
             "MAIL FROM:<{}>",

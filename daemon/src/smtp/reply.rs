@@ -178,7 +178,9 @@ impl SessionError {
     pub fn counts_as_error(&self) -> bool {
         !matches!(
             self,
-            SessionError::InsufficientStorage | SessionError::StorageFailed
+            SessionError::InsufficientStorage
+                | SessionError::StorageFailed
+                | SessionError::TooManyRecipients
         )
     }
 }

@@ -208,6 +208,13 @@ async fn handle_connection(
     tracing::debug!(session_id = %session_id, client = %peer, "connection opened");
     conn.reply(&session.greeting());
     if let Err(e) = run_session(&mut conn, &mut session, &config, tls.as_ref(), &queue).await {
+        if e.kind() == io::ErrorKind::TimedOut {
+            conn.reply(&Reply::new(
+                421,
+                "4.4.2",
+                "Idle timeout, closing connection",
+            ));
+        }
         tracing::debug!(session_id = %session_id, client = %peer, error = %e, "connection ended");
     }
     let _ = conn.flush().await;
