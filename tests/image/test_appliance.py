@@ -126,12 +126,16 @@ def data_partition_files(vm: Appliance) -> dict[str, str]:
                                        check=True, capture_output=True, text=True).stdout)
     written = [m for m in layout if m["depth"] == 0 and m.get("data")
                and m["start"] < hi and m["start"] + m["length"] > lo]
+    dumpe2fs = subprocess.run(["dumpe2fs", "-h", str(part)], capture_output=True, text=True).stdout
+    fields = dict(line.split(":", 1) for line in dumpe2fs.splitlines() if ":" in line)
+    fs_bytes = int(fields["Block count"]) * int(fields["Block size"])
     fstype = subprocess.run(["blkid", "-o", "value", "-s", "TYPE", str(part)],
                             capture_output=True, text=True).stdout.strip()
     listing = subprocess.run(["debugfs", "-R", "ls -l /", str(part)],
                              capture_output=True, text=True).stdout
     files = {"__fstype__": fstype, "__listing__": listing,
-             "__root_unchanged__": str(not written)}
+             "__root_unchanged__": str(not written),
+             "__part_bytes__": str(data["size"] * 512), "__fs_bytes__": str(fs_bytes)}
     for name in ("setup-token", ".initialized", "network/20-wired.network", "hsm/softhsm2.conf"):
         files[name] = subprocess.run(["debugfs", "-R", f"cat /{name}", str(part)],
                                      capture_output=True, text=True).stdout
@@ -209,6 +213,10 @@ def test_power_off_from_the_menu(appliance):
 def test_data_partition_is_ext4_and_root_untouched(appliance):
     files = data_partition_files(appliance)
     assert files["__fstype__"] == "ext4"
+    # First boot grew the data partition (512 MiB in the image) into the
+    # bigger disk, and the file system with it.
+    assert int(files["__part_bytes__"]) > 900 * 2**20, files["__part_bytes__"]
+    assert int(files["__fs_bytes__"]) > int(files["__part_bytes__"]) - 8 * 2**20
     assert files["__root_unchanged__"] == "True", "the read-only root partition changed"
     assert files["setup-token"].strip() == S.token
     assert files[".initialized"].strip()
