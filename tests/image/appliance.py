@@ -32,17 +32,14 @@ def free_port() -> int:
 
 class Appliance:
     """One appliance VM with its own copy-on-write disk.
-
-    The disk is bigger than the image (as after `qemu-img resize` or on a
-    real drive), so first boot has room to grow the data partition.
     """
 
-    def __init__(self, workdir: Path, extra_cmdline: str = "", disk_size: str = "1536M"):
+    def __init__(self, workdir: Path, extra_cmdline: str = "", disk_size: str = ""):
         self.workdir = workdir
         self.disk = workdir / "disk.qcow2"
         subprocess.run(
             ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-             "-b", str(OUT / "sealgate-x86_64.qcow2"), str(self.disk), disk_size],
+             "-b", str(OUT / "sealgate-x86_64.qcow2"), str(self.disk)] + ([disk_size] if disk_size else []),
             check=True,
         )
         self.smtp_port = free_port()
