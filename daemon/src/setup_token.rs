@@ -47,8 +47,16 @@ pub fn ensure(data_dir: &Path) -> std::io::Result<Option<String>> {
     if let Some(token) = read(data_dir) {
         return Ok(Some(token));
     }
+    rearm(data_dir, None).map(Some)
+}
+
+/// Writes a fresh token (replacing any old one atomically) and re-arms the
+/// setup wizard: "reset admin access". `group` hands the file to the
+/// daemon's group when the caller (root, on the appliance) may do so.
+pub fn rearm(data_dir: &Path, group: Option<u32>) -> std::io::Result<String> {
     let bytes: [u8; 16] = rand::random();
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    fs::create_dir_all(data_dir)?;
     let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
     let _ = fs::remove_file(&tmp);
     let mut file = fs::OpenOptions::new()
@@ -58,6 +66,42 @@ pub fn ensure(data_dir: &Path) -> std::io::Result<Option<String>> {
         .open(&tmp)?;
     writeln!(file, "{token}")?;
     file.sync_all()?;
+    if let Some(gid) = group {
+        // Only root may do this; elsewhere (tests, development) the file keeps the caller's group.
+        let _ = std::os::unix::fs::chown(&tmp, None, Some(gid));
+    }
     fs::rename(&tmp, path(data_dir))?;
-    Ok(Some(token))
+    if let Ok(dir) = fs::File::open(data_dir) {
+        let _ = dir.sync_all();
+    }
+    match fs::remove_file(data_dir.join(COMPLETED_MARKER)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn token_has_128_bits_in_hex_and_rearm_replaces_it() {
+        let dir =
+            std::env::temp_dir().join(format!("sealgate-token-{}", crate::util::new_session_id()));
+        let first = ensure(&dir).unwrap().unwrap();
+        assert_eq!(first.len(), 32);
+        assert!(first.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(ensure(&dir).unwrap().as_deref(), Some(first.as_str()));
+        assert!(matches(&dir, &first));
+        assert!(!matches(&dir, &first[..31]));
+        fs::write(dir.join(COMPLETED_MARKER), "").unwrap();
+        let second = rearm(&dir, None).unwrap();
+        assert_ne!(first, second);
+        assert!(!dir.join(COMPLETED_MARKER).exists());
+        assert!(!matches(&dir, &first));
+        let _ = fs::remove_dir_all(dir);
+    }
 }
