@@ -15,7 +15,7 @@ and reported, with the throughput.
 
 Knobs (environment): SEALGATE_BIN (see tests/lib/harness.py), CRASH_MESSAGES
 (10000), CRASH_SESSIONS (50), CRASH_SEED (20261128), CRASH_SEND_TIMEOUT (seconds,
-default 200), CRASH_DRAIN_TIMEOUT (120).
+default 200), CRASH_DRAIN_TIMEOUT (120), CRASH_RATE (offered msgs/s, 300).
 """
 
 import os
@@ -41,6 +41,9 @@ SESSIONS = int(os.environ.get("CRASH_SESSIONS", "50"))
 SEED = int(os.environ.get("CRASH_SEED", "20261128"))
 SEND_TIMEOUT = float(os.environ.get("CRASH_SEND_TIMEOUT", "200"))
 DRAIN_TIMEOUT = float(os.environ.get("CRASH_DRAIN_TIMEOUT", "120"))
+# Offered load cap: a fast machine would otherwise send all messages between
+# two kills; at 300 msgs/s the sending spans about 33 s, about 16 crashes.
+RATE = float(os.environ.get("CRASH_RATE", "300"))
 KILL_MIN, KILL_MAX = 1.0, 3.0  # every 2 ± 1 s
 MARKER = re.compile(rb"^X-Crash-Marker: (\d+)\r?$", re.MULTILINE)
 SEALGATE_ID = re.compile(rb"\(Sealgate\) with \w+ id ([0-9A-F]{20})")
@@ -125,18 +128,24 @@ class Sink:
 class Counter:
     """Hands out message numbers 0..total-1 to the client threads."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, rate: float):
         self.next = 0
         self.total = total
+        self.rate = rate
+        self.start = time.monotonic()
         self.lock = threading.Lock()
 
     def take(self) -> int | None:
+        """The next message number, once its send time (n / rate) has come."""
         with self.lock:
             if self.next >= self.total:
                 return None
             n = self.next
             self.next += 1
-            return n
+        delay = self.start + n / self.rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        return n
 
 
 class Client(threading.Thread):
@@ -259,8 +268,8 @@ def test_no_acknowledged_message_is_lost_under_sigkill(tmp_path):
     passed = False
     try:
         gw.start()
-        counter = Counter(MESSAGES)
-        started = time.monotonic()
+        counter = Counter(MESSAGES, RATE)
+        started = counter.start
         clients = [Client(gw.port, counter, started + SEND_TIMEOUT) for _ in range(SESSIONS)]
         for c in clients:
             c.start()
@@ -319,7 +328,7 @@ def test_no_acknowledged_message_is_lost_under_sigkill(tmp_path):
         stale_delivered = len(set(stale_ids) & sink.sealgate_queue_ids()) if stale_ids else 0
         corrupt = sorted(p.name for p in (gw.data_dir / "spool" / "corrupt").iterdir())
         summary = (
-            f"crash test: {MESSAGES} messages, {SESSIONS} sessions, seed {SEED}, {kills} SIGKILLs\n"
+            f"crash test: {MESSAGES} messages, {SESSIONS} sessions, offered {RATE:.0f} msgs/s, seed {SEED}, {kills} SIGKILLs\n"
             f"  acknowledged (250):             {len(acked)}\n"
             f"  interrupted by a crash:         {sum(c.interrupted for c in clients)}\n"
             f"  refused with an error reply:    {sum(c.refused for c in clients)}\n"
