@@ -44,6 +44,6 @@ pub fn process(
     }
     Ok(vec![Outgoing {
         recipients: pending.to_vec(),
-        content: Arc::new(message.content.clone()),
+        content: Arc::clone(&message.content),
     }])
 }

@@ -3,8 +3,14 @@
 //! The spool is the truth about what was accepted. A file with no state is
 //! re-queued (every recipient scheduled: at-least-once, so a duplicate is
 //! possible, a loss is not). A file whose state says every recipient is done
-//! is removed. A damaged file goes to `corrupt/` and is reported. State with
-//! no file is reported, never silently dropped.
+//! is removed. A damaged file goes to `corrupt/` and is reported.
+//!
+//! State with no file is reported (log and tracking event), then removed: a
+//! spool file is written before its state and removed only once every
+//! recipient is delivered, bounced or deleted, so a pending entry without a
+//! file is one whose final state update was lost with sled's unflushed
+//! writes in a crash (sled flushes every 200 ms). Keeping it would show a
+//! message that no longer exists and never let the queue drain.
 
 use crate::envelope::now_ms;
 use crate::tracking::{Direction, EventKind};
@@ -82,11 +88,23 @@ pub fn reconcile(queue: &Queue) -> std::io::Result<Recovery> {
     for entry in state.all() {
         if !file_set.contains(&entry.queue_id) {
             if entry.has_pending() {
-                tracing::error!(queue_id = %entry.queue_id, sender = %entry.sender_text(), "queue state has no spool file: message content is missing");
+                tracing::warn!(
+                    queue_id = %entry.queue_id,
+                    sender = %entry.sender_text(),
+                    "queue state has no spool file: finished before a crash lost its last state update; entry removed"
+                );
+                queue.tracker().record(
+                    &entry.queue_id,
+                    EventKind::Deleted,
+                    Direction::Out,
+                    &entry.sender_text(),
+                    "",
+                    "local",
+                    "queue state without spool file at start-up (finished before a crash); entry removed",
+                );
                 recovery.state_without_file.push(entry.queue_id.clone());
-            } else {
-                let _ = state.remove(&entry.queue_id);
             }
+            let _ = state.remove(&entry.queue_id);
         }
     }
     tracing::info!(

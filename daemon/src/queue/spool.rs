@@ -40,7 +40,8 @@ pub struct SpooledMessage {
     pub queue_id: String,
     pub envelope: Envelope,
     /// The message as it will be relayed, our `Received:` header first.
-    pub content: Vec<u8>,
+    /// Shared so the pipeline can hand it on without copying.
+    pub content: std::sync::Arc<Vec<u8>>,
 }
 
 /// Why a spool file could not be read.
@@ -64,6 +65,15 @@ struct CommitRequest {
 pub struct Spool {
     root: PathBuf,
     committer: mpsc::Sender<CommitRequest>,
+    room: std::sync::Arc<RoomCache>,
+}
+
+/// The last free-space answer.
+#[derive(Default)]
+struct RoomCache {
+    checked_at_ms: std::sync::atomic::AtomicU64,
+    for_size: std::sync::atomic::AtomicU64,
+    answer: std::sync::atomic::AtomicBool,
 }
 
 impl Spool {
@@ -84,6 +94,7 @@ impl Spool {
         Ok(Spool {
             root: root.to_path_buf(),
             committer: tx,
+            room: Default::default(),
         })
     }
 
@@ -175,8 +186,25 @@ impl Spool {
     }
 
     /// Whether the spool has room for a message of `max_size` octets:
-    /// free space must be at least 1.5 times that.
+    /// free space must be at least 1.5 times that. The answer is cached for
+    /// a quarter of a second (it is asked on every command line).
     pub fn has_room_for(&self, max_size: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = crate::envelope::now_ms();
+        let checked = self.room.checked_at_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(checked) < 250
+            && self.room.for_size.load(Ordering::Relaxed) == max_size
+        {
+            return self.room.answer.load(Ordering::Relaxed);
+        }
+        let answer = self.statvfs_has_room(max_size);
+        self.room.answer.store(answer, Ordering::Relaxed);
+        self.room.for_size.store(max_size, Ordering::Relaxed);
+        self.room.checked_at_ms.store(now, Ordering::Relaxed);
+        answer
+    }
+
+    fn statvfs_has_room(&self, max_size: u64) -> bool {
         match nix::sys::statvfs::statvfs(&self.root) {
             Ok(stat) => {
                 let free = stat.blocks_available().saturating_mul(stat.fragment_size());
@@ -297,10 +325,12 @@ fn decode(queue_id: &str, bytes: &[u8]) -> Result<SpooledMessage, SpoolReadError
     if content_start.checked_add(length) != Some(body_end) {
         return Err(Damaged("length mismatch"));
     }
-    let content = bytes
-        .get(content_start..body_end)
-        .ok_or(Damaged("truncated"))?
-        .to_vec();
+    let content = std::sync::Arc::new(
+        bytes
+            .get(content_start..body_end)
+            .ok_or(Damaged("truncated"))?
+            .to_vec(),
+    );
     Ok(SpooledMessage {
         queue_id: queue_id.to_string(),
         envelope,
@@ -345,7 +375,7 @@ mod tests {
         .unwrap();
         let msg = decode("0123456789ABCDEF0123", &rec).unwrap();
         assert_eq!(msg.envelope, envelope());
-        assert_eq!(msg.content, b"Received: x\r\nSubject: y\r\n\r\nbody\r\n");
+        assert_eq!(*msg.content, b"Received: x\r\nSubject: y\r\n\r\nbody\r\n");
         for cut in [1, 5, rec.len() / 2, rec.len() - 1] {
             assert!(
                 decode("x", &rec[..cut]).is_err(),
@@ -382,7 +412,7 @@ mod tests {
         let mut expected = ids.clone();
         expected.sort();
         assert_eq!(listed, expected);
-        assert_eq!(spool.read(&ids[0]).unwrap().content, b"hello\r\n");
+        assert_eq!(*spool.read(&ids[0]).unwrap().content, b"hello\r\n");
         assert!(fs::read_dir(dir.join("tmp")).unwrap().next().is_none());
         let _ = fs::remove_dir_all(dir);
     }

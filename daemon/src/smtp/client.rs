@@ -466,29 +466,29 @@ fn rcpt_outcome(reply: &RemoteReply) -> Outcome {
 pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + content.len() / 50 + 5);
     let mut at_line_start = true;
-    let mut i = 0;
-    while let Some(&b) = content.get(i) {
-        match b {
-            b'\r' if content.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 2;
-                at_line_start = true;
-                continue;
-            }
-            b'\r' | b'\n' => {
-                out.extend_from_slice(b"\r\n");
-                at_line_start = true;
-            }
-            b'.' if at_line_start => {
-                out.extend_from_slice(b"..");
-                at_line_start = false;
-            }
-            other => {
-                out.push(other);
-                at_line_start = false;
-            }
+    let mut rest = content;
+    while !rest.is_empty() {
+        if at_line_start && rest.first() == Some(&b'.') {
+            out.push(b'.');
         }
-        i += 1;
+        // Copy the line's text in one go, up to its line end.
+        let text_len = rest
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .unwrap_or(rest.len());
+        let (text, tail) = rest.split_at(text_len);
+        out.extend_from_slice(text);
+        rest = match tail {
+            [b'\r', b'\n', more @ ..] | [b'\r' | b'\n', more @ ..] => {
+                out.extend_from_slice(b"\r\n");
+                at_line_start = true;
+                more
+            }
+            _ => {
+                at_line_start &= text.is_empty();
+                &[]
+            }
+        };
     }
     if !at_line_start {
         out.extend_from_slice(b"\r\n");
@@ -510,5 +510,8 @@ mod tests {
         assert_eq!(dot_stuff(b".\r\n"), b"..\r\n.\r\n");
         assert_eq!(dot_stuff(b"x\ny\rz"), b"x\r\ny\r\nz\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b".\r\n");
+        assert_eq!(dot_stuff(b".\r\n.\r\n"), b"..\r\n..\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\r\n."), b"a\r\n..\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a.b\r\n\r\n.."), b"a.b\r\n\r\n...\r\n.\r\n");
     }
 }
