@@ -117,25 +117,29 @@ pub fn parse_path(text: &str, allow_null: bool, postmaster_domain: &str) -> Opti
     })
 }
 
-/// Splits at the `@` that separates the local part from the domain, which is
-/// the last `@` outside a quoted string.
-fn split_mailbox(text: &str) -> Option<(&str, &str)> {
+/// The characters of `text` that stand outside quoted strings (RFC 5321
+/// Quoted-string, with backslash escapes), with their byte offsets.
+pub fn unquoted_chars(text: &str) -> impl Iterator<Item = (usize, char)> + '_ {
     let mut in_quotes = false;
     let mut escaped = false;
-    let mut at = None;
-    for (i, ch) in text.char_indices() {
+    text.char_indices().filter(move |&(_, ch)| {
         if escaped {
             escaped = false;
-            continue;
+            return false;
         }
         match ch {
             '\\' if in_quotes => escaped = true,
             '"' => in_quotes = !in_quotes,
-            '@' if !in_quotes => at = Some(i),
-            _ => {}
+            _ => return !in_quotes,
         }
-    }
-    let at = at?;
+        false
+    })
+}
+
+/// Splits at the `@` that separates the local part from the domain, which is
+/// the last `@` outside a quoted string.
+fn split_mailbox(text: &str) -> Option<(&str, &str)> {
+    let at = unquoted_chars(text).filter(|&(_, ch)| ch == '@').last()?.0;
     Some((text.get(..at)?, text.get(at + 1..)?))
 }
 

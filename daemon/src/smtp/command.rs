@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::address::{ParsedPath, parse_path};
+use super::address::{ParsedPath, parse_path, unquoted_chars};
 use super::reply::SessionError;
 
 /// Longest command line for ordinary commands, CRLF excluded (RFC 5321 §4.5.3.1.4: 512 with CRLF).
@@ -191,27 +191,14 @@ fn strip_keyword<'a>(text: &'a str, keyword: &str) -> Option<&'a str> {
 /// Splits `<path> params` at the end of the path (quotes may hold spaces and `>`).
 fn split_path(text: &str) -> Result<(&str, &str), SessionError> {
     if text.starts_with('<') {
-        let mut in_quotes = false;
-        let mut escaped = false;
-        for (i, ch) in text.char_indices() {
-            if escaped {
-                escaped = false;
-                continue;
-            }
-            match ch {
-                '\\' if in_quotes => escaped = true,
-                '"' => in_quotes = !in_quotes,
-                '>' if !in_quotes => {
-                    let (path, rest) = text.split_at(i + 1);
-                    if !rest.is_empty() && !rest.starts_with(' ') {
-                        return Err(SessionError::Syntax("expected a space after the address"));
-                    }
-                    return Ok((path, rest.trim_start_matches(' ')));
-                }
-                _ => {}
-            }
+        let (end, _) = unquoted_chars(text)
+            .find(|&(_, ch)| ch == '>')
+            .ok_or(SessionError::BadAddress)?;
+        let (path, rest) = text.split_at(end + 1);
+        if !rest.is_empty() && !rest.starts_with(' ') {
+            return Err(SessionError::Syntax("expected a space after the address"));
         }
-        return Err(SessionError::BadAddress);
+        return Ok((path, rest.trim_start_matches(' ')));
     }
     Ok(match text.split_once(' ') {
         Some((path, rest)) => (path, rest.trim_start_matches(' ')),
