@@ -254,7 +254,7 @@ fn committer(rx: mpsc::Receiver<CommitRequest>, queue_dir: &Path) {
 
 fn commit_batch(batch: &[CommitRequest], dir: &File) -> io::Result<()> {
     match batch {
-        [one] => one.file.sync_all()?,
+        [one] => one.file.sync_data()?,
         [first, ..] => nix::unistd::syncfs(&first.file).map_err(io::Error::from)?,
         [] => return Ok(()),
     }
