@@ -21,7 +21,7 @@ from email.message import EmailMessage
 import pytest
 
 from appliance import BOOT_TIMEOUT, OUT, REPO, Appliance, free_port, make_workdir, remove_workdir
-from smtp_sink import SmtpSink
+from smtp_capture import CaptureSink
 
 TOKEN_RX = r"Setup token: ([0-9a-f]{32})"
 
@@ -30,7 +30,7 @@ class State:
     """What the ordered tests hand each other."""
 
     vm: Appliance
-    sink: SmtpSink
+    sink: CaptureSink
     sink_port: int
     token: str = ""
     queued_id: str = ""
@@ -46,7 +46,7 @@ def appliance():
         pytest.fail("no image: run scripts/build-image first (scripts/test-image does)")
     workdir = make_workdir()
     S.sink_port = free_port()
-    S.sink = SmtpSink(S.sink_port).start()
+    S.sink = CaptureSink(S.sink_port).start()
     S.vm = Appliance(workdir, f"sealgate.smarthost=10.0.2.2:{S.sink_port}")
     try:
         yield S.vm

@@ -195,6 +195,9 @@ class CaptureSink:
         with self.lock:
             return list(self.transactions)
 
+    def bodies(self) -> list[bytes]:
+        return [t.data for t in self.messages()]
+
     def wait_for(self, predicate, timeout: float = 15.0) -> list[Transaction]:
         """Waits until predicate(list of transactions) is true; returns them."""
         deadline = time.monotonic() + timeout
