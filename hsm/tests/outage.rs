@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{openssl, p, random_bytes, scratch};
+use common::{random_bytes, scratch};
 use sealgate_hsm::{OaepHash, RsaDecryptor};
 
 fn wait_for(what: &str, deadline: Duration, cond: impl Fn() -> bool) {
@@ -34,23 +34,12 @@ fn token_outage_gives_temporary_errors_then_recovers() {
     let pubfile = scratch("outage.pub.pem");
     std::fs::write(&pubfile, RsaDecryptor::public_key(&key).spki_pem()).unwrap();
     let secret = random_bytes(32);
-    let infile = scratch("outage.bin");
-    std::fs::write(&infile, &secret).unwrap();
-    let ctfile = scratch("outage.ct");
-    openssl(&[
-        "pkeyutl",
-        "-encrypt",
-        "-pubin",
-        "-inkey",
-        p(&pubfile),
-        "-in",
-        p(&infile),
-        "-out",
-        p(&ctfile),
-        "-pkeyopt",
-        "rsa_padding_mode:oaep",
-    ]);
-    let ct = std::fs::read(&ctfile).unwrap();
+    let ct = common::openssl_encrypt(
+        &pubfile,
+        &secret,
+        "outage",
+        &["-pkeyopt", "rsa_padding_mode:oaep"],
+    );
     assert_eq!(
         &key.decrypt_oaep(OaepHash::Sha1, &ct).unwrap()[..],
         &secret[..]

@@ -12,10 +12,8 @@ mod common;
 use std::collections::HashSet;
 
 use common::{fresh_label, hsm, openssl, p, random_bytes, scratch};
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
-use cryptoki::session::UserType;
 use sealgate_hsm::certs::{CertFormat, CertRequest};
 use sealgate_hsm::{
     Error, KeyAgreement, KeyAlgorithm, KeyUsage, KeyWrapper, OaepHash, PublicKey, RsaDecryptor,
@@ -59,23 +57,7 @@ fn keys_are_single_purpose_and_unreadable() {
         Err(Error::WrongKey { .. })
     ));
     // ... and so does the token, and it never reveals a private value.
-    let settings = common::settings();
-    let pkcs11 = Pkcs11::new(&settings.module).unwrap();
-    let _ = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = pkcs11
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| pkcs11.get_token_info(*s).unwrap().label() == settings.token_label)
-        .unwrap();
-    let session = pkcs11.open_rw_session(slot).unwrap();
-    let pin = secrecy::SecretString::from(
-        std::fs::read_to_string(settings.pin_path())
-            .unwrap()
-            .trim()
-            .to_owned(),
-    );
-    let _ = session.login(UserType::User, Some(&pin));
+    let session = common::raw_session(true);
     let dec = session
         .find_objects(&[
             Attribute::Class(ObjectClass::PRIVATE_KEY),
@@ -164,8 +146,7 @@ fn openssl_encrypts_token_decrypts() {
     let key = hsm.decryptor("gateway-decrypt").unwrap();
     let pubfile = write_pub("gateway-decrypt", RsaDecryptor::public_key(&key));
     let secret = random_bytes(32);
-    let infile = scratch("cek.bin");
-    std::fs::write(&infile, &secret).unwrap();
+    let mut oaep_sha1_ct = None;
     for (name, opts) in [
         ("pkcs1", vec!["-pkeyopt", "rsa_padding_mode:pkcs1"]),
         (
@@ -189,21 +170,10 @@ fn openssl_encrypts_token_decrypts() {
             ],
         ),
     ] {
-        let ctfile = scratch(&format!("ct-{name}.bin"));
-        let mut args = vec![
-            "pkeyutl",
-            "-encrypt",
-            "-pubin",
-            "-inkey",
-            p(&pubfile),
-            "-in",
-            p(&infile),
-            "-out",
-            p(&ctfile),
-        ];
-        args.extend(opts);
-        openssl(&args);
-        let ct = std::fs::read(&ctfile).unwrap();
+        let ct = common::openssl_encrypt(&pubfile, &secret, name, &opts);
+        if name == "oaep-sha1" {
+            oaep_sha1_ct = Some(ct.clone());
+        }
         let pt = match name {
             "pkcs1" => key.decrypt_pkcs1v15(&ct, 32).unwrap(),
             "oaep-sha1" => key.decrypt_oaep(OaepHash::Sha1, &ct).unwrap(),
@@ -219,8 +189,7 @@ fn openssl_encrypts_token_decrypts() {
         }
     }
     // Wrong hash: one error class.
-    let ctfile = scratch("ct-oaep-sha1.bin");
-    let ct = std::fs::read(&ctfile).unwrap();
+    let ct = oaep_sha1_ct.expect("the OAEP-SHA1 case ran");
     assert!(matches!(
         key.decrypt_oaep(OaepHash::Sha256, &ct),
         Err(Error::Decrypt)
@@ -403,23 +372,12 @@ fn concurrent_decryptions_from_tokio_tasks() {
     let key = hsm.decryptor(&label).unwrap();
     let pubfile = write_pub(&label, RsaDecryptor::public_key(&key));
     let secret = random_bytes(32);
-    let infile = scratch("conc.bin");
-    std::fs::write(&infile, &secret).unwrap();
-    let ctfile = scratch("conc.ct");
-    openssl(&[
-        "pkeyutl",
-        "-encrypt",
-        "-pubin",
-        "-inkey",
-        p(&pubfile),
-        "-in",
-        p(&infile),
-        "-out",
-        p(&ctfile),
-        "-pkeyopt",
-        "rsa_padding_mode:oaep",
-    ]);
-    let ct = std::fs::read(&ctfile).unwrap();
+    let ct = common::openssl_encrypt(
+        &pubfile,
+        &secret,
+        "conc",
+        &["-pkeyopt", "rsa_padding_mode:oaep"],
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .max_blocking_threads(64)
@@ -474,16 +432,7 @@ fn pkcs1_oracle_gives_one_answer_class() {
         panic!("not RSA")
     };
     let n0 = n[0];
-    let settings = common::settings();
-    let pkcs11 = Pkcs11::new(&settings.module).unwrap();
-    let _ = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = pkcs11
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| pkcs11.get_token_info(*s).unwrap().label() == settings.token_label)
-        .unwrap();
-    let session = pkcs11.open_ro_session(slot).unwrap();
+    let session = common::raw_session(false);
     let pubh = session
         .find_objects(&[
             Attribute::Class(ObjectClass::PUBLIC_KEY),

@@ -27,6 +27,55 @@ pub fn hsm() -> Hsm {
         .clone()
 }
 
+/// A raw cryptoki session on the provisioned token, opened beside the
+/// crate's own connection (read-write and logged in, or read-only).
+pub fn raw_session(read_write_login: bool) -> cryptoki::session::Session {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    let settings = settings();
+    let pkcs11 = Pkcs11::new(&settings.module).unwrap();
+    let _ = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = pkcs11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| pkcs11.get_token_info(*s).unwrap().label() == settings.token_label)
+        .unwrap();
+    if !read_write_login {
+        return pkcs11.open_ro_session(slot).unwrap();
+    }
+    let session = pkcs11.open_rw_session(slot).unwrap();
+    let pin = secrecy::SecretString::from(
+        std::fs::read_to_string(settings.pin_path())
+            .unwrap()
+            .trim()
+            .to_owned(),
+    );
+    let _ = session.login(cryptoki::session::UserType::User, Some(&pin));
+    session
+}
+
+/// Encrypts `plaintext` to the public key in `pubfile` with `openssl
+/// pkeyutl -encrypt` and the given `-pkeyopt` options; returns the ciphertext.
+pub fn openssl_encrypt(pubfile: &Path, plaintext: &[u8], name: &str, opts: &[&str]) -> Vec<u8> {
+    let infile = scratch(&format!("{name}.pt"));
+    std::fs::write(&infile, plaintext).unwrap();
+    let ctfile = scratch(&format!("{name}.ct"));
+    let mut args = vec![
+        "pkeyutl",
+        "-encrypt",
+        "-pubin",
+        "-inkey",
+        p(pubfile),
+        "-in",
+        p(&infile),
+        "-out",
+        p(&ctfile),
+    ];
+    args.extend_from_slice(opts);
+    openssl(&args);
+    std::fs::read(&ctfile).unwrap()
+}
+
 pub fn fresh_label(prefix: &str) -> String {
     let mut b = [0u8; 4];
     aws_lc_rs::rand::fill(&mut b).unwrap();
