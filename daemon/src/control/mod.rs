@@ -113,89 +113,61 @@ pub async fn execute(queue: &Queue, request: Request, online: bool) -> Response 
                 error: e.to_string(),
             },
         },
-        Request::QueueDelete { id } => {
-            scheduler_call(queue, online, id, SchedulerRequest::Delete, "deleted").await
-        }
-        Request::QueueRetry { id } => {
-            scheduler_call(
-                queue,
-                online,
-                id,
-                SchedulerRequest::Retry,
-                "scheduled for immediate retry",
-            )
-            .await
-        }
+        Request::QueueDelete { id } => change(queue, online, id, Change::Delete).await,
+        Request::QueueRetry { id } => change(queue, online, id, Change::Retry).await,
         Request::Track { query } => Response::Events {
             events: queue.tracker().search(&query),
         },
     }
 }
 
-async fn scheduler_call(
-    queue: &Queue,
-    online: bool,
-    id: String,
-    make: fn(String, tokio::sync::oneshot::Sender<Result<(), String>>) -> SchedulerRequest,
-    done: &str,
-) -> Response {
-    if !online {
-        return offline_change(queue, &id, make, done);
-    }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if let Err(e) = queue.request(make(id.clone(), tx)) {
-        return Response::Error { error: e };
-    }
-    match rx.await {
-        Ok(Ok(())) => Response::Done {
-            text: format!("{id}: {done}"),
-        },
-        Ok(Err(e)) => Response::Error { error: e },
-        Err(_) => Response::Error {
-            error: "scheduler stopped".into(),
-        },
-    }
+/// An administrative change to one queued message.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Delete,
+    Retry,
 }
 
-/// With the daemon stopped: delete removes the file and state; retry makes
-/// the message due now (it is tried when the daemon starts).
-fn offline_change(
-    queue: &Queue,
-    id: &str,
-    make: fn(String, tokio::sync::oneshot::Sender<Result<(), String>>) -> SchedulerRequest,
-    done: &str,
-) -> Response {
-    let (tx, _rx) = tokio::sync::oneshot::channel();
-    let is_delete = matches!(make(id.to_string(), tx), SchedulerRequest::Delete(..));
-    let entry = match queue.state().get(id) {
-        Ok(Some(e)) => e,
-        Ok(None) => {
-            return Response::Error {
-                error: format!("{id}: not in the queue"),
-            };
-        }
-        Err(e) => {
-            return Response::Error {
-                error: e.to_string(),
-            };
-        }
+/// Applies a change: through the scheduler when the daemon runs (so it
+/// never races a delivery), directly on the data directory when it does not.
+async fn change(queue: &Queue, online: bool, id: String, change: Change) -> Response {
+    let done = match change {
+        Change::Delete => "deleted",
+        Change::Retry => "scheduled for immediate retry",
     };
-    let result = if is_delete {
-        let _ = queue.spool().remove(id);
-        queue.state().remove(id)
+    let result = if online {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let request = match change {
+            Change::Delete => SchedulerRequest::Delete(id.clone(), tx),
+            Change::Retry => SchedulerRequest::Retry(id.clone(), tx),
+        };
+        match queue.request(request) {
+            Ok(()) => rx.await.unwrap_or_else(|_| Err("scheduler stopped".into())),
+            Err(e) => Err(e),
+        }
     } else {
-        let mut entry = entry;
-        entry.next_attempt_ms = 0;
-        queue.state().put(&entry)
+        match change {
+            Change::Delete => crate::queue::scheduler::delete(queue, &id),
+            // Due now: it is tried as soon as the daemon starts.
+            Change::Retry => retry_when_started(queue, &id),
+        }
     };
     match result {
         Ok(()) => Response::Done {
             text: format!("{id}: {done}"),
         },
-        Err(e) => Response::Error {
-            error: e.to_string(),
-        },
+        Err(error) => Response::Error { error },
     }
+}
+
+fn retry_when_started(queue: &Queue, id: &str) -> Result<(), String> {
+    let mut entry = queue
+        .state()
+        .get(id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{id}: not in the queue"))?;
+    entry.next_attempt_ms = 0;
+    queue.state().put(&entry).map_err(|e| e.to_string())
 }
 
 /// Sends a request to a running daemon; `Ok(None)` if none is listening.

@@ -105,8 +105,9 @@ pub async fn run(
     }
 }
 
-/// Removes a message from the queue on an administrator's request.
-fn delete(queue: &Queue, queue_id: &str) -> Result<(), String> {
+/// Removes a message from the queue on an administrator's request (the
+/// scheduler's loop, or the CLI when the daemon is stopped).
+pub(crate) fn delete(queue: &Queue, queue_id: &str) -> Result<(), String> {
     let mut entry = queue
         .state()
         .get(queue_id)

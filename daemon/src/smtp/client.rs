@@ -198,11 +198,9 @@ impl SmtpClient {
             if reply.code == 220 {
                 conn.input.clear();
                 let tcp = conn.stream.take_plain()?;
+                // Opportunistic TLS authenticates nobody; the name only feeds SNI.
                 let name = rustls::pki_types::ServerName::try_from(host.to_string())
-                    .unwrap_or_else(|_| {
-                        rustls::pki_types::ServerName::try_from("invalid.invalid")
-                            .map_or_else(|_| unreachable_name(), |n| n.to_owned())
-                    });
+                    .unwrap_or_else(|_| placeholder_server_name());
                 let tls = tokio::time::timeout(self.timeout, self.tls.connect(name, tcp))
                     .await
                     .map_err(|_| ClientError::Timeout)?
@@ -440,7 +438,7 @@ impl SmtpClient {
     }
 }
 
-fn unreachable_name() -> rustls::pki_types::ServerName<'static> {
+fn placeholder_server_name() -> rustls::pki_types::ServerName<'static> {
     rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())
 }
 
