@@ -339,7 +339,7 @@ impl Hsm {
                 .collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let module = self.inner_module();
-                self.with_session(|s, _| {
+                self.with_store_session(|s, _| {
                     let found = s
                         .find_objects(&[
                             Attribute::Class(ObjectClass::CERTIFICATE),
@@ -386,7 +386,7 @@ impl Hsm {
             .map_err(|e| Error::Certificate(e.to_string()))?;
         let subject = cert.subject().as_raw().to_vec();
         let module = self.inner_module();
-        self.with_session(|s, _| {
+        self.with_store_session(|s, _| {
             for old in s
                 .find_objects(&[
                     Attribute::Class(ObjectClass::CERTIFICATE),

@@ -250,7 +250,7 @@ impl Hsm {
             )));
         }
         let module = self.inner_module();
-        self.with_session(|s, live| {
+        self.with_store_session(|s, live| {
             for class in [ObjectClass::PRIVATE_KEY, ObjectClass::SECRET_KEY] {
                 if !s
                     .find_objects(&[
@@ -377,7 +377,7 @@ impl Hsm {
     /// Every private and secret key on the token.
     pub fn list(&self) -> Result<Vec<KeyInfo>, Error> {
         let module = self.inner_module();
-        self.with_session(|s, _| {
+        self.with_store_session(|s, _| {
             let mut out = Vec::new();
             for class in [ObjectClass::PRIVATE_KEY, ObjectClass::SECRET_KEY] {
                 for h in s
@@ -397,15 +397,17 @@ impl Hsm {
     /// One key by label.
     pub fn key_info(&self, label: &str) -> Result<KeyInfo, Error> {
         let module = self.inner_module();
-        self.with_session(|s, live| {
+        self.with_store_session(|s, _| {
             for class in [ObjectClass::PRIVATE_KEY, ObjectClass::SECRET_KEY] {
-                match live.find(s, class, label, &module) {
-                    Ok(h) => {
-                        return describe(s, h, class, &module)?
-                            .ok_or_else(|| Error::KeyNotFound(label.to_owned()));
-                    }
-                    Err(Error::KeyNotFound(_)) => continue,
-                    Err(e) => return Err(e),
+                let found = s
+                    .find_objects(&[
+                        Attribute::Class(class),
+                        Attribute::Label(label.as_bytes().to_vec()),
+                    ])
+                    .map_err(ck(&module))?;
+                if let Some(h) = found.first() {
+                    return describe(s, *h, class, &module)?
+                        .ok_or_else(|| Error::KeyNotFound(label.to_owned()));
                 }
             }
             Err(Error::KeyNotFound(label.to_owned()))
@@ -415,7 +417,7 @@ impl Hsm {
     /// Deletes a key (both halves of a pair) and its certificate from the token.
     pub fn delete(&self, label: &str) -> Result<(), Error> {
         let module = self.inner_module();
-        self.with_session(|s, live| {
+        self.with_store_session(|s, live| {
             let handles = s
                 .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
                 .map_err(ck(&module))?;

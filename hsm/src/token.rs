@@ -75,6 +75,11 @@ pub(crate) struct Live {
     handles: Mutex<HashMap<(u64, String), ObjectHandle>>,
     /// Set once the token rejected OAEP with SHA-256 (SoftHSM 2.6.1 does).
     pub(crate) no_native_oaep_sha256: AtomicBool,
+    /// Serialises searches against creation and destruction of token objects:
+    /// SoftHSM 2.6.1 fails either at random (`CKR_GENERAL_ERROR`) when a
+    /// thread creates an object while another searches (SoftHSMv2 #573,
+    /// fixed after 2.6.1). Operations on known handles do not take it.
+    store: Mutex<()>,
 }
 
 impl Drop for Live {
@@ -222,6 +227,19 @@ impl Hsm {
         result
     }
 
+    /// Like [`Hsm::with_session`], holding the object-store lock for the whole
+    /// of `f`: for anything that searches for, creates or destroys token
+    /// objects. `f` must not call [`Live::find`] (the lock is not reentrant).
+    pub(crate) fn with_store_session<T>(
+        &self,
+        f: impl FnOnce(&Session, &Live) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.with_session(|s, live| {
+            let _store = lock(&live.store);
+            f(s, live)
+        })
+    }
+
     /// A read guard on a live, unbroken connection, reconnecting first if needed.
     fn live_guard(&self) -> Result<std::sync::RwLockReadGuard<'_, Option<Live>>, Error> {
         for _ in 0..2 {
@@ -283,6 +301,7 @@ impl Hsm {
             broken: AtomicBool::new(false),
             handles: Mutex::new(HashMap::new()),
             no_native_oaep_sha256: AtomicBool::new(false),
+            store: Mutex::new(()),
         })
     }
 
@@ -318,7 +337,7 @@ impl Hsm {
             key_count: 0,
             error: None,
         };
-        let result = self.with_session(|session, live| {
+        let result = self.with_store_session(|session, live| {
             let p = live
                 .pkcs11
                 .as_ref()
@@ -414,6 +433,7 @@ impl Live {
         if let Some(h) = lock(&self.handles).get(&key) {
             return Ok(*h);
         }
+        let _store = lock(&self.store);
         let found = session
             .find_objects(&[
                 Attribute::Class(class),
