@@ -43,6 +43,31 @@ pub enum Command {
     Hsm(sealgate_hsm::cli::HsmCommand),
     /// The serial console recovery menu (or one of its actions).
     Console(crate::console::ConsoleArgs),
+    /// Policy tools.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Read a message on stdin and print, per recipient, what the policy
+    /// decides and why (a dry run: nothing is queued or sent).
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// Envelope sender (default: the From header's address).
+    #[arg(long = "from")]
+    pub sender: Option<String>,
+    /// Envelope recipients (default: the To, Cc and Bcc addresses).
+    #[arg(long = "to")]
+    pub recipients: Vec<String>,
+    /// The connecting client's address (decides internal sender and trusted trigger header).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub client_ip: std::net::IpAddr,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,6 +284,95 @@ pub fn track_query(args: &TrackArgs) -> Result<Query, String> {
             .transpose()?,
         limit: Some(args.limit),
     })
+}
+
+/// `sealgate policy explain`: decisions for a message read from stdin.
+pub fn policy_explain(config: &Config, args: &ExplainArgs) -> ExitCode {
+    use std::io::Read;
+    let policy = match config.policy() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("sealgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut content = Vec::new();
+    let limit = config.smtp.max_message_size;
+    if let Err(e) = std::io::stdin()
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut content)
+    {
+        eprintln!("sealgate: reading the message: {e}");
+        return ExitCode::FAILURE;
+    }
+    if u64::try_from(content.len()).unwrap_or(u64::MAX) > limit {
+        eprintln!("sealgate: the message is larger than smtp.max_message_size ({limit})");
+        return ExitCode::from(2);
+    }
+    let headers = mail_parser::MessageParser::default().parse_headers(&content[..]);
+    let header_addresses = |which: &[&str]| -> Vec<String> {
+        let Some(message) = headers.as_ref() else {
+            return Vec::new();
+        };
+        which
+            .iter()
+            .filter_map(|name| message.header(*name))
+            .filter_map(|value| value.as_address())
+            .flat_map(|list| list.iter())
+            .filter_map(|a| a.address())
+            .map(str::to_owned)
+            .collect()
+    };
+    let sender = args
+        .sender
+        .clone()
+        .or_else(|| header_addresses(&["From"]).into_iter().next())
+        .unwrap_or_default();
+    let recipients = if args.recipients.is_empty() {
+        header_addresses(&["To", "Cc", "Bcc"])
+    } else {
+        args.recipients.clone()
+    };
+    if recipients.is_empty() {
+        eprintln!("sealgate: no recipients: give --to or a message with To/Cc headers");
+        return ExitCode::from(2);
+    }
+    let origin = crate::pipeline::decide::Origin {
+        sender: &sender,
+        client_ip: Some(args.client_ip),
+    };
+    match crate::pipeline::decide::decide_all(config, &policy, &content, &origin, &recipients) {
+        Ok((facts, decisions)) => {
+            if args.json {
+                let out = serde_json::json!({ "facts": facts, "decisions": decisions });
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            } else {
+                println!(
+                    "sender {} ({}), subject {:?}, {} attachment(s){}",
+                    if sender.is_empty() { "<>" } else { &sender },
+                    if facts.sender_internal {
+                        "internal"
+                    } else {
+                        "external"
+                    },
+                    facts.subject,
+                    facts.attachments.len(),
+                    facts
+                        .encrypted_for_gateway
+                        .map(|w| format!(", arrived encrypted ({w:?})"))
+                        .unwrap_or_default()
+                );
+                for d in &decisions {
+                    println!("{}", d.explain());
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sealgate: the message cannot be processed: {e}");
+            ExitCode::from(65)
+        }
+    }
 }
 
 #[cfg(test)]

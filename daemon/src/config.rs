@@ -33,6 +33,8 @@ pub struct Config {
     pub web: WebConfig,
     /// The PKCS#11 token (`[hsm]`); absent means SoftHSM2 with its token in `<data_dir>/hsm`.
     pub hsm: Option<sealgate_hsm::HsmSettings>,
+    /// Who gets what: rules, defaults and per-domain/address settings.
+    pub policy: crate::policy::PolicyConfig,
 }
 
 /// The SMTP listener and its limits.
@@ -137,6 +139,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             web: WebConfig::default(),
             hsm: None,
+            policy: crate::policy::PolicyConfig::default(),
         }
     }
 }
@@ -271,12 +274,32 @@ impl Config {
         if self.delivery.retry_max_secs == 0 {
             return fail("delivery.retry_max_secs", "must be at least 1");
         }
+        crate::policy::Policy::compile(self.policy.clone()).map_err(|(key, what)| {
+            let key = if key.starts_with("policy.") {
+                key
+            } else {
+                // A key inside a `[[policy.rule]]` entry.
+                match key {
+                    "name" => "policy.rule.name",
+                    "action" => "policy.rule.action",
+                    "body_regex" => "policy.rule.body_regex",
+                    _ => "policy.rule",
+                }
+            };
+            (key, what)
+        })?;
         for domain in &self.relay.domains {
             if domain.is_empty() || domain.contains(['@', ' ', '[', ']']) {
                 return Err(("relay.domains", format!("`{domain}` is not a domain name")));
             }
         }
         Ok(())
+    }
+
+    /// The compiled policy (checked when the configuration was loaded).
+    pub fn policy(&self) -> Result<crate::policy::Policy, ConfigError> {
+        crate::policy::Policy::compile(self.policy.clone())
+            .map_err(|(key, what)| ConfigError(format!("key `{key}`: {what}")))
     }
 
     /// The key store settings: the `[hsm]` table, or SoftHSM2 in the data directory.

@@ -16,6 +16,7 @@ pub mod delivery;
 pub mod envelope;
 pub mod logging;
 pub mod pipeline;
+pub mod policy;
 pub mod queue;
 pub mod setup_token;
 pub mod smtp;

@@ -12,6 +12,9 @@
 
 use std::sync::Arc;
 
+pub mod decide;
+pub mod parse;
+
 use crate::queue::spool::SpooledMessage;
 
 /// One message to send, for some of the pending recipients.

@@ -1,0 +1,68 @@
+//! Policy stage: a parsed message and its recipients → one decision each.
+//!
+//! Works out who is internal (own domains, internal networks), whether the
+//! trigger header may be believed (the connecting host is one of the
+//! policy's trusted hosts), fills the facts and runs the pure decision
+//! function for every recipient. The pipeline and `sealgate policy explain`
+//! both call [`decide_all`], so the dry run shows exactly what delivery does.
+//!
+//! Trusts: the configuration; the message content only as far as `parse` does.
+
+use std::net::IpAddr;
+
+use crate::config::Config;
+use crate::pipeline::parse::{self, Context, Limits, ParseError};
+use crate::policy::{Decision, MessageFacts, Policy, Recipient, decide};
+
+/// Who sent the message and from where.
+#[derive(Debug, Clone)]
+pub struct Origin<'a> {
+    /// The envelope sender (empty for `<>`).
+    pub sender: &'a str,
+    /// The connecting client.
+    pub client_ip: Option<IpAddr>,
+}
+
+/// The facts of `content` and a decision for each recipient, in order.
+pub fn decide_all(
+    config: &Config,
+    policy: &Policy,
+    content: &[u8],
+    origin: &Origin<'_>,
+    recipients: &[String],
+) -> Result<(MessageFacts, Vec<Decision>), ParseError> {
+    let sender_domain = origin.sender.rsplit_once('@').map(|(_, d)| d);
+    let from_inside = origin.client_ip.is_some_and(|ip| config.is_internal(ip));
+    let sender_internal = from_inside && sender_domain.is_some_and(|d| config.is_local_domain(d));
+    let trigger_trusted = origin.client_ip.is_some_and(|ip| {
+        policy
+            .config
+            .trusted_trigger_hosts
+            .iter()
+            .any(|n| n.contains(ip))
+    });
+    let context = Context {
+        sender: origin.sender,
+        sender_internal,
+        trigger_header: &policy.config.trigger_header,
+        trigger_trusted,
+    };
+    let facts = parse::facts(content, &context, Limits::default())?;
+    let decisions = recipients
+        .iter()
+        .map(|address| {
+            let internal = address
+                .rsplit_once('@')
+                .is_some_and(|(_, d)| config.is_local_domain(d));
+            decide(
+                policy,
+                &facts,
+                &Recipient {
+                    address: address.clone(),
+                    internal,
+                },
+            )
+        })
+        .collect();
+    Ok((facts, decisions))
+}
