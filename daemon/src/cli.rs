@@ -83,6 +83,10 @@ pub enum QueueCommand {
     Delete { id: String },
     /// Retry a message now.
     Retry { id: String },
+    /// Release a message's held and quarantined recipients: the policy and
+    /// the recipients' keys are looked at again now (held mail is never sent
+    /// in clear; a released quarantine is delivered as the policy allows).
+    Release { id: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -262,6 +266,14 @@ fn describe_status(status: &crate::queue::state::RecipientStatus) -> String {
         Delivered { reply } => format!("delivered: {reply}"),
         Bounced { reason } => format!("bounced: {reason}"),
         Deleted => "deleted".into(),
+        Held { reason, since_ms } => format!(
+            "held since {}: {reason}",
+            crate::util::iso8601_ms(*since_ms)
+        ),
+        Quarantined { reason, since_ms } => format!(
+            "quarantined since {}: {reason}",
+            crate::util::iso8601_ms(*since_ms)
+        ),
     }
 }
 

@@ -106,6 +106,9 @@ pub struct DeliveryConfig {
     pub require_tls_domains: Vec<String>,
     /// Seconds a message may stay queued before it bounces (default 5 days).
     pub queue_lifetime_secs: u64,
+    /// Seconds a recipient may stay held (encryption required, no method yet)
+    /// or quarantined before the sender gets a failure notice (default 7 days).
+    pub hold_lifetime_secs: u64,
     /// First retry delay in seconds; doubles on each failure.
     pub retry_initial_secs: u64,
     /// Longest retry delay in seconds.
@@ -183,6 +186,7 @@ impl Default for DeliveryConfig {
             dns_server: None,
             require_tls_domains: Vec::new(),
             queue_lifetime_secs: 5 * 24 * 3600,
+            hold_lifetime_secs: 7 * 24 * 3600,
             retry_initial_secs: 60,
             retry_max_secs: 3600,
             concurrency: 20,

@@ -45,9 +45,11 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let setup_token = crate::setup_token::ensure(&config.data_dir)?;
     let deliverer = Arc::new(Deliverer::new(config.clone())?);
     crate::control::serve(config.data_dir.clone(), queue.clone()).await?;
+    let policy = Arc::new(config.policy().map_err(std::io::Error::other)?);
     tokio::spawn(scheduler::run(
         queue.clone(),
         config.clone(),
+        policy,
         deliverer,
         requests,
         recovery.scheduled.clone(),

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
                 QueueCommand::Show { id } => (Request::QueueShow { id }, false),
                 QueueCommand::Delete { id } => (Request::QueueDelete { id }, false),
                 QueueCommand::Retry { id } => (Request::QueueRetry { id }, false),
+                QueueCommand::Release { id } => (Request::QueueRelease { id }, false),
             };
             run_control(&config, request, json)
         }

@@ -40,6 +40,9 @@ def toml_value(value) -> str:
         return str(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        # An inline table; keys quoted so domains and addresses work as keys.
+        return "{ " + ", ".join(f"{toml_value(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -130,10 +133,10 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sealgate_bin(), "--config", str(self.config_path), *args],
-            capture_output=True, text=True, check=check, timeout=60,
+            capture_output=True, text=True, check=check, timeout=60, input=input_text,
         )
 
     def __enter__(self):

@@ -27,6 +27,7 @@ pub enum Request {
     QueueShow { id: String },
     QueueDelete { id: String },
     QueueRetry { id: String },
+    QueueRelease { id: String },
     Track { query: Query },
 }
 
@@ -115,6 +116,7 @@ pub async fn execute(queue: &Queue, request: Request, online: bool) -> Response 
         },
         Request::QueueDelete { id } => change(queue, online, id, Change::Delete).await,
         Request::QueueRetry { id } => change(queue, online, id, Change::Retry).await,
+        Request::QueueRelease { id } => change(queue, online, id, Change::Release).await,
         Request::Track { query } => Response::Events {
             events: queue.tracker().search(&query),
         },
@@ -126,6 +128,7 @@ pub async fn execute(queue: &Queue, request: Request, online: bool) -> Response 
 enum Change {
     Delete,
     Retry,
+    Release,
 }
 
 /// Applies a change: through the scheduler when the daemon runs (so it
@@ -134,12 +137,16 @@ async fn change(queue: &Queue, online: bool, id: String, change: Change) -> Resp
     let done = match change {
         Change::Delete => "deleted",
         Change::Retry => "scheduled for immediate retry",
+        Change::Release => {
+            "released: held and quarantined recipients are decided and tried again now"
+        }
     };
     let result = if online {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let request = match change {
             Change::Delete => SchedulerRequest::Delete(id.clone(), tx),
             Change::Retry => SchedulerRequest::Retry(id.clone(), tx),
+            Change::Release => SchedulerRequest::Release(id.clone(), tx),
         };
         match queue.request(request) {
             Ok(()) => rx.await.unwrap_or_else(|_| Err("scheduler stopped".into())),
@@ -150,6 +157,7 @@ async fn change(queue: &Queue, online: bool, id: String, change: Change) -> Resp
             Change::Delete => crate::queue::scheduler::delete(queue, &id),
             // Due now: it is tried as soon as the daemon starts.
             Change::Retry => retry_when_started(queue, &id),
+            Change::Release => crate::queue::scheduler::release(queue, &id),
         }
     };
     match result {

@@ -1,20 +1,28 @@
-//! The pipeline seam between the spool and the outbound queue.
+//! The pipeline between the spool and delivery: what each pending recipient
+//! gets, decided per recipient and produced per group.
 //!
-//! For each delivery attempt the scheduler hands the pipeline a spooled
-//! message and the recipients still pending; the pipeline answers with the
-//! outgoing messages, each for a group of those recipients. Today it relays
-//! the message unchanged to all of them; the crypto issues plug their stages
-//! in here (parse → unwrap → expand → policy → resolve → render).
+//! Stages, data moving forward only (one module each):
+//! [`parse`] (bounded MIME parse, facts) → unwrap (the engines; not yet) →
+//! expand (distribution lists; not yet) → [`decide`] (the policy, per
+//! recipient) → resolve (the recipient's method: certificate, key, partner
+//! gateway; the directory is not built yet, so no recipient has one) →
+//! [`render`] (the outgoing form) → [`guard`] (fail-closed check, called by
+//! the scheduler right before delivery).
 //!
 //! Contract: a temporary error defers the whole message (it stays queued,
-//! nothing is sent); a permanent error bounces the recipients it names.
-//! Nothing is ever sent half-processed.
+//! nothing is sent); a permanent one bounces the recipients it names; a
+//! recipient whose decision requires encryption is never in a clear
+//! [`Outgoing`]: it is sent encrypted, or held.
 
 use std::sync::Arc;
 
 pub mod decide;
+pub mod guard;
 pub mod parse;
+pub mod render;
 
+use crate::config::Config;
+use crate::policy::{Action, Policy};
 use crate::queue::spool::SpooledMessage;
 
 /// One message to send, for some of the pending recipients.
@@ -24,9 +32,38 @@ pub struct Outgoing {
     pub recipients: Vec<usize>,
     /// The exact content to send.
     pub content: Arc<Vec<u8>>,
+    /// A recipient's decision requires encryption: [`guard::check`] refuses
+    /// to let this go out unless the content is encrypted.
+    pub must_be_encrypted: bool,
 }
 
-/// Why the pipeline could not produce the outgoing messages.
+/// Why a recipient is not sent to now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// Encryption required and no method yet.
+    Held(String),
+    /// Put aside by policy for an administrator.
+    Quarantined(String),
+}
+
+/// What to do with each pending recipient.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub outgoing: Vec<Outgoing>,
+    pub waiting: Vec<(usize, Waiting)>,
+    /// Refused for good (policy `reject`); the sender gets a failure notice.
+    pub refused: Vec<(usize, String)>,
+    /// The policy's explanation per recipient, for tracking.
+    pub explanations: Vec<(usize, String)>,
+}
+
+/// What the pipeline needs besides the message.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub policy: &'a Policy,
+}
+
+/// Why the pipeline could not produce a plan.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PipelineError {
     /// Try again later (a key store or directory is unreachable).
@@ -37,16 +74,125 @@ pub enum PipelineError {
     Permanent(String),
 }
 
-/// Processes a message for its `pending` recipients.
+/// Processes a message for its `pending` recipients. `lifted` names the
+/// recipients an administrator released from quarantine: for them a
+/// quarantine decision becomes "encrypt if possible" (and the
+/// click-to-encrypt guard still applies).
 pub fn process(
     message: &SpooledMessage,
     pending: &[usize],
-) -> Result<Vec<Outgoing>, PipelineError> {
+    lifted: &[usize],
+    context: &Context<'_>,
+) -> Result<Plan, PipelineError> {
+    let mut plan = Plan::default();
     if pending.is_empty() {
-        return Ok(Vec::new());
+        return Ok(plan);
     }
-    Ok(vec![Outgoing {
-        recipients: pending.to_vec(),
-        content: Arc::clone(&message.content),
-    }])
+    let recipients: Vec<(usize, String)> = pending
+        .iter()
+        .filter_map(|&i| {
+            message
+                .envelope
+                .recipients
+                .get(i)
+                .map(|r| (i, r.address.to_string()))
+        })
+        .collect();
+    let addresses: Vec<String> = recipients.iter().map(|(_, a)| a.clone()).collect();
+    let sender = message
+        .envelope
+        .sender
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let origin = decide::Origin {
+        sender: &sender,
+        client_ip: message.envelope.client_ip.parse().ok(),
+    };
+    let (facts, decisions) = decide::decide_all(
+        context.config,
+        context.policy,
+        &message.content,
+        &origin,
+        &addresses,
+    )
+    .map_err(|e| PipelineError::Permanent(format!("the message cannot be processed: {e}")))?;
+
+    // Clear deliveries grouped by the subject they get (a stripped keyword or not).
+    let mut clear: Vec<(Option<String>, bool, Vec<usize>)> = Vec::new();
+    for ((index, address), decision) in recipients.iter().zip(&decisions) {
+        let mut decision = decision.clone();
+        if decision.action == Action::Quarantine && lifted.contains(index) {
+            let external_click_to_encrypt = facts.encrypted_for_gateway.is_some()
+                && decision.direction != crate::policy::Direction::Inbound
+                && decision.direction != crate::policy::Direction::Internal;
+            decision.action = if external_click_to_encrypt {
+                Action::EncryptRequired
+            } else {
+                Action::EncryptIfPossible
+            };
+            decision
+                .because
+                .push("released from quarantine by an administrator".to_owned());
+        }
+        if decision.sign {
+            decision
+                .because
+                .push("signing by the gateway is not wired in yet: sent unsigned".to_owned());
+        }
+        let decision = &decision;
+        plan.explanations.push((*index, decision.explain()));
+        let send_as_is = |plan_clear: &mut Vec<(Option<String>, bool, Vec<usize>)>, must: bool| {
+            let subject = decision
+                .strip_keyword
+                .as_ref()
+                .map(|k| crate::policy::decide::strip_keyword(&facts.subject, k));
+            match plan_clear
+                .iter_mut()
+                .find(|(s, m, _)| *s == subject && *m == must)
+            {
+                Some((_, _, group)) => group.push(*index),
+                None => plan_clear.push((subject, must, vec![*index])),
+            }
+        };
+        match decision.action {
+            Action::Reject => plan.refused.push((
+                *index,
+                format!("refused by policy ({})", decision.explain()),
+            )),
+            Action::Quarantine => plan.waiting.push((
+                *index,
+                Waiting::Quarantined(format!("quarantined by policy ({})", decision.explain())),
+            )),
+            Action::EncryptRequired => {
+                if facts.encrypted_for_gateway.is_some() {
+                    // Still encrypted as the sender wrote it (no engine opened it):
+                    // it leaves as it came, never in clear.
+                    send_as_is(&mut clear, true);
+                } else {
+                    plan.waiting.push((
+                        *index,
+                        Waiting::Held(format!(
+                            "encryption required and no certificate or key for {address} yet"
+                        )),
+                    ));
+                }
+            }
+            Action::EncryptIfPossible | Action::Sign | Action::Clear => {
+                send_as_is(&mut clear, false);
+            }
+        }
+    }
+    for (subject, must_be_encrypted, group) in clear {
+        let content = match subject {
+            Some(s) => Arc::new(render::replace_subject(&message.content, &s)),
+            None => Arc::clone(&message.content),
+        };
+        plan.outgoing.push(Outgoing {
+            recipients: group,
+            content,
+            must_be_encrypted,
+        });
+    }
+    Ok(plan)
 }

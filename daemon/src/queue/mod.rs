@@ -34,6 +34,8 @@ pub enum SchedulerRequest {
     Retry(String, tokio::sync::oneshot::Sender<Result<(), String>>),
     /// Delete a queued message (every pending recipient).
     Delete(String, tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Release held and quarantined recipients: decide and try them again now.
+    Release(String, tokio::sync::oneshot::Sender<Result<(), String>>),
 }
 
 /// Shared handle to the queue.

@@ -39,7 +39,7 @@ pub fn reconcile(queue: &Queue) -> std::io::Result<Recovery> {
     let now = now_ms();
     for queue_id in &files {
         match state.get(queue_id) {
-            Ok(Some(entry)) if entry.has_pending() => {
+            Ok(Some(entry)) if entry.is_open() => {
                 recovery
                     .scheduled
                     .push((entry.next_attempt_ms.min(now), queue_id.clone()));
@@ -87,7 +87,7 @@ pub fn reconcile(queue: &Queue) -> std::io::Result<Recovery> {
     let file_set: std::collections::HashSet<&String> = files.iter().collect();
     for entry in state.all() {
         if !file_set.contains(&entry.queue_id) {
-            if entry.has_pending() {
+            if entry.is_open() {
                 tracing::warn!(
                     queue_id = %entry.queue_id,
                     sender = %entry.sender_text(),

@@ -16,7 +16,8 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::config::Config;
 use crate::delivery::{Deliverer, Outcome};
 use crate::envelope::now_ms;
-use crate::pipeline::{self, PipelineError};
+use crate::pipeline::{self, PipelineError, Waiting};
+use crate::policy::Policy;
 use crate::tracking::{Direction, EventKind};
 
 use super::dsn::{self, ReportAction, ReportedRecipient};
@@ -28,6 +29,7 @@ use super::{Queue, SchedulerRequest};
 pub async fn run(
     queue: Queue,
     config: Arc<Config>,
+    policy: Arc<Policy>,
     deliverer: Arc<Deliverer>,
     mut requests: mpsc::UnboundedReceiver<SchedulerRequest>,
     initial: Vec<(u64, String)>,
@@ -54,10 +56,15 @@ pub async fn run(
             }
             let queue = queue.clone();
             let config = config.clone();
+            let policy = policy.clone();
             let deliverer = deliverer.clone();
             let done = done_tx.clone();
             tokio::spawn(async move {
-                let next = attempt(&queue, &config, &deliverer, &queue_id).await;
+                let context = pipeline::Context {
+                    config: &config,
+                    policy: &policy,
+                };
+                let next = attempt(&queue, &context, &deliverer, &queue_id).await;
                 drop(permit);
                 let _ = done.send((queue_id, next));
             });
@@ -82,6 +89,14 @@ pub async fn run(
                         }
                         Ok(_) => Err(format!("{id}: not in the queue")),
                         Err(e) => Err(e.to_string()),
+                    };
+                    let _ = reply.send(result);
+                }
+                Some(SchedulerRequest::Release(id, reply)) => {
+                    let result = if in_flight.contains(&id) {
+                        Err(format!("{id}: a delivery is in progress; try again in a moment"))
+                    } else {
+                        release(&queue, &id).map(|()| due.push(Reverse((now_ms(), id))))
                     };
                     let _ = reply.send(result);
                 }
@@ -114,7 +129,7 @@ pub(crate) fn delete(queue: &Queue, queue_id: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{queue_id}: not in the queue"))?;
     for r in &mut entry.recipients {
-        if r.status.is_pending() {
+        if r.status.is_pending() || r.status.is_waiting() {
             r.status = RecipientStatus::Deleted;
             queue.tracker().record(
                 queue_id,
@@ -139,6 +154,141 @@ pub(crate) fn delete(queue: &Queue, queue_id: &str) -> Result<(), String> {
     queue.state().remove(queue_id).map_err(|e| e.to_string())
 }
 
+/// Held and quarantined recipients waiting longer than the hold lifetime
+/// fail for good (the sender gets a failure notice).
+fn expire_waiting(
+    queue: &Queue,
+    config: &Config,
+    entry: &mut QueueEntry,
+    now: u64,
+    failed: &mut Vec<(usize, String, String)>,
+) {
+    let lifetime_ms = config.delivery.hold_lifetime_secs.saturating_mul(1000);
+    let sender = entry.sender_text();
+    for (i, state) in entry.recipients.iter_mut().enumerate() {
+        let Some(since) = state.status.waiting_since_ms() else {
+            continue;
+        };
+        if now.saturating_sub(since) < lifetime_ms {
+            continue;
+        }
+        let why = match &state.status {
+            RecipientStatus::Held { reason, .. } | RecipientStatus::Quarantined { reason, .. } => {
+                reason.clone()
+            }
+            _ => String::new(),
+        };
+        let reason = format!(
+            "not delivered: waited {} s without being released ({why})",
+            config.delivery.hold_lifetime_secs
+        );
+        queue.tracker().record(
+            &entry.queue_id,
+            EventKind::Expired,
+            Direction::Out,
+            &sender,
+            &state.recipient.address.to_string(),
+            "local",
+            &reason,
+        );
+        failed.push((i, reason.clone(), String::new()));
+        state.status = RecipientStatus::Bounced { reason };
+    }
+}
+
+/// Tells the sender which recipients are held (RFC 3464 `delayed`), once per recipient.
+async fn notify_delayed(
+    queue: &Queue,
+    config: &Config,
+    queue_id: &str,
+    message: &crate::queue::spool::SpooledMessage,
+    sender: &str,
+    delayed: &[(usize, String)],
+) {
+    if delayed.is_empty() {
+        return;
+    }
+    let reported: Vec<_> = delayed
+        .iter()
+        .filter_map(|(i, reason)| {
+            message
+                .envelope
+                .recipients
+                .get(*i)
+                .map(|recipient| ReportedRecipient {
+                    recipient,
+                    action: ReportAction::Delayed,
+                    reason,
+                    remote: "",
+                })
+        })
+        .collect();
+    let Some((dsn_envelope, dsn_content)) = dsn::build(
+        config,
+        queue_id,
+        &message.envelope,
+        &message.content,
+        &reported,
+    ) else {
+        return;
+    };
+    match queue.inject(&dsn_envelope, &dsn_content).await {
+        Ok(dsn_id) => queue.tracker().record(
+            queue_id,
+            EventKind::DsnSent,
+            Direction::Out,
+            sender,
+            &dsn_envelope
+                .recipients
+                .first()
+                .map(|r| r.address.to_string())
+                .unwrap_or_default(),
+            "local",
+            &format!("delay notice (held) queued as {dsn_id}"),
+        ),
+        // A lost delay notice is not worth holding the message for.
+        Err(e) => tracing::warn!(queue_id, error = %e, "delay notice could not be queued"),
+    }
+}
+
+/// Puts held and quarantined recipients back to scheduled (the policy and
+/// the methods are looked at again on the next attempt, which is due now).
+pub(crate) fn release(queue: &Queue, queue_id: &str) -> Result<(), String> {
+    let mut entry = queue
+        .state()
+        .get(queue_id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{queue_id}: not in the queue"))?;
+    let mut released = 0;
+    for r in &mut entry.recipients {
+        if r.status.is_waiting() {
+            if matches!(r.status, RecipientStatus::Quarantined { .. }) {
+                r.quarantine_lifted = true;
+            }
+            r.status = RecipientStatus::Scheduled;
+            released += 1;
+            queue.tracker().record(
+                queue_id,
+                EventKind::Released,
+                Direction::Out,
+                &entry
+                    .sender
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                &r.recipient.address.to_string(),
+                "local",
+                "released by administrator",
+            );
+        }
+    }
+    if released == 0 {
+        return Err(format!("{queue_id}: nothing is held or quarantined"));
+    }
+    entry.next_attempt_ms = 0;
+    queue.state().put(&entry).map_err(|e| e.to_string())
+}
+
 /// Backoff: `initial × 2^(attempts-1)`, capped.
 fn backoff(config: &Config, attempts: u32) -> u64 {
     let factor = 1u64 << attempts.saturating_sub(1).min(20);
@@ -153,10 +303,11 @@ fn backoff(config: &Config, attempts: u32) -> u64 {
 /// One delivery attempt for a message; returns when it is due again, if ever.
 async fn attempt(
     queue: &Queue,
-    config: &Config,
+    context: &pipeline::Context<'_>,
     deliverer: &Deliverer,
     queue_id: &str,
 ) -> Option<u64> {
+    let config = context.config;
     let message = match queue.spool().read(queue_id) {
         Ok(m) => m,
         Err(SpoolReadError::Damaged(why)) => {
@@ -191,9 +342,106 @@ async fn attempt(
     entry.attempts += 1;
     let sender = entry.sender_text();
     let mut failed: Vec<(usize, String, String)> = Vec::new();
-    match pipeline::process(&message, &pending) {
-        Ok(outgoing) => {
-            for out in outgoing {
+    let mut delayed: Vec<(usize, String)> = Vec::new();
+    let now = now_ms();
+    expire_waiting(queue, config, &mut entry, now, &mut failed);
+    let lifted: Vec<usize> = entry
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.quarantine_lifted)
+        .map(|(i, _)| i)
+        .collect();
+    match pipeline::process(&message, &pending, &lifted, context) {
+        Ok(plan) => {
+            let address_of = |entry: &QueueEntry, i: usize| {
+                entry
+                    .recipients
+                    .get(i)
+                    .map(|r| r.recipient.address.to_string())
+                    .unwrap_or_default()
+            };
+            for (i, text) in &plan.explanations {
+                let rcpt = address_of(&entry, *i);
+                queue.tracker().record(
+                    queue_id,
+                    EventKind::Policy,
+                    Direction::Out,
+                    &sender,
+                    &rcpt,
+                    "policy",
+                    text,
+                );
+            }
+            for (i, reason) in plan.refused {
+                let rcpt = address_of(&entry, i);
+                queue.tracker().record(
+                    queue_id,
+                    EventKind::Bounced,
+                    Direction::Out,
+                    &sender,
+                    &rcpt,
+                    "policy",
+                    &reason,
+                );
+                if let Some(state) = entry.recipients.get_mut(i) {
+                    state.status = RecipientStatus::Bounced {
+                        reason: reason.clone(),
+                    };
+                }
+                failed.push((i, reason, String::new()));
+            }
+            let mut waiting = plan.waiting;
+            let mut sendable = Vec::new();
+            for out in plan.outgoing {
+                match pipeline::guard::check(&out) {
+                    Ok(()) => sendable.push(out),
+                    Err(reason) => {
+                        tracing::error!(queue_id, %reason, "outgoing message stopped by the fail-closed guard");
+                        waiting.extend(
+                            out.recipients
+                                .iter()
+                                .map(|&i| (i, Waiting::Held(reason.clone()))),
+                        );
+                    }
+                }
+            }
+            for (i, wait) in waiting {
+                let rcpt = address_of(&entry, i);
+                let Some(state) = entry.recipients.get_mut(i) else {
+                    continue;
+                };
+                let (kind, reason) = match &wait {
+                    Waiting::Held(r) => (EventKind::Held, r.clone()),
+                    Waiting::Quarantined(r) => (EventKind::Quarantined, r.clone()),
+                };
+                queue.tracker().record(
+                    queue_id,
+                    kind,
+                    Direction::Out,
+                    &sender,
+                    &rcpt,
+                    "policy",
+                    &reason,
+                );
+                state.status = match wait {
+                    Waiting::Held(reason) => {
+                        if !state.hold_notified {
+                            state.hold_notified = true;
+                            delayed.push((i, reason.clone()));
+                        }
+                        RecipientStatus::Held {
+                            reason,
+                            since_ms: now,
+                        }
+                    }
+                    Waiting::Quarantined(reason) => RecipientStatus::Quarantined {
+                        reason,
+                        since_ms: now,
+                    },
+                };
+            }
+            for out in sendable {
                 let recipients: Vec<_> = out
                     .recipients
                     .iter()
@@ -289,7 +537,6 @@ async fn attempt(
         }
     }
     // Expiry: what is still pending after the queue lifetime fails for good.
-    let now = now_ms();
     let expired =
         now.saturating_sub(entry.received_at_ms) >= config.delivery.queue_lifetime_secs * 1000;
     if expired {
@@ -313,6 +560,7 @@ async fn attempt(
             }
         }
     }
+    notify_delayed(queue, config, queue_id, &message, &sender, &delayed).await;
     if !failed.is_empty() {
         let reported: Vec<_> = failed
             .iter()
@@ -366,6 +614,19 @@ async fn attempt(
     }
     if entry.has_pending() {
         entry.next_attempt_ms = now + backoff(config, entry.attempts);
+        if let Err(e) = queue.state().put(&entry) {
+            tracing::error!(queue_id, error = %e, "queue state not written");
+        }
+        Some(entry.next_attempt_ms)
+    } else if entry.is_open() {
+        // Only held or quarantined recipients left: wake up when the first expires.
+        entry.next_attempt_ms = entry
+            .recipients
+            .iter()
+            .filter_map(|r| r.status.waiting_since_ms())
+            .min()
+            .unwrap_or(now)
+            .saturating_add(config.delivery.hold_lifetime_secs.saturating_mul(1000));
         if let Err(e) = queue.state().put(&entry) {
             tracing::error!(queue_id, error = %e, "queue state not written");
         }

@@ -28,6 +28,12 @@ pub enum RecipientStatus {
     Bounced { reason: String },
     /// An administrator removed it from the queue.
     Deleted,
+    /// Policy requires encryption and there is no method yet: kept, never
+    /// sent in clear, until a key arrives, an administrator releases it, or
+    /// the hold expires.
+    Held { reason: String, since_ms: u64 },
+    /// Policy put it aside for an administrator to look at.
+    Quarantined { reason: String, since_ms: u64 },
 }
 
 impl RecipientStatus {
@@ -38,6 +44,23 @@ impl RecipientStatus {
             RecipientStatus::Scheduled | RecipientStatus::Deferred { .. }
         )
     }
+
+    /// Kept without attempts until released or expired.
+    pub fn is_waiting(&self) -> bool {
+        matches!(
+            self,
+            RecipientStatus::Held { .. } | RecipientStatus::Quarantined { .. }
+        )
+    }
+
+    /// When a held or quarantined recipient started waiting.
+    pub fn waiting_since_ms(&self) -> Option<u64> {
+        match self {
+            RecipientStatus::Held { since_ms, .. }
+            | RecipientStatus::Quarantined { since_ms, .. } => Some(*since_ms),
+            _ => None,
+        }
+    }
 }
 
 /// One recipient's state in the queue.
@@ -46,6 +69,13 @@ pub struct RecipientState {
     pub recipient: EnvelopeRecipient,
     pub status: RecipientStatus,
     pub attempts: u32,
+    /// An administrator released it from quarantine: the policy's
+    /// quarantine no longer applies to it.
+    #[serde(default)]
+    pub quarantine_lifted: bool,
+    /// The sender was told this recipient is held (one delay notice only).
+    #[serde(default)]
+    pub hold_notified: bool,
 }
 
 impl RecipientState {
@@ -85,6 +115,8 @@ impl QueueEntry {
                     recipient: r.clone(),
                     status: RecipientStatus::Scheduled,
                     attempts: 0,
+                    quarantine_lifted: false,
+                    hold_notified: false,
                 })
                 .collect(),
             next_attempt_ms: envelope.received_at_ms,
@@ -95,6 +127,13 @@ impl QueueEntry {
 
     pub fn has_pending(&self) -> bool {
         self.recipients.iter().any(|r| r.status.is_pending())
+    }
+
+    /// Some recipient is still pending, held or quarantined: the message stays.
+    pub fn is_open(&self) -> bool {
+        self.recipients
+            .iter()
+            .any(|r| r.status.is_pending() || r.status.is_waiting())
     }
 
     pub fn sender_text(&self) -> String {

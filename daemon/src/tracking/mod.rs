@@ -22,6 +22,14 @@ pub enum EventKind {
     Expired,
     Deleted,
     DsnSent,
+    /// What the policy decided for a recipient, and why.
+    Policy,
+    /// Encryption required and no method yet: kept, not sent.
+    Held,
+    /// Put aside by policy for an administrator.
+    Quarantined,
+    /// An administrator released held or quarantined recipients.
+    Released,
 }
 
 /// Which way the message moves at this node.

@@ -1,0 +1,121 @@
+//! Render stage: the outgoing form of a message for a group of recipients.
+//!
+//! Today: the message as received, or with its subject rewritten (a matched
+//! policy keyword such as `[secure]` removed). The encrypting and signing
+//! forms come from the S/MIME and OpenPGP engines.
+//!
+//! Header edits work on the raw header section: the Subject field (with its
+//! folded continuation lines) is replaced by one new field, RFC 2047-encoded
+//! when it is not plain ASCII; every other octet is kept as it was.
+//!
+//! Trusts: nothing in the content; a message without a header/body separator
+//! is treated as all header.
+
+use base64::Engine as _;
+
+/// `content` with its Subject field replaced by `subject` (added if absent).
+pub fn replace_subject(content: &[u8], subject: &str) -> Vec<u8> {
+    let header_end = content
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(content.len(), |p| p + 2);
+    let (head, rest) = content.split_at(header_end.min(content.len()));
+    let field = encode_field("Subject", subject);
+    let mut out = Vec::with_capacity(content.len() + field.len());
+    let mut replaced = false;
+    let mut skipping = false;
+    for line in head.split_inclusive(|b| *b == b'\n') {
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if skipping && continuation {
+            continue;
+        }
+        skipping = false;
+        let is_subject = line.len() > 8
+            && line
+                .get(..8)
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"subject:"));
+        if is_subject {
+            skipping = true;
+            if !replaced {
+                out.extend_from_slice(field.as_bytes());
+                replaced = true;
+            }
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    if !replaced {
+        out.extend_from_slice(field.as_bytes());
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// `Name: value\r\n`, the value RFC 2047 B-encoded (in 39-octet chunks of
+/// whole characters, folded) unless it is short printable ASCII.
+fn encode_field(name: &str, value: &str) -> String {
+    let value: String = value.chars().filter(|c| !c.is_control()).collect();
+    if value.is_ascii() && value.len() + name.len() < 76 && !value.contains("=?") {
+        return format!("{name}: {value}\r\n");
+    }
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in value.chars() {
+        if chunk.len() + c.len_utf8() > 39 {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(c);
+    }
+    if !chunk.is_empty() || words.is_empty() {
+        words.push(chunk);
+    }
+    let encoded: Vec<String> = words
+        .iter()
+        .map(|w| {
+            format!(
+                "=?utf-8?b?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(w.as_bytes())
+            )
+        })
+        .collect();
+    format!("{name}: {}\r\n", encoded.join("\r\n "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject_of(raw: &[u8]) -> Option<String> {
+        mail_parser::MessageParser::default()
+            .parse(raw)
+            .and_then(|m| m.subject().map(str::to_owned))
+    }
+
+    #[test]
+    fn replaces_a_folded_subject_and_keeps_the_rest() {
+        let raw =
+            b"From: a@b\r\nSubject: [secure]\r\n contract\r\nTo: c@d\r\n\r\nSubject: body line\r\n";
+        let out = replace_subject(raw, "contract");
+        assert_eq!(
+            out,
+            b"From: a@b\r\nSubject: contract\r\nTo: c@d\r\n\r\nSubject: body line\r\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn encodes_non_ascii_and_long_subjects() {
+        let raw = b"Subject: x\r\n\r\nbody\r\n";
+        let long = "Grüße aus München ".repeat(8);
+        let out = replace_subject(raw, &long);
+        assert_eq!(subject_of(&out).as_deref(), Some(long.as_str()));
+        assert!(out.split(|b| *b == b'\n').all(|l| l.len() <= 78));
+        assert!(out.ends_with(b"\r\n\r\nbody\r\n"));
+    }
+
+    #[test]
+    fn adds_a_missing_subject_and_drops_header_injection() {
+        let out = replace_subject(b"From: a@b\r\n\r\nhi\r\n", "new\r\nBcc: evil@x");
+        assert_eq!(subject_of(&out).as_deref(), Some("newBcc: evil@x"));
+        assert!(!out.windows(5).any(|w| w == b"\nBcc:"));
+    }
+}
