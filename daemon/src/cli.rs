@@ -46,6 +46,30 @@ pub enum Command {
     /// Policy tools.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Recipients' certificates and partner gateways' certificates.
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DirectoryCommand {
+    /// Import S/MIME certificates (PEM, one or many, or DER; `-` for stdin).
+    /// Held mail for their addresses is released at once.
+    Import {
+        file: PathBuf,
+        /// Import as the gateway certificate of a partner domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// List every entry.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the entries for an address, `@domain` or fingerprint, with their certificates (PEM).
+    Show { key: String },
+    /// Remove an entry by fingerprint (or a unique prefix of 8+ hex digits).
+    Remove { fingerprint: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,6 +254,48 @@ pub fn print_response(response: &Response, json: bool) -> ExitCode {
             }
             println!("Headers:\n{headers}");
         }
+        Response::Directory { entries } => {
+            if entries.is_empty() {
+                println!("No entries.");
+            }
+            for e in entries {
+                let target = e
+                    .domain
+                    .as_ref()
+                    .map_or_else(|| e.addresses.join(", "), |d| format!("domain {d}"));
+                println!(
+                    "{}  {:<7} {:<9} {}  valid {} .. {}{}  {}",
+                    e.fingerprint.get(..16).unwrap_or(&e.fingerprint),
+                    format!("{:?}", e.kind).to_lowercase(),
+                    format!("{:?}", e.trust).to_lowercase(),
+                    target,
+                    crate::util::iso8601_ms(e.not_before_ms),
+                    crate::util::iso8601_ms(e.not_after_ms),
+                    if e.can_encrypt {
+                        ""
+                    } else {
+                        " (cannot encrypt)"
+                    },
+                    e.source
+                );
+                if !e.data.is_empty() {
+                    use base64::Engine as _;
+                    println!("    subject: {}", e.subject);
+                    println!("    sha256:  {}", e.fingerprint);
+                    println!(
+                        "    seen:    {} .. {}",
+                        crate::util::iso8601_ms(e.first_seen_ms),
+                        crate::util::iso8601_ms(e.last_seen_ms)
+                    );
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(&e.data);
+                    println!("-----BEGIN CERTIFICATE-----");
+                    for chunk in b64.as_bytes().chunks(64) {
+                        println!("{}", String::from_utf8_lossy(chunk));
+                    }
+                    println!("-----END CERTIFICATE-----");
+                }
+            }
+        }
         Response::Events { events } => {
             if events.is_empty() {
                 println!("No events match.");
@@ -385,6 +451,39 @@ pub fn policy_explain(config: &Config, args: &ExplainArgs) -> ExitCode {
             ExitCode::from(65)
         }
     }
+}
+
+/// The control request for a `sealgate directory` verb (reads the file to import).
+pub fn directory_request(cmd: DirectoryCommand) -> Result<(Request, bool), String> {
+    use base64::Engine as _;
+    use std::io::Read;
+    Ok(match cmd {
+        DirectoryCommand::Import { file, domain } => {
+            let mut bytes = Vec::new();
+            let limit = 512 * 1024;
+            let read = if file.as_os_str() == "-" {
+                std::io::stdin().take(limit + 1).read_to_end(&mut bytes)
+            } else {
+                std::fs::File::open(&file).and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+            };
+            read.map_err(|e| format!("{}: {e}", file.display()))?;
+            if bytes.len() as u64 > limit {
+                return Err(format!("{}: larger than {limit} octets", file.display()));
+            }
+            (
+                Request::DirectoryImport {
+                    data: base64::engine::general_purpose::STANDARD.encode(&bytes),
+                    domain,
+                },
+                false,
+            )
+        }
+        DirectoryCommand::List { json } => (Request::DirectoryList, json),
+        DirectoryCommand::Show { key } => (Request::DirectoryShow { key }, false),
+        DirectoryCommand::Remove { fingerprint } => {
+            (Request::DirectoryRemove { fingerprint }, false)
+        }
+    })
 }
 
 #[cfg(test)]

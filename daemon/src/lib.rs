@@ -13,6 +13,7 @@ pub mod console;
 pub mod control;
 pub mod daemon;
 pub mod delivery;
+pub mod directory;
 pub mod envelope;
 pub mod logging;
 pub mod pipeline;

@@ -55,6 +55,13 @@ fn main() -> ExitCode {
         Command::Hsm(cmd) => hsm_result(sealgate_hsm::cli::run_hsm(cmd, &config.hsm_settings())),
         Command::Console(args) => sealgate::console::run(args),
         Command::Policy(cli::PolicyCommand::Explain(args)) => cli::policy_explain(&config, &args),
+        Command::Directory(cmd) => match cli::directory_request(cmd) {
+            Ok((request, json)) => run_control(&config, request, json),
+            Err(e) => {
+                eprintln!("sealgate: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Track(t) => match cli::track_query(&t) {
             Ok(query) => run_control(&config, Request::Track { query }, t.json),
             Err(e) => {

@@ -5,7 +5,7 @@
 //!
 //! Trusts: whoever can open the socket, which is created mode 0660 inside
 //! the daemon's data directory, so only root and the daemon's group can.
-//! Requests are one JSON line each, at most 64 KiB.
+//! Requests are one JSON line each, at most 1 MiB.
 
 use std::path::{Path, PathBuf};
 
@@ -17,29 +17,68 @@ use crate::queue::state::QueueEntry;
 use crate::queue::{Queue, SchedulerRequest};
 use crate::tracking::{Event, Query};
 
-const MAX_REQUEST: usize = 64 * 1024;
+/// Big enough for a certificate bundle or an OpenPGP key in base64.
+const MAX_REQUEST: usize = 1024 * 1024;
 
 /// A request from the CLI.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     QueueList,
-    QueueShow { id: String },
-    QueueDelete { id: String },
-    QueueRetry { id: String },
-    QueueRelease { id: String },
-    Track { query: Query },
+    QueueShow {
+        id: String,
+    },
+    QueueDelete {
+        id: String,
+    },
+    QueueRetry {
+        id: String,
+    },
+    QueueRelease {
+        id: String,
+    },
+    Track {
+        query: Query,
+    },
+    /// Import certificates (base64 of the PEM or DER file), for their
+    /// addresses or, with `domain`, as a partner gateway's certificate.
+    DirectoryImport {
+        data: String,
+        domain: Option<String>,
+    },
+    DirectoryList,
+    /// Entries for an address, `@domain`, or a fingerprint (prefix).
+    DirectoryShow {
+        key: String,
+    },
+    DirectoryRemove {
+        fingerprint: String,
+    },
 }
 
 /// The daemon's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Entries { entries: Vec<QueueEntry> },
-    Message { entry: QueueEntry, headers: String },
-    Events { events: Vec<Event> },
-    Done { text: String },
-    Error { error: String },
+    Entries {
+        entries: Vec<QueueEntry>,
+    },
+    Message {
+        entry: QueueEntry,
+        headers: String,
+    },
+    Events {
+        events: Vec<Event>,
+    },
+    Directory {
+        entries: Vec<crate::directory::Entry>,
+    },
+    Done {
+        text: String,
+    },
+    Error {
+        error: String,
+    },
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -120,7 +159,102 @@ pub async fn execute(queue: &Queue, request: Request, online: bool) -> Response 
         Request::Track { query } => Response::Events {
             events: queue.tracker().search(&query),
         },
+        Request::DirectoryImport { data, domain } => {
+            directory_import(queue, &data, domain.as_deref(), online)
+        }
+        Request::DirectoryList => Response::Directory {
+            entries: queue
+                .directory()
+                .all()
+                .into_iter()
+                .map(|mut e| {
+                    e.data.clear();
+                    e
+                })
+                .collect(),
+        },
+        Request::DirectoryShow { key } => {
+            let directory = queue.directory();
+            let mut entries = directory.lookup(&key);
+            if entries.is_empty() {
+                entries.extend(directory.find(&key).ok());
+            }
+            Response::Directory { entries }
+        }
+        Request::DirectoryRemove { fingerprint } => match queue.directory().remove(&fingerprint) {
+            Ok(e) => Response::Done {
+                text: format!("removed {} ({})", e.fingerprint, e.subject),
+            },
+            Err(e) => Response::Error {
+                error: e.to_string(),
+            },
+        },
     }
+}
+
+fn directory_import(queue: &Queue, data: &str, domain: Option<&str>, online: bool) -> Response {
+    use base64::Engine as _;
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data.as_bytes()) else {
+        return Response::Error {
+            error: "bad request: data is not base64".into(),
+        };
+    };
+    let now = crate::envelope::now_ms();
+    let entries = match queue.directory().import_x509(
+        &bytes,
+        domain,
+        crate::directory::Trust::Manual,
+        "cli",
+        now,
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            return Response::Error {
+                error: e.to_string(),
+            };
+        }
+    };
+    let keys: Vec<String> = entries
+        .iter()
+        .flat_map(|e| match &e.domain {
+            Some(d) => vec![format!("@{d}")],
+            None => e.addresses.clone(),
+        })
+        .collect();
+    // Held mail for these recipients is decided again now.
+    let released = if online {
+        queue
+            .request(SchedulerRequest::KeysArrived(keys.clone()))
+            .map(|()| "held mail for them is being released".to_owned())
+    } else {
+        Ok(format!(
+            "{} held message(s) released for when the daemon starts",
+            crate::queue::scheduler::release_held_for(
+                queue,
+                &keys,
+                &std::collections::HashSet::new()
+            )
+            .len()
+        ))
+    };
+    let mut text = String::new();
+    for e in &entries {
+        text.push_str(&format!(
+            "imported {} {} for {}{}\n",
+            e.fingerprint,
+            e.subject,
+            e.domain
+                .as_ref()
+                .map_or_else(|| e.addresses.join(", "), |d| format!("domain {d}")),
+            if e.usable(now) {
+                ""
+            } else {
+                " (NOT usable for encryption: expired, not yet valid, or no encryption key usage)"
+            }
+        ));
+    }
+    text.push_str(&released.unwrap_or_else(|e| e));
+    Response::Done { text }
 }
 
 /// An administrative change to one queued message.

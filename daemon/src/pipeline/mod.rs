@@ -20,6 +20,7 @@ pub mod decide;
 pub mod guard;
 pub mod parse;
 pub mod render;
+pub mod resolve;
 
 use crate::config::Config;
 use crate::policy::{Action, Policy};
@@ -61,6 +62,7 @@ pub struct Plan {
 pub struct Context<'a> {
     pub config: &'a Config,
     pub policy: &'a Policy,
+    pub directory: &'a crate::directory::Directory,
 }
 
 /// Why the pipeline could not produce a plan.
@@ -118,6 +120,7 @@ pub fn process(
     )
     .map_err(|e| PipelineError::Permanent(format!("the message cannot be processed: {e}")))?;
 
+    let now = crate::envelope::now_ms();
     // Clear deliveries grouped by the subject they get (a stripped keyword or not).
     let mut clear: Vec<(Option<String>, bool, Vec<usize>)> = Vec::new();
     for ((index, address), decision) in recipients.iter().zip(&decisions) {
@@ -141,7 +144,7 @@ pub fn process(
                 .push("signing by the gateway is not wired in yet: sent unsigned".to_owned());
         }
         let decision = &decision;
-        plan.explanations.push((*index, decision.explain()));
+        let mut note = None;
         let send_as_is = |plan_clear: &mut Vec<(Option<String>, bool, Vec<usize>)>, must: bool| {
             let subject = decision
                 .strip_keyword
@@ -164,24 +167,47 @@ pub fn process(
                 *index,
                 Waiting::Quarantined(format!("quarantined by policy ({})", decision.explain())),
             )),
-            Action::EncryptRequired => {
-                if facts.encrypted_for_gateway.is_some() {
-                    // Still encrypted as the sender wrote it (no engine opened it):
-                    // it leaves as it came, never in clear.
-                    send_as_is(&mut clear, true);
-                } else {
+            Action::EncryptRequired | Action::EncryptIfPossible
+                if facts.encrypted_for_gateway.is_some() =>
+            {
+                // Still encrypted as the sender wrote it (no engine opened it):
+                // it leaves as it came, never in clear.
+                note = Some("already encrypted by the sender: sent as it came".to_owned());
+                send_as_is(&mut clear, decision.action == Action::EncryptRequired);
+            }
+            Action::EncryptRequired | Action::EncryptIfPossible => {
+                let required = decision.action == Action::EncryptRequired;
+                let found = resolve::method(
+                    context.directory,
+                    address,
+                    &context.policy.config.methods,
+                    now,
+                );
+                let why_not = match &found {
+                    Some(m) => format!(
+                        "{} found, but encrypting for it is not wired in yet",
+                        m.describe()
+                    ),
+                    None => format!("no certificate or key for {address} yet"),
+                };
+                if required {
                     plan.waiting.push((
                         *index,
-                        Waiting::Held(format!(
-                            "encryption required and no certificate or key for {address} yet"
-                        )),
+                        Waiting::Held(format!("encryption required and {why_not}")),
                     ));
+                } else {
+                    note = Some(format!("{why_not}: sent in clear as the policy allows"));
+                    send_as_is(&mut clear, false);
                 }
             }
-            Action::EncryptIfPossible | Action::Sign | Action::Clear => {
-                send_as_is(&mut clear, false);
-            }
+            Action::Sign | Action::Clear => send_as_is(&mut clear, false),
         }
+        let mut explanation = decision.explain();
+        if let Some(note) = note {
+            explanation.push_str("; ");
+            explanation.push_str(&note);
+        }
+        plan.explanations.push((*index, explanation));
     }
     for (subject, must_be_encrypted, group) in clear {
         let content = match subject {

@@ -169,6 +169,8 @@ pub struct PolicyConfig {
     pub domain: BTreeMap<String, Settings>,
     pub address: BTreeMap<String, Settings>,
     pub rule: Vec<Rule>,
+    /// The order in which a recipient's methods are tried.
+    pub methods: Vec<crate::directory::Kind>,
 }
 
 impl Default for PolicyConfig {
@@ -183,6 +185,10 @@ impl Default for PolicyConfig {
             domain: BTreeMap::new(),
             address: BTreeMap::new(),
             rule: Vec::new(),
+            methods: vec![
+                crate::directory::Kind::Smime,
+                crate::directory::Kind::Openpgp,
+            ],
         }
     }
 }

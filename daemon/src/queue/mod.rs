@@ -36,6 +36,8 @@ pub enum SchedulerRequest {
     Delete(String, tokio::sync::oneshot::Sender<Result<(), String>>),
     /// Release held and quarantined recipients: decide and try them again now.
     Release(String, tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Keys arrived for these addresses (or `@domain`s): release what is held for them.
+    KeysArrived(Vec<String>),
 }
 
 /// Shared handle to the queue.
@@ -48,6 +50,7 @@ struct Inner {
     spool: Spool,
     state: QueueState,
     tracker: Tracker,
+    directory: crate::directory::Directory,
     scheduler: mpsc::UnboundedSender<SchedulerRequest>,
 }
 
@@ -60,6 +63,7 @@ impl Queue {
         let spool = Spool::open(&config.data_dir.join("spool"))?;
         let state = QueueState::open(db).map_err(io::Error::other)?;
         let tracker = Tracker::open(db, &config.node_name).map_err(io::Error::other)?;
+        let directory = crate::directory::Directory::open(db).map_err(io::Error::other)?;
         let (tx, rx) = mpsc::unbounded_channel();
         Ok((
             Queue {
@@ -67,6 +71,7 @@ impl Queue {
                     spool,
                     state,
                     tracker,
+                    directory,
                     scheduler: tx,
                 }),
             },
@@ -84,6 +89,11 @@ impl Queue {
 
     pub fn tracker(&self) -> &Tracker {
         &self.inner.tracker
+    }
+
+    /// The key directory (kept here because it shares the queue's database).
+    pub fn directory(&self) -> &crate::directory::Directory {
+        &self.inner.directory
     }
 
     pub fn has_room_for(&self, size: u64) -> bool {

@@ -63,6 +63,7 @@ pub async fn run(
                 let context = pipeline::Context {
                     config: &config,
                     policy: &policy,
+                    directory: queue.directory(),
                 };
                 let next = attempt(&queue, &context, &deliverer, &queue_id).await;
                 drop(permit);
@@ -99,6 +100,11 @@ pub async fn run(
                         release(&queue, &id).map(|()| due.push(Reverse((now_ms(), id))))
                     };
                     let _ = reply.send(result);
+                }
+                Some(SchedulerRequest::KeysArrived(keys)) => {
+                    for id in release_held_for(&queue, &keys, &in_flight) {
+                        due.push(Reverse((now_ms(), id)));
+                    }
                 }
                 Some(SchedulerRequest::Delete(id, reply)) => {
                     let result = if in_flight.contains(&id) {
@@ -287,6 +293,57 @@ pub(crate) fn release(queue: &Queue, queue_id: &str) -> Result<(), String> {
     }
     entry.next_attempt_ms = 0;
     queue.state().put(&entry).map_err(|e| e.to_string())
+}
+
+/// Releases held recipients whose address (or `@domain`) is in `keys`:
+/// a certificate or key for them has just arrived. Messages with a delivery
+/// in flight are skipped (they are decided again by that delivery).
+/// Returns the queue ids to try now.
+pub(crate) fn release_held_for(
+    queue: &Queue,
+    keys: &[String],
+    in_flight: &HashSet<String>,
+) -> Vec<String> {
+    let wanted = |address: &str| {
+        let address = address.to_ascii_lowercase();
+        let domain = address
+            .rsplit_once('@')
+            .map(|(_, d)| format!("@{d}"))
+            .unwrap_or_default();
+        keys.iter()
+            .any(|k| k.eq_ignore_ascii_case(&address) || k.eq_ignore_ascii_case(&domain))
+    };
+    let mut released = Vec::new();
+    for mut entry in queue.state().all() {
+        if in_flight.contains(&entry.queue_id) {
+            continue;
+        }
+        let sender = entry.sender_text();
+        let mut changed = false;
+        for r in &mut entry.recipients {
+            let address = r.recipient.address.to_string();
+            if matches!(r.status, RecipientStatus::Held { .. }) && wanted(&address) {
+                r.status = RecipientStatus::Scheduled;
+                changed = true;
+                queue.tracker().record(
+                    &entry.queue_id,
+                    EventKind::Released,
+                    Direction::Out,
+                    &sender,
+                    &address,
+                    "directory",
+                    "a certificate or key for this recipient arrived",
+                );
+            }
+        }
+        if changed {
+            entry.next_attempt_ms = 0;
+            if queue.state().put(&entry).is_ok() {
+                released.push(entry.queue_id.clone());
+            }
+        }
+    }
+    released
 }
 
 /// Backoff: `initial × 2^(attempts-1)`, capped.

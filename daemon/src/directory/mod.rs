@@ -1,0 +1,400 @@
+//! The key directory: recipients' certificates and keys, and partner
+//! domains' gateway certificates, in sled.
+//!
+//! Each entry keeps the certificate (or key) as received, the addresses or
+//! the domain it serves, its validity, whether it may encrypt, where it came
+//! from (CLI import, harvested from signed mail) with first/last seen, and a
+//! trust level (manual, verified, harvested). The pipeline's resolve stage
+//! asks [`Directory::best_for`] which entry encrypts for a recipient.
+//!
+//! Trees: `directory` (fingerprint → entry, JSON) and `directory_index`
+//! (`address-or-@domain` NUL fingerprint → nothing) for lookups.
+//!
+//! Trusts: the data directory. Imported material is parsed by [`x509`]
+//! (bounded) before it is stored.
+
+pub mod x509;
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of key material an entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// An X.509 certificate for S/MIME.
+    Smime,
+    /// An OpenPGP certificate.
+    Openpgp,
+}
+
+/// How much the entry is believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trust {
+    /// Taken from mail (a signature, an Autocrypt header) without checks.
+    Harvested,
+    /// Checked: a chain to a configured anchor, or a verified signature.
+    Verified,
+    /// Imported by an administrator.
+    Manual,
+}
+
+/// One certificate or key in the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub kind: Kind,
+    pub fingerprint: String,
+    pub subject: String,
+    /// The recipient addresses it serves (lower case); empty for a domain entry.
+    pub addresses: Vec<String>,
+    /// Set for a partner gateway's certificate: it serves every address in the domain.
+    pub domain: Option<String>,
+    pub not_before_ms: u64,
+    pub not_after_ms: u64,
+    pub can_encrypt: bool,
+    pub trust: Trust,
+    /// `cli`, `harvested:<queue id>`, …
+    pub source: String,
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+    /// The certificate (DER) or key (binary OpenPGP), base64 in storage.
+    #[serde(with = "b64")]
+    pub data: Vec<u8>,
+}
+
+impl Entry {
+    /// Usable to encrypt at `now_ms`.
+    pub fn usable(&self, now_ms: u64) -> bool {
+        self.can_encrypt && self.not_before_ms <= now_ms && now_ms < self.not_after_ms
+    }
+
+    /// The index keys: each address, or `@domain`.
+    fn index_keys(&self) -> Vec<String> {
+        match &self.domain {
+            Some(d) => vec![format!("@{d}")],
+            None => self.addresses.clone(),
+        }
+    }
+}
+
+mod b64 {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(data))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The directory over its sled trees.
+#[derive(Clone)]
+pub struct Directory {
+    entries: sled::Tree,
+    index: sled::Tree,
+}
+
+/// Why a directory operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("{0}")]
+    Certificate(#[from] x509::CertError),
+    #[error("the certificate names no e-mail address; import it for a domain (--domain)")]
+    NoAddress,
+    #[error("the file holds only CA certificates, none to encrypt to")]
+    OnlyCa,
+    #[error("`{0}` is not a domain name")]
+    BadDomain(String),
+    #[error("no entry {0}")]
+    NotFound(String),
+    #[error("directory storage: {0}")]
+    Storage(String),
+}
+
+impl From<sled::Error> for DirectoryError {
+    fn from(e: sled::Error) -> Self {
+        DirectoryError::Storage(e.to_string())
+    }
+}
+
+impl Directory {
+    pub fn open(db: &sled::Db) -> sled::Result<Directory> {
+        Ok(Directory {
+            entries: db.open_tree("directory")?,
+            index: db.open_tree("directory_index")?,
+        })
+    }
+
+    /// Imports S/MIME certificates (PEM with one or many, or DER). With
+    /// `domain`, each becomes the gateway certificate of that partner domain.
+    /// CA certificates in a bundle are skipped. Returns the stored entries.
+    pub fn import_x509(
+        &self,
+        input: &[u8],
+        domain: Option<&str>,
+        trust: Trust,
+        source: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Entry>, DirectoryError> {
+        let domain = domain
+            .map(|d| {
+                let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
+                if d.is_empty() || d.contains(['@', ' ', '/', '\0']) || !d.contains('.') {
+                    Err(DirectoryError::BadDomain(d))
+                } else {
+                    Ok(d)
+                }
+            })
+            .transpose()?;
+        let mut stored = Vec::new();
+        for der in x509::split(input)? {
+            let facts = x509::read(&der)?;
+            if facts.is_ca {
+                continue;
+            }
+            if domain.is_none() && facts.addresses.is_empty() {
+                return Err(DirectoryError::NoAddress);
+            }
+            let previous = self.get(&facts.fingerprint)?;
+            let entry = Entry {
+                kind: Kind::Smime,
+                fingerprint: facts.fingerprint,
+                subject: facts.subject,
+                addresses: if domain.is_some() {
+                    Vec::new()
+                } else {
+                    facts.addresses
+                },
+                domain: domain.clone(),
+                not_before_ms: facts.not_before_ms,
+                not_after_ms: facts.not_after_ms,
+                can_encrypt: facts.can_encrypt,
+                // Never lower the trust of what an administrator put in.
+                trust: previous.as_ref().map_or(trust, |p| p.trust.max(trust)),
+                source: previous
+                    .as_ref()
+                    .map_or_else(|| source.to_owned(), |p| p.source.clone()),
+                first_seen_ms: previous.as_ref().map_or(now_ms, |p| p.first_seen_ms),
+                last_seen_ms: now_ms,
+                data: facts.der,
+            };
+            self.put(&entry)?;
+            stored.push(entry);
+        }
+        if stored.is_empty() {
+            return Err(DirectoryError::OnlyCa);
+        }
+        // Unlike queue state, entries cannot be rebuilt from the spool.
+        self.entries.flush()?;
+        Ok(stored)
+    }
+
+    fn put(&self, entry: &Entry) -> Result<(), DirectoryError> {
+        let value =
+            serde_json::to_vec(entry).map_err(|e| DirectoryError::Storage(e.to_string()))?;
+        self.entries.insert(entry.fingerprint.as_bytes(), value)?;
+        for key in entry.index_keys() {
+            self.index
+                .insert(index_key(&key, &entry.fingerprint), &[][..])?;
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, fingerprint: &str) -> Result<Option<Entry>, DirectoryError> {
+        Ok(self
+            .entries
+            .get(fingerprint.as_bytes())?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    /// Removes an entry by fingerprint (a unique prefix of at least 8 hex digits works).
+    pub fn remove(&self, fingerprint: &str) -> Result<Entry, DirectoryError> {
+        let entry = self.find(fingerprint)?;
+        for key in entry.index_keys() {
+            self.index.remove(index_key(&key, &entry.fingerprint))?;
+        }
+        self.entries.remove(entry.fingerprint.as_bytes())?;
+        self.entries.flush()?;
+        Ok(entry)
+    }
+
+    /// An entry by fingerprint or unique fingerprint prefix (8+ hex digits).
+    pub fn find(&self, fingerprint: &str) -> Result<Entry, DirectoryError> {
+        let wanted = fingerprint.to_ascii_lowercase();
+        if wanted.len() < 8 {
+            return Err(DirectoryError::NotFound(fingerprint.to_owned()));
+        }
+        let mut hits = self.entries.scan_prefix(wanted.as_bytes()).take(2);
+        match (hits.next(), hits.next()) {
+            (Some(Ok((_, v))), None) => {
+                serde_json::from_slice(&v).map_err(|e| DirectoryError::Storage(e.to_string()))
+            }
+            _ => Err(DirectoryError::NotFound(fingerprint.to_owned())),
+        }
+    }
+
+    /// Every entry, by fingerprint.
+    pub fn all(&self) -> Vec<Entry> {
+        self.entries
+            .iter()
+            .filter_map(|r| r.ok())
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect()
+    }
+
+    /// Entries indexed under an address or `@domain`.
+    pub fn lookup(&self, key: &str) -> Vec<Entry> {
+        let prefix = index_key(&key.to_ascii_lowercase(), "");
+        self.index
+            .scan_prefix(&prefix)
+            .filter_map(|r| r.ok())
+            .filter_map(|(k, _)| {
+                let fpr = std::str::from_utf8(k.get(prefix.len()..)?).ok()?.to_owned();
+                self.get(&fpr).ok().flatten()
+            })
+            .collect()
+    }
+
+    /// The entry to encrypt to for `address` at `now_ms`, in the order of
+    /// `kinds`; the recipient's own certificate or key before its domain's
+    /// gateway certificate; among candidates the highest trust, then the newest.
+    pub fn best_for(&self, address: &str, kinds: &[Kind], now_ms: u64) -> Option<Entry> {
+        let address = address.to_ascii_lowercase();
+        let domain = address.rsplit_once('@').map(|(_, d)| d.to_owned())?;
+        let pick = |candidates: Vec<Entry>| {
+            kinds.iter().find_map(|kind| {
+                candidates
+                    .iter()
+                    .filter(|e| e.kind == *kind && e.usable(now_ms))
+                    .max_by_key(|e| (e.trust, e.not_before_ms))
+                    .cloned()
+            })
+        };
+        pick(self.lookup(&address)).or_else(|| pick(self.lookup(&format!("@{domain}"))))
+    }
+}
+
+fn index_key(key: &str, fingerprint: &str) -> Vec<u8> {
+    let mut out = key.as_bytes().to_vec();
+    out.push(0);
+    out.extend_from_slice(fingerprint.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn cert(email: Option<&str>, days_valid: i64) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        if let Some(e) = email {
+            params.subject_alt_names = vec![rcgen::SanType::Rfc822Name(e.try_into().unwrap())];
+        }
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(days_valid);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyEncipherment];
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    fn dir() -> Directory {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        Directory::open(&db).unwrap()
+    }
+
+    #[test]
+    fn import_lookup_best_and_remove() {
+        let d = dir();
+        let now = crate::envelope::now_ms();
+        let old = d
+            .import_x509(
+                cert(Some("bob@ext.example"), 10).as_bytes(),
+                None,
+                Trust::Manual,
+                "cli",
+                now,
+            )
+            .unwrap();
+        let newer = d
+            .import_x509(
+                cert(Some("Bob@ext.example"), 20).as_bytes(),
+                None,
+                Trust::Harvested,
+                "harvested:q1",
+                now,
+            )
+            .unwrap();
+        let partner = d
+            .import_x509(
+                cert(None, 30).as_bytes(),
+                Some("Partner.Example"),
+                Trust::Manual,
+                "cli",
+                now,
+            )
+            .unwrap();
+        assert_eq!(d.all().len(), 3);
+        // Manual trust beats a newer harvested certificate.
+        let best = d.best_for("BOB@ext.example", &[Kind::Smime], now).unwrap();
+        assert_eq!(best.fingerprint, old[0].fingerprint);
+        // The partner domain's gateway certificate serves any of its addresses.
+        let p = d
+            .best_for("anyone@partner.example", &[Kind::Smime], now)
+            .unwrap();
+        assert_eq!(p.fingerprint, partner[0].fingerprint);
+        assert!(
+            d.best_for("nobody@else.example", &[Kind::Smime], now)
+                .is_none()
+        );
+        assert!(
+            d.best_for("bob@ext.example", &[Kind::Openpgp], now)
+                .is_none()
+        );
+        // Expired certificates are never chosen.
+        let later = now + 15 * 86_400_000;
+        let best = d
+            .best_for("bob@ext.example", &[Kind::Smime], later)
+            .unwrap();
+        assert_eq!(best.fingerprint, newer[0].fingerprint);
+        assert!(
+            d.best_for("bob@ext.example", &[Kind::Smime], now + 25 * 86_400_000)
+                .is_none()
+        );
+        // Removal by prefix takes it out of the index too.
+        d.remove(&old[0].fingerprint[..12]).unwrap();
+        assert_eq!(d.lookup("bob@ext.example").len(), 1);
+        assert!(d.remove("abc").is_err());
+    }
+
+    #[test]
+    fn refuses_certificates_without_a_target() {
+        let d = dir();
+        let now = crate::envelope::now_ms();
+        assert!(matches!(
+            d.import_x509(cert(None, 10).as_bytes(), None, Trust::Manual, "cli", now),
+            Err(DirectoryError::NoAddress)
+        ));
+        assert!(matches!(
+            d.import_x509(
+                cert(None, 10).as_bytes(),
+                Some("no domain"),
+                Trust::Manual,
+                "cli",
+                now
+            ),
+            Err(DirectoryError::BadDomain(_))
+        ));
+        assert!(
+            d.import_x509(b"junk", None, Trust::Manual, "cli", now)
+                .is_err()
+        );
+    }
+}
