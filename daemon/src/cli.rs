@@ -415,9 +415,31 @@ pub fn policy_explain(config: &Config, args: &ExplainArgs) -> ExitCode {
         eprintln!("sealgate: no recipients: give --to or a message with To/Cc headers");
         return ExitCode::from(2);
     }
+    let expander = crate::expand::Expander::new(config);
+    let mut sender_groups = expander.local_groups_of(&sender.to_ascii_lowercase());
+    if let Some(ldap) = &config.ldap {
+        let found = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(async {
+                    let mut session = crate::expand::ldap::Session::connect(ldap).await?;
+                    let groups = session.groups_of(&sender.to_ascii_lowercase()).await;
+                    session.close().await;
+                    groups
+                })
+                .map_err(|e| e.to_string())
+            });
+        match found {
+            Ok(groups) => sender_groups.extend(groups),
+            Err(e) => eprintln!("sealgate: sender groups from LDAP not available: {e}"),
+        }
+    }
     let origin = crate::pipeline::decide::Origin {
         sender: &sender,
         client_ip: Some(args.client_ip),
+        sender_groups: &sender_groups,
     };
     match crate::pipeline::decide::decide_all(config, &policy, &content, &origin, &recipients) {
         Ok((facts, decisions)) => {

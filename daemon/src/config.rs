@@ -35,6 +35,12 @@ pub struct Config {
     pub hsm: Option<sealgate_hsm::HsmSettings>,
     /// Who gets what: rules, defaults and per-domain/address settings.
     pub policy: crate::policy::PolicyConfig,
+    /// Local distribution lists: list address → members (addresses or lists).
+    pub lists: std::collections::BTreeMap<String, Vec<String>>,
+    /// Local sender groups for policy rules: name → members (addresses or groups).
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// An LDAP directory for distribution lists and sender groups.
+    pub ldap: Option<crate::expand::ldap::LdapConfig>,
 }
 
 /// The SMTP listener and its limits.
@@ -143,6 +149,9 @@ impl Default for Config {
             web: WebConfig::default(),
             hsm: None,
             policy: crate::policy::PolicyConfig::default(),
+            lists: std::collections::BTreeMap::new(),
+            groups: std::collections::BTreeMap::new(),
+            ldap: None,
         }
     }
 }
@@ -292,6 +301,9 @@ impl Config {
             };
             (key, what)
         })?;
+        if let Some(ldap) = &self.ldap {
+            ldap.check()?;
+        }
         for domain in &self.relay.domains {
             if domain.is_empty() || domain.contains(['@', ' ', '[', ']']) {
                 return Err(("relay.domains", format!("`{domain}` is not a domain name")));

@@ -42,6 +42,10 @@ pub struct Envelope {
     pub session_id: String,
     /// Milliseconds since the Unix epoch when we accepted it.
     pub received_at_ms: u64,
+    /// Groups (local or directory) the sender belonged to when we accepted
+    /// it, for the policy's sender-group rules.
+    #[serde(default)]
+    pub sender_groups: Vec<String>,
 }
 
 impl Envelope {

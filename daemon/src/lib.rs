@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod directory;
 pub mod envelope;
+pub mod expand;
 pub mod logging;
 pub mod pipeline;
 pub mod policy;

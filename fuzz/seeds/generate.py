@@ -91,8 +91,32 @@ def data_seeds() -> dict[str, bytes]:
     return s
 
 
+def mime_seeds() -> dict[str, bytes]:
+    """mime_policy seeds: whole messages as the pipeline sees them."""
+    crlf = lambda s: s.replace("\n", "\r\n").encode()  # noqa: E731
+    return {
+        "plain": crlf("From: a@corp.example\nTo: b@ext.example\nSubject: [secure] hi\n\nbody 1234\n"),
+        "encoded_subject": crlf("Subject: =?utf-8?q?=5Bsecure=5D_Gr=C3=BC=C3=9Fe?=\n =?utf-8?b?w6TDtsO8?=\n\nx\n"),
+        "multipart": crlf(
+            "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\n"
+            "see attached\n--b\nContent-Type: application/pdf; name=a.pdf\nContent-Disposition: attachment; "
+            "filename=\"a.pdf\"\nContent-Transfer-Encoding: base64\n\nJVBERi0=\n--b\nContent-Type: message/rfc822\n\n"
+            "Subject: inner\n\ninner body\n--b--\n"),
+        "smime": crlf("Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\n"
+                      "Content-Transfer-Encoding: base64\n\nMIAGCSqGSIb3DQEHA6CAMIACAQAxggE=\n"),
+        "pgp_mime": crlf("Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=x\n\n"
+                         "--x\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n--x\n"
+                         "Content-Type: application/octet-stream\n\n-----BEGIN PGP MESSAGE-----\n\nhQ==\n"
+                         "-----END PGP MESSAGE-----\n--x--\n"),
+        "inline_pgp": crlf("Content-Type: text/plain\n\n-----BEGIN PGP MESSAGE-----\n\nhQ==\n-----END PGP MESSAGE-----\n"),
+        "deep": crlf("Content-Type: multipart/mixed; boundary=b0\n\n" + "".join(
+            f"--b{i}\nContent-Type: multipart/mixed; boundary=b{i + 1}\n\n" for i in range(12))),
+    }
+
+
 def main() -> None:
-    for target, seeds in (("smtp_command", command_seeds()), ("smtp_data", data_seeds())):
+    for target, seeds in (("smtp_command", command_seeds()), ("smtp_data", data_seeds()),
+                          ("mime_policy", mime_seeds())):
         out = HERE / target
         out.mkdir(parents=True, exist_ok=True)
         for name, content in seeds.items():

@@ -7,6 +7,7 @@ and sets it); default: target/release/sealgate, then target/debug/sealgate.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -58,7 +59,8 @@ def write_config(path: Path, settings: dict) -> None:
     for name, table in tables:
         lines.append(f"\n[{name}]")
         for key, value in table.items():
-            lines.append(f"{key} = {toml_value(value)}")
+            bare = re.fullmatch(r"[A-Za-z0-9_-]+", key)
+            lines.append(f"{key if bare else toml_value(key)} = {toml_value(value)}")
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -21,6 +21,8 @@ pub struct Origin<'a> {
     pub sender: &'a str,
     /// The connecting client.
     pub client_ip: Option<IpAddr>,
+    /// The sender's groups, as the expand stage found them.
+    pub sender_groups: &'a [String],
 }
 
 /// The facts of `content` and a decision for each recipient, in order.
@@ -47,7 +49,8 @@ pub fn decide_all(
         trigger_header: &policy.config.trigger_header,
         trigger_trusted,
     };
-    let facts = parse::facts(content, &context, Limits::default())?;
+    let mut facts = parse::facts(content, &context, Limits::default())?;
+    facts.sender_groups = origin.sender_groups.to_vec();
     let decisions = recipients
         .iter()
         .map(|address| {

@@ -110,6 +110,7 @@ pub fn process(
     let origin = decide::Origin {
         sender: &sender,
         client_ip: message.envelope.client_ip.parse().ok(),
+        sender_groups: &message.envelope.sender_groups,
     };
     let (facts, decisions) = decide::decide_all(
         context.config,

@@ -168,6 +168,7 @@ pub fn build(
         tls: false,
         session_id: format!("dsn-{queue_id}"),
         received_at_ms: now_ms(),
+        sender_groups: Vec::new(),
     };
     Some((envelope, bytes))
 }
@@ -227,6 +228,7 @@ mod tests {
             tls: false,
             session_id: "s".into(),
             received_at_ms: 0,
+            sender_groups: Vec::new(),
         }
     }
 

@@ -362,6 +362,7 @@ mod tests {
             tls: false,
             session_id: "s".into(),
             received_at_ms: 1,
+            sender_groups: Vec::new(),
         }
     }
 

@@ -113,6 +113,10 @@ pub enum SessionError {
     TooManyErrors,
     /// No valid recipients before DATA.
     NoRecipients,
+    /// A distribution list could not be expanded now (directory server down).
+    DirectoryUnavailable,
+    /// Expanding the distribution lists gave more recipients than allowed.
+    ExpansionTooLarge,
 }
 
 impl SessionError {
@@ -171,6 +175,16 @@ impl SessionError {
             TlsUnavailable => Reply::new(503, "5.5.1", "TLS already active or not available"),
             TooManyErrors => Reply::new(421, "4.7.0", "Too many errors, closing connection"),
             NoRecipients => Reply::new(554, "5.5.1", "No valid recipients"),
+            DirectoryUnavailable => Reply::new(
+                451,
+                "4.4.3",
+                "Directory server unavailable for list expansion, try again later",
+            ),
+            ExpansionTooLarge => Reply::new(
+                554,
+                "5.5.3",
+                "Too many recipients after distribution list expansion",
+            ),
         }
     }
 
@@ -180,6 +194,7 @@ impl SessionError {
             self,
             SessionError::InsufficientStorage
                 | SessionError::StorageFailed
+                | SessionError::DirectoryUnavailable
                 | SessionError::TooManyRecipients
         )
     }

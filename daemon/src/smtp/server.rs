@@ -86,6 +86,7 @@ pub async fn serve(
 ) {
     let per_ip = Arc::new(PerIpCounter::default());
     let total = Arc::new(Semaphore::new(config.smtp.max_connections));
+    let expander = Arc::new(crate::expand::Expander::new(&config));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(pair) => pair,
@@ -101,6 +102,7 @@ pub async fn serve(
         let config = config.clone();
         let tls = tls.clone();
         let queue = queue.clone();
+        let expander = expander.clone();
         tokio::spawn(async move {
             let (Some(_ip_guard), Some(_permit)) = (ip_guard, total_permit) else {
                 let mut stream = stream;
@@ -110,7 +112,7 @@ pub async fn serve(
                 return;
             };
             let session_timeout = config.session_timeout();
-            let work = handle_connection(stream, peer, config, tls, queue);
+            let work = handle_connection(stream, peer, config, tls, queue, expander);
             if tokio::time::timeout(session_timeout, work).await.is_err() {
                 tracing::info!(client = %peer, "session timed out");
             }
@@ -193,6 +195,7 @@ async fn handle_connection(
     config: Arc<Config>,
     tls: Option<TlsAcceptor>,
     queue: Queue,
+    expander: Arc<crate::expand::Expander>,
 ) {
     let session_id = new_session_id();
     let span = tracing::info_span!("smtp", session_id = %session_id, client = %peer);
@@ -207,7 +210,16 @@ async fn handle_connection(
     };
     tracing::debug!(session_id = %session_id, client = %peer, "connection opened");
     conn.reply(&session.greeting());
-    if let Err(e) = run_session(&mut conn, &mut session, &config, tls.as_ref(), &queue).await {
+    if let Err(e) = run_session(
+        &mut conn,
+        &mut session,
+        &config,
+        tls.as_ref(),
+        &queue,
+        &expander,
+    )
+    .await
+    {
         if e.kind() == io::ErrorKind::TimedOut {
             conn.reply(&Reply::new(
                 421,
@@ -227,6 +239,7 @@ async fn run_session(
     config: &Config,
     tls: Option<&TlsAcceptor>,
     queue: &Queue,
+    expander: &crate::expand::Expander,
 ) -> io::Result<()> {
     loop {
         let line = match conn.read_line().await? {
@@ -271,7 +284,7 @@ async fn run_session(
             }
             Step::ReadData(reply) => {
                 conn.reply(&reply);
-                receive_message(conn, session, queue).await?;
+                receive_message(conn, session, queue, expander).await?;
             }
         }
     }
@@ -288,6 +301,7 @@ async fn receive_message(
     conn: &mut Connection,
     session: &mut Session,
     queue: &Queue,
+    expander: &crate::expand::Expander,
 ) -> io::Result<()> {
     let mut reader = DataReader::new(session.max_message_size());
     let mut body = Vec::with_capacity(16 * 1024);
@@ -317,14 +331,23 @@ async fn receive_message(
     };
     let queue_id = crate::util::new_queue_id();
     let header = session.received_header(&queue_id, &envelope);
-    let stored = queue
-        .accept(&queue_id, &envelope, header.as_bytes(), &body)
-        .await
-        .map(|()| queue_id)
-        .map_err(|e| {
-            tracing::error!(session_id = session.session_id(), error = %e, "spool write failed; message not accepted");
-            SessionError::StorageFailed
-        });
+    let stored = match expander.expand(envelope).await {
+        Ok(envelope) => queue
+            .accept(&queue_id, &envelope, header.as_bytes(), &body)
+            .await
+            .map(|()| queue_id)
+            .map_err(|e| {
+                tracing::error!(session_id = session.session_id(), error = %e, "spool write failed; message not accepted");
+                SessionError::StorageFailed
+            }),
+        Err(e) => {
+            tracing::warn!(session_id = session.session_id(), error = %e, "distribution list expansion failed; message not accepted");
+            Err(match e {
+                crate::expand::ExpandError::Unavailable(_) => SessionError::DirectoryUnavailable,
+                crate::expand::ExpandError::TooMany => SessionError::ExpansionTooLarge,
+            })
+        }
+    };
     let step = session.stored(stored);
     reply_of(conn, &step);
     if let Step::Close(_) = step {

@@ -312,6 +312,7 @@ impl Session {
                 tls: self.tls_active,
                 session_id: self.session_id.clone(),
                 received_at_ms: now_ms(),
+                sender_groups: Vec::new(),
             }),
             Err(error) => Err(self.refuse(error)),
         }
