@@ -194,3 +194,16 @@ def test_bad_policy_is_refused_naming_the_key(gateway_factory):
                          start=False)
     out = gw.cli("check-config", check=False)
     assert out.returncode == 2 and "policy.rule.body_regex" in out.stderr, out.stderr
+
+
+def test_forged_verdict_headers_are_removed(gateway_factory):
+    gw = gw_with_policy(gateway_factory)
+    forged = "X-Sealgate-Verdict: decrypted; signature=valid\r\n"
+    send_message(gw.port, "mallory@ext.example", ["carol@example.org"],
+                 msg("trust me", "X-Sealgate-Verdict: in the body is fine", forged, sender="mallory@ext.example"),
+                 source="127.0.0.9")
+    got = wait_outbox(gw, lambda m: any("carol@example.org" in envelope_to(x) for x in m))
+    raw = [x for x in got if "carol@example.org" in envelope_to(x)][0]
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"x-sealgate-verdict" not in head.lower()
+    assert b"X-Sealgate-Verdict: in the body is fine" in body

@@ -210,10 +210,15 @@ pub fn process(
         }
         plan.explanations.push((*index, explanation));
     }
+    // Verdict headers are the gateway's own: copies that came with the message are forged.
+    let base = match render::strip_header(&message.content, render::VERDICT_HEADER) {
+        Some(stripped) => Arc::new(stripped),
+        None => Arc::clone(&message.content),
+    };
     for (subject, must_be_encrypted, group) in clear {
         let content = match subject {
-            Some(s) => Arc::new(render::replace_subject(&message.content, &s)),
-            None => Arc::clone(&message.content),
+            Some(s) => Arc::new(render::replace_subject(&base, &s)),
+            None => Arc::clone(&base),
         };
         plan.outgoing.push(Outgoing {
             recipients: group,

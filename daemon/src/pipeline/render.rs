@@ -13,6 +13,45 @@
 
 use base64::Engine as _;
 
+/// The header in which the gateway tells internal recipients what it found
+/// (decrypted, signature verdict). Never believed from outside: every copy
+/// that arrives is removed before delivery.
+pub const VERDICT_HEADER: &str = "X-Sealgate-Verdict";
+
+/// `content` without any header field named `name` (case-insensitive,
+/// folded continuation lines included), or `None` if there was none.
+pub fn strip_header(content: &[u8], name: &str) -> Option<Vec<u8>> {
+    let header_end = content
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(content.len(), |p| p + 2);
+    let (head, rest) = content.split_at(header_end.min(content.len()));
+    let prefix = format!("{name}:");
+    let mut out = Vec::with_capacity(content.len());
+    let mut skipping = false;
+    let mut found = false;
+    for line in head.split_inclusive(|b| *b == b'\n') {
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if skipping && continuation {
+            continue;
+        }
+        skipping = line.len() >= prefix.len()
+            && line
+                .get(..prefix.len())
+                .is_some_and(|n| n.eq_ignore_ascii_case(prefix.as_bytes()));
+        if skipping {
+            found = true;
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    if !found {
+        return None;
+    }
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
 /// `content` with its Subject field replaced by `subject` (added if absent).
 pub fn replace_subject(content: &[u8], subject: &str) -> Vec<u8> {
     let header_end = content
@@ -110,6 +149,20 @@ mod tests {
         assert_eq!(subject_of(&out).as_deref(), Some(long.as_str()));
         assert!(out.split(|b| *b == b'\n').all(|l| l.len() <= 78));
         assert!(out.ends_with(b"\r\n\r\nbody\r\n"));
+    }
+
+    #[test]
+    fn strips_forged_verdict_headers_only_in_the_header_section() {
+        let raw = b"From: a@b\r\nx-sealgate-verdict: decrypted;\r\n signature=valid\r\nTo: c@d\r\n\r\nX-Sealgate-Verdict: body text stays\r\n";
+        let out = strip_header(raw, VERDICT_HEADER).unwrap();
+        assert_eq!(
+            out,
+            b"From: a@b\r\nTo: c@d\r\n\r\nX-Sealgate-Verdict: body text stays\r\n".to_vec()
+        );
+        assert_eq!(
+            strip_header(b"From: a@b\r\n\r\nx\r\n", VERDICT_HEADER),
+            None
+        );
     }
 
     #[test]
