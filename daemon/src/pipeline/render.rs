@@ -122,6 +122,7 @@ fn encode_field(name: &str, value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn subject_of(raw: &[u8]) -> Option<String> {
