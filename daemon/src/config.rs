@@ -115,6 +115,9 @@ pub struct DeliveryConfig {
     /// Seconds a recipient may stay held (encryption required, no method yet)
     /// or quarantined before the sender gets a failure notice (default 7 days).
     pub hold_lifetime_secs: u64,
+    /// Seconds after which the sender of a message still being retried gets
+    /// one delay notice (0: never; default 4 hours).
+    pub delay_warning_secs: u64,
     /// First retry delay in seconds; doubles on each failure.
     pub retry_initial_secs: u64,
     /// Longest retry delay in seconds.
@@ -196,6 +199,7 @@ impl Default for DeliveryConfig {
             require_tls_domains: Vec::new(),
             queue_lifetime_secs: 5 * 24 * 3600,
             hold_lifetime_secs: 7 * 24 * 3600,
+            delay_warning_secs: 4 * 3600,
             retry_initial_secs: 60,
             retry_max_secs: 3600,
             concurrency: 20,

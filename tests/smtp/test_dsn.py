@@ -165,3 +165,17 @@ def test_temporary_failure_stays_queued_then_delivers(gateway_factory, sink):
         time.sleep(0.2)
     time.sleep(1)
     assert len(sink.messages()) == 1  # no delay report, no duplicate
+
+
+def test_long_deferral_sends_one_delay_notice(gateway_factory, sink):
+    sink.policy.rcpt_rules = [(r"slow@example\.net", "451 4.3.0 try again later")]
+    gw = gateway_factory(smarthost(sink, retry_initial_secs=1, retry_max_secs=1, delay_warning_secs=2))
+    send_message(gw.port, "patient@example.org", ["slow@example.net"], "Subject: slow-mail\r\n\r\nx\r\n")
+    got = sink.wait_for(lambda t: any(m.recipients == ["patient@example.org"] for m in t), timeout=20)
+    notice = [m for m in got if m.recipients == ["patient@example.org"]][0]
+    assert notice.sender == ""
+    parts = dsn_parts(parse(notice.data))
+    groups = status_fields(parts[1])
+    assert any(g.get("Action") == "delayed" and "slow@example.net" in g.get("Final-Recipient", "") for g in groups), groups
+    time.sleep(4)  # more retries, but no second notice
+    assert len([m for m in sink.messages() if m.recipients == ["patient@example.org"]]) == 1

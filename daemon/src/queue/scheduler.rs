@@ -202,7 +202,7 @@ fn expire_waiting(
     }
 }
 
-/// Tells the sender which recipients are held (RFC 3464 `delayed`), once per recipient.
+/// Tells the sender which recipients are held or still being retried (RFC 3464 `delayed`).
 async fn notify_delayed(
     queue: &Queue,
     config: &Config,
@@ -250,7 +250,7 @@ async fn notify_delayed(
                 .map(|r| r.address.to_string())
                 .unwrap_or_default(),
             "local",
-            &format!("delay notice (held) queued as {dsn_id}"),
+            &format!("delay notice queued as {dsn_id}"),
         ),
         // A lost delay notice is not worth holding the message for.
         Err(e) => tracing::warn!(queue_id, error = %e, "delay notice could not be queued"),
@@ -616,6 +616,21 @@ async fn attempt(
                 state.status = RecipientStatus::Bounced { reason };
             }
         }
+    }
+    // Deferred for longer than the warning time: tell the sender once (RFC 3464 delayed).
+    let warn_after_ms = config.delivery.delay_warning_secs.saturating_mul(1000);
+    if warn_after_ms > 0
+        && !entry.delay_notified
+        && now.saturating_sub(entry.received_at_ms) >= warn_after_ms
+    {
+        let mut any = false;
+        for (i, state) in entry.recipients.iter().enumerate() {
+            if let RecipientStatus::Deferred { reason } = &state.status {
+                delayed.push((i, format!("still trying to deliver: {reason}")));
+                any = true;
+            }
+        }
+        entry.delay_notified = any;
     }
     notify_delayed(queue, config, queue_id, &message, &sender, &delayed).await;
     if !failed.is_empty() {
