@@ -1,5 +1,7 @@
 """Fixtures for the policy tests: the SMTP suite's gateway factory and helpers
-(loaded under another module name: both files are called conftest.py)."""
+(loaded under another module name: both files are called conftest.py, and
+this one re-exports the other's names so either can be `conftest` when the
+two directories run in one pytest session)."""
 
 import importlib.util
 import sys
@@ -11,4 +13,5 @@ smtp_conftest = importlib.util.module_from_spec(_spec)
 sys.modules["smtp_conftest"] = smtp_conftest
 _spec.loader.exec_module(smtp_conftest)
 
-gateway_factory = smtp_conftest.gateway_factory
+from smtp_conftest import *  # noqa: E402,F401,F403
+from smtp_conftest import gateway_factory, gateway, sink  # noqa: E402,F401
