@@ -366,12 +366,86 @@ fn kdf_hash(scheme: &[u8]) -> Result<&'static digest::Algorithm, Error> {
     })
 }
 
-fn wrap_cipher(wrap_oid: &[u8]) -> Result<&'static key_wrap::AesBlockCipher, Error> {
-    match wrap_oid {
-        oid::AES128_WRAP => Ok(&key_wrap::AES_128),
-        oid::AES256_WRAP => Ok(&key_wrap::AES_256),
-        _ => Err(Error::Unsupported("key wrap algorithm".to_owned())),
+/// The AES key wrap (RFC 3394) a key-agreement info names.
+#[derive(Debug, Clone, Copy)]
+enum Wrap {
+    /// aws-lc's key wrap (AES-128, AES-256).
+    AwsLc(&'static key_wrap::AesBlockCipher),
+    /// AES-192 key wrap (which aws-lc lacks), done here over AES-192-ECB.
+    Aes192,
+}
+
+impl Wrap {
+    fn parse(wrap_oid: &[u8]) -> Result<Wrap, Error> {
+        match wrap_oid {
+            oid::AES128_WRAP => Ok(Wrap::AwsLc(&key_wrap::AES_128)),
+            oid::AES192_WRAP => Ok(Wrap::Aes192),
+            oid::AES256_WRAP => Ok(Wrap::AwsLc(&key_wrap::AES_256)),
+            _ => Err(Error::Unsupported("key wrap algorithm".to_owned())),
+        }
     }
+
+    fn key_len(self) -> usize {
+        match self {
+            Wrap::AwsLc(c) => key_wrap::BlockCipher::key_len(c),
+            Wrap::Aes192 => 24,
+        }
+    }
+
+    fn unwrap(self, kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+        match self {
+            Wrap::AwsLc(c) => {
+                let kek = AesKek::new(c, kek).map_err(|_| Error::Decrypt)?;
+                let mut cek = Zeroizing::new(vec![0u8; wrapped.len()]);
+                let n = kek
+                    .unwrap(wrapped, cek.as_mut_slice())
+                    .map_err(|_| Error::Decrypt)?
+                    .len();
+                cek.truncate(n);
+                Ok(cek)
+            }
+            Wrap::Aes192 => aes192_kw_unwrap(kek, wrapped),
+        }
+    }
+}
+
+/// RFC 3394 section 2.2.2 unwrap with AES-192 (index-based form), checking
+/// the default IV A6A6A6A6A6A6A6A6 in constant time.
+fn aes192_kw_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    use aws_lc_rs::cipher::{AES_192, DecryptingKey, DecryptionContext, UnboundCipherKey};
+    if !wrapped.len().is_multiple_of(8) || wrapped.len() < 24 || wrapped.len() > 64 {
+        return Err(Error::Decrypt);
+    }
+    let key = DecryptingKey::ecb(UnboundCipherKey::new(&AES_192, kek).map_err(|_| Error::Decrypt)?)
+        .map_err(|_| Error::Decrypt)?;
+    let n = wrapped.len() / 8 - 1;
+    let (a0, rest) = wrapped.split_at(8);
+    let mut a = [0u8; 8];
+    a.copy_from_slice(a0);
+    let mut r = Zeroizing::new(rest.to_vec());
+    for j in (0..6u64).rev() {
+        for i in (1..=n).rev() {
+            let t = (n as u64) * j + i as u64;
+            let mut block = Zeroizing::new([0u8; 16]);
+            for (b, x) in block.iter_mut().zip(a.iter().zip(t.to_be_bytes())) {
+                *b = x.0 ^ x.1;
+            }
+            let ri = r.get_mut((i - 1) * 8..i * 8).ok_or(Error::Decrypt)?;
+            block
+                .get_mut(8..)
+                .ok_or(Error::Decrypt)?
+                .copy_from_slice(ri);
+            key.decrypt(block.as_mut_slice(), DecryptionContext::None)
+                .map_err(|_| Error::Decrypt)?;
+            a.copy_from_slice(block.get(..8).ok_or(Error::Decrypt)?);
+            ri.copy_from_slice(block.get(8..).ok_or(Error::Decrypt)?);
+        }
+    }
+    let iv_ok = aws_lc_rs::constant_time::verify_slices_are_equal(&a, &[0xa6; 8]).is_ok();
+    if !iv_ok {
+        return Err(Error::Decrypt);
+    }
+    Ok(r)
 }
 
 /// ANSI X9.63 KDF: hash(Z || counter || SharedInfo) blocks up to `len` bytes.
@@ -422,8 +496,8 @@ fn key_agree(
         .need("key wrap algorithm")?
         .expect(tag::SEQUENCE, "wrap")?;
     let wrap_oid = wrap.children().need("wrap OID")?.expect(tag::OID, "OID")?;
-    let cipher = wrap_cipher(wrap_oid.body)?;
-    let kek_len = key_wrap::BlockCipher::key_len(cipher);
+    let wrap_kind = Wrap::parse(wrap_oid.body)?;
+    let kek_len = wrap_kind.key_len();
     let z = key.agree(originator_point).map_err(|e| {
         if e.is_temporary() {
             Error::Hsm(e)
@@ -433,13 +507,7 @@ fn key_agree(
     })?;
     let info = shared_info(wrap.raw, ukm, (kek_len * 8) as u32);
     let kek = x963_kdf(hash, &z, &info, kek_len);
-    let kek = AesKek::new(cipher, &kek).map_err(|_| Error::Decrypt)?;
-    let mut cek = Zeroizing::new(vec![0u8; encrypted_key.len()]);
-    let n = kek
-        .unwrap(encrypted_key, cek.as_mut_slice())
-        .map_err(|_| Error::Decrypt)?
-        .len();
-    cek.truncate(n);
+    let cek = wrap_kind.unwrap(&kek, encrypted_key)?;
     Ok((
         KeyProtection::Ecdh {
             kdf_bits: (hash.output_len() * 8) as u16,
