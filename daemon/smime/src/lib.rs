@@ -35,12 +35,17 @@ mod error;
 pub mod mime;
 pub mod oid;
 pub mod recipient;
+pub mod sign;
+pub mod signed;
+pub mod verify;
 
 pub use cert::Certificate;
 pub use content::ContentAlgorithm;
 pub use envelope::{EncryptOptions, EnvelopeKind};
 pub use error::Error;
 pub use recipient::{GatewayKey, KeyProtection, RsaTransport};
+pub use sign::{SignOptions, SigningIdentity, sign_message};
+pub use verify::{Verdict, Verification, verify_message};
 
 /// What [`decrypt_message`] found out besides the plaintext.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +130,7 @@ pub fn decrypt_message(input: &[u8], keys: &[GatewayKey<'_>]) -> Result<Decrypte
 
 /// Splits a message into its non-content header fields and its MIME entity
 /// (the Content-* fields and the body), canonicalised to CRLF.
-fn split_message(input: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Error> {
+pub(crate) fn split_message(input: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Error> {
     let e = mime::parse(input)?;
     let mut entity = Vec::new();
     let mut has_ct = false;

@@ -334,17 +334,7 @@ fn sealgate_round_trip_through_the_token() {
 /// the matrix here is RSA and CBC.
 #[test]
 fn gpgsm_both_ways() {
-    // Trust the gateway root and the peer CA; import the gateway certificates.
-    let home = std::path::PathBuf::from(std::env::var_os("GNUPGHOME").unwrap());
-    let root = data_dir().join("certs").join("gateway-sign.pem");
-    let ca = peer_file("ca", "pem");
-    let mut trust = String::new();
-    for pem in [&root, &ca] {
-        let (ok, _, err) = gpgsm(&["--import", p(pem)], b"");
-        assert!(ok, "gpgsm import: {err}");
-        trust.push_str(&format!("{} S relax\n", fingerprint(pem)));
-    }
-    std::fs::write(home.join("trustlist.txt"), trust).unwrap();
+    gpgsm_trust();
 
     // gpgsm encrypts -> Sealgate decrypts (RSA 2048/3072/4096; one and two recipients).
     for label in RSA_GATEWAYS {
@@ -391,17 +381,7 @@ fn gpgsm_both_ways() {
 
     // Sealgate encrypts -> gpgsm decrypts (the peer's key imported from PKCS#12).
     for peer in ["rsa2048", "rsa3072", "rsa4096"] {
-        // The PKCS#12 password (empty) comes from stdin.
-        let (ok, _, err) = gpgsm(
-            &[
-                "--passphrase-fd",
-                "0",
-                "--import",
-                p(&peer_file(peer, "p12")),
-            ],
-            b"\n",
-        );
-        assert!(ok, "gpgsm import p12: {err}");
+        gpgsm_import_p12(peer);
         for rsa in [RsaTransport::Pkcs1v15, RsaTransport::OaepSha256] {
             let msg = sample_message(&format!("to-gpgsm-{peer}"), 700);
             let out = encrypt_message(

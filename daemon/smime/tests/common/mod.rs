@@ -196,3 +196,47 @@ pub fn fingerprint(pem: &Path) -> String {
     let s = String::from_utf8(out).unwrap();
     s.trim().rsplit('=').next().unwrap().replace(':', "")
 }
+
+/// The gateway signing identity `label` (its key and certificate chain).
+pub fn signer(label: &str) -> (TokenKey, Vec<Certificate>) {
+    let key = hsm().signer(label).unwrap();
+    let pem = std::fs::read(data_dir().join("certs").join(format!("{label}.pem"))).unwrap();
+    (key, cert::parse_bundle(&pem).unwrap())
+}
+
+/// Imports the gateway root and the peer CA into the test GNUPGHOME and
+/// marks both trusted (idempotent).
+pub fn gpgsm_trust() {
+    let home = env_path("GNUPGHOME");
+    let mut trust = String::new();
+    for pem in [
+        data_dir().join("certs").join("gateway-sign.pem"),
+        data_dir().join("certs").join("gateway-ec-sign.pem"),
+        peer_file("ca", "pem"),
+    ] {
+        let (ok, _, err) = gpgsm(&["--import", p(&pem)], b"");
+        assert!(ok, "gpgsm import: {err}");
+        trust.push_str(&format!("{} S relax\n", fingerprint(&pem)));
+    }
+    std::fs::write(home.join("trustlist.txt"), trust).unwrap();
+    // gpg-agent caches the trust list: make a running agent read it again.
+    let _ = run(
+        "gpgconf",
+        &["--homedir", p(&home), "--reload", "gpg-agent"],
+        b"",
+    );
+}
+
+/// Imports a peer's PKCS#12 (empty password, read from stdin) into gpgsm.
+pub fn gpgsm_import_p12(peer: &str) {
+    let (ok, _, err) = gpgsm(
+        &[
+            "--passphrase-fd",
+            "0",
+            "--import",
+            p(&peer_file(peer, "p12")),
+        ],
+        b"\n",
+    );
+    assert!(ok, "gpgsm import p12: {err}");
+}
