@@ -138,6 +138,20 @@ pub struct EncryptOptions {
     pub rsa: RsaTransport,
 }
 
+impl EncryptOptions {
+    /// The options for recipients whose harvested SMIMECapabilities (or
+    /// directory settings) are `capabilities`, one list per recipient (an
+    /// empty list: unknown). GCM only when every recipient announced it.
+    pub fn for_capabilities(
+        capabilities: &[&[crate::signed::Capability]],
+        rsa: RsaTransport,
+    ) -> Self {
+        let gcm =
+            !capabilities.is_empty() && capabilities.iter().all(|c| crate::signed::supports_gcm(c));
+        EncryptOptions { gcm, rsa }
+    }
+}
+
 /// Builds a DER ContentInfo encrypting `content` for `recipients`.
 pub fn seal(
     content: &[u8],
