@@ -27,6 +27,7 @@
 //! What it does not do: no network, no threads, no key storage, no policy.
 
 pub mod cert;
+pub mod cli;
 pub mod content;
 pub mod der;
 pub mod efail;
