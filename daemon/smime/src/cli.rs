@@ -176,7 +176,7 @@ pub fn run_on(cmd: SmimeCommand, settings: &HsmSettings, input: &[u8]) -> Outcom
                     .map(|c| format!(", CBC check {c:?}"))
                     .unwrap_or_default(),
             );
-            Ok((out.message, 0, Some(note)))
+            Ok((out.message.to_vec(), 0, Some(note)))
         }
         SmimeCommand::Encrypt {
             certs,

@@ -305,25 +305,24 @@ impl ContentCipher {
         }
     }
 
-    /// Encrypts `plaintext` with `cek`; returns the ciphertext and, for GCM,
-    /// the tag over `aad`. 3DES is refused.
+    /// Encrypts `plaintext` in place with `cek`; returns the ciphertext and,
+    /// for GCM, the tag over `aad`. 3DES is refused.
     pub fn encrypt(
         &self,
         cek: &[u8],
-        plaintext: &[u8],
+        plaintext: Vec<u8>,
         aad: &[u8],
     ) -> Result<(Vec<u8>, Option<Vec<u8>>), Error> {
+        let mut buf = plaintext;
         match self {
             ContentCipher::AesCbc { size, iv } => {
                 let key = UnboundCipherKey::new(cbc_alg(*size), cek)?;
                 let key = PaddedBlockEncryptingKey::cbc_pkcs7(key)?;
-                let mut buf = plaintext.to_vec();
                 key.less_safe_encrypt(&mut buf, EncryptionContext::Iv128(FixedLength::from(*iv)))?;
                 Ok((buf, None))
             }
             ContentCipher::AesGcm { size, nonce } => {
                 let key = LessSafeKey::new(UnboundKey::new(gcm_alg(*size), cek)?);
-                let mut buf = plaintext.to_vec();
                 let tag = key.seal_in_place_separate_tag(
                     Nonce::assume_unique_for_key(*nonce),
                     Aad::from(aad),
@@ -366,7 +365,7 @@ mod tests {
             let again = ContentCipher::parse(der::read_all(&c.to_der()).unwrap()).unwrap();
             assert_eq!(again, c);
             let cek = [7u8; 32];
-            let (ct, tag) = c.encrypt(&cek, b"hello world", b"aad").unwrap();
+            let (ct, tag) = c.encrypt(&cek, b"hello world".to_vec(), b"aad").unwrap();
             let pt = c.decrypt(&cek, ct.clone(), b"aad", tag.as_deref()).unwrap();
             assert_eq!(pt.as_slice(), b"hello world");
             if gcm {

@@ -293,6 +293,15 @@ fn push_len(out: &mut Vec<u8>, len: usize) {
     }
 }
 
+/// The identifier and length octets of an element with `len` content octets
+/// (to assemble large elements without copying their content twice).
+pub fn header(tag: u8, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(6);
+    out.push(tag);
+    push_len(&mut out, len);
+    out
+}
+
 /// One DER element with identifier `tag` and content `body`.
 pub fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 6);

@@ -110,8 +110,16 @@ pub fn open(input: &[u8], keys: &[GatewayKey<'_>]) -> Result<Opened, Error> {
     let candidates = recipient::recover_ceks(&infos, keys, cipher.key_len())?;
     let algorithm = cipher.algorithm();
     let mut last = Error::Decrypt;
-    for (index, prot, cek) in candidates {
-        match cipher.decrypt(&cek, encrypted.clone(), &aad, mac.as_deref()) {
+    let count = candidates.len();
+    let mut encrypted = Some(encrypted);
+    for (n, (index, prot, cek)) in candidates.into_iter().enumerate() {
+        // Only a second candidate (several infos matched) needs a copy.
+        let ct = if n + 1 == count {
+            encrypted.take().unwrap_or_default()
+        } else {
+            encrypted.clone().unwrap_or_default()
+        };
+        match cipher.decrypt(&cek, ct, &aad, mac.as_deref()) {
             Ok(content) => {
                 return Ok(Opened {
                     content,
@@ -154,7 +162,7 @@ impl EncryptOptions {
 
 /// Builds a DER ContentInfo encrypting `content` for `recipients`.
 pub fn seal(
-    content: &[u8],
+    content: Vec<u8>,
     recipients: &[&Certificate],
     options: EncryptOptions,
 ) -> Result<Vec<u8>, Error> {
@@ -175,27 +183,46 @@ pub fn seal(
         infos.push(ri);
     }
     let (ciphertext, mac) = cipher.encrypt(&cek, content, &[])?;
-    let eci = der::seq(&[
-        &der::oid(oid::DATA),
-        &cipher.to_der(),
-        &der::tlv(tag::ctx_prim(0), &ciphertext),
-    ]);
+    // Assembled with precomputed headers: the ciphertext is copied once.
+    let eci_prefix = [der::oid(oid::DATA), cipher.to_der()].concat();
+    let ct_header = der::header(tag::ctx_prim(0), ciphertext.len());
+    let eci_len = eci_prefix.len() + ct_header.len() + ciphertext.len();
+    let eci_header = der::header(tag::SEQUENCE, eci_len);
     let infos = der::set_of(infos);
-    let (ct, body) = if options.gcm {
+    let (ct_oid, before, after) = if options.gcm {
         let mac = mac.ok_or(Error::Crypto("GCM tag"))?;
         (
             oid::AUTH_ENVELOPED_DATA,
-            der::seq(&[&der::uint(0), &infos, &eci, &der::octets(&mac)]),
+            [der::uint(0), infos].concat(),
+            der::octets(&mac),
         )
     } else {
         let version = if any_kari { 2 } else { 0 };
         (
             oid::ENVELOPED_DATA,
-            der::seq(&[&der::uint(version), &infos, &eci]),
+            [der::uint(version), infos].concat(),
+            Vec::new(),
         )
     };
-    Ok(der::seq(&[
-        &der::oid(ct),
-        &der::cons(tag::ctx(0), &[&body]),
-    ]))
+    let env_len = before.len() + eci_header.len() + eci_len + after.len();
+    let env_header = der::header(tag::SEQUENCE, env_len);
+    let ctx_header = der::header(tag::ctx(0), env_header.len() + env_len);
+    let type_oid = der::oid(ct_oid);
+    let ci_len = type_oid.len() + ctx_header.len() + env_header.len() + env_len;
+    let mut out = der::header(tag::SEQUENCE, ci_len);
+    out.reserve(ci_len);
+    for part in [
+        &type_oid,
+        &ctx_header,
+        &env_header,
+        &before,
+        &eci_header,
+        &eci_prefix,
+        &ct_header,
+        &ciphertext,
+        &after,
+    ] {
+        out.extend_from_slice(part);
+    }
+    Ok(out)
 }

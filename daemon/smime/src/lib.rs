@@ -71,11 +71,18 @@ pub struct DecryptReport {
 pub struct Decrypted {
     /// The new message: the outer header fields other than Content-* and
     /// MIME-Version, then the decrypted entity (its own header and body).
-    pub message: Vec<u8>,
-    /// The decrypted entity alone.
-    pub entity: zeroize::Zeroizing<Vec<u8>>,
+    pub message: zeroize::Zeroizing<Vec<u8>>,
+    /// Where the decrypted entity starts in `message`.
+    entity_start: usize,
     /// Algorithms, matched recipient, integrity.
     pub report: DecryptReport,
+}
+
+impl Decrypted {
+    /// The decrypted entity alone (CRLF line ends).
+    pub fn entity(&self) -> &[u8] {
+        self.message.get(self.entity_start..).unwrap_or_default()
+    }
 }
 
 fn is_pkcs7_mime(ct: &mime::ContentType) -> bool {
@@ -111,13 +118,20 @@ pub fn decrypt_message(input: &[u8], keys: &[GatewayKey<'_>]) -> Result<Decrypte
     }
     let der_bytes = outer.decoded_body()?;
     let opened = envelope::open(&der_bytes, keys)?;
-    let entity = mime::to_crlf(&opened.content);
-    let cbc_check = (!opened.integrity_protected).then(|| efail::check_cbc_content(&entity));
-    let mut message = mime::non_content_headers(&outer);
-    message.extend_from_slice(&entity);
+    drop(der_bytes);
+    let mut message = zeroize::Zeroizing::new(mime::non_content_headers(&outer));
+    let entity_start = message.len();
+    if mime::is_crlf(&opened.content) {
+        message.extend_from_slice(&opened.content);
+    } else {
+        message.extend_from_slice(&mime::to_crlf(&opened.content));
+    }
+    drop(opened.content);
+    let entity = message.get(entity_start..).unwrap_or_default();
+    let cbc_check = (!opened.integrity_protected).then(|| efail::check_cbc_content(entity));
     Ok(Decrypted {
         message,
-        entity: zeroize::Zeroizing::new(entity),
+        entity_start,
         report: DecryptReport {
             recipient_index: opened.recipient_index,
             key_protection: opened.key_protection,
@@ -158,7 +172,7 @@ pub fn encrypt_message(
     options: EncryptOptions,
 ) -> Result<Vec<u8>, Error> {
     let (outer, entity) = split_message(input)?;
-    let der_bytes = envelope::seal(&entity, recipients, options)?;
+    let der_bytes = envelope::seal(entity, recipients, options)?;
     let smime_type = if options.gcm {
         "authEnveloped-data"
     } else {
@@ -166,6 +180,6 @@ pub fn encrypt_message(
     };
     let mut out = outer;
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");
-    out.extend_from_slice(&mime::pkcs7_mime_entity(smime_type, &der_bytes));
+    mime::push_pkcs7_mime_entity(&mut out, smime_type, &der_bytes);
     Ok(out)
 }

@@ -191,27 +191,65 @@ impl Entity<'_> {
     }
 }
 
-/// Decodes base64 ignoring whitespace and line breaks.
+/// Decodes base64 ignoring whitespace and line breaks, in chunks (no
+/// second copy of the whole text).
 pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, Error> {
-    let clean: Vec<u8> = text
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    const CHUNK: usize = 4096;
+    let bad = |_| Error::Malformed("base64 body".to_owned());
+    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 3);
+    let mut buf = Vec::with_capacity(CHUNK);
+    for b in text.iter().copied().filter(|b| !b.is_ascii_whitespace()) {
+        buf.push(b);
+        if buf.len() == CHUNK {
+            // A full chunk is a multiple of 4 characters and never holds the final '='.
+            if buf.contains(&b'=') {
+                continue;
+            }
+            base64::engine::general_purpose::STANDARD
+                .decode_vec(&buf, &mut out)
+                .map_err(bad)?;
+            buf.clear();
+        }
+    }
     base64::engine::general_purpose::STANDARD
-        .decode(&clean)
-        .map_err(|_| Error::Malformed("base64 body".to_owned()))
+        .decode_vec(&buf, &mut out)
+        .map_err(bad)?;
+    Ok(out)
 }
 
 /// Base64 in 76-character lines with CRLF.
 pub fn encode_base64(data: &[u8]) -> Vec<u8> {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
-    let mut out = Vec::with_capacity(b64.len() + b64.len() / 38 + 2);
-    for chunk in b64.as_bytes().chunks(76) {
-        out.extend_from_slice(chunk);
+    let mut out = Vec::new();
+    push_base64(&mut out, data);
+    out
+}
+
+/// Appends base64 in 76-character lines with CRLF to `out`.
+pub fn push_base64(out: &mut Vec<u8>, data: &[u8]) {
+    out.reserve(data.len() / 57 * 78 + 80);
+    let mut line = [0u8; 76];
+    for chunk in data.chunks(57) {
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(chunk, &mut line)
+            .unwrap_or(0);
+        out.extend_from_slice(line.get(..n).unwrap_or_default());
         out.extend_from_slice(b"\r\n");
     }
-    out
+}
+
+/// Whether every line ending is already CRLF (no bare CR or LF).
+pub fn is_crlf(input: &[u8]) -> bool {
+    let mut prev = 0u8;
+    let mut iter = input.iter().copied().peekable();
+    while let Some(b) = iter.next() {
+        match b {
+            b'\n' if prev != b'\r' => return false,
+            b'\r' if iter.peek() != Some(&b'\n') => return false,
+            _ => {}
+        }
+        prev = b;
+    }
+    true
 }
 
 /// Converts every line ending to CRLF (bare LF and bare CR alike).
@@ -328,14 +366,20 @@ pub fn non_content_headers(entity: &Entity<'_>) -> Vec<u8> {
 
 /// An `application/pkcs7-mime` entity (headers and base64 body) holding `der`.
 pub fn pkcs7_mime_entity(smime_type: &str, der: &[u8]) -> Vec<u8> {
-    let mut out = format!(
+    let mut out = Vec::new();
+    push_pkcs7_mime_entity(&mut out, smime_type, der);
+    out
+}
+
+/// Appends an `application/pkcs7-mime` entity holding `der` to `out`.
+pub fn push_pkcs7_mime_entity(out: &mut Vec<u8>, smime_type: &str, der: &[u8]) {
+    let head = format!(
         "Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=smime.p7m\r\n\
          Content-Transfer-Encoding: base64\r\n\
          Content-Disposition: attachment; filename=smime.p7m\r\n\r\n"
-    )
-    .into_bytes();
-    out.extend_from_slice(&encode_base64(der));
-    out
+    );
+    out.extend_from_slice(head.as_bytes());
+    push_base64(out, der);
 }
 
 #[cfg(test)]
@@ -367,5 +411,7 @@ mod tests {
     #[test]
     fn crlf() {
         assert_eq!(to_crlf(b"a\nb\r\nc\rd"), b"a\r\nb\r\nc\r\nd");
+        assert!(is_crlf(b"a\r\nb\r\n") && is_crlf(b""));
+        assert!(!is_crlf(b"a\nb") && !is_crlf(b"a\rb") && !is_crlf(b"a\r"));
     }
 }

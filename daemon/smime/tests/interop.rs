@@ -70,11 +70,7 @@ fn openssl_cms_encrypts_sealgate_decrypts_rsa() {
                 let msg = openssl_cms_encrypt(&entity, &[&recip], &[cipher], form);
                 let out = decrypt_message(&msg, &[gw.key()])
                     .unwrap_or_else(|e| panic!("{label} {cipher} {form:?}: {e}"));
-                assert_eq!(
-                    out.entity.as_slice(),
-                    entity.as_slice(),
-                    "{label} {cipher} {form:?}"
-                );
+                assert_eq!(out.entity(), entity.as_slice(), "{label} {cipher} {form:?}");
                 assert_eq!(out.report.content_algorithm, algorithm);
                 assert_eq!(out.report.key_protection, KeyProtection::RsaPkcs1v15);
                 assert_eq!(out.report.integrity_protected, cipher.ends_with("gcm"));
@@ -106,7 +102,7 @@ fn openssl_cms_encrypts_sealgate_decrypts_rsa() {
             let msg = openssl_cms_encrypt(&entity, &[&recip], &extra, Form::StreamedSmime);
             let out = decrypt_message(&msg, &[gw.key()])
                 .unwrap_or_else(|e| panic!("{label} OAEP {md}: {e}"));
-            assert_eq!(out.entity.as_slice(), entity.as_slice());
+            assert_eq!(out.entity(), entity.as_slice());
             assert_eq!(out.report.key_protection, prot);
         }
     }
@@ -123,7 +119,7 @@ fn openssl_cms_encrypts_sealgate_decrypts_ecdh() {
                 let msg = openssl_cms_encrypt(&entity, &[&recip], &[cipher], form);
                 let out = decrypt_message(&msg, &[gw.key()])
                     .unwrap_or_else(|e| panic!("{label} {cipher} {form:?}: {e}"));
-                assert_eq!(out.entity.as_slice(), entity.as_slice());
+                assert_eq!(out.entity(), entity.as_slice());
                 assert_eq!(out.report.content_algorithm, algorithm);
                 assert!(matches!(
                     out.report.key_protection,
@@ -142,7 +138,7 @@ fn openssl_cms_encrypts_sealgate_decrypts_ecdh() {
                 Form::Der,
             );
             let out = decrypt_message(&msg, &[gw.key()]).unwrap_or_else(|e| panic!("{md}: {e}"));
-            assert_eq!(out.entity.as_slice(), entity.as_slice());
+            assert_eq!(out.entity(), entity.as_slice());
         }
     }
 }
@@ -162,10 +158,10 @@ fn openssl_cms_multiple_recipients() {
             Form::StreamedSmime,
         );
         let by_rsa = decrypt_message(&msg, &[rsa.key()]).unwrap();
-        assert_eq!(by_rsa.entity.as_slice(), entity.as_slice());
+        assert_eq!(by_rsa.entity(), entity.as_slice());
         assert_eq!(by_rsa.report.recipient_index, 1);
         let by_ec = decrypt_message(&msg, &[ec.key()]).unwrap();
-        assert_eq!(by_ec.entity.as_slice(), entity.as_slice());
+        assert_eq!(by_ec.entity(), entity.as_slice());
         assert_eq!(by_ec.report.recipient_index, 3);
         // Not for us: a message only for peers is refused.
         let theirs = openssl_cms_encrypt(&entity, &[&other], &[cipher], Form::Der);
@@ -188,7 +184,7 @@ fn openssl_smime_encrypts_sealgate_decrypts() {
             );
             let out =
                 decrypt_message(&msg, &[gw.key()]).unwrap_or_else(|e| panic!("{cipher}: {e}"));
-            assert_eq!(out.entity.as_slice(), entity.as_slice());
+            assert_eq!(out.entity(), entity.as_slice());
             assert_eq!(out.report.weak, cipher == "-des3");
         }
     }
@@ -320,10 +316,7 @@ fn sealgate_round_trip_through_the_token() {
             )
             .unwrap();
             let back = decrypt_message(&out, &[gw.key()]).unwrap();
-            assert_eq!(
-                back.entity.as_slice(),
-                sample_entity("self", 1000).as_slice()
-            );
+            assert_eq!(back.entity(), sample_entity("self", 1000).as_slice());
             assert!(String::from_utf8_lossy(&back.message).starts_with("From: alice@peer.test"));
         }
     }
@@ -348,7 +341,7 @@ fn gpgsm_both_ways() {
         let mut msg = b"Subject: gpgsm\r\n".to_vec();
         msg.extend_from_slice(&mime::pkcs7_mime_entity("enveloped-data", &der));
         let out = decrypt_message(&msg, &[gw.key()]).unwrap_or_else(|e| panic!("{label}: {e}"));
-        assert_eq!(out.entity.as_slice(), entity.as_slice());
+        assert_eq!(out.entity(), entity.as_slice());
     }
     let a = gateway("smime-rsa2048");
     let b = gateway("smime-rsa4096");
@@ -376,7 +369,7 @@ fn gpgsm_both_ways() {
     msg.extend_from_slice(b64.as_bytes());
     for gw in [&a, &b] {
         let out = decrypt_message(&msg, &[gw.key()]).unwrap();
-        assert_eq!(out.entity.as_slice(), entity.as_slice());
+        assert_eq!(out.entity(), entity.as_slice());
     }
 
     // Sealgate encrypts -> gpgsm decrypts (the peer's key imported from PKCS#12).
