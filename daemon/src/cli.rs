@@ -43,6 +43,9 @@ pub enum Command {
     Hsm(sealgate_hsm::cli::HsmCommand),
     /// The serial console recovery menu (or one of its actions).
     Console(crate::console::ConsoleArgs),
+    /// S/MIME: decrypt, encrypt, sign or verify a message (stdin to stdout).
+    #[command(subcommand)]
+    Smime(sealgate_smime::cli::SmimeCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => hsm_result(sealgate_hsm::cli::run_keys(cmd, &config.hsm_settings())),
         Command::Hsm(cmd) => hsm_result(sealgate_hsm::cli::run_hsm(cmd, &config.hsm_settings())),
         Command::Console(args) => sealgate::console::run(args),
+        Command::Smime(cmd) => sealgate_smime::cli::run(cmd, &config.hsm_settings()),
         Command::Track(t) => match cli::track_query(&t) {
             Ok(query) => run_control(&config, Request::Track { query }, t.json),
             Err(e) => {
