@@ -98,7 +98,21 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let label = "smime-rsa2048";
     if args.get(1).map(String::as_str) == Some("--memory") {
-        memory(label, args.get(2).map(String::as_str).unwrap_or("decrypt"));
+        memory(
+            label,
+            args.get(2).map(String::as_str).unwrap_or("decrypt"),
+            1,
+        );
+        return;
+    }
+    // `--repeat decrypt|encrypt N`: one 10 MB operation N times (for perf).
+    if args.get(1).map(String::as_str) == Some("--repeat") {
+        let n = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(20);
+        memory(
+            label,
+            args.get(2).map(String::as_str).unwrap_or("decrypt"),
+            n,
+        );
         return;
     }
     let s = setup(label);
@@ -193,8 +207,8 @@ fn main() {
     }
 }
 
-/// One 10 MB operation; prints the peak memory it added.
-fn memory(label: &str, op: &str) {
+/// One 10 MB operation (`repeat` times); prints the peak memory it added.
+fn memory(label: &str, op: &str, repeat: usize) {
     let s = setup(label);
     let key = s.hsm.decryptor(label).unwrap();
     let keys = [GatewayKey::Rsa {
@@ -219,10 +233,12 @@ fn memory(label: &str, op: &str) {
     // VmHWM only grows: reset it so the peak is this operation's.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let before = vm("VmRSS:").max(baseline);
-    if op == "decrypt" {
-        drop(decrypt_message(&input, &keys).unwrap());
-    } else {
-        drop(encrypt_message(&input, &[&s.peers[0]], opts).unwrap());
+    for _ in 0..repeat {
+        if op == "decrypt" {
+            drop(decrypt_message(&input, &keys).unwrap());
+        } else {
+            drop(encrypt_message(&input, &[&s.peers[0]], opts).unwrap());
+        }
     }
     let peak = vm("VmHWM:");
     println!(

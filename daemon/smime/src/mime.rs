@@ -191,29 +191,33 @@ impl Entity<'_> {
     }
 }
 
-/// Decodes base64 ignoring whitespace and line breaks, in chunks (no
-/// second copy of the whole text).
+/// Decodes base64 ignoring whitespace and line breaks, line by line in
+/// chunks (no second copy of the whole text).
 pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, Error> {
-    const CHUNK: usize = 4096;
+    const CHUNK: usize = 64 * 1024;
+    let engine = &base64::engine::general_purpose::STANDARD;
     let bad = |_| Error::Malformed("base64 body".to_owned());
     let mut out = Vec::with_capacity(text.len() / 4 * 3 + 3);
-    let mut buf = Vec::with_capacity(CHUNK);
-    for b in text.iter().copied().filter(|b| !b.is_ascii_whitespace()) {
-        buf.push(b);
-        if buf.len() == CHUNK {
-            // A full chunk is a multiple of 4 characters and never holds the final '='.
-            if buf.contains(&b'=') {
-                continue;
-            }
-            base64::engine::general_purpose::STANDARD
-                .decode_vec(&buf, &mut out)
-                .map_err(bad)?;
-            buf.clear();
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 128);
+    let mut start = 0usize;
+    let ends = memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len()));
+    for end in ends {
+        let line = text.get(start..end).unwrap_or_default().trim_ascii();
+        start = end + 1;
+        if memchr::memchr3(b' ', b'\t', b'\r', line).is_some() {
+            buf.extend(line.iter().filter(|b| !b.is_ascii_whitespace()));
+        } else {
+            buf.extend_from_slice(line);
+        }
+        // Decode whole quanta that cannot hold the final padding.
+        if buf.len() >= CHUNK && memchr::memchr(b'=', &buf).is_none() {
+            let whole = buf.len() / 4 * 4;
+            let (head, _) = buf.split_at(whole);
+            engine.decode_vec(head, &mut out).map_err(bad)?;
+            buf.drain(..whole);
         }
     }
-    base64::engine::general_purpose::STANDARD
-        .decode_vec(&buf, &mut out)
-        .map_err(bad)?;
+    engine.decode_vec(&buf, &mut out).map_err(bad)?;
     Ok(out)
 }
 
@@ -239,35 +243,31 @@ pub fn push_base64(out: &mut Vec<u8>, data: &[u8]) {
 
 /// Whether every line ending is already CRLF (no bare CR or LF).
 pub fn is_crlf(input: &[u8]) -> bool {
-    let mut prev = 0u8;
-    let mut iter = input.iter().copied().peekable();
-    while let Some(b) = iter.next() {
-        match b {
-            b'\n' if prev != b'\r' => return false,
-            b'\r' if iter.peek() != Some(&b'\n') => return false,
-            _ => {}
+    let mut lf = 0usize;
+    for i in memchr::memchr_iter(b'\n', input) {
+        if i == 0 || input.get(i - 1) != Some(&b'\r') {
+            return false;
         }
-        prev = b;
+        lf += 1;
     }
-    true
+    memchr::memchr_iter(b'\r', input).count() == lf
 }
 
 /// Converts every line ending to CRLF (bare LF and bare CR alike).
 pub fn to_crlf(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() + input.len() / 40);
-    let mut iter = input.iter().copied().peekable();
-    while let Some(b) = iter.next() {
-        match b {
-            b'\r' => {
-                out.extend_from_slice(b"\r\n");
-                if iter.peek() == Some(&b'\n') {
-                    iter.next();
-                }
-            }
-            b'\n' => out.extend_from_slice(b"\r\n"),
-            _ => out.push(b),
-        }
+    let mut rest = input;
+    while let Some(i) = memchr::memchr2(b'\r', b'\n', rest) {
+        let (run, tail) = rest.split_at(i);
+        out.extend_from_slice(run);
+        out.extend_from_slice(b"\r\n");
+        rest = match tail {
+            [b'\r', b'\n', more @ ..] => more,
+            [_, more @ ..] => more,
+            [] => &[],
+        };
     }
+    out.extend_from_slice(rest);
     out
 }
 
