@@ -156,7 +156,7 @@ impl<'a> Tlv<'a> {
         self.tag & CONSTRUCTED != 0
     }
 
-    /// Checks the identifier (ignoring the constructed bit when `any_form`).
+    /// Whether the identifier octet is exactly `tag`.
     fn is(&self, tag: u8) -> bool {
         self.tag == tag
     }
