@@ -1,5 +1,5 @@
 //! Signatures with real peers, both directions: Sealgate signs with token
-//! keys (RSA-3072 and ECDSA P-256), openssl cms and gpgsm verify; openssl
+//! keys (RSA-3072, ECDSA P-256 and P-384), openssl cms and gpgsm verify; openssl
 //! and gpgsm sign (RSA 2048/3072/4096, P-256, P-384), Sealgate verifies,
 //! including the invalid, signer-mismatch, untrusted and not-fully-signed
 //! verdicts. Run by `scripts/test-smime` (feature `token-tests`).
@@ -24,6 +24,7 @@ fn anchors() -> Vec<Certificate> {
     for f in [
         data_dir().join("certs").join("gateway-sign.pem"),
         data_dir().join("certs").join("gateway-ec-sign.pem"),
+        data_dir().join("certs").join("smime-p384-sign.pem"),
         peer_file("ca", "pem"),
     ] {
         out.extend(cert::parse_bundle(&std::fs::read(f).unwrap()).unwrap());
@@ -50,6 +51,7 @@ fn openssl_verify(msg: &[u8]) -> Vec<u8> {
     let roots = scratch("roots.pem");
     let mut pem = std::fs::read(data_dir().join("certs").join("gateway-sign.pem")).unwrap();
     pem.extend(std::fs::read(data_dir().join("certs").join("gateway-ec-sign.pem")).unwrap());
+    pem.extend(std::fs::read(data_dir().join("certs").join("smime-p384-sign.pem")).unwrap());
     std::fs::write(&roots, pem).unwrap();
     openssl_in(
         &[
@@ -66,7 +68,7 @@ fn openssl_verify(msg: &[u8]) -> Vec<u8> {
 
 #[test]
 fn sealgate_signs_openssl_verifies() {
-    for label in ["gateway-sign", "gateway-ec-sign"] {
+    for label in ["gateway-sign", "gateway-ec-sign", "smime-p384-sign"] {
         let (key, chain) = signer(label);
         let id = SigningIdentity {
             key: &key,
@@ -80,8 +82,13 @@ fn sealgate_signs_openssl_verifies() {
             if opaque {
                 assert!(text.contains("smime-type=signed-data"));
             } else {
-                // RSA-3072 and P-256 both sign with SHA-256.
-                assert!(text.contains("micalg=sha-256"), "{text}");
+                // RSA-3072 and P-256 sign with SHA-256, P-384 with SHA-384.
+                let micalg = if label == "smime-p384-sign" {
+                    "sha-384"
+                } else {
+                    "sha-256"
+                };
+                assert!(text.contains(&format!("micalg={micalg}")), "{text}");
                 assert!(text.contains("protocol=\"application/pkcs7-signature\""));
             }
             let content = openssl_verify(&out);
@@ -262,7 +269,7 @@ fn sign_then_encrypt_nests() {
 fn gpgsm_signatures_both_ways() {
     gpgsm_trust();
     // Sealgate signs -> gpgsm --verify (detached and opaque, RSA and ECDSA).
-    for label in ["gateway-sign", "gateway-ec-sign"] {
+    for label in ["gateway-sign", "gateway-ec-sign", "smime-p384-sign"] {
         let (key, chain) = signer(label);
         let id = SigningIdentity {
             key: &key,

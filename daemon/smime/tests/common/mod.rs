@@ -212,6 +212,7 @@ pub fn gpgsm_trust() {
     for pem in [
         data_dir().join("certs").join("gateway-sign.pem"),
         data_dir().join("certs").join("gateway-ec-sign.pem"),
+        data_dir().join("certs").join("smime-p384-sign.pem"),
         peer_file("ca", "pem"),
     ] {
         let (ok, _, err) = gpgsm(&["--import", p(&pem)], b"");
