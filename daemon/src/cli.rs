@@ -49,6 +49,9 @@ pub enum Command {
     /// Recipients' certificates and partner gateways' certificates.
     #[command(subcommand)]
     Directory(DirectoryCommand),
+    /// S/MIME: decrypt, encrypt, sign or verify a message (stdin to stdout).
+    #[command(subcommand)]
+    Smime(sealgate_smime::cli::SmimeCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -62,6 +62,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Smime(cmd) => sealgate_smime::cli::run(cmd, &config.hsm_settings()),
         Command::Track(t) => match cli::track_query(&t) {
             Ok(query) => run_control(&config, Request::Track { query }, t.json),
             Err(e) => {
