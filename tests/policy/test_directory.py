@@ -4,10 +4,11 @@ certificate releases mail held for its address at once, and mail that needs
 encryption still never goes out in clear."""
 
 import json
+import re
 import subprocess
 import time
 
-from smtp_conftest import outbox_messages, send_message
+from smtp_conftest import outbox_messages, send_message, wait_outbox
 
 from test_policy import POLICY, SENDER, envelope_to, msg, queue_json, statuses, wait_status
 
@@ -27,22 +28,44 @@ def events(gw, rcpt):
     return json.loads(gw.cli("track", "--to", rcpt, "--json").stdout)["events"]
 
 
-def test_import_releases_held_mail_and_nothing_goes_out_in_clear(gateway_factory, tmp_path):
+def decrypt_cms(tmp_path, raw: bytes, name: str) -> bytes:
+    """openssl cms -decrypt with the test certificate's key (the real peer)."""
+    src = tmp_path / f"{name}.in.eml"
+    src.write_bytes(raw)
+    out = subprocess.run(["openssl", "cms", "-decrypt", "-in", str(src), "-inkey", str(tmp_path / f"{name}.key"),
+                          "-recip", str(tmp_path / f"{name}.pem")], capture_output=True, check=True)
+    return out.stdout
+
+
+def test_import_releases_held_mail_encrypted_for_the_recipient(gateway_factory, tmp_path):
     gw = gateway_factory({"policy": POLICY})
-    send_message(gw.port, SENDER, ["bob@ext.example"], msg("[secure] offer", "the offer"))
+    send_message(gw.port, SENDER, ["bob@ext.example"], msg("[secure] offer", "the secret offer"))
     wait_status(gw, lambda e: statuses(e).get("bob@ext.example") == "held")
+    time.sleep(0.5)
+    assert not any("bob@ext.example" in envelope_to(x) for x in outbox_messages(gw))
     out = gw.cli("directory", "import", make_cert(tmp_path, "bob", "Bob@Ext.Example"))
     assert "imported" in out.stdout and "bob@ext.example" in out.stdout, out.stdout
-    # Released by the directory, decided again, and (no engine for it yet) held again.
-    deadline = time.monotonic() + 15
-    while not any(e["kind"] == "released" and e["remote"] == "directory" for e in events(gw, "bob@ext.example")):
-        assert time.monotonic() < deadline, events(gw, "bob@ext.example")
-        time.sleep(0.1)
-    entries = wait_status(gw, lambda e: statuses(e).get("bob@ext.example") == "held"
-                          and "S/MIME certificate" in json.dumps(e))
-    assert "found" in json.dumps(entries)
-    time.sleep(1)
-    assert not any("bob@ext.example" in envelope_to(x) for x in outbox_messages(gw))
+    # Released by the directory and sent S/MIME-encrypted to bob's certificate.
+    got = wait_outbox(gw, lambda m: any("bob@ext.example" in envelope_to(x) for x in m))
+    raw = [x for x in got if "bob@ext.example" in envelope_to(x)][0]
+    assert b"the secret offer" not in raw
+    assert re.search(rb"(?im)^Content-Type: application/pkcs7-mime;.*smime-type=enveloped-data", raw)
+    assert re.search(rb"(?m)^Subject: offer\r$", raw), raw[:500]  # keyword removed, subject visible
+    inner = decrypt_cms(tmp_path, raw, "bob")
+    assert b"the secret offer" in inner
+    assert any(e["kind"] == "released" and e["remote"] == "directory" for e in events(gw, "bob@ext.example"))
+
+
+def test_partner_domain_certificate_serves_every_address(gateway_factory, tmp_path):
+    gw = gateway_factory({"policy": {**POLICY, "domain": {"partner.example": {"action": "encrypt-required"}}}})
+    gw.cli("directory", "import", make_cert(tmp_path, "partnergw", None), "--domain", "partner.example")
+    send_message(gw.port, SENDER, ["kim@partner.example", "lou@partner.example"], msg("contract", "for the partner"))
+    got = wait_outbox(gw, lambda m: sum(1 for x in m for r in envelope_to(x) if r.endswith("@partner.example")) >= 2)
+    copies = [x for x in got if any(r.endswith("@partner.example") for r in envelope_to(x))]
+    assert len(copies) == 2 and all(len(envelope_to(c)) == 1 for c in copies)  # one copy each
+    for c in copies:
+        assert b"for the partner" not in c
+        assert b"for the partner" in decrypt_cms(tmp_path, c, "partnergw")
 
 
 def test_directory_verbs_running_and_stopped(gateway_factory, tmp_path):

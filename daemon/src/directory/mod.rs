@@ -10,10 +10,9 @@
 //! Trees: `directory` (fingerprint → entry, JSON) and `directory_index`
 //! (`address-or-@domain` NUL fingerprint → nothing) for lookups.
 //!
-//! Trusts: the data directory. Imported material is parsed by [`x509`]
-//! (bounded) before it is stored.
-
-pub mod x509;
+//! Trusts: the data directory. Imported certificates are parsed by the
+//! S/MIME engine's bounded X.509 reader (`sealgate_smime::cert`) before
+//! they are stored.
 
 use serde::{Deserialize, Serialize};
 
@@ -104,7 +103,7 @@ pub struct Directory {
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
     #[error("{0}")]
-    Certificate(#[from] x509::CertError),
+    Certificate(String),
     #[error("the certificate names no e-mail address; import it for a domain (--domain)")]
     NoAddress,
     #[error("the file holds only CA certificates, none to encrypt to")]
@@ -153,11 +152,18 @@ impl Directory {
             })
             .transpose()?;
         let mut stored = Vec::new();
-        for der in x509::split(input)? {
-            let facts = x509::read(&der)?;
-            if facts.is_ca {
+        let certs = sealgate_smime::cert::parse_bundle(input)
+            .map_err(|e| DirectoryError::Certificate(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(DirectoryError::Certificate(
+                "no certificate found (expected PEM, DER or PKCS#7)".to_owned(),
+            ));
+        }
+        for cert in certs {
+            if cert.ca.is_some_and(|(ca, _)| ca) {
                 continue;
             }
+            let facts = Facts::of(&cert);
             if domain.is_none() && facts.addresses.is_empty() {
                 return Err(DirectoryError::NoAddress);
             }
@@ -280,6 +286,37 @@ impl Directory {
     }
 }
 
+/// What the directory keeps about one certificate.
+struct Facts {
+    der: Vec<u8>,
+    fingerprint: String,
+    subject: String,
+    addresses: Vec<String>,
+    not_before_ms: u64,
+    not_after_ms: u64,
+    can_encrypt: bool,
+}
+
+impl Facts {
+    fn of(cert: &sealgate_smime::Certificate) -> Facts {
+        let der = cert.der().to_vec();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+        let subject = x509_parser::parse_x509_certificate(&der)
+            .map(|(_, c)| c.subject().to_string())
+            .unwrap_or_default();
+        let ms = |secs: i64| u64::try_from(secs).unwrap_or(0).saturating_mul(1000);
+        Facts {
+            fingerprint: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+            subject,
+            addresses: cert.emails.clone(),
+            not_before_ms: ms(cert.not_before),
+            not_after_ms: ms(cert.not_after),
+            can_encrypt: cert.can_encrypt(),
+            der,
+        }
+    }
+}
+
 fn index_key(key: &str, fingerprint: &str) -> Vec<u8> {
     let mut out = key.as_bytes().to_vec();
     out.push(0);
@@ -301,7 +338,8 @@ mod tests {
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::days(1);
         params.not_after = now + time::Duration::days(days_valid);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyEncipherment];
+        // rcgen makes P-256 keys: an EC certificate encrypts by key agreement.
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyAgreement];
         params.self_signed(&key).unwrap().pem()
     }
 

@@ -121,6 +121,11 @@ pub fn process(
     )
     .map_err(|e| PipelineError::Permanent(format!("the message cannot be processed: {e}")))?;
 
+    // Verdict headers are the gateway's own: copies that came with the message are forged.
+    let base = match render::strip_header(&message.content, render::VERDICT_HEADER) {
+        Some(stripped) => Arc::new(stripped),
+        None => Arc::clone(&message.content),
+    };
     let now = crate::envelope::now_ms();
     // Clear deliveries grouped by the subject they get (a stripped keyword or not).
     let mut clear: Vec<(Option<String>, bool, Vec<usize>)> = Vec::new();
@@ -184,21 +189,39 @@ pub fn process(
                     &context.policy.config.methods,
                     now,
                 );
-                let why_not = match &found {
-                    Some(m) => format!(
-                        "{} found, but encrypting for it is not wired in yet",
-                        m.describe()
-                    ),
-                    None => format!("no certificate or key for {address} yet"),
+                let outcome = match &found {
+                    Some(method) => {
+                        let subject = decision
+                            .strip_keyword
+                            .as_ref()
+                            .map(|k| crate::policy::decide::strip_keyword(&facts.subject, k));
+                        let source = match &subject {
+                            Some(s) => render::replace_subject(&base, s),
+                            None => base.to_vec(),
+                        };
+                        render::encrypt(&source, method, &context.policy.config.engine)
+                            .map(|encrypted| (method.describe(), encrypted))
+                            .map_err(|e| format!("{} found, but {e}", method.describe()))
+                    }
+                    None => Err(format!("no certificate or key for {address} yet")),
                 };
-                if required {
-                    plan.waiting.push((
+                match outcome {
+                    Ok((how, encrypted)) => {
+                        note = Some(format!("encrypted for {how}"));
+                        plan.outgoing.push(Outgoing {
+                            recipients: vec![*index],
+                            content: Arc::new(encrypted),
+                            must_be_encrypted: true,
+                        });
+                    }
+                    Err(why_not) if required => plan.waiting.push((
                         *index,
                         Waiting::Held(format!("encryption required and {why_not}")),
-                    ));
-                } else {
-                    note = Some(format!("{why_not}: sent in clear as the policy allows"));
-                    send_as_is(&mut clear, false);
+                    )),
+                    Err(why_not) => {
+                        note = Some(format!("{why_not}: sent in clear as the policy allows"));
+                        send_as_is(&mut clear, false);
+                    }
                 }
             }
             Action::Sign | Action::Clear => send_as_is(&mut clear, false),
@@ -210,11 +233,6 @@ pub fn process(
         }
         plan.explanations.push((*index, explanation));
     }
-    // Verdict headers are the gateway's own: copies that came with the message are forged.
-    let base = match render::strip_header(&message.content, render::VERDICT_HEADER) {
-        Some(stripped) => Arc::new(stripped),
-        None => Arc::clone(&message.content),
-    };
     for (subject, must_be_encrypted, group) in clear {
         let content = match subject {
             Some(s) => Arc::new(render::replace_subject(&base, &s)),

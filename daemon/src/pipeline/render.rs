@@ -1,8 +1,10 @@
 //! Render stage: the outgoing form of a message for a group of recipients.
 //!
-//! Today: the message as received, or with its subject rewritten (a matched
-//! policy keyword such as `[secure]` removed). The encrypting and signing
-//! forms come from the S/MIME and OpenPGP engines.
+//! The message as received, or with its subject rewritten (a matched
+//! policy keyword such as `[secure]` removed), or encrypted for one
+//! recipient's method ([`encrypt`]) by the S/MIME or OpenPGP engine. An
+//! encrypted copy is made per recipient, so no recipient (Bcc included) is
+//! named in another's copy.
 //!
 //! Header edits work on the raw header section: the Subject field (with its
 //! folded continuation lines) is replaced by one new field, RFC 2047-encoded
@@ -50,6 +52,43 @@ pub fn strip_header(content: &[u8], name: &str) -> Option<Vec<u8>> {
     }
     out.extend_from_slice(rest);
     Some(out)
+}
+
+/// Why a message could not be encrypted for a recipient.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncryptError {
+    /// The method's engine is not available in this build.
+    #[error("{0} encryption is not available yet")]
+    Unavailable(&'static str),
+    /// The engine refused (unusable certificate, message over its limits).
+    #[error("{0}")]
+    Engine(String),
+}
+
+/// `content` encrypted for the recipient's `method`.
+pub fn encrypt(
+    content: &[u8],
+    method: &super::resolve::Method,
+    options: &crate::policy::rules::EngineOptions,
+) -> Result<Vec<u8>, EncryptError> {
+    use super::resolve::Method;
+    match method {
+        Method::Smime(entry) => {
+            let cert = sealgate_smime::Certificate::from_der(&entry.data)
+                .map_err(|e| EncryptError::Engine(format!("certificate: {e}")))?;
+            let rsa = if options.smime_rsa_oaep {
+                sealgate_smime::RsaTransport::OaepSha256
+            } else {
+                sealgate_smime::RsaTransport::Pkcs1v15
+            };
+            // GCM only when the recipient is known to read it; the directory
+            // does not record capabilities yet, so CBC (every client reads it).
+            let opts = sealgate_smime::EncryptOptions { gcm: false, rsa };
+            sealgate_smime::encrypt_message(content, &[&cert], opts)
+                .map_err(|e| EncryptError::Engine(e.to_string()))
+        }
+        Method::Openpgp(_) => Err(EncryptError::Unavailable("OpenPGP")),
+    }
 }
 
 /// `content` with its Subject field replaced by `subject` (added if absent).

@@ -171,6 +171,17 @@ pub struct PolicyConfig {
     pub rule: Vec<Rule>,
     /// The order in which a recipient's methods are tried.
     pub methods: Vec<crate::directory::Kind>,
+    /// How the engines write for recipients.
+    pub engine: EngineOptions,
+}
+
+/// Options for the encrypting engines (`[policy.engine]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineOptions {
+    /// RSA-OAEP (SHA-256) key transport for S/MIME recipients instead of
+    /// PKCS#1 v1.5 (which every client reads; gpgsm 2.2 reads no OAEP).
+    pub smime_rsa_oaep: bool,
 }
 
 impl Default for PolicyConfig {
@@ -189,6 +200,7 @@ impl Default for PolicyConfig {
                 crate::directory::Kind::Smime,
                 crate::directory::Kind::Openpgp,
             ],
+            engine: EngineOptions::default(),
         }
     }
 }
