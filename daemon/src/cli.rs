@@ -443,6 +443,7 @@ pub fn policy_explain(config: &Config, args: &ExplainArgs) -> ExitCode {
         sender: &sender,
         client_ip: Some(args.client_ip),
         sender_groups: &sender_groups,
+        arrived_encrypted: None,
     };
     match crate::pipeline::decide::decide_all(config, &policy, &content, &origin, &recipients) {
         Ok((facts, decisions)) => {

@@ -25,6 +25,46 @@ pub fn open_db(config: &Config) -> std::io::Result<sled::Db> {
         })
 }
 
+/// The gateway's decryption keys, if a token is set up (configured, or a
+/// SoftHSM2 token in the data directory) and its keys have certificates.
+/// Without them messages encrypted for the gateway pass through unopened.
+async fn load_gateway_keys(config: &Config) -> Option<Arc<crate::pipeline::unwrap::GatewayKeys>> {
+    let settings = config.hsm_settings();
+    if config.hsm.is_none() && !settings.softhsm_conf().exists() {
+        tracing::info!("no key store set up: mail encrypted for the gateway is not opened");
+        return None;
+    }
+    let opened = tokio::task::spawn_blocking(move || {
+        sealgate_hsm::Hsm::open(&settings).map(|hsm| {
+            crate::pipeline::unwrap::GatewayKeys::load(
+                &hsm,
+                crate::pipeline::unwrap::SMIME_KEY_LABELS,
+            )
+        })
+    })
+    .await;
+    match opened {
+        Ok(Ok(keys)) if !keys.is_empty() => {
+            tracing::info!(?keys, "gateway decryption keys loaded from the token");
+            Some(Arc::new(keys))
+        }
+        Ok(Ok(_)) => {
+            tracing::info!(
+                "the token has no decryption key with a certificate: mail encrypted for the gateway is not opened"
+            );
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "key store not available: mail encrypted for the gateway is not opened");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "loading the gateway keys failed");
+            None
+        }
+    }
+}
+
 /// Runs the daemon until a termination signal.
 pub async fn run(config: Config) -> std::io::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
@@ -46,10 +86,12 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let deliverer = Arc::new(Deliverer::new(config.clone())?);
     crate::control::serve(config.data_dir.clone(), queue.clone()).await?;
     let policy = Arc::new(config.policy().map_err(std::io::Error::other)?);
+    let keys = load_gateway_keys(&config).await;
     tokio::spawn(scheduler::run(
         queue.clone(),
         config.clone(),
         policy,
+        keys,
         deliverer,
         requests,
         recovery.scheduled.clone(),

@@ -71,8 +71,11 @@ class Gateway:
     by default it listens on a free loopback port and writes to the outbox.
     """
 
-    def __init__(self, workdir: Path, settings: dict | None = None, port: int | None = None):
+    def __init__(self, workdir: Path, settings: dict | None = None, port: int | None = None,
+                 env: dict | None = None):
         self.workdir = Path(workdir)
+        # Extra environment for the daemon and the CLI (e.g. SOFTHSM2_CONF).
+        self.env = {**os.environ, **(env or {})}
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.data_dir = self.workdir / "data"
@@ -105,7 +108,7 @@ class Gateway:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sealgate_bin(), "--config", str(self.config_path), "run"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -138,7 +141,7 @@ class Gateway:
     def cli(self, *args: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sealgate_bin(), "--config", str(self.config_path), *args],
-            capture_output=True, text=True, check=check, timeout=60, input=input_text,
+            capture_output=True, text=True, check=check, timeout=60, input=input_text, env=self.env,
         )
 
     def __enter__(self):

@@ -23,6 +23,9 @@ pub struct Origin<'a> {
     pub client_ip: Option<IpAddr>,
     /// The sender's groups, as the expand stage found them.
     pub sender_groups: &'a [String],
+    /// Set when the unwrap stage opened the message: it arrived encrypted
+    /// for the gateway (the content given is the decrypted one).
+    pub arrived_encrypted: Option<crate::policy::Wrapping>,
 }
 
 /// The facts of `content` and a decision for each recipient, in order.
@@ -51,6 +54,9 @@ pub fn decide_all(
     };
     let mut facts = parse::facts(content, &context, Limits::default())?;
     facts.sender_groups = origin.sender_groups.to_vec();
+    if origin.arrived_encrypted.is_some() {
+        facts.encrypted_for_gateway = origin.arrived_encrypted;
+    }
     let decisions = recipients
         .iter()
         .map(|address| {

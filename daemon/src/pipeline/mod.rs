@@ -21,6 +21,7 @@ pub mod guard;
 pub mod parse;
 pub mod render;
 pub mod resolve;
+pub mod unwrap;
 
 use crate::config::Config;
 use crate::policy::{Action, Policy};
@@ -63,6 +64,8 @@ pub struct Context<'a> {
     pub config: &'a Config,
     pub policy: &'a Policy,
     pub directory: &'a crate::directory::Directory,
+    /// The gateway's decryption keys, when a token with certificates is set up.
+    pub keys: Option<&'a unwrap::GatewayKeys>,
 }
 
 /// Why the pipeline could not produce a plan.
@@ -107,24 +110,42 @@ pub fn process(
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
+    let opened = unwrap::unwrap(&message.content, context.keys)?;
+    let (content, verdict): (&[u8], Option<&str>) = match &opened {
+        unwrap::Unwrapped::AsIs => (&message.content, None),
+        unwrap::Unwrapped::Opened { content, verdict } => (content, Some(verdict)),
+    };
     let origin = decide::Origin {
         sender: &sender,
         client_ip: message.envelope.client_ip.parse().ok(),
         sender_groups: &message.envelope.sender_groups,
+        // Opened on the token: the sender encrypted it for the gateway.
+        arrived_encrypted: verdict.map(|_| crate::policy::Wrapping::Smime),
     };
-    let (facts, decisions) = decide::decide_all(
-        context.config,
-        context.policy,
-        &message.content,
-        &origin,
-        &addresses,
-    )
-    .map_err(|e| PipelineError::Permanent(format!("the message cannot be processed: {e}")))?;
+    let (facts, decisions) =
+        decide::decide_all(context.config, context.policy, content, &origin, &addresses).map_err(
+            |e| PipelineError::Permanent(format!("the message cannot be processed: {e}")),
+        )?;
 
     // Verdict headers are the gateway's own: copies that came with the message are forged.
-    let base = match render::strip_header(&message.content, render::VERDICT_HEADER) {
-        Some(stripped) => Arc::new(stripped),
-        None => Arc::clone(&message.content),
+    let base = match (
+        render::strip_header(content, render::VERDICT_HEADER),
+        &opened,
+    ) {
+        (Some(stripped), _) => Arc::new(stripped),
+        (None, unwrap::Unwrapped::Opened { content, .. }) => Arc::new(content.clone()),
+        (None, unwrap::Unwrapped::AsIs) => Arc::clone(&message.content),
+    };
+    // What internal recipients of opened mail see: the gateway's verdict.
+    let with_verdict = |bytes: &[u8]| -> Arc<Vec<u8>> {
+        match verdict {
+            Some(v) => {
+                let mut out = format!("{}: {v}\r\n", render::VERDICT_HEADER).into_bytes();
+                out.extend_from_slice(bytes);
+                Arc::new(out)
+            }
+            None => Arc::new(bytes.to_vec()),
+        }
     };
     let now = crate::envelope::now_ms();
     // Clear deliveries grouped by the subject they get (a stripped keyword or not).
@@ -174,10 +195,10 @@ pub fn process(
                 Waiting::Quarantined(format!("quarantined by policy ({})", decision.explain())),
             )),
             Action::EncryptRequired | Action::EncryptIfPossible
-                if facts.encrypted_for_gateway.is_some() =>
+                if facts.encrypted_for_gateway.is_some() && verdict.is_none() =>
             {
-                // Still encrypted as the sender wrote it (no engine opened it):
-                // it leaves as it came, never in clear.
+                // Still encrypted as the sender wrote it (not for the gateway,
+                // or no key opened it): it leaves as it came, never in clear.
                 note = Some("already encrypted by the sender: sent as it came".to_owned());
                 send_as_is(&mut clear, decision.action == Action::EncryptRequired);
             }
@@ -234,9 +255,10 @@ pub fn process(
         plan.explanations.push((*index, explanation));
     }
     for (subject, must_be_encrypted, group) in clear {
-        let content = match subject {
-            Some(s) => Arc::new(render::replace_subject(&base, &s)),
-            None => Arc::clone(&base),
+        let content = match (subject, verdict) {
+            (Some(s), _) => with_verdict(&render::replace_subject(&base, &s)),
+            (None, Some(_)) => with_verdict(&base),
+            (None, None) => Arc::clone(&base),
         };
         plan.outgoing.push(Outgoing {
             recipients: group,

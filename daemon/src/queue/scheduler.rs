@@ -30,6 +30,7 @@ pub async fn run(
     queue: Queue,
     config: Arc<Config>,
     policy: Arc<Policy>,
+    keys: Option<Arc<pipeline::unwrap::GatewayKeys>>,
     deliverer: Arc<Deliverer>,
     mut requests: mpsc::UnboundedReceiver<SchedulerRequest>,
     initial: Vec<(u64, String)>,
@@ -57,6 +58,7 @@ pub async fn run(
             let queue = queue.clone();
             let config = config.clone();
             let policy = policy.clone();
+            let keys = keys.clone();
             let deliverer = deliverer.clone();
             let done = done_tx.clone();
             tokio::spawn(async move {
@@ -64,6 +66,7 @@ pub async fn run(
                     config: &config,
                     policy: &policy,
                     directory: queue.directory(),
+                    keys: keys.as_deref(),
                 };
                 let next = attempt(&queue, &context, &deliverer, &queue_id).await;
                 drop(permit);
@@ -409,7 +412,10 @@ async fn attempt(
         .filter(|(_, r)| r.quarantine_lifted)
         .map(|(i, _)| i)
         .collect();
-    match pipeline::process(&message, &pending, &lifted, context) {
+    // The pipeline may wait on the token (decryption): keep the runtime's other tasks going.
+    let planned =
+        tokio::task::block_in_place(|| pipeline::process(&message, &pending, &lifted, context));
+    match planned {
         Ok(plan) => {
             let address_of = |entry: &QueueEntry, i: usize| {
                 entry

@@ -1,0 +1,87 @@
+"""Unwrap end to end: an internal sender encrypts for the gateway with
+`openssl cms` (the gateway's certificate exported from its SoftHSM2 token);
+the gateway opens the message on the token, the external recipient gets it
+S/MIME-encrypted to their own certificate (openssl decrypts it), the
+internal recipient gets the plaintext with the gateway's verdict header, and
+a message encrypted for somebody else passes through untouched."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness import Gateway, sealgate_bin
+from smtp_conftest import send_message, wait_outbox
+from test_directory import decrypt_cms, make_cert
+from test_policy import POLICY, SENDER, envelope_to
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def gw_with_token(tmp_path):
+    data = tmp_path / "gw" / "data"
+    conf = data / "hsm" / "softhsm2.conf"
+    env = {"SOFTHSM2_CONF": str(conf), "PATH": f"{Path(sealgate_bin()).resolve().parent}:{os.environ['PATH']}"}
+    gw = Gateway(tmp_path / "gw", {"policy": POLICY}, env=env)
+    subprocess.run([str(REPO / "hsm" / "provision"), str(data)], env=gw.env, check=True,
+                   capture_output=True, timeout=300)
+    gw.cli("keys", "self-sign", "gateway-sign", "--cn", "gw.test", "--email", "gateway@example.org")
+    gw.cli("keys", "self-sign", "gateway-decrypt", "--cn", "gw.test", "--issuer", "gateway-sign")
+    gw.cli("keys", "export-cert", "gateway-decrypt", "--out", str(tmp_path / "gateway.pem"))
+    gw.start()
+    yield gw
+    gw.stop()
+
+
+def encrypt_for(tmp_path, cert: Path, body: str, to: str, subject: str) -> bytes:
+    inner = tmp_path / "inner.eml"
+    inner.write_bytes(f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n".encode())
+    out = subprocess.run(["openssl", "cms", "-encrypt", "-aes256", "-in", str(inner), "-from", SENDER,
+                          "-to", to, "-subject", subject, str(cert)], capture_output=True, check=True)
+    return out.stdout.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def test_encrypted_for_the_gateway_is_reencrypted_per_recipient(gw_with_token, tmp_path):
+    gw = gw_with_token
+    gw.cli("directory", "import", make_cert(tmp_path, "bob", "bob@ext.example"))
+    message = encrypt_for(tmp_path, tmp_path / "gateway.pem", "the confidential plan",
+                          "bob@ext.example, carol@example.org", "plan")
+    assert b"confidential plan" not in message
+    send_message(gw.port, SENDER, ["bob@ext.example", "carol@example.org"], message)
+    got = wait_outbox(gw, lambda m: {r for x in m for r in envelope_to(x)} >= {"bob@ext.example", "carol@example.org"})
+    bob = [x for x in got if "bob@ext.example" in envelope_to(x)][0]
+    carol = [x for x in got if "carol@example.org" in envelope_to(x)][0]
+    # External: encrypted again, to bob's own certificate.
+    assert b"confidential plan" not in bob
+    assert b"confidential plan" in decrypt_cms(tmp_path, bob, "bob")
+    # Internal: the plaintext, with the gateway's verdict.
+    assert b"the confidential plan" in carol
+    assert re.search(rb"(?m)^X-Sealgate-Verdict: decrypted=smime; .*integrity=", carol), carol[:600]
+    track = gw.cli("track", "--to", "bob@ext.example").stdout
+    assert "encrypted the message for the gateway" in track
+
+
+def test_encrypted_for_someone_else_passes_through(gw_with_token, tmp_path):
+    gw = gw_with_token
+    other = Path(make_cert(tmp_path, "dora", "dora@ext.example"))
+    message = encrypt_for(tmp_path, other, "only for dora", "dora@ext.example", "e2e")
+    send_message(gw.port, SENDER, ["dora@ext.example"], message)
+    got = wait_outbox(gw, lambda m: any("dora@ext.example" in envelope_to(x) for x in m))
+    dora = [x for x in got if "dora@ext.example" in envelope_to(x)][0]
+    assert b"only for dora" in decrypt_cms(tmp_path, dora, "dora")
+
+
+def test_damaged_message_for_the_gateway_is_refused_without_plaintext(gw_with_token, tmp_path):
+    gw = gw_with_token
+    message = encrypt_for(tmp_path, tmp_path / "gateway.pem", "x" * 2000, "bob@ext.example", "broken")
+    head, _, body = message.partition(b"\r\n\r\n")
+    lines = body.split(b"\r\n")
+    lines[len(lines) // 2] = b"A" * len(lines[len(lines) // 2])  # corrupt the ciphertext
+    send_message(gw.port, SENDER, ["bob@ext.example"], head + b"\r\n\r\n" + b"\r\n".join(lines))
+    got = wait_outbox(gw, lambda m: any(b"Action: failed" in x for x in m))
+    notice = [x for x in got if b"Action: failed" in x][0]
+    assert b"could not be decrypted" in notice or b"tampering" in notice
+    assert not any("bob@ext.example" in envelope_to(x) for x in got)
