@@ -85,3 +85,33 @@ def test_damaged_message_for_the_gateway_is_refused_without_plaintext(gw_with_to
     notice = [x for x in got if b"Action: failed" in x][0]
     assert b"could not be decrypted" in notice or b"tampering" in notice
     assert not any("bob@ext.example" in envelope_to(x) for x in got)
+
+
+def test_gateway_signs_what_the_policy_says(gw_with_token, tmp_path):
+    gw = gw_with_token
+    # POLICY's "legal" rule: lee's external mail must be encrypted; sign it too via settings.
+    gw.cli("directory", "import", make_cert(tmp_path, "erin", "erin@ext.example"))
+    gw.stop()
+    settings = dict(gw.settings)
+    settings["policy"] = {**POLICY, "settings": {"sign": True}}
+    from harness import write_config
+    write_config(gw.config_path, settings)
+    gw.start()
+    send_message(gw.port, SENDER, ["erin@ext.example", "carol@example.org"],
+                 f"From: {SENDER}\r\nSubject: [secure] signed and sealed\r\n\r\nsigned body\r\n")
+    got = wait_outbox(gw, lambda m: {r for x in m for r in envelope_to(x)} >= {"erin@ext.example", "carol@example.org"})
+    sign_cert = tmp_path / "sign.pem"
+    gw.cli("keys", "export-cert", "gateway-sign", "--out", str(sign_cert))
+
+    def verify(raw: bytes) -> bytes:
+        src = tmp_path / "signed.eml"
+        src.write_bytes(raw)
+        return subprocess.run(["openssl", "cms", "-verify", "-in", str(src), "-CAfile", str(sign_cert)],
+                              capture_output=True, check=True).stdout
+
+    carol = [x for x in got if "carol@example.org" in envelope_to(x)][0]
+    assert re.search(rb"(?im)^Content-Type: multipart/signed;", carol)
+    assert b"signed body" in verify(carol)
+    erin = [x for x in got if "erin@ext.example" in envelope_to(x)][0]
+    inner = decrypt_cms(tmp_path, erin, "erin")  # sign, then encrypt
+    assert b"signed body" in verify(inner)

@@ -59,6 +59,17 @@ pub struct Plan {
     pub explanations: Vec<(usize, String)>,
 }
 
+/// How a group of recipients gets the message itself (not encrypted by us).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClearForm {
+    /// The subject with a matched keyword removed, if one matched.
+    subject: Option<String>,
+    /// It arrived encrypted and must leave encrypted (the guard checks).
+    must_be_encrypted: bool,
+    /// Signed by the gateway.
+    sign: bool,
+}
+
 /// What the pipeline needs besides the message.
 pub struct Context<'a> {
     pub config: &'a Config,
@@ -148,8 +159,8 @@ pub fn process(
         }
     };
     let now = crate::envelope::now_ms();
-    // Clear deliveries grouped by the subject they get (a stripped keyword or not).
-    let mut clear: Vec<(Option<String>, bool, Vec<usize>)> = Vec::new();
+    // Deliveries of the message itself, grouped by the form they get.
+    let mut clear: Vec<(ClearForm, Vec<usize>)> = Vec::new();
     for ((index, address), decision) in recipients.iter().zip(&decisions) {
         let mut decision = decision.clone();
         if decision.action == Action::Quarantine && lifted.contains(index) {
@@ -165,24 +176,21 @@ pub fn process(
                 .because
                 .push("released from quarantine by an administrator".to_owned());
         }
-        if decision.sign {
-            decision
-                .because
-                .push("signing by the gateway is not wired in yet: sent unsigned".to_owned());
-        }
         let decision = &decision;
         let mut note = None;
-        let send_as_is = |plan_clear: &mut Vec<(Option<String>, bool, Vec<usize>)>, must: bool| {
-            let subject = decision
-                .strip_keyword
-                .as_ref()
-                .map(|k| crate::policy::decide::strip_keyword(&facts.subject, k));
-            match plan_clear
-                .iter_mut()
-                .find(|(s, m, _)| *s == subject && *m == must)
-            {
-                Some((_, _, group)) => group.push(*index),
-                None => plan_clear.push((subject, must, vec![*index])),
+        let send_as_is = |plan_clear: &mut Vec<(ClearForm, Vec<usize>)>, must: bool| {
+            let form = ClearForm {
+                subject: decision
+                    .strip_keyword
+                    .as_ref()
+                    .map(|k| crate::policy::decide::strip_keyword(&facts.subject, k)),
+                must_be_encrypted: must,
+                // What arrived encrypted leaves as it came: never signed over.
+                sign: decision.sign && !must,
+            };
+            match plan_clear.iter_mut().find(|(f, _)| *f == form) {
+                Some((_, group)) => group.push(*index),
+                None => plan_clear.push((form, vec![*index])),
             }
         };
         match decision.action {
@@ -216,10 +224,19 @@ pub fn process(
                             .strip_keyword
                             .as_ref()
                             .map(|k| crate::policy::decide::strip_keyword(&facts.subject, k));
-                        let source = match &subject {
+                        let mut source = match &subject {
                             Some(s) => render::replace_subject(&base, s),
                             None => base.to_vec(),
                         };
+                        if decision.sign {
+                            match render::sign(&source, context.keys) {
+                                Ok(signed) => source = signed,
+                                Err((true, e)) => return Err(PipelineError::Temporary(e)),
+                                Err((false, e)) => {
+                                    note = Some(format!("not signed: {e}"));
+                                }
+                            }
+                        }
                         render::encrypt(&source, method, &context.policy.config.engine)
                             .map(|encrypted| (method.describe(), encrypted))
                             .map_err(|e| format!("{} found, but {e}", method.describe()))
@@ -228,7 +245,13 @@ pub fn process(
                 };
                 match outcome {
                     Ok((how, encrypted)) => {
-                        note = Some(format!("encrypted for {how}"));
+                        let signed = if decision.sign && note.is_none() {
+                            "signed and "
+                        } else {
+                            ""
+                        };
+                        let unsigned = note.take().map(|n| format!("; {n}")).unwrap_or_default();
+                        note = Some(format!("{signed}encrypted for {how}{unsigned}"));
                         plan.outgoing.push(Outgoing {
                             recipients: vec![*index],
                             content: Arc::new(encrypted),
@@ -254,16 +277,33 @@ pub fn process(
         }
         plan.explanations.push((*index, explanation));
     }
-    for (subject, must_be_encrypted, group) in clear {
-        let content = match (subject, verdict) {
-            (Some(s), _) => with_verdict(&render::replace_subject(&base, &s)),
-            (None, Some(_)) => with_verdict(&base),
-            (None, None) => Arc::clone(&base),
+    for (form, group) in clear {
+        let mut bytes = match &form.subject {
+            Some(s) => render::replace_subject(&base, s),
+            None => base.to_vec(),
+        };
+        if form.sign {
+            match render::sign(&bytes, context.keys) {
+                Ok(signed) => bytes = signed,
+                Err((true, e)) => return Err(PipelineError::Temporary(e)),
+                Err((false, e)) => {
+                    for i in &group {
+                        if let Some((_, text)) = plan.explanations.iter_mut().find(|(j, _)| j == i)
+                        {
+                            text.push_str(&format!("; not signed: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+        let content = match (&form.subject, verdict, form.sign) {
+            (None, None, false) => Arc::clone(&base),
+            _ => with_verdict(&bytes),
         };
         plan.outgoing.push(Outgoing {
             recipients: group,
             content,
-            must_be_encrypted,
+            must_be_encrypted: form.must_be_encrypted,
         });
     }
     Ok(plan)

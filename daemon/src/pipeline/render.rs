@@ -91,6 +91,25 @@ pub fn encrypt(
     }
 }
 
+/// `content` signed by the gateway (detached `multipart/signed`, made CRLF
+/// and 7-bit first so no relay can break the signature). `Err(true)` when
+/// the token is unreachable (defer the message), `Err(false)` otherwise.
+pub fn sign(
+    content: &[u8],
+    keys: Option<&super::unwrap::GatewayKeys>,
+) -> Result<Vec<u8>, (bool, String)> {
+    let identity = keys.and_then(super::unwrap::GatewayKeys::signing).ok_or((
+        false,
+        "no signing key with a certificate on the token".to_owned(),
+    ))?;
+    sealgate_smime::sign_message(
+        content,
+        &identity,
+        sealgate_smime::SignOptions { opaque: false },
+    )
+    .map_err(|e| (e.is_temporary(), e.to_string()))
+}
+
 /// `content` with its Subject field replaced by `subject` (added if absent).
 pub fn replace_subject(content: &[u8], subject: &str) -> Vec<u8> {
     let header_end = content

@@ -23,9 +23,14 @@ use super::PipelineError;
 /// Labels of the token keys that open S/MIME mail for the gateway.
 pub const SMIME_KEY_LABELS: &[&str] = &["gateway-decrypt", "gateway-ec-derive"];
 
-/// The gateway's decryption keys on the token, with their certificates.
+/// Label of the token key that signs for the gateway.
+pub const SIGN_KEY_LABEL: &str = "gateway-sign";
+
+/// The gateway's keys on the token, with their certificates: those that
+/// open mail for the gateway, and the one that signs.
 pub struct GatewayKeys {
     smime: Vec<(Certificate, TokenKey)>,
+    signer: Option<(TokenKey, Vec<Certificate>)>,
 }
 
 impl std::fmt::Debug for GatewayKeys {
@@ -60,11 +65,44 @@ impl GatewayKeys {
                 Err(e) => tracing::warn!(%label, error = %e, "token key not usable for decryption"),
             }
         }
-        GatewayKeys { smime }
+        let chain: Vec<Certificate> = hsm
+            .certificate_chain(SIGN_KEY_LABEL)
+            .map(|ders| {
+                ders.iter()
+                    .filter_map(|d| Certificate::from_der(d).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let signer = match (chain.is_empty(), hsm.signer(SIGN_KEY_LABEL)) {
+            (false, Ok(key)) => Some((key, chain)),
+            _ => {
+                tracing::info!(
+                    label = SIGN_KEY_LABEL,
+                    "no signing key with a certificate: the gateway does not sign"
+                );
+                None
+            }
+        };
+        GatewayKeys { smime, signer }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.smime.is_empty()
+        self.smime.is_empty() && self.signer.is_none()
+    }
+
+    /// The gateway's S/MIME signing identity; correspondents are told to
+    /// encrypt to the gateway's RSA decryption certificate, if there is one.
+    pub fn signing(&self) -> Option<sealgate_smime::SigningIdentity<'_>> {
+        let (key, chain) = self.signer.as_ref()?;
+        Some(sealgate_smime::SigningIdentity {
+            key,
+            chain,
+            encryption_cert: self
+                .smime
+                .iter()
+                .map(|(cert, _)| cert)
+                .find(|cert| matches!(cert.key, CertKey::Rsa { .. })),
+        })
     }
 
     fn smime_keys(&self) -> Vec<GatewayKey<'_>> {
@@ -89,7 +127,7 @@ pub enum Unwrapped {
 
 /// Opens `content` if it is S/MIME encrypted for one of the gateway's keys.
 pub fn unwrap(content: &[u8], keys: Option<&GatewayKeys>) -> Result<Unwrapped, PipelineError> {
-    let Some(keys) = keys.filter(|k| !k.is_empty()) else {
+    let Some(keys) = keys.filter(|k| !k.smime.is_empty()) else {
         return Ok(Unwrapped::AsIs);
     };
     match sealgate_smime::decrypt_message(content, &keys.smime_keys()) {
