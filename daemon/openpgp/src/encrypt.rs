@@ -101,10 +101,15 @@ pub(crate) fn encrypt_blob(
             .build()
             .map_err(Error::pgp)?;
         let m = match signer {
-            Some(id) => Signer::new(m, id.signer())
-                .map_err(Error::pgp)?
-                .build()
-                .map_err(Error::pgp)?,
+            Some(id) => {
+                let signer = id.signer();
+                let hash = signer.hash();
+                Signer::new(m, signer)
+                    .and_then(|s| s.hash_algo(hash))
+                    .map_err(Error::pgp)?
+                    .build()
+                    .map_err(Error::pgp)?
+            }
             None => m,
         };
         let mut w = LiteralWriter::new(m).build().map_err(Error::pgp)?;

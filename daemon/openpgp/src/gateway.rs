@@ -222,6 +222,7 @@ impl GatewayIdentity {
         let mut signer = TokenSigner::new(primary.clone(), primary_token.clone());
         let uid = UserID::from(spec.user_id.as_str());
         let builder = SignatureBuilder::new(SignatureType::PositiveCertification)
+            .set_hash_algo(signer.hash())
             .set_key_flags(KeyFlags::empty().set_certification().set_signing())
             .and_then(|b| b.set_primary_userid(true))
             .and_then(|b| b.set_features(Features::empty().set_seipdv1().set_seipdv2()))
@@ -301,6 +302,7 @@ impl GatewayIdentity {
                 .role_into_subordinate();
         let mut signer = TokenSigner::new(self.primary.clone(), self.primary_token.clone());
         let builder = SignatureBuilder::new(SignatureType::SubkeyBinding)
+            .set_hash_algo(signer.hash())
             .set_key_flags(
                 KeyFlags::empty()
                     .set_transport_encryption()

@@ -12,7 +12,6 @@ use std::io::Write;
 
 use sequoia_openpgp as openpgp;
 
-use openpgp::crypto::Signer as _;
 use openpgp::serialize::stream::{Armorer, Message, Signer};
 use openpgp::types::HashAlgorithm;
 
@@ -73,11 +72,7 @@ pub fn sign(identity: &GatewayIdentity, message: &[u8], limits: &Limits) -> Resu
     }
     let (envelope, inner) = entity(message, true)?;
     let signer = identity.signer();
-    let hash = signer
-        .acceptable_hashes()
-        .first()
-        .copied()
-        .unwrap_or(HashAlgorithm::SHA256);
+    let hash = signer.hash();
     let mut sig = Vec::new();
     {
         let m = Message::new(&mut sig);

@@ -65,6 +65,14 @@ impl TokenSigner {
         };
         TokenSigner { key, token, hashes }
     }
+
+    /// The hash this key signs with by default (the curve's own for ECDSA).
+    pub(crate) fn hash(&self) -> HashAlgorithm {
+        self.hashes
+            .first()
+            .copied()
+            .unwrap_or(HashAlgorithm::SHA256)
+    }
 }
 
 impl openpgp::crypto::Signer for TokenSigner {
