@@ -11,8 +11,9 @@
 //! outage is reported apart ([`Error::is_temporary`]), so the message is
 //! deferred rather than bounced. Discarded plaintext is zeroed.
 //!
-//! Limits: input size, decompressed size (Sequoia's own integrity buffer is
-//! capped at the same size) and the number of compression layers.
+//! Limits: input size, decompressed size (the plaintext buffer stops one
+//! byte past the limit) and the number of compression layers (counted as
+//! packets arrive, so a nested bomb stops at its second layer).
 //!
 //! Trusts: the gateway identity and the token. The message is
 //! attacker-controlled.
@@ -112,6 +113,11 @@ impl DecryptionHelper for Helper<'_> {
     }
 }
 
+/// Read-ahead inside Sequoia. Integrity-before-release is enforced by
+/// [`decrypt_blob`] itself, which returns nothing until the whole message
+/// has been read and checked.
+const SEQUOIA_BUFFER: usize = 1 << 20;
+
 /// Decrypts one OpenPGP message (armored or binary) for the gateway; the
 /// plaintext is returned only after the integrity check passed.
 pub(crate) fn decrypt_blob(
@@ -133,7 +139,9 @@ pub(crate) fn decrypt_blob(
     };
     let mut dec = DecryptorBuilder::from_bytes(data)
         .map_err(|_| Error::Decrypt)?
-        .buffer_size(limits.max_plaintext)
+        // This function is the integrity buffer (nothing leaves before the
+        // end is checked); a second one inside Sequoia would double the memory.
+        .buffer_size(SEQUOIA_BUFFER.min(limits.max_plaintext))
         .with_policy(&policy, None, helper)
         .map_err(|_| fail(&outage))?;
     let mut out = Zeroizing::new(Vec::new());

@@ -11,8 +11,8 @@
 pub struct Limits {
     /// Largest accepted input message or certificate blob, in bytes.
     pub max_input: usize,
-    /// Largest plaintext released after decryption and decompression, in bytes.
-    /// Sequoia buffers up to this much to verify integrity before release.
+    /// Largest plaintext released after decryption and decompression, in
+    /// bytes; decryption holds up to this much while it checks integrity.
     pub max_plaintext: usize,
     /// Compressed-data packets allowed in one message (nesting or sequence).
     pub max_compression_layers: usize,
