@@ -40,7 +40,9 @@ use crate::error::{Error, Result};
 use crate::token::{PublicKeyPacket, TokenDecryptor, TokenKeyOp, TokenSigner};
 
 /// Key type of the gateway certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum GatewayAlgorithm {

@@ -16,6 +16,7 @@
 //! every message and certificate is attacker-controlled.
 
 mod armor;
+pub mod cli;
 pub mod decrypt;
 pub mod encrypt;
 pub mod error;

@@ -113,7 +113,12 @@ pub fn run(mut cmd: Command, stdin: &[u8]) -> Output {
 }
 
 /// Runs gpg in batch mode in the throw-away home; returns its output.
+/// One gpg at a time: parallel tests otherwise race on the keyring (a key
+/// generated or imported by one test while another decrypts made gpg fail
+/// now and then).
 pub fn gpg(args: &[&str], stdin: &[u8]) -> Output {
+    static GPG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = GPG.lock().unwrap_or_else(|e| e.into_inner());
     let mut c = Command::new("gpg");
     c.env("GNUPGHOME", gnupghome()).args([
         "--batch",
