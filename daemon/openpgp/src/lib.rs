@@ -34,6 +34,8 @@ pub use error::{Error, Result};
 pub use gateway::{GatewayAlgorithm, GatewayIdentity, GatewaySpec};
 pub use harvest::{harvest, parse_certs};
 pub use limits::Limits;
+/// The Sequoia version this engine is built on, for callers that need its types.
+pub use sequoia_openpgp as openpgp;
 pub use sequoia_openpgp::Cert;
 pub use sign::sign;
 pub use verify::{Verdict, verify};
