@@ -33,7 +33,6 @@ use openpgp::parse::stream::{
     DecryptionHelper, DecryptorBuilder, MessageStructure, VerificationHelper,
 };
 use openpgp::parse::{PacketParser, Parse};
-use openpgp::policy::StandardPolicy;
 use openpgp::types::SymmetricAlgorithm;
 
 use crate::armor;
@@ -131,7 +130,7 @@ pub(crate) fn decrypt_blob(
         Some(e) => Error::Hsm(e),
         None => Error::Decrypt,
     };
-    let policy = StandardPolicy::new();
+    let policy = crate::policy::policy();
     let helper = Helper {
         identity,
         collect: Collector::new(certs.to_vec(), *limits),

@@ -16,7 +16,6 @@ use std::io::Write;
 use sequoia_openpgp as openpgp;
 
 use openpgp::Cert;
-use openpgp::policy::StandardPolicy;
 use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient, Signer};
 use openpgp::types::RevocationStatus;
 
@@ -66,7 +65,7 @@ pub(crate) fn encrypt_blob(
     recipients: &[Cert],
     signer: Option<&GatewayIdentity>,
 ) -> Result<Vec<u8>> {
-    let policy = StandardPolicy::new();
+    let policy = crate::policy::policy();
     let mut keys: Vec<Recipient> = Vec::new();
     for cert in recipients {
         let vc = cert

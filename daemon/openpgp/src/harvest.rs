@@ -4,8 +4,8 @@
 //!
 //! Every candidate passes [`parse_certs`]: bounded size, count of
 //! certificates, signatures per certificate and key size, then Sequoia's
-//! standard policy (which rejects SHA-1 self-signatures), expiry and
-//! revocation. What fails is dropped silently: harvesting is best effort.
+//! standard policy with SHA-1 rejected at any date (`crate::policy`),
+//! expiry and revocation. What fails is dropped silently: harvesting is best effort.
 //!
 //! Trusts nothing in the message. Must never: accept a certificate that is
 //! not valid under the standard policy now.
@@ -18,7 +18,6 @@ use openpgp::Cert;
 use openpgp::Packet;
 use openpgp::cert::CertParser;
 use openpgp::parse::{PacketParserBuilder, PacketParserResult, Parse};
-use openpgp::policy::StandardPolicy;
 use openpgp::types::RevocationStatus;
 
 use crate::armor;
@@ -57,7 +56,7 @@ pub fn parse_certs(bytes: &[u8], limits: &Limits) -> Result<Vec<Cert>> {
         let (_, next) = pp.next().map_err(Error::pgp)?;
         ppr = next;
     }
-    let policy = StandardPolicy::new();
+    let policy = crate::policy::policy();
     let mut out = Vec::new();
     for cert in CertParser::from_bytes(bytes).map_err(Error::pgp)? {
         let Ok(cert) = cert else { continue };

@@ -24,6 +24,7 @@ pub mod gateway;
 pub mod harvest;
 pub mod limits;
 mod mime;
+mod policy;
 pub mod sign;
 mod token;
 pub mod verify;

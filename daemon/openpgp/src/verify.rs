@@ -25,7 +25,6 @@ use openpgp::parse::stream::{
     VerifierBuilder,
 };
 use openpgp::parse::{PacketParser, Parse};
-use openpgp::policy::StandardPolicy;
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
@@ -250,7 +249,12 @@ pub fn verify(message: &[u8], known: &[Cert], limits: &Limits) -> Result<Verdict
             .and_then(|ids| ids.get(1))
             .and_then(|id| parsed.part(*id))
             .ok_or_else(|| Error::Malformed("no signature part".into()))?;
-        let outcomes = verify_detached(&mime::to_crlf_exact(signed), sig_part.contents(), certs)?;
+        let outcomes = verify_detached(
+            &mime::to_crlf_exact(signed),
+            sig_part.contents(),
+            certs,
+            limits,
+        )?;
         return Ok(verdict(&outcomes, &from, known));
     }
     // Inline: signed blocks in text parts.
@@ -293,11 +297,12 @@ pub(crate) fn verify_detached(
     data: &[u8],
     signature: &[u8],
     certs: Vec<Cert>,
+    limits: &Limits,
 ) -> Result<Vec<Outcome>> {
-    let policy = StandardPolicy::new();
+    let policy = crate::policy::policy();
     let mut v = DetachedVerifierBuilder::from_bytes(signature)
         .map_err(Error::pgp)?
-        .with_policy(&policy, None, Collector::new(certs, Limits::default()))
+        .with_policy(&policy, None, Collector::new(certs, *limits))
         .map_err(Error::pgp)?;
     v.verify_bytes(data).map_err(Error::pgp)?;
     Ok(v.into_helper().outcomes)
@@ -305,7 +310,7 @@ pub(crate) fn verify_detached(
 
 /// Checks an inline-signed armored block (cleartext or signed message).
 fn verify_inline(block: &[u8], certs: Vec<Cert>, limits: &Limits) -> Result<Vec<Outcome>> {
-    let policy = StandardPolicy::new();
+    let policy = crate::policy::policy();
     let mut v = VerifierBuilder::from_bytes(block)
         .map_err(Error::pgp)?
         .with_policy(&policy, None, Collector::new(certs, *limits))

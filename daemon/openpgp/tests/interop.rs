@@ -556,3 +556,59 @@ fn unusable_recipients_are_refused() {
     .unwrap_err();
     assert!(matches!(e, Error::UnusableCert { .. }), "{e}");
 }
+
+#[test]
+fn sha1_self_signatures_are_refused_whatever_their_date() {
+    // gpg makes a key dated 2020 with SHA-1 self-signatures; harvesting and
+    // encryption refuse it (and say what the plain standard policy thinks).
+    gpg_ok(
+        &[
+            "--faked-system-time",
+            "20200101T000000!",
+            "--cert-digest-algo",
+            "SHA1",
+            "--quick-gen-key",
+            "Old <old@example.org>",
+            "rsa2048",
+            "default",
+            "never",
+        ],
+        b"",
+    );
+    let listing = String::from_utf8(gpg_ok(
+        &["--with-colons", "--list-keys", "old@example.org"],
+        b"",
+    ))
+    .unwrap();
+    let fpr = listing
+        .lines()
+        .filter(|l| l.starts_with("fpr:"))
+        .last()
+        .unwrap()
+        .split(':')
+        .nth(9)
+        .unwrap()
+        .to_owned();
+    let old = gpg_ok(&["--export", &fpr], b"");
+    use sequoia_openpgp::parse::Parse as _;
+    let cert = sealgate_openpgp::Cert::from_bytes(&old).unwrap();
+    let plain = sequoia_openpgp::policy::StandardPolicy::new();
+    eprintln!(
+        "SHA-1 self-signed 2020 key under the plain standard policy: {:?}",
+        cert.with_policy(&plain, None).map(|_| ())
+    );
+    assert!(
+        sealgate_openpgp::parse_certs(&old, &Limits::default())
+            .unwrap()
+            .is_empty()
+    );
+    let e = encrypt(
+        b"Subject: x\r\n\r\nx\r\n",
+        &[cert],
+        None,
+        EncryptOptions::new(),
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::UnusableCert { .. }), "{e}");
+}
