@@ -582,8 +582,7 @@ fn sha1_self_signatures_are_refused_whatever_their_date() {
     .unwrap();
     let fpr = listing
         .lines()
-        .filter(|l| l.starts_with("fpr:"))
-        .last()
+        .rfind(|l| l.starts_with("fpr:"))
         .unwrap()
         .split(':')
         .nth(9)
