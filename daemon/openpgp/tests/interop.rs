@@ -611,3 +611,31 @@ fn sha1_self_signatures_are_refused_whatever_their_date() {
     .unwrap_err();
     assert!(matches!(e, Error::UnusableCert { .. }), "{e}");
 }
+
+#[test]
+fn inline_block_inside_multipart_is_decrypted_in_place() {
+    let id = &gateways().p256;
+    let fpr = gpg_import_gateway(id);
+    let armored = gpg_ok(
+        &["--armor", "--encrypt", "--recipient", &fpr],
+        b"part secret\n",
+    );
+    let mut m = b"From: alice@example.org\r\nMIME-Version: 1.0\r\n\
+        Content-Type: multipart/mixed; boundary=\"mm\"\r\n\r\n\
+        --mm\r\nContent-Type: text/plain\r\n\r\n"
+        .to_vec();
+    m.extend_from_slice(&armored);
+    m.extend_from_slice(
+        b"\r\n--mm\r\nContent-Type: application/octet-stream\r\n\
+          Content-Transfer-Encoding: base64\r\n\r\nAAECAwQF\r\n--mm--\r\n",
+    );
+    let d = decrypt(id, &m, &[], &Limits::default()).unwrap();
+    assert_eq!(d.format, Format::Inline);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&d.message[..])
+        .unwrap();
+    let body = parsed.body_text(0).unwrap();
+    assert!(body.contains("part secret"), "{body}");
+    let attachment = parsed.attachment(0).unwrap();
+    assert_eq!(attachment.contents(), &[0u8, 1, 2, 3, 4, 5]);
+}
