@@ -65,8 +65,13 @@ fn gpg(home: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    c.stdin.take().unwrap().write_all(stdin).unwrap();
+    // Feed stdin from a thread: gpg writes while it reads, and a full
+    // stdout pipe would otherwise block both sides.
+    let mut input = c.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let feeder = std::thread::spawn(move || input.write_all(&data));
     let out = c.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
     assert!(out.status.success(), "gpg {args:?}");
     out.stdout
 }

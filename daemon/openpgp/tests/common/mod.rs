@@ -104,12 +104,17 @@ pub fn run(mut cmd: Command, stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn peer");
-    {
-        let mut i = child.stdin.take().unwrap();
-        // A peer may stop reading early (it failed); the exit status says so.
-        let _ = i.write_all(stdin);
-    }
-    child.wait_with_output().unwrap()
+    // Feed stdin from a thread so a peer writing while it reads cannot fill
+    // its stdout pipe and block both sides. A peer may stop reading early (it
+    // failed); its exit status says so.
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = feeder.join();
+    out
 }
 
 /// Runs gpg in batch mode in the throw-away home; returns its output.
