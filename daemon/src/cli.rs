@@ -41,6 +41,9 @@ pub enum Command {
     /// Create and inspect the PKCS#11 token.
     #[command(subcommand)]
     Hsm(sealgate_hsm::cli::HsmCommand),
+    /// The gateway's OpenPGP certificate; decrypt, encrypt, sign, verify a message.
+    #[command(subcommand)]
+    Pgp(sealgate_openpgp::cli::PgpCommand),
     /// The serial console recovery menu (or one of its actions).
     Console(crate::console::ConsoleArgs),
     /// Policy tools.

@@ -53,6 +53,11 @@ fn main() -> ExitCode {
         }
         Command::Keys(cmd) => hsm_result(sealgate_hsm::cli::run_keys(cmd, &config.hsm_settings())),
         Command::Hsm(cmd) => hsm_result(sealgate_hsm::cli::run_hsm(cmd, &config.hsm_settings())),
+        Command::Pgp(cmd) => pgp_result(sealgate_openpgp::cli::run_pgp(
+            cmd,
+            &config.hsm_settings(),
+            &config.data_dir,
+        )),
         Command::Console(args) => sealgate::console::run(args),
         Command::Policy(cli::PolicyCommand::Explain(args)) => cli::policy_explain(&config, &args),
         Command::Directory(cmd) => match cli::directory_request(cmd) {
@@ -76,6 +81,21 @@ fn main() -> ExitCode {
 fn hsm_result(result: Result<(), sealgate_hsm::Error>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sealgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pgp_result(result: Result<(), sealgate_openpgp::Error>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // The token is down: a distinct code so scripts can retry later.
+        Err(e) if e.is_temporary() => {
+            eprintln!("sealgate: {e}");
+            ExitCode::from(75)
+        }
         Err(e) => {
             eprintln!("sealgate: {e}");
             ExitCode::FAILURE

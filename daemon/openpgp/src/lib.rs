@@ -1,2 +1,42 @@
 //! Sealgate's OpenPGP engine (issue 5): a pure library, MIME in and MIME out,
-//! with the gateway's private keys reached only through the `sealgate-hsm` traits.
+//! with the gateway's private keys reached only through the `sealgate-hsm`
+//! traits.
+//!
+//! - [`GatewayIdentity`]: the gateway's own certificate on the token.
+//! - [`decrypt()`]: PGP/MIME and inline messages encrypted for the gateway,
+//!   integrity-checked before any plaintext is released.
+//! - [`encrypt()`], [`sign()`]: PGP/MIME (or inline) for recipient certificates.
+//! - [`verify()`]: detached, inline and encrypted-and-signed messages; the
+//!   verdict is data.
+//! - [`harvest()`]: certificates found in mail (Autocrypt, attached keys).
+//!
+//! Built on Sequoia with its OpenSSL backend (constant-time primitives;
+//! LGPL-2.0-or-later, see the README). No network, no async, no private key
+//! in the process. Trusts the token and the caller's certificate directory;
+//! every message and certificate is attacker-controlled.
+
+mod armor;
+pub mod cli;
+pub mod decrypt;
+pub mod encrypt;
+pub mod error;
+pub mod gateway;
+pub mod harvest;
+pub mod limits;
+mod mime;
+mod policy;
+pub mod sign;
+mod token;
+pub mod verify;
+
+pub use decrypt::{Decrypted, Format, decrypt};
+pub use encrypt::{EncryptOptions, encrypt};
+pub use error::{Error, Result};
+pub use gateway::{GatewayAlgorithm, GatewayIdentity, GatewaySpec};
+pub use harvest::{harvest, parse_certs};
+pub use limits::Limits;
+/// The Sequoia version this engine is built on, for callers that need its types.
+pub use sequoia_openpgp as openpgp;
+pub use sequoia_openpgp::Cert;
+pub use sign::sign;
+pub use verify::{Verdict, verify};

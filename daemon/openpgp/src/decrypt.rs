@@ -1,0 +1,268 @@
+//! Decryption of mail encrypted for the gateway: PGP/MIME (RFC 3156 §4,
+//! `multipart/encrypted`) and inline PGP (armored `PGP MESSAGE` blocks in
+//! text parts).
+//!
+//! Integrity before release (RFC 9580 §13.7, Efail): the plaintext is
+//! collected in memory, and handed back only when Sequoia has reached the
+//! end of the message and checked the MDC (SEIPD v1) or every AEAD chunk
+//! and the final tag (SEIPD v2). Sequoia refuses SED packets and SEIPD v1
+//! without a valid MDC. Any failure — no matching key, bad session key,
+//! integrity, limits, garbage — is the one [`Error::Decrypt`]; only a token
+//! outage is reported apart ([`Error::is_temporary`]), so the message is
+//! deferred rather than bounced. Discarded plaintext is zeroed.
+//!
+//! Limits: input size, decompressed size (the plaintext buffer stops one
+//! byte past the limit) and the number of compression layers (counted as
+//! packets arrive, so a nested bomb stops at its second layer).
+//!
+//! Trusts: the gateway identity and the token. The message is
+//! attacker-controlled.
+
+use std::cell::Cell;
+use std::io::Read;
+
+use mail_parser::MimeHeaders as _;
+use sequoia_openpgp as openpgp;
+use zeroize::Zeroizing;
+
+use openpgp::Cert;
+use openpgp::KeyHandle;
+use openpgp::crypto::SessionKey;
+use openpgp::packet::{PKESK, SKESK};
+use openpgp::parse::stream::{
+    DecryptionHelper, DecryptorBuilder, MessageStructure, VerificationHelper,
+};
+use openpgp::parse::{PacketParser, Parse};
+use openpgp::types::SymmetricAlgorithm;
+
+use crate::armor;
+use crate::error::{Error, Result};
+use crate::gateway::GatewayIdentity;
+use crate::limits::Limits;
+use crate::mime;
+use crate::verify::{Collector, Outcome, Verdict, verdict};
+
+/// How the message was encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// RFC 3156 `multipart/encrypted`.
+    PgpMime,
+    /// Armored blocks in text parts.
+    Inline,
+}
+
+/// A decrypted message.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Decrypted {
+    /// The message with the encryption removed (RFC 5322, CRLF).
+    pub message: Zeroizing<Vec<u8>>,
+    /// How it was encrypted.
+    pub format: Format,
+    /// What the signatures inside the encryption establish.
+    pub verdict: Verdict,
+}
+
+struct Helper<'a> {
+    identity: &'a GatewayIdentity,
+    collect: Collector,
+    outage: &'a Cell<Option<sealgate_hsm::Error>>,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        self.collect.get_certs(ids)
+    }
+    fn inspect(&mut self, pp: &PacketParser) -> openpgp::Result<()> {
+        self.collect.inspect(pp)
+    }
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        self.collect.check(structure)
+    }
+}
+
+impl DecryptionHelper for Helper<'_> {
+    fn decrypt(
+        &mut self,
+        pkesks: &[PKESK],
+        _skesks: &[SKESK],
+        sym_algo: Option<SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
+        for mut d in self.identity.decryptors() {
+            let ours = d.public_key().key_handle();
+            for pkesk in pkesks {
+                if !pkesk.recipient().is_none_or(|r| r.aliases(&ours)) {
+                    continue;
+                }
+                let r = pkesk.decrypt(&mut d, sym_algo);
+                if let Some(e) = d.take_outage() {
+                    self.outage.set(Some(e));
+                    return Err(anyhow::anyhow!("token unavailable"));
+                }
+                if let Some((algo, sk)) = r
+                    && decrypt(algo, &sk)
+                {
+                    return Ok(None);
+                }
+            }
+        }
+        Err(anyhow::anyhow!("no usable session key"))
+    }
+}
+
+/// Read-ahead inside Sequoia. Integrity-before-release is enforced by
+/// [`decrypt_blob`] itself, which returns nothing until the whole message
+/// has been read and checked.
+const SEQUOIA_BUFFER: usize = 1 << 20;
+
+/// Decrypts one OpenPGP message (armored or binary) for the gateway; the
+/// plaintext is returned only after the integrity check passed.
+pub(crate) fn decrypt_blob(
+    identity: &GatewayIdentity,
+    data: &[u8],
+    certs: &[Cert],
+    limits: &Limits,
+) -> Result<(Zeroizing<Vec<u8>>, Vec<Outcome>)> {
+    let outage = Cell::new(None);
+    let fail = |outage: &Cell<Option<sealgate_hsm::Error>>| match outage.take() {
+        Some(e) => Error::Hsm(e),
+        None => Error::Decrypt,
+    };
+    let policy = crate::policy::policy();
+    let helper = Helper {
+        identity,
+        collect: Collector::new(certs.to_vec(), *limits),
+        outage: &outage,
+    };
+    let mut dec = DecryptorBuilder::from_bytes(data)
+        .map_err(|_| Error::Decrypt)?
+        // This function is the integrity buffer (nothing leaves before the
+        // end is checked); a second one inside Sequoia would double the memory.
+        .buffer_size(SEQUOIA_BUFFER.min(limits.max_plaintext))
+        .with_policy(&policy, None, helper)
+        .map_err(|_| fail(&outage))?;
+    let mut out = Zeroizing::new(Vec::new());
+    (&mut dec)
+        .take(limits.max_plaintext as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| fail(&outage))?;
+    if out.len() > limits.max_plaintext || !dec.message_processed() {
+        return Err(Error::Decrypt);
+    }
+    let helper = dec.into_helper();
+    if !helper.collect.encrypted {
+        return Err(Error::Decrypt);
+    }
+    Ok((out, helper.collect.outcomes))
+}
+
+/// Decrypts a message encrypted for the gateway (PGP/MIME or inline).
+/// `known` are certificates the caller trusts (to check signatures inside).
+pub fn decrypt(
+    identity: &GatewayIdentity,
+    message: &[u8],
+    known: &[Cert],
+    limits: &Limits,
+) -> Result<Decrypted> {
+    if message.len() > limits.max_input {
+        return Err(Error::Limit("message size"));
+    }
+    let parsed = mail_parser::MessageParser::default()
+        .parse(message)
+        .ok_or_else(|| Error::Malformed("not a MIME message".into()))?;
+    let from = parsed
+        .header_raw("From")
+        .map(mime::address_of)
+        .unwrap_or_default();
+    let (header, _) = mime::split_header_body(message);
+    let root = parsed.root_part();
+    let ct = root.content_type();
+    let pgp_mime = ct.is_some_and(|c| {
+        c.ctype().eq_ignore_ascii_case("multipart")
+            && c.subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("encrypted"))
+    });
+    if pgp_mime {
+        let part = root
+            .sub_parts()
+            .and_then(|ids| ids.get(1))
+            .and_then(|id| parsed.part(*id))
+            .ok_or_else(|| Error::Malformed("multipart/encrypted without its data part".into()))?;
+        let (inner, outcomes) = decrypt_blob(identity, part.contents(), known, limits)?;
+        let mut out = Zeroizing::new(mime::envelope_fields(header));
+        out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+        out.extend_from_slice(&mime::to_crlf(&inner));
+        return Ok(Decrypted {
+            message: out,
+            format: Format::PgpMime,
+            verdict: verdict(&outcomes, &from, known),
+        });
+    }
+    // Inline: every text part with armored messages, spliced back in place.
+    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+    let mut outcomes = Vec::new();
+    for (i, part) in parsed.parts.iter().enumerate() {
+        if !part.is_text() || part.is_text_html() {
+            continue;
+        }
+        let Some(text) = part.text_contents() else {
+            continue;
+        };
+        let blocks: Vec<_> = armor::blocks(text)
+            .into_iter()
+            .filter(|b| b.kind == armor::Kind::Message)
+            .collect();
+        if blocks.is_empty() {
+            continue;
+        }
+        let mut plain: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
+        let mut rest = text;
+        for b in blocks {
+            let Some(at) = rest.find(b.text) else {
+                continue;
+            };
+            plain.extend_from_slice(rest.get(..at).unwrap_or_default().as_bytes());
+            let (p, o) = decrypt_blob(identity, b.text.as_bytes(), known, limits)?;
+            plain.extend_from_slice(&p);
+            outcomes.extend(o);
+            rest = rest.get(at + b.text.len()..).unwrap_or_default();
+        }
+        plain.extend_from_slice(rest.as_bytes());
+        let mut entity = Vec::new();
+        entity.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+        entity.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
+        entity.extend_from_slice(&mime::base64_lines(&plain));
+        if i == 0 {
+            let mut out = Zeroizing::new(mime::envelope_fields(header));
+            out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+            out.extend_from_slice(&entity);
+            return Ok(Decrypted {
+                message: out,
+                format: Format::Inline,
+                verdict: verdict(&outcomes, &from, known),
+            });
+        }
+        let start = part.raw_header_offset() as usize;
+        let end = part.raw_end_offset() as usize;
+        edits.push((start, end, entity));
+    }
+    if edits.is_empty() {
+        return Err(Error::Malformed("no OpenPGP encrypted content".into()));
+    }
+    let mut out = Zeroizing::new(message.to_vec());
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    for (start, end, entity) in edits {
+        if start <= end && end <= out.len() {
+            out.splice(start..end, entity);
+        } else {
+            return Err(Error::Malformed("part offsets out of range".into()));
+        }
+    }
+    Ok(Decrypted {
+        message: out,
+        format: Format::Inline,
+        verdict: verdict(&outcomes, &from, known),
+    })
+}

@@ -1,0 +1,159 @@
+//! Key material found in mail, for the certificate directory: `Autocrypt:`
+//! headers (keydata), attached `application/pgp-keys` parts and armored
+//! public key blocks in text parts.
+//!
+//! Every candidate passes [`parse_certs`]: bounded size, count of
+//! certificates, signatures per certificate and key size, then Sequoia's
+//! standard policy with SHA-1 rejected at any date (`crate::policy`),
+//! expiry and revocation. What fails is dropped silently: harvesting is best effort.
+//!
+//! Trusts nothing in the message. Must never: accept a certificate that is
+//! not valid under the standard policy now.
+
+use base64::Engine as _;
+use mail_parser::MimeHeaders as _;
+use sequoia_openpgp as openpgp;
+
+use openpgp::Cert;
+use openpgp::Packet;
+use openpgp::cert::CertParser;
+use openpgp::parse::{PacketParserBuilder, PacketParserResult, Parse};
+use openpgp::types::RevocationStatus;
+
+use crate::armor;
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+
+/// Certificates in `bytes` (binary or armored) that pass the limits and the
+/// standard policy. Refuses the whole blob when a limit is exceeded.
+pub fn parse_certs(bytes: &[u8], limits: &Limits) -> Result<Vec<Cert>> {
+    if bytes.len() > limits.max_input {
+        return Err(Error::Limit("certificate size"));
+    }
+    // First pass: count, without building certificates or checking anything.
+    let mut ppr = PacketParserBuilder::from_bytes(bytes)
+        .map_err(Error::pgp)?
+        .build()
+        .map_err(Error::pgp)?;
+    let (mut certs, mut sigs) = (0usize, 0usize);
+    while let PacketParserResult::Some(pp) = ppr {
+        match &pp.packet {
+            Packet::PublicKey(_) | Packet::SecretKey(_) => {
+                certs += 1;
+                sigs = 0;
+                if certs > limits.max_certs_per_blob {
+                    return Err(Error::Limit("certificates per blob"));
+                }
+            }
+            Packet::Signature(_) => {
+                sigs += 1;
+                if sigs > limits.max_signatures_per_cert {
+                    return Err(Error::Limit("signatures per certificate"));
+                }
+            }
+            _ => {}
+        }
+        let (_, next) = pp.next().map_err(Error::pgp)?;
+        ppr = next;
+    }
+    let policy = crate::policy::policy();
+    let mut out = Vec::new();
+    for cert in CertParser::from_bytes(bytes).map_err(Error::pgp)? {
+        let Ok(cert) = cert else { continue };
+        let cert = cert.strip_secret_key_material();
+        let too_big = cert
+            .keys()
+            .any(|k| k.key().mpis().bits().unwrap_or(0) > limits.max_key_bits);
+        if too_big {
+            continue;
+        }
+        let Ok(vc) = cert.with_policy(&policy, None) else {
+            continue;
+        };
+        if vc.alive().is_err() || matches!(vc.revocation_status(), RevocationStatus::Revoked(_)) {
+            continue;
+        }
+        out.push(cert);
+    }
+    Ok(out)
+}
+
+/// The `keydata` of an `Autocrypt:` header value.
+fn autocrypt_keydata(value: &str) -> Option<Vec<u8>> {
+    let data = value.split(';').find_map(|attr| {
+        let (k, v) = attr.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case("keydata")).then_some(v)
+    })?;
+    let clean: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(clean).ok()
+}
+
+/// Certificates carried by a parsed message.
+pub(crate) fn from_parsed(parsed: &mail_parser::Message<'_>, limits: &Limits) -> Vec<Cert> {
+    let mut blobs: Vec<Vec<u8>> = Vec::new();
+    for h in parsed.headers() {
+        if h.name().eq_ignore_ascii_case("autocrypt")
+            && let Some(raw) = parsed
+                .raw_message()
+                .get(h.offset_start() as usize..h.offset_end() as usize)
+            && let Some(k) = autocrypt_keydata(&String::from_utf8_lossy(raw))
+        {
+            blobs.push(k);
+        }
+    }
+    for part in &parsed.parts {
+        let is_keys = part.content_type().is_some_and(|c| {
+            c.ctype().eq_ignore_ascii_case("application")
+                && c.subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("pgp-keys"))
+        });
+        if is_keys {
+            blobs.push(part.contents().to_vec());
+        } else if part.is_text()
+            && !part.is_text_html()
+            && let Some(text) = part.text_contents()
+        {
+            for b in armor::blocks(text) {
+                if b.kind == armor::Kind::PublicKey {
+                    blobs.push(b.text.as_bytes().to_vec());
+                }
+            }
+        }
+    }
+    let mut out: Vec<Cert> = Vec::new();
+    for blob in blobs.iter().take(limits.max_certs_per_blob) {
+        if let Ok(certs) = parse_certs(blob, limits) {
+            for c in certs {
+                if !out.iter().any(|o| o.fingerprint() == c.fingerprint()) {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Certificates carried by a message (Autocrypt header, attached keys),
+/// valid under the standard policy.
+pub fn harvest(message: &[u8], limits: &Limits) -> Result<Vec<Cert>> {
+    if message.len() > limits.max_input {
+        return Err(Error::Limit("message size"));
+    }
+    let parsed = mail_parser::MessageParser::default()
+        .parse(message)
+        .ok_or_else(|| Error::Malformed("not a MIME message".into()))?;
+    Ok(from_parsed(&parsed, limits))
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_autocrypt_keydata() {
+        let v = "addr=a@b.example; prefer-encrypt=mutual; keydata=aGVs\r\n bG8=";
+        assert_eq!(autocrypt_keydata(v), Some(b"hello".to_vec()));
+        assert_eq!(autocrypt_keydata("addr=a@b"), None);
+    }
+}

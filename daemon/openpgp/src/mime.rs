@@ -1,0 +1,230 @@
+//! The little MIME this engine needs around OpenPGP: header blocks split
+//! into fields, content headers told apart from the rest, CRLF
+//! canonicalisation, boundaries and base64 bodies. Parsing whole messages
+//! is `mail-parser`'s job; this module only cuts and assembles bytes.
+//!
+//! Trusts nothing: input may be any bytes; every function is total.
+
+use base64::Engine as _;
+
+/// Splits a message or entity at the first empty line: (header block with
+/// its final line break, body). Without an empty line, all is header.
+pub(crate) fn split_header_body(raw: &[u8]) -> (&[u8], &[u8]) {
+    let mut i = 0;
+    while i < raw.len() {
+        let rest = raw.get(i..).unwrap_or_default();
+        if rest.starts_with(b"\r\n") {
+            return (
+                raw.get(..i).unwrap_or_default(),
+                raw.get(i + 2..).unwrap_or_default(),
+            );
+        }
+        if rest.starts_with(b"\n") {
+            return (
+                raw.get(..i).unwrap_or_default(),
+                raw.get(i + 1..).unwrap_or_default(),
+            );
+        }
+        // Skip to the next line.
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(p) => i += p + 1,
+            None => break,
+        }
+    }
+    (raw, &[])
+}
+
+/// Header fields, each with its continuation lines, as raw bytes.
+pub(crate) fn fields(header: &[u8]) -> Vec<&[u8]> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut i = 0;
+    while i < header.len() {
+        let line_end = header
+            .get(i..)
+            .and_then(|r| r.iter().position(|&b| b == b'\n'))
+            .map(|p| i + p + 1)
+            .unwrap_or(header.len());
+        let folded = matches!(header.get(i), Some(b' ' | b'\t'));
+        if !folded {
+            if let Some(s) = start {
+                out.extend(header.get(s..i));
+            }
+            start = Some(i);
+        }
+        i = line_end;
+    }
+    if let Some(s) = start {
+        out.extend(header.get(s..));
+    }
+    out
+}
+
+fn field_name(field: &[u8]) -> String {
+    let end = field.iter().position(|&b| b == b':').unwrap_or(0);
+    String::from_utf8_lossy(field.get(..end).unwrap_or_default())
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// True for the fields that describe the body (`Content-*`, `MIME-Version`).
+fn is_content_field(field: &[u8]) -> bool {
+    let name = field_name(field);
+    name.starts_with("content-") || name == "mime-version"
+}
+
+/// The fields that describe the message, not its body, CRLF-terminated.
+pub(crate) fn envelope_fields(header: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in fields(header).into_iter().filter(|f| !is_content_field(f)) {
+        out.extend_from_slice(&to_crlf(f));
+    }
+    out
+}
+
+/// The `Content-*` fields (the body's description), CRLF-terminated.
+pub(crate) fn content_fields(header: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in fields(header).into_iter().filter(|f| {
+        let n = field_name(f);
+        n.starts_with("content-")
+    }) {
+        out.extend_from_slice(&to_crlf(f));
+    }
+    out
+}
+
+/// Rewrites every line ending as CRLF, and ends a non-empty text with one.
+pub(crate) fn to_crlf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 32 + 2);
+    let mut prev = 0u8;
+    for &b in data {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Rewrites every bare LF as CRLF and adds nothing: the exact bytes a
+/// detached signature over a MIME part covers (RFC 3156 §5).
+pub(crate) fn to_crlf_exact(data: &[u8]) -> Vec<u8> {
+    let mut out = to_crlf(data);
+    if !data.ends_with(b"\n") && out.ends_with(b"\r\n") {
+        out.truncate(out.len() - 2);
+    }
+    out
+}
+
+/// A fresh multipart boundary.
+pub(crate) fn boundary() -> String {
+    let bytes: [u8; 18] = rand::random();
+    format!(
+        "=-sealgate-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// Base64 in 76-column CRLF lines.
+pub(crate) fn base64_lines(data: &[u8]) -> Vec<u8> {
+    let text = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = Vec::with_capacity(text.len() + text.len() / 38 + 2);
+    for chunk in text.as_bytes().chunks(76) {
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// True when every byte is 7-bit and no line is longer than 998 octets.
+pub(crate) fn is_7bit(data: &[u8]) -> bool {
+    data.iter().all(|&b| b < 0x80 && b != 0) && data.split(|&b| b == b'\n').all(|l| l.len() <= 998)
+}
+
+/// The address in a `From`-style value: the part in angle brackets, or the
+/// whole value trimmed; lower-cased.
+pub(crate) fn address_of(value: &str) -> String {
+    let v = match (value.rfind('<'), value.rfind('>')) {
+        (Some(a), Some(b)) if a < b => value.get(a + 1..b).unwrap_or(value),
+        _ => value,
+    };
+    v.trim().to_ascii_lowercase()
+}
+
+/// The bodies of a multipart entity's parts, exactly as they appear (the
+/// line break before each delimiter belongs to the delimiter, RFC 2046 §5.1.1).
+pub(crate) fn multipart_parts<'a>(body: &'a [u8], boundary: &str) -> Vec<&'a [u8]> {
+    let delim = format!("--{boundary}");
+    let delim = delim.as_bytes();
+    // Offsets of delimiter lines: (start of the line break before it, end of its line).
+    let mut marks: Vec<(usize, usize, bool)> = Vec::new();
+    let mut line_start = 0;
+    while line_start <= body.len() {
+        let rest = body.get(line_start..).unwrap_or_default();
+        let line_len = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let line = rest.get(..line_len).unwrap_or_default();
+        if line.starts_with(delim) {
+            let tail = line.get(delim.len()..).unwrap_or_default();
+            let closing = tail.starts_with(b"--");
+            let before = if line_start >= 2 && body.get(line_start - 2) == Some(&b'\r') {
+                line_start - 2
+            } else {
+                line_start.saturating_sub(1)
+            };
+            marks.push((before, (line_start + line_len + 1).min(body.len()), closing));
+            if closing {
+                break;
+            }
+        }
+        if line_len == rest.len() {
+            break;
+        }
+        line_start += line_len + 1;
+    }
+    marks
+        .windows(2)
+        .filter_map(|w| match w {
+            [(_, start, false), (end, _, _)] if start <= end => body.get(*start..*end),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_filters_fields() {
+        let raw = b"From: a@b\r\nSubject: x\r\n y\r\nContent-Type: text/plain\r\n\r\nbody\r\n";
+        let (h, b) = split_header_body(raw);
+        assert_eq!(b, b"body\r\n");
+        assert_eq!(fields(h).len(), 3);
+        assert_eq!(
+            envelope_fields(h),
+            b"From: a@b\r\nSubject: x\r\n y\r\n".to_vec()
+        );
+        assert_eq!(content_fields(h), b"Content-Type: text/plain\r\n".to_vec());
+    }
+
+    #[test]
+    fn canonicalises_line_endings() {
+        assert_eq!(to_crlf(b"a\nb\r\nc"), b"a\r\nb\r\nc\r\n".to_vec());
+        assert_eq!(address_of("Alice <Alice@Example.org>"), "alice@example.org");
+    }
+
+    #[test]
+    fn cuts_multipart_bodies() {
+        let body = b"preamble\r\n--b\r\nA: 1\r\n\r\none\r\n--b\r\n\r\ntwo\r\n--b--\r\n";
+        assert_eq!(
+            multipart_parts(body, "b"),
+            vec![&b"A: 1\r\n\r\none"[..], &b"\r\ntwo"[..]]
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! Signing: RFC 3156 §5 `multipart/signed` with an
+//! `application/pgp-signature` part made by the gateway's primary key on
+//! the token.
+//!
+//! The signed entity is the original body with its `Content-*` fields,
+//! canonicalised to CRLF and 7-bit (a non-7-bit single-part body is
+//! re-encoded as base64; a multipart body with 8-bit content is refused, as
+//! re-encoding its parts is not done yet). `micalg` names the hash actually
+//! used. Trusts the gateway identity; the message is the caller's.
+
+use std::io::Write;
+
+use sequoia_openpgp as openpgp;
+
+use openpgp::serialize::stream::{Armorer, Message, Signer};
+use openpgp::types::HashAlgorithm;
+
+use crate::error::{Error, Result};
+use crate::gateway::GatewayIdentity;
+use crate::limits::Limits;
+use crate::mime;
+
+/// The body of `message` as a 7-bit, CRLF MIME entity (its `Content-*`
+/// fields, an empty line, the body), and the envelope fields apart.
+pub(crate) fn entity(message: &[u8], seven_bit: bool) -> Result<(Vec<u8>, Vec<u8>)> {
+    let (header, body) = mime::split_header_body(message);
+    let envelope = mime::envelope_fields(header);
+    let mut content = mime::content_fields(header);
+    if content.is_empty() {
+        content.extend_from_slice(b"Content-Type: text/plain; charset=us-ascii\r\n");
+    }
+    let mut out = Vec::with_capacity(message.len() + 64);
+    if !seven_bit || mime::is_7bit(body) {
+        out.extend_from_slice(&content);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&mime::to_crlf(body));
+        return Ok((envelope, out));
+    }
+    let parsed = mail_parser::MessageParser::default()
+        .parse(message)
+        .ok_or_else(|| Error::Malformed("not a MIME message".into()))?;
+    let root = parsed.root_part();
+    if root.sub_parts().is_some() {
+        return Err(Error::Malformed(
+            "8-bit content in a multipart body: re-encode before signing".into(),
+        ));
+    }
+    for f in mime::fields(&content) {
+        let name = String::from_utf8_lossy(f).to_ascii_lowercase();
+        if !name.starts_with("content-transfer-encoding") {
+            out.extend_from_slice(f);
+        }
+    }
+    out.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
+    out.extend_from_slice(&mime::base64_lines(root.contents()));
+    Ok((envelope, out))
+}
+
+/// `micalg` value for a hash (RFC 3156 §5).
+fn micalg(hash: HashAlgorithm) -> &'static str {
+    match hash {
+        HashAlgorithm::SHA384 => "pgp-sha384",
+        HashAlgorithm::SHA512 => "pgp-sha512",
+        _ => "pgp-sha256",
+    }
+}
+
+/// Signs `message` with the gateway key: returns `multipart/signed`.
+pub fn sign(identity: &GatewayIdentity, message: &[u8], limits: &Limits) -> Result<Vec<u8>> {
+    if message.len() > limits.max_input {
+        return Err(Error::Limit("message size"));
+    }
+    let (envelope, inner) = entity(message, true)?;
+    let signer = identity.signer();
+    let hash = signer.hash();
+    let mut sig = Vec::new();
+    {
+        let m = Message::new(&mut sig);
+        let m = Armorer::new(m)
+            .kind(openpgp::armor::Kind::Signature)
+            .build()
+            .map_err(Error::pgp)?;
+        let mut w = Signer::new(m, signer)
+            .and_then(|s| s.hash_algo(hash))
+            .map_err(Error::pgp)?
+            .detached()
+            .build()
+            .map_err(Error::pgp)?;
+        w.write_all(&inner)?;
+        w.finalize().map_err(Error::pgp)?;
+    }
+    let b = mime::boundary();
+    let mut out = envelope;
+    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    out.extend_from_slice(
+        format!(
+            "Content-Type: multipart/signed; micalg={}; protocol=\"application/pgp-signature\";\r\n boundary=\"{b}\"\r\n\r\n",
+            micalg(hash)
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(b"This is an OpenPGP/MIME signed message (RFC 3156).\r\n");
+    out.extend_from_slice(format!("--{b}\r\n").as_bytes());
+    out.extend_from_slice(&inner);
+    out.extend_from_slice(format!("\r\n--{b}\r\n").as_bytes());
+    out.extend_from_slice(
+        b"Content-Type: application/pgp-signature; name=\"signature.asc\"\r\n\
+          Content-Description: OpenPGP digital signature\r\n\
+          Content-Disposition: attachment; filename=\"signature.asc\"\r\n\r\n",
+    );
+    out.extend_from_slice(&mime::to_crlf(&sig));
+    out.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+    Ok(out)
+}
