@@ -59,8 +59,9 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum DirectoryCommand {
-    /// Import S/MIME certificates (PEM, one or many, or DER; `-` for stdin).
-    /// Held mail for their addresses is released at once.
+    /// Import S/MIME certificates (PEM, one or many, DER, PKCS#7) or OpenPGP
+    /// keys (armored or binary); `-` for stdin. Held mail for their
+    /// addresses is released at once.
     Import {
         file: PathBuf,
         /// Import as the gateway certificate of a partner domain.
@@ -294,11 +295,18 @@ pub fn print_response(response: &Response, json: bool) -> ExitCode {
                         crate::util::iso8601_ms(e.last_seen_ms)
                     );
                     let b64 = base64::engine::general_purpose::STANDARD.encode(&e.data);
-                    println!("-----BEGIN CERTIFICATE-----");
+                    let label = match e.kind {
+                        crate::directory::Kind::Smime => "CERTIFICATE",
+                        crate::directory::Kind::Openpgp => "PGP PUBLIC KEY BLOCK",
+                    };
+                    println!("-----BEGIN {label}-----");
+                    if e.kind == crate::directory::Kind::Openpgp {
+                        println!();
+                    }
                     for chunk in b64.as_bytes().chunks(64) {
                         println!("{}", String::from_utf8_lossy(chunk));
                     }
-                    println!("-----END CERTIFICATE-----");
+                    println!("-----END {label}-----");
                 }
             }
         }

@@ -157,3 +157,84 @@ mod tests {
         assert_eq!(autocrypt_keydata("addr=a@b"), None);
     }
 }
+
+/// What the gateway's key directory keeps about an OpenPGP certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSummary {
+    /// The fingerprint, upper-case hex.
+    pub fingerprint: String,
+    /// The primary user ID (or the first one), for display.
+    pub user_id: String,
+    /// E-mail addresses of the user IDs, lower-cased.
+    pub emails: Vec<String>,
+    /// Creation time of the primary key (Unix seconds).
+    pub created_secs: u64,
+    /// When the certificate expires (Unix seconds), if it does.
+    pub expires_secs: Option<u64>,
+    /// Valid under the engine's policy now, not revoked, with a usable
+    /// transport-encryption key.
+    pub can_encrypt: bool,
+    /// The certificate, binary, public parts only.
+    pub binary: Vec<u8>,
+}
+
+/// Summarises a certificate for the directory (public parts only).
+pub fn summarize(cert: &Cert) -> Result<CertSummary> {
+    use openpgp::serialize::Serialize as _;
+    let secs = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    let policy = crate::policy::policy();
+    let mut emails: Vec<String> = cert
+        .userids()
+        .filter_map(|u| {
+            u.userid()
+                .email()
+                .ok()
+                .flatten()
+                .map(str::to_ascii_lowercase)
+        })
+        .collect();
+    emails.sort();
+    emails.dedup();
+    let valid = cert.with_policy(&policy, None).ok();
+    let user_id = valid
+        .as_ref()
+        .and_then(|vc| vc.primary_userid().ok())
+        .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+        .or_else(|| {
+            cert.userids()
+                .next()
+                .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+        })
+        .unwrap_or_default();
+    let expires_secs = valid
+        .as_ref()
+        .and_then(|vc| vc.primary_key().key_expiration_time())
+        .map(secs);
+    let can_encrypt = valid.as_ref().is_some_and(|vc| {
+        !matches!(vc.revocation_status(), RevocationStatus::Revoked(_))
+            && vc.alive().is_ok()
+            && vc
+                .keys()
+                .supported()
+                .alive()
+                .revoked(false)
+                .for_transport_encryption()
+                .next()
+                .is_some()
+    });
+    let mut binary = Vec::new();
+    cert.serialize(&mut binary).map_err(Error::pgp)?;
+    Ok(CertSummary {
+        fingerprint: cert.fingerprint().to_hex(),
+        user_id,
+        emails,
+        created_secs: secs(cert.primary_key().key().creation_time()),
+        expires_secs,
+        can_encrypt,
+        binary,
+    })
+}

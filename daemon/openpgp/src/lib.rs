@@ -33,7 +33,7 @@ pub use decrypt::{Decrypted, Format, decrypt};
 pub use encrypt::{EncryptOptions, encrypt};
 pub use error::{Error, Result};
 pub use gateway::{GatewayAlgorithm, GatewayIdentity, GatewaySpec};
-pub use harvest::{harvest, parse_certs};
+pub use harvest::{CertSummary, harvest, parse_certs, summarize};
 pub use limits::Limits;
 /// The Sequoia version this engine is built on, for callers that need its types.
 pub use sequoia_openpgp as openpgp;

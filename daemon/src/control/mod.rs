@@ -200,20 +200,18 @@ fn directory_import(queue: &Queue, data: &str, domain: Option<&str>, online: boo
         };
     };
     let now = crate::envelope::now_ms();
-    let entries = match queue.directory().import_x509(
-        &bytes,
-        domain,
-        crate::directory::Trust::Manual,
-        "cli",
-        now,
-    ) {
-        Ok(e) => e,
-        Err(e) => {
-            return Response::Error {
-                error: e.to_string(),
-            };
-        }
-    };
+    let entries =
+        match queue
+            .directory()
+            .import(&bytes, domain, crate::directory::Trust::Manual, "cli", now)
+        {
+            Ok(e) => e,
+            Err(e) => {
+                return Response::Error {
+                    error: e.to_string(),
+                };
+            }
+        };
     let keys: Vec<String> = entries
         .iter()
         .flat_map(|e| match &e.domain {

@@ -130,6 +130,81 @@ impl Directory {
         })
     }
 
+    /// Imports certificates or keys: OpenPGP (armored or binary) or X.509
+    /// (see [`Directory::import_x509`]), told apart by their first bytes.
+    pub fn import(
+        &self,
+        input: &[u8],
+        domain: Option<&str>,
+        trust: Trust,
+        source: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Entry>, DirectoryError> {
+        let text = String::from_utf8_lossy(input.get(..input.len().min(4096)).unwrap_or(&[]));
+        let armored_pgp = text.contains("-----BEGIN PGP PUBLIC KEY BLOCK-----");
+        let binary_pgp = input.first().is_some_and(|b| b & 0x80 != 0);
+        if armored_pgp || binary_pgp {
+            if domain.is_some() {
+                return Err(DirectoryError::Certificate(
+                    "partner domains take an S/MIME gateway certificate, not an OpenPGP key".into(),
+                ));
+            }
+            self.import_openpgp(input, trust, source, now_ms)
+        } else {
+            self.import_x509(input, domain, trust, source, now_ms)
+        }
+    }
+
+    /// Imports OpenPGP certificates (public parts only), for the e-mail
+    /// addresses of their user IDs.
+    pub fn import_openpgp(
+        &self,
+        input: &[u8],
+        trust: Trust,
+        source: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Entry>, DirectoryError> {
+        let limits = sealgate_openpgp::Limits::default();
+        let certs = sealgate_openpgp::parse_certs(input, &limits)
+            .map_err(|e| DirectoryError::Certificate(e.to_string()))?;
+        let mut stored = Vec::new();
+        for cert in &certs {
+            let s = sealgate_openpgp::summarize(cert)
+                .map_err(|e| DirectoryError::Certificate(e.to_string()))?;
+            if s.emails.is_empty() {
+                return Err(DirectoryError::NoAddress);
+            }
+            let fingerprint = s.fingerprint.to_ascii_lowercase();
+            let previous = self.get(&fingerprint)?;
+            let entry = Entry {
+                kind: Kind::Openpgp,
+                fingerprint,
+                subject: s.user_id,
+                addresses: s.emails,
+                domain: None,
+                not_before_ms: s.created_secs.saturating_mul(1000),
+                not_after_ms: s.expires_secs.map_or(u64::MAX, |e| e.saturating_mul(1000)),
+                can_encrypt: s.can_encrypt,
+                trust: previous.as_ref().map_or(trust, |p| p.trust.max(trust)),
+                source: previous
+                    .as_ref()
+                    .map_or_else(|| source.to_owned(), |p| p.source.clone()),
+                first_seen_ms: previous.as_ref().map_or(now_ms, |p| p.first_seen_ms),
+                last_seen_ms: now_ms,
+                data: s.binary,
+            };
+            self.put(&entry)?;
+            stored.push(entry);
+        }
+        if stored.is_empty() {
+            return Err(DirectoryError::Certificate(
+                "no OpenPGP certificate found".into(),
+            ));
+        }
+        self.entries.flush()?;
+        Ok(stored)
+    }
+
     /// Imports S/MIME certificates (PEM with one or many, or DER). With
     /// `domain`, each becomes the gateway certificate of that partner domain.
     /// CA certificates in a bundle are skipped. Returns the stored entries.

@@ -57,9 +57,6 @@ pub fn strip_header(content: &[u8], name: &str) -> Option<Vec<u8>> {
 /// Why a message could not be encrypted for a recipient.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncryptError {
-    /// The method's engine is not available in this build.
-    #[error("{0} encryption is not available yet")]
-    Unavailable(&'static str),
     /// The engine refused (unusable certificate, message over its limits).
     #[error("{0}")]
     Engine(String),
@@ -87,7 +84,19 @@ pub fn encrypt(
             sealgate_smime::encrypt_message(content, &[&cert], opts)
                 .map_err(|e| EncryptError::Engine(e.to_string()))
         }
-        Method::Openpgp(_) => Err(EncryptError::Unavailable("OpenPGP")),
+        Method::Openpgp(entry) => {
+            let limits = sealgate_openpgp::Limits::default();
+            let certs = sealgate_openpgp::parse_certs(&entry.data, &limits)
+                .map_err(|e| EncryptError::Engine(format!("OpenPGP key: {e}")))?;
+            sealgate_openpgp::encrypt(
+                content,
+                &certs,
+                None,
+                sealgate_openpgp::EncryptOptions::new(),
+                &limits,
+            )
+            .map_err(|e| EncryptError::Engine(e.to_string()))
+        }
     }
 }
 
