@@ -174,27 +174,22 @@ impl Directory {
             if s.emails.is_empty() {
                 return Err(DirectoryError::NoAddress);
             }
-            let fingerprint = s.fingerprint.to_ascii_lowercase();
-            let previous = self.get(&fingerprint)?;
             let entry = Entry {
                 kind: Kind::Openpgp,
-                fingerprint,
+                fingerprint: s.fingerprint.to_ascii_lowercase(),
                 subject: s.user_id,
                 addresses: s.emails,
                 domain: None,
                 not_before_ms: s.created_secs.saturating_mul(1000),
                 not_after_ms: s.expires_secs.map_or(u64::MAX, |e| e.saturating_mul(1000)),
                 can_encrypt: s.can_encrypt,
-                trust: previous.as_ref().map_or(trust, |p| p.trust.max(trust)),
-                source: previous
-                    .as_ref()
-                    .map_or_else(|| source.to_owned(), |p| p.source.clone()),
-                first_seen_ms: previous.as_ref().map_or(now_ms, |p| p.first_seen_ms),
+                trust,
+                source: source.to_owned(),
+                first_seen_ms: now_ms,
                 last_seen_ms: now_ms,
                 data: s.binary,
             };
-            self.put(&entry)?;
-            stored.push(entry);
+            stored.push(self.remember(entry)?);
         }
         if stored.is_empty() {
             return Err(DirectoryError::Certificate(
@@ -242,7 +237,6 @@ impl Directory {
             if domain.is_none() && facts.addresses.is_empty() {
                 return Err(DirectoryError::NoAddress);
             }
-            let previous = self.get(&facts.fingerprint)?;
             let entry = Entry {
                 kind: Kind::Smime,
                 fingerprint: facts.fingerprint,
@@ -256,17 +250,13 @@ impl Directory {
                 not_before_ms: facts.not_before_ms,
                 not_after_ms: facts.not_after_ms,
                 can_encrypt: facts.can_encrypt,
-                // Never lower the trust of what an administrator put in.
-                trust: previous.as_ref().map_or(trust, |p| p.trust.max(trust)),
-                source: previous
-                    .as_ref()
-                    .map_or_else(|| source.to_owned(), |p| p.source.clone()),
-                first_seen_ms: previous.as_ref().map_or(now_ms, |p| p.first_seen_ms),
+                trust,
+                source: source.to_owned(),
+                first_seen_ms: now_ms,
                 last_seen_ms: now_ms,
                 data: facts.der,
             };
-            self.put(&entry)?;
-            stored.push(entry);
+            stored.push(self.remember(entry)?);
         }
         if stored.is_empty() {
             return Err(DirectoryError::OnlyCa);
@@ -274,6 +264,19 @@ impl Directory {
         // Unlike queue state, entries cannot be rebuilt from the spool.
         self.entries.flush()?;
         Ok(stored)
+    }
+
+    /// Stores `entry`, keeping what an earlier import of the same
+    /// fingerprint knew: its source, when it was first seen, and its trust
+    /// if higher (never lower what an administrator put in).
+    fn remember(&self, mut entry: Entry) -> Result<Entry, DirectoryError> {
+        if let Some(previous) = self.get(&entry.fingerprint)? {
+            entry.trust = entry.trust.max(previous.trust);
+            entry.source = previous.source;
+            entry.first_seen_ms = previous.first_seen_ms;
+        }
+        self.put(&entry)?;
+        Ok(entry)
     }
 
     fn put(&self, entry: &Entry) -> Result<(), DirectoryError> {

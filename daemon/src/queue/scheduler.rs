@@ -205,33 +205,37 @@ fn expire_waiting(
     }
 }
 
-/// Tells the sender which recipients are held or still being retried (RFC 3464 `delayed`).
-async fn notify_delayed(
+/// Sends the sender one RFC 3464 report about `items` (recipient index,
+/// reason, remote host) with `action`, through the queue, and records it.
+/// `Ok` when there was nothing to send, no report is due (`<>`, NOTIFY), or
+/// it was queued; `Err` when it could not be queued.
+async fn send_report(
     queue: &Queue,
     config: &Config,
-    queue_id: &str,
     message: &crate::queue::spool::SpooledMessage,
     sender: &str,
-    delayed: &[(usize, String)],
-) {
-    if delayed.is_empty() {
-        return;
-    }
-    let reported: Vec<_> = delayed
+    action: ReportAction,
+    items: &[(usize, String, String)],
+) -> Result<(), ()> {
+    let queue_id = message.queue_id.as_str();
+    let reported: Vec<_> = items
         .iter()
-        .filter_map(|(i, reason)| {
+        .filter_map(|(i, reason, remote)| {
             message
                 .envelope
                 .recipients
                 .get(*i)
                 .map(|recipient| ReportedRecipient {
                     recipient,
-                    action: ReportAction::Delayed,
+                    action,
                     reason,
-                    remote: "",
+                    remote,
                 })
         })
         .collect();
+    if reported.is_empty() {
+        return Ok(());
+    }
     let Some((dsn_envelope, dsn_content)) = dsn::build(
         config,
         queue_id,
@@ -239,24 +243,33 @@ async fn notify_delayed(
         &message.content,
         &reported,
     ) else {
-        return;
+        return Ok(());
+    };
+    let what = match action {
+        ReportAction::Failed => "failure notice",
+        ReportAction::Delayed => "delay notice",
     };
     match queue.inject(&dsn_envelope, &dsn_content).await {
-        Ok(dsn_id) => queue.tracker().record(
-            queue_id,
-            EventKind::DsnSent,
-            Direction::Out,
-            sender,
-            &dsn_envelope
-                .recipients
-                .first()
-                .map(|r| r.address.to_string())
-                .unwrap_or_default(),
-            "local",
-            &format!("delay notice queued as {dsn_id}"),
-        ),
-        // A lost delay notice is not worth holding the message for.
-        Err(e) => tracing::warn!(queue_id, error = %e, "delay notice could not be queued"),
+        Ok(dsn_id) => {
+            queue.tracker().record(
+                queue_id,
+                EventKind::DsnSent,
+                Direction::Out,
+                sender,
+                &dsn_envelope
+                    .recipients
+                    .first()
+                    .map(|r| r.address.to_string())
+                    .unwrap_or_default(),
+                "local",
+                &format!("{what} queued as {dsn_id}"),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(queue_id, error = %e, "{what} could not be queued");
+            Err(())
+        }
     }
 }
 
@@ -638,55 +651,37 @@ async fn attempt(
         }
         entry.delay_notified = any;
     }
-    notify_delayed(queue, config, queue_id, &message, &sender, &delayed).await;
-    if !failed.is_empty() {
-        let reported: Vec<_> = failed
-            .iter()
-            .filter_map(|(i, reason, remote)| {
-                message
-                    .envelope
-                    .recipients
-                    .get(*i)
-                    .map(|recipient| ReportedRecipient {
-                        recipient,
-                        action: ReportAction::Failed,
-                        reason,
-                        remote,
-                    })
-            })
-            .collect();
-        if let Some((dsn_envelope, dsn_content)) = dsn::build(
-            config,
-            queue_id,
-            &message.envelope,
-            &message.content,
-            &reported,
-        ) {
-            match queue.inject(&dsn_envelope, &dsn_content).await {
-                Ok(dsn_id) => queue.tracker().record(
-                    queue_id,
-                    EventKind::DsnSent,
-                    Direction::Out,
-                    &sender,
-                    &dsn_envelope
-                        .recipients
-                        .first()
-                        .map(|r| r.address.to_string())
-                        .unwrap_or_default(),
-                    "local",
-                    &format!("failure notice queued as {dsn_id}"),
-                ),
-                Err(e) => {
-                    // Keep the message so the notice is not lost; retry later.
-                    tracing::error!(queue_id, error = %e, "DSN could not be queued; will retry");
-                    for (i, _, _) in &failed {
-                        if let Some(state) = entry.recipients.get_mut(*i) {
-                            state.status = RecipientStatus::Deferred {
-                                reason: "failure notice pending".into(),
-                            };
-                        }
-                    }
-                }
+    // A lost delay notice is not worth holding the message for.
+    let delayed: Vec<(usize, String, String)> = delayed
+        .into_iter()
+        .map(|(i, reason)| (i, reason, String::new()))
+        .collect();
+    let _ = send_report(
+        queue,
+        config,
+        &message,
+        &sender,
+        ReportAction::Delayed,
+        &delayed,
+    )
+    .await;
+    if send_report(
+        queue,
+        config,
+        &message,
+        &sender,
+        ReportAction::Failed,
+        &failed,
+    )
+    .await
+    .is_err()
+    {
+        // Keep the message so the failure notice is not lost; retry later.
+        for (i, _, _) in &failed {
+            if let Some(state) = entry.recipients.get_mut(*i) {
+                state.status = RecipientStatus::Deferred {
+                    reason: "failure notice pending".into(),
+                };
             }
         }
     }
