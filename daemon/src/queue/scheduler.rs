@@ -191,18 +191,32 @@ fn expire_waiting(
             "not delivered: waited {} s without being released ({why})",
             config.delivery.hold_lifetime_secs
         );
-        queue.tracker().record(
-            &entry.queue_id,
-            EventKind::Expired,
-            Direction::Out,
-            &sender,
-            &state.recipient.address.to_string(),
-            "local",
-            &reason,
-        );
-        failed.push((i, reason.clone(), String::new()));
-        state.status = RecipientStatus::Bounced { reason };
+        expire(queue, &entry.queue_id, &sender, i, state, reason, failed);
     }
+}
+
+/// Ends a recipient that waited too long: tracked as expired, bounced, and
+/// added to the failure notice.
+fn expire(
+    queue: &Queue,
+    queue_id: &str,
+    sender: &str,
+    index: usize,
+    state: &mut crate::queue::state::RecipientState,
+    reason: String,
+    failed: &mut Vec<(usize, String, String)>,
+) {
+    queue.tracker().record(
+        queue_id,
+        EventKind::Expired,
+        Direction::Out,
+        sender,
+        &state.recipient.address.to_string(),
+        "local",
+        &reason,
+    );
+    failed.push((index, reason.clone(), String::new()));
+    state.status = RecipientStatus::Bounced { reason };
 }
 
 /// Sends the sender one RFC 3464 report about `items` (recipient index,
@@ -622,17 +636,7 @@ async fn attempt(
                     "message expired after {} s in the queue; last error: {reason}",
                     config.delivery.queue_lifetime_secs
                 );
-                queue.tracker().record(
-                    queue_id,
-                    EventKind::Expired,
-                    Direction::Out,
-                    &sender,
-                    &state.recipient.address.to_string(),
-                    "local",
-                    &reason,
-                );
-                failed.push((i, reason.clone(), String::new()));
-                state.status = RecipientStatus::Bounced { reason };
+                expire(queue, queue_id, &sender, i, state, reason, &mut failed);
             }
         }
     }
