@@ -73,7 +73,11 @@ pub fn gateway(label: &'static str) -> Gateway {
     let hsm = hsm();
     let pem = std::fs::read(data_dir().join("certs").join(format!("{label}.pem"))).unwrap();
     let cert = cert::parse_bundle(&pem).unwrap().remove(0);
-    let leaf_pem = scratch(&format!("{label}-leaf.pem"));
+    // One file per call: tests run in parallel and each writes its own copy
+    // (a shared name let one test read a file another was rewriting).
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let leaf_pem = scratch(&format!("{label}-leaf-{n}.pem"));
     openssl(&[
         "x509",
         "-in",
