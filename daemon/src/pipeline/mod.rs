@@ -148,14 +148,14 @@ pub fn process(
         (None, unwrap::Unwrapped::AsIs) => Arc::clone(&message.content),
     };
     // What internal recipients of opened mail see: the gateway's verdict.
-    let with_verdict = |bytes: &[u8]| -> Arc<Vec<u8>> {
+    let with_verdict = |bytes: Vec<u8>| -> Arc<Vec<u8>> {
         match verdict {
             Some(v) => {
                 let mut out = format!("{}: {v}\r\n", render::VERDICT_HEADER).into_bytes();
-                out.extend_from_slice(bytes);
+                out.extend_from_slice(&bytes);
                 Arc::new(out)
             }
-            None => Arc::new(bytes.to_vec()),
+            None => Arc::new(bytes),
         }
     };
     let now = crate::envelope::now_ms();
@@ -164,17 +164,20 @@ pub fn process(
     for ((index, address), decision) in recipients.iter().zip(&decisions) {
         let mut decision = decision.clone();
         if decision.action == Action::Quarantine && lifted.contains(index) {
-            let external_click_to_encrypt = facts.encrypted_for_gateway.is_some()
-                && decision.direction != crate::policy::Direction::Inbound
-                && decision.direction != crate::policy::Direction::Internal;
-            decision.action = if external_click_to_encrypt {
-                Action::EncryptRequired
-            } else {
-                Action::EncryptIfPossible
-            };
             decision
                 .because
                 .push("released from quarantine by an administrator".to_owned());
+            let recipient_internal = matches!(
+                decision.direction,
+                crate::policy::Direction::Inbound | crate::policy::Direction::Internal
+            );
+            decision.action = crate::policy::decide::apply_guards(
+                &context.policy.config,
+                &facts,
+                recipient_internal,
+                Action::EncryptIfPossible,
+                &mut decision.because,
+            );
         }
         let decision = &decision;
         let mut note = None;
@@ -298,7 +301,7 @@ pub fn process(
         }
         let content = match (&form.subject, verdict, form.sign) {
             (None, None, false) => Arc::clone(&base),
-            _ => with_verdict(&bytes),
+            _ => with_verdict(bytes),
         };
         plan.outgoing.push(Outgoing {
             recipients: group,

@@ -107,7 +107,7 @@ pub fn decide(policy: &Policy, facts: &MessageFacts, recipient: &Recipient) -> D
         )
         .then_some((i, rule, why, keyword))
     });
-    let (mut action, source, rule_sign) = match matched {
+    let (action, source, rule_sign) = match matched {
         Some((i, rule, why, keyword)) => {
             because = why;
             strip_keyword = keyword.filter(|_| config.strip_subject_keyword);
@@ -153,22 +153,7 @@ pub fn decide(policy: &Policy, facts: &MessageFacts, recipient: &Recipient) -> D
         }
     };
 
-    if let Some(wrapping) = facts.encrypted_for_gateway
-        && !recipient.internal
-        && matches!(
-            action,
-            Action::Clear | Action::Sign | Action::EncryptIfPossible
-        )
-    {
-        because.push(format!(
-            "the sender encrypted the message for the gateway ({wrapping:?}): external recipients require encryption"
-        ));
-        action = Action::EncryptRequired;
-    }
-    if config.boundary_only && recipient.internal && action.encrypts() {
-        because.push("boundary only: internal recipients are not encrypted for".to_owned());
-        action = Action::Clear;
-    }
+    let action = apply_guards(config, facts, recipient.internal, action, &mut because);
 
     let sign =
         rule_sign.or_else(|| inherited(|s| s.sign)).unwrap_or(false) || action == Action::Sign;
@@ -187,6 +172,36 @@ pub fn decide(policy: &Policy, facts: &MessageFacts, recipient: &Recipient) -> D
 
 /// Settings with the pattern they were configured under.
 type Named<'p> = (&'p str, &'p Settings);
+
+/// The two guards no rule can switch off, applied to `action`: a message
+/// the sender encrypted for the gateway requires encryption for an external
+/// recipient; in boundary-only mode an internal recipient is never given an
+/// encrypting action. Each change is explained in `because`.
+pub fn apply_guards(
+    config: &super::rules::PolicyConfig,
+    facts: &MessageFacts,
+    recipient_internal: bool,
+    mut action: Action,
+    because: &mut Vec<String>,
+) -> Action {
+    if let Some(wrapping) = facts.encrypted_for_gateway
+        && !recipient_internal
+        && matches!(
+            action,
+            Action::Clear | Action::Sign | Action::EncryptIfPossible
+        )
+    {
+        because.push(format!(
+            "the sender encrypted the message for the gateway ({wrapping:?}): external recipients require encryption"
+        ));
+        action = Action::EncryptRequired;
+    }
+    if config.boundary_only && recipient_internal && action.encrypts() {
+        because.push("boundary only: internal recipients are not encrypted for".to_owned());
+        action = Action::Clear;
+    }
+    action
+}
 
 /// The most specific address and domain settings for the recipient: an exact
 /// key before a wildcard one; among wildcards, the longest pattern.
