@@ -32,6 +32,10 @@ def free_port() -> int:
 
 class Appliance:
     """One appliance VM with its own copy-on-write disk.
+
+    `disk_size` makes the disk bigger than the image (as after `qemu-img
+    resize` or on a real drive), so first boot has room to grow the data
+    partition.
     """
 
     def __init__(self, workdir: Path, extra_cmdline: str = "", disk_size: str = ""):

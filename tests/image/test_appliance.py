@@ -47,7 +47,7 @@ def appliance():
     workdir = make_workdir()
     S.sink_port = free_port()
     S.sink = CaptureSink(S.sink_port).start()
-    S.vm = Appliance(workdir, f"sealgate.smarthost=10.0.2.2:{S.sink_port}")
+    S.vm = Appliance(workdir, f"sealgate.smarthost=10.0.2.2:{S.sink_port}", disk_size="1536M")
     try:
         yield S.vm
     finally:
@@ -150,12 +150,16 @@ def test_first_boot_reaches_service_and_menu(appliance):
     S.token = boot(appliance)
     log = appliance.text()
     assert "sealgate-firstboot: done" in log
+    # The 1.5 GiB disk left room after the 512 MiB data partition.
+    assert "sealgate-growpart: data partition grown from 512 MiB" in log
     assert "login:" not in log
 
 
 def test_status_shows_daemon_active_token_and_storage(appliance):
     out = menu_action(appliance, "1")
     assert re.search(r"Gateway:\s+active", out), out
+    # The menu runs on the serial console and on the local screen (tty1).
+    assert re.search(r"Consoles:\s+ttyS0 active, tty1 active", out), out
     assert re.search(r"Setup token:\s+present", out), out
     assert re.search(r"HSM token:\s+provisioned", out), out
     assert re.search(r"Root fs:\s+read-only squashfs", out), out
@@ -213,7 +217,9 @@ def test_power_off_from_the_menu(appliance):
 def test_data_partition_is_ext4_and_root_untouched(appliance):
     files = data_partition_files(appliance)
     assert files["__fstype__"] == "ext4"
-    # The file system fills the data partition (x-systemd.makefs/growfs).
+    # First boot grew the data partition (512 MiB in the image) into the
+    # bigger disk (1.5 GiB), and the file system fills it.
+    assert int(files["__part_bytes__"]) > 900 * 2**20, files["__part_bytes__"]
     assert int(files["__fs_bytes__"]) > int(files["__part_bytes__"]) - 8 * 2**20
     assert files["__root_unchanged__"] == "True", "the read-only root partition changed"
     assert files["setup-token"].strip() == S.token
@@ -255,6 +261,7 @@ def test_factory_reset_wipes_data_and_reruns_first_boot(appliance):
     out = menu_action(appliance, "1")
     assert re.search(r"Network:\s+DHCP", out), out
     assert re.search(r"Gateway:\s+active", out), out
+    assert re.search(r"Consoles:\s+ttyS0 active, tty1 active", out), out
     assert "reformatted" in appliance.text(start)
 
 

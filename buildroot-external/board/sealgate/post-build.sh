@@ -20,6 +20,7 @@ mask() {
 enable_unit multi-user.target sealgate.service
 enable_unit multi-user.target sealgate-firstboot.service
 enable_unit local-fs.target sealgate-factory-reset.service
+enable_unit sysinit.target sealgate-growpart.service
 enable_unit sysinit.target sealgate-network.service
 enable_unit getty.target sealgate-console@ttyS0.service sealgate-console@.service
 enable_unit getty.target sealgate-console@tty1.service sealgate-console@.service

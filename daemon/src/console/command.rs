@@ -13,6 +13,9 @@ use super::{ConsoleError, Context};
 pub(crate) enum Command {
     /// State of the gateway service (read-only).
     GatewayState,
+    /// State of the recovery menu on the serial console and the local
+    /// screen, one line each in the order of [`CONSOLES`] (read-only).
+    ConsoleState,
     /// Addresses of all interfaces (read-only).
     Addresses,
     /// Default routes (read-only).
@@ -29,10 +32,19 @@ pub(crate) enum Command {
     PowerOff,
 }
 
+/// The terminals the recovery menu runs on, as in [`Command::ConsoleState`].
+pub(crate) const CONSOLES: [&str; 2] = ["ttyS0", "tty1"];
+
 impl Command {
     fn argv(self) -> &'static [&'static str] {
         match self {
             Command::GatewayState => &["systemctl", "is-active", "sealgate.service"],
+            Command::ConsoleState => &[
+                "systemctl",
+                "is-active",
+                "sealgate-console@ttyS0.service",
+                "sealgate-console@tty1.service",
+            ],
             Command::Addresses => &["ip", "-brief", "address", "show"],
             Command::Routes => &["ip", "route", "show", "default"],
             Command::RecentLog => &[
@@ -42,6 +54,7 @@ impl Command {
                 "--output=short",
                 "--lines=20",
                 "--unit=sealgate.service",
+                "--unit=sealgate-growpart.service",
                 "--unit=sealgate-firstboot.service",
                 "--unit=sealgate-factory-reset.service",
             ],
@@ -56,7 +69,11 @@ impl Command {
     fn is_privileged(self) -> bool {
         !matches!(
             self,
-            Command::GatewayState | Command::Addresses | Command::Routes | Command::RecentLog
+            Command::GatewayState
+                | Command::ConsoleState
+                | Command::Addresses
+                | Command::Routes
+                | Command::RecentLog
         )
     }
 

@@ -152,7 +152,11 @@ pub fn run(args: ConsoleArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("sealgate console: {err}");
+            // One write: unbuffered stderr would issue one write(2) per
+            // format piece, and a terminal that hangs up as the process
+            // exits can drop the later pieces (seen on a loaded machine).
+            let line = format!("sealgate console: {err}\n");
+            let _ = std::io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }

@@ -4,7 +4,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use super::command::Command;
+use super::command::{CONSOLES, Command};
 use super::{ConsoleError, Context, network, token};
 
 /// `status`.
@@ -16,6 +16,11 @@ pub fn show(ctx: &Context, out: &mut dyn Write) -> Result<(), ConsoleError> {
     writeln!(out, "Sealgate {}", env!("CARGO_PKG_VERSION"))?;
     writeln!(out, "Uptime:       {}", uptime())?;
     writeln!(out, "Gateway:      {gateway}")?;
+    writeln!(
+        out,
+        "Consoles:     {}",
+        consoles(Command::ConsoleState.query())
+    )?;
     writeln!(out, "Network:      {}", network::saved(ctx).summary())?;
     writeln!(out, "Addresses:")?;
     match Command::Addresses.query() {
@@ -55,6 +60,18 @@ pub fn show(ctx: &Context, out: &mut dyn Write) -> Result<(), ConsoleError> {
         describe_mount(&mounts, &ctx.data_dir)
     )?;
     Ok(())
+}
+
+/// "ttyS0 active, tty1 active" from `systemctl is-active` output, one state
+/// per line in the order of [`CONSOLES`].
+fn consoles(states: Option<String>) -> String {
+    let states = states.unwrap_or_default();
+    let mut lines = states.lines().map(str::trim);
+    CONSOLES
+        .iter()
+        .map(|tty| format!("{tty} {}", lines.next().unwrap_or("unknown")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// "read-only squashfs /dev/vda2" for the last mount on `target`.
@@ -131,5 +148,14 @@ mod tests {
             "read-write ext4 /dev/vda3"
         );
         assert_eq!(describe_mount(mounts, Path::new("/x")), "not a mount point");
+    }
+
+    #[test]
+    fn console_states_are_named() {
+        assert_eq!(
+            consoles(Some("active\ninactive\n".into())),
+            "ttyS0 active, tty1 inactive"
+        );
+        assert_eq!(consoles(None), "ttyS0 unknown, tty1 unknown");
     }
 }
