@@ -34,11 +34,13 @@ async fn load_gateway_keys(config: &Config) -> Option<Arc<crate::pipeline::unwra
         tracing::info!("no key store set up: mail encrypted for the gateway is not opened");
         return None;
     }
+    let openpgp_dir = config.data_dir.join("openpgp");
     let opened = tokio::task::spawn_blocking(move || {
         sealgate_hsm::Hsm::open(&settings).map(|hsm| {
             crate::pipeline::unwrap::GatewayKeys::load(
                 &hsm,
                 crate::pipeline::unwrap::SMIME_KEY_LABELS,
+                &openpgp_dir,
             )
         })
     })

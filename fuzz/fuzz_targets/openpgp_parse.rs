@@ -1,7 +1,8 @@
 //! Fuzzes the OpenPGP engine's parsers on untrusted input: certificates
 //! (binary or armored keyrings, as harvested from mail), and whole messages
 //! through verification and harvesting (MIME, armor, Autocrypt headers,
-//! OpenPGP packets). Decryption needs the token and is covered by the
+//! OpenPGP packets), and the session-key packets read to learn whom a
+//! message is addressed to. Decryption needs the token and is covered by the
 //! interop tests; everything before the token is here.
 //!
 //! Properties: nothing panics; every certificate accepted re-encodes and
@@ -11,7 +12,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sealgate_openpgp::openpgp::serialize::SerializeInto;
-use sealgate_openpgp::{Limits, harvest, parse_certs, verify};
+use sealgate_openpgp::{Limits, addressees, harvest, parse_certs, verify};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits {
@@ -29,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = verify(data, &[], &limits);
+    let _ = addressees(data, &limits);
     if let Ok(certs) = harvest(data, &limits) {
         assert!(certs.len() <= limits.max_certs_per_blob);
     }

@@ -4,27 +4,10 @@ opens; S/MIME comes first when a recipient has both (policy.methods)."""
 
 import email
 import email.policy
-import os
-import subprocess
-
-import pytest
 
 from smtp_conftest import send_message, wait_outbox
 from test_directory import make_cert
 from test_policy import POLICY, SENDER, envelope_to, msg, statuses, wait_status
-
-
-@pytest.fixture
-def gnupg(tmp_path):
-    home = tmp_path / "gnupg"
-    home.mkdir(mode=0o700)
-    env = {**os.environ, "GNUPGHOME": str(home)}
-
-    def gpg(*args, **kw):
-        return subprocess.run(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", *args],
-                              env=env, capture_output=True, check=True, timeout=120, **kw)
-    yield gpg
-    subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True)
 
 
 def test_openpgp_recipient_gets_pgp_mime(gateway_factory, gnupg, tmp_path):

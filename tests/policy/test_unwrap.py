@@ -20,8 +20,10 @@ from test_policy import POLICY, SENDER, envelope_to
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def gw_with_token(tmp_path):
+def provisioned_gateway(tmp_path) -> Gateway:
+    """A gateway (not started) whose SoftHSM2 token holds the default keys,
+    with S/MIME certificates; the decryption certificate is written to
+    tmp_path/gateway.pem for senders."""
     data = tmp_path / "gw" / "data"
     conf = data / "hsm" / "softhsm2.conf"
     env = {"SOFTHSM2_CONF": str(conf), "PATH": f"{Path(sealgate_bin()).resolve().parent}:{os.environ['PATH']}"}
@@ -31,6 +33,12 @@ def gw_with_token(tmp_path):
     gw.cli("keys", "self-sign", "gateway-sign", "--cn", "gw.test", "--email", "gateway@example.org")
     gw.cli("keys", "self-sign", "gateway-decrypt", "--cn", "gw.test", "--issuer", "gateway-sign")
     gw.cli("keys", "export-cert", "gateway-decrypt", "--out", str(tmp_path / "gateway.pem"))
+    return gw
+
+
+@pytest.fixture
+def gw_with_token(tmp_path):
+    gw = provisioned_gateway(tmp_path)
     gw.start()
     yield gw
     gw.stop()

@@ -3,6 +3,7 @@
 //! traits.
 //!
 //! - [`GatewayIdentity`]: the gateway's own certificate on the token.
+//! - [`addressees()`]: whom an encrypted message is for, before decrypting.
 //! - [`decrypt()`]: PGP/MIME and inline messages encrypted for the gateway,
 //!   integrity-checked before any plaintext is released.
 //! - [`encrypt()`], [`sign()`]: PGP/MIME (or inline) for recipient certificates.
@@ -15,6 +16,7 @@
 //! in the process. Trusts the token and the caller's certificate directory;
 //! every message and certificate is attacker-controlled.
 
+pub mod addressed;
 mod armor;
 pub mod cli;
 pub mod decrypt;
@@ -29,6 +31,7 @@ pub mod sign;
 mod token;
 pub mod verify;
 
+pub use addressed::{Addressees, addressees};
 pub use decrypt::{Decrypted, Format, decrypt};
 pub use encrypt::{EncryptOptions, encrypt};
 pub use error::{Error, Result};

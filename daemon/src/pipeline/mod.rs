@@ -121,17 +121,25 @@ pub fn process(
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    let opened = unwrap::unwrap(&message.content, context.keys)?;
-    let (content, verdict): (&[u8], Option<&str>) = match &opened {
-        unwrap::Unwrapped::AsIs => (&message.content, None),
-        unwrap::Unwrapped::Opened { content, verdict } => (content, Some(verdict)),
+    let opened = unwrap::unwrap(
+        &message.content,
+        parse::wrapping_of(&message.content),
+        context.keys,
+    )?;
+    let (content, verdict, opened_from): (&[u8], Option<&str>, _) = match &opened {
+        unwrap::Unwrapped::AsIs => (&message.content, None, None),
+        unwrap::Unwrapped::Opened {
+            content,
+            wrapping,
+            verdict,
+        } => (content, Some(verdict.as_str()), Some(*wrapping)),
     };
     let origin = decide::Origin {
         sender: &sender,
         client_ip: message.envelope.client_ip.parse().ok(),
         sender_groups: &message.envelope.sender_groups,
         // Opened on the token: the sender encrypted it for the gateway.
-        arrived_encrypted: verdict.map(|_| crate::policy::Wrapping::Smime),
+        arrived_encrypted: opened_from,
     };
     let (facts, decisions) =
         decide::decide_all(context.config, context.policy, content, &origin, &addresses).map_err(

@@ -118,6 +118,13 @@ pub fn facts(
     })
 }
 
+/// [`wrapping`] of raw message bytes (`None` for what is not a message).
+pub fn wrapping_of(content: &[u8]) -> Option<Wrapping> {
+    MessageParser::default()
+        .parse(content)
+        .and_then(|message| wrapping(&message))
+}
+
 /// The encryption the message arrived in, judged from its top-level type
 /// (and, for inline PGP, its first text part).
 pub fn wrapping(message: &mail_parser::Message<'_>) -> Option<Wrapping> {

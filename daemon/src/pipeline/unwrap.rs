@@ -10,15 +10,23 @@
 //! without any plaintext); a token outage defers it. CBC content that shows
 //! the marks of malleation (Efail gadgets) is refused.
 //!
+//! S/MIME is opened with the token keys that have certificates; OpenPGP with
+//! the gateway's OpenPGP identity (`<data>/openpgp`, keys on the token),
+//! after reading whom the message is addressed to.
+//!
 //! Trusts: the token and the gateway's own certificates; nothing in the
-//! message (the S/MIME engine parses it within its limits).
+//! message (the engines parse it within their limits).
+
+use std::path::Path;
 
 use sealgate_hsm::{Hsm, TokenKey};
+use sealgate_openpgp::GatewayIdentity;
 use sealgate_smime::cert::CertKey;
 use sealgate_smime::efail::CbcVerdict;
 use sealgate_smime::{Certificate, GatewayKey};
 
 use super::PipelineError;
+use crate::policy::Wrapping;
 
 /// Labels of the token keys that open S/MIME mail for the gateway.
 pub const SMIME_KEY_LABELS: &[&str] = &["gateway-decrypt", "gateway-ec-derive"];
@@ -31,20 +39,31 @@ pub const SIGN_KEY_LABEL: &str = "gateway-sign";
 pub struct GatewayKeys {
     smime: Vec<(Certificate, TokenKey)>,
     signer: Option<(TokenKey, Vec<Certificate>)>,
+    openpgp: Option<GatewayIdentity>,
 }
 
 impl std::fmt::Debug for GatewayKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GatewayKeys")
             .field("smime", &self.smime.len())
+            .field("signer", &self.signer.is_some())
+            .field(
+                "openpgp",
+                &self
+                    .openpgp
+                    .as_ref()
+                    .map(|id| id.cert().fingerprint().to_hex()),
+            )
             .finish()
     }
 }
 
 impl GatewayKeys {
     /// Loads every key in `labels` that has a certificate on the token;
-    /// keys without one are skipped (and named in the log). Blocking.
-    pub fn load(hsm: &Hsm, labels: &[&str]) -> GatewayKeys {
+    /// keys without one are skipped (and named in the log), and the
+    /// gateway's OpenPGP identity from `openpgp_dir` if one was created
+    /// there (`sealgate pgp init`). Blocking.
+    pub fn load(hsm: &Hsm, labels: &[&str], openpgp_dir: &Path) -> GatewayKeys {
         let mut smime = Vec::new();
         for label in labels {
             let cert = hsm
@@ -83,11 +102,15 @@ impl GatewayKeys {
                 None
             }
         };
-        GatewayKeys { smime, signer }
+        GatewayKeys {
+            smime,
+            signer,
+            openpgp: load_openpgp(hsm, openpgp_dir),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.smime.is_empty() && self.signer.is_none()
+        self.smime.is_empty() && self.signer.is_none() && self.openpgp.is_none()
     }
 
     /// The gateway's S/MIME signing identity; correspondents are told to
@@ -116,20 +139,105 @@ impl GatewayKeys {
     }
 }
 
+/// The OpenPGP identity in `dir`, if `sealgate pgp init` created one.
+fn load_openpgp(hsm: &Hsm, dir: &Path) -> Option<GatewayIdentity> {
+    if !dir.join("gateway.toml").exists() {
+        tracing::info!(dir = %dir.display(), "no gateway OpenPGP identity: OpenPGP mail for the gateway is not opened");
+        return None;
+    }
+    match GatewayIdentity::load(hsm, dir) {
+        Ok(identity) => Some(identity),
+        Err(e) => {
+            tracing::error!(error = %e, "gateway OpenPGP identity not usable: OpenPGP mail for the gateway is not opened");
+            None
+        }
+    }
+}
+
 /// What unwrapping did.
 #[derive(Debug)]
 pub enum Unwrapped {
     /// Not encrypted for the gateway (or no keys): the message goes on as it is.
     AsIs,
-    /// Opened: the decrypted message and the verdict for the verdict header.
-    Opened { content: Vec<u8>, verdict: String },
+    /// Opened: the decrypted message, how it was wrapped, and the verdict
+    /// for the verdict header.
+    Opened {
+        content: Vec<u8>,
+        wrapping: Wrapping,
+        verdict: String,
+    },
 }
 
-/// Opens `content` if it is S/MIME encrypted for one of the gateway's keys.
-pub fn unwrap(content: &[u8], keys: Option<&GatewayKeys>) -> Result<Unwrapped, PipelineError> {
-    let Some(keys) = keys.filter(|k| !k.smime.is_empty()) else {
+/// Opens `content` if it is encrypted (S/MIME or OpenPGP, as `wrapping`
+/// from the parse stage says) for one of the gateway's keys.
+pub fn unwrap(
+    content: &[u8],
+    wrapping: Option<Wrapping>,
+    keys: Option<&GatewayKeys>,
+) -> Result<Unwrapped, PipelineError> {
+    let Some(keys) = keys else {
         return Ok(Unwrapped::AsIs);
     };
+    match (wrapping, &keys.openpgp) {
+        (Some(Wrapping::Openpgp), Some(identity)) => unwrap_openpgp(content, identity),
+        (Some(Wrapping::Openpgp), None) => Ok(Unwrapped::AsIs),
+        // The S/MIME engine judges the rest itself (it also knows the
+        // legacy forms the parse stage does not name).
+        _ if keys.smime.is_empty() => Ok(Unwrapped::AsIs),
+        _ => unwrap_smime(content, keys),
+    }
+}
+
+/// Opens an OpenPGP message addressed to the gateway's identity; mail for
+/// anyone else passes through as it is.
+fn unwrap_openpgp(content: &[u8], identity: &GatewayIdentity) -> Result<Unwrapped, PipelineError> {
+    let limits = sealgate_openpgp::Limits::default();
+    let addressed = match sealgate_openpgp::addressees(content, &limits) {
+        Ok(found) => found.include(identity),
+        // Unreadable packets: not something we can open, and not ours to
+        // judge; it passes as it is (policy still decides the recipients).
+        Err(_) => false,
+    };
+    if !addressed {
+        return Ok(Unwrapped::AsIs);
+    }
+    match sealgate_openpgp::decrypt(identity, content, &[], &limits) {
+        Ok(decrypted) => Ok(Unwrapped::Opened {
+            content: decrypted.message.to_vec(),
+            wrapping: Wrapping::Openpgp,
+            verdict: format!(
+                "decrypted=openpgp; format={}; integrity=mdc-or-aead; signature={}",
+                match decrypted.format {
+                    sealgate_openpgp::Format::PgpMime => "pgp-mime",
+                    _ => "inline",
+                },
+                signature_word(&decrypted.verdict)
+            ),
+        }),
+        Err(e) if e.is_temporary() => Err(PipelineError::Temporary(format!(
+            "the key store is unavailable to decrypt the message: {e}"
+        ))),
+        Err(e) => Err(PipelineError::Permanent(format!(
+            "the message is encrypted for the gateway but could not be decrypted: {e}"
+        ))),
+    }
+}
+
+/// One word for the verdict header: what the signatures inside established.
+fn signature_word(verdict: &sealgate_openpgp::Verdict) -> &'static str {
+    use sealgate_openpgp::Verdict;
+    match verdict {
+        Verdict::Valid { .. } => "valid",
+        Verdict::ValidUnknownKey { .. } => "valid-unknown-key",
+        Verdict::SignerMismatch { .. } => "signer-mismatch",
+        Verdict::Invalid { .. } => "invalid",
+        Verdict::NotFullySigned => "not-fully-signed",
+        _ => "none",
+    }
+}
+
+/// Opens an S/MIME message encrypted for one of the gateway's keys.
+fn unwrap_smime(content: &[u8], keys: &GatewayKeys) -> Result<Unwrapped, PipelineError> {
     match sealgate_smime::decrypt_message(content, &keys.smime_keys()) {
         Ok(decrypted) => {
             let report = &decrypted.report;
@@ -151,6 +259,7 @@ pub fn unwrap(content: &[u8], keys: Option<&GatewayKeys>) -> Result<Unwrapped, P
             );
             Ok(Unwrapped::Opened {
                 content: decrypted.message.to_vec(),
+                wrapping: Wrapping::Smime,
                 verdict,
             })
         }
