@@ -469,5 +469,15 @@ mod tests {
         assert_eq!(decode_base64(b"").unwrap(), b"");
         assert!(decode_base64(b"QQ==QUFB").is_err());
         assert!(decode_base64(b"QUF*").is_err());
+        // Lines of changing width, blank and short lines.
+        assert_eq!(
+            decode_base64(b"QUFB\r\nQUFBQUFB\r\nQQ\r\n==\r\n").unwrap(),
+            b"AAAAAAAAAA"
+        );
+        let short_lines = b"QUFB\nQ\nQU\nF\n";
+        let expected = base64::engine::general_purpose::STANDARD
+            .decode("QUFBQQUF")
+            .unwrap();
+        assert_eq!(decode_base64(short_lines).unwrap(), expected);
     }
 }
