@@ -262,6 +262,47 @@ pub fn spki_key_bits(spki: &[u8]) -> Result<&[u8], Error> {
     }
 }
 
+/// Reads the two fields RSAES-OAEP-params and RSASSA-PSS-params (RFC 8017
+/// A.2.1, A.2.3) share: `[0]` the hash and `[1]` the mask generation
+/// function, of which only MGF1 is accepted. Returns the hash OID and the
+/// MGF1 hash OID, SHA-1 for an absent field (the default of both); every
+/// other field is handed to `other`.
+pub(crate) fn rsa_hash_params<'a>(
+    params: der::Tlv<'a>,
+    what: &str,
+    other: &mut dyn FnMut(der::Tlv<'a>) -> Result<(), Error>,
+) -> Result<(&'a [u8], &'a [u8]), Error> {
+    let params = params.expect(tag::SEQUENCE, what)?;
+    let mut hash = oid::SHA1;
+    let mut mgf_hash = oid::SHA1;
+    for field in params.children() {
+        let field = field?;
+        if field.tag == tag::ctx(0) {
+            hash = algorithm_oid(field.children().need("hash")?)?;
+        } else if field.tag == tag::ctx(1) {
+            let mut mgf = field.children().need("MGF")?.children();
+            if mgf.need("MGF OID")?.expect(tag::OID, "MGF")?.body != oid::MGF1 {
+                return Err(Error::Unsupported(format!(
+                    "{what}: mask generation function"
+                )));
+            }
+            mgf_hash = algorithm_oid(mgf.need("MGF hash")?)?;
+        } else {
+            other(field)?;
+        }
+    }
+    Ok((hash, mgf_hash))
+}
+
+/// The OID of an AlgorithmIdentifier.
+fn algorithm_oid(alg: der::Tlv<'_>) -> Result<&[u8], Error> {
+    Ok(alg
+        .children()
+        .need("algorithm OID")?
+        .expect(tag::OID, "algorithm")?
+        .body)
+}
+
 fn classify_key(spki: &[u8]) -> Result<CertKey, Error> {
     let t = der::read_all(spki)?.expect(tag::SEQUENCE, "SubjectPublicKeyInfo")?;
     let mut kids = t.children();

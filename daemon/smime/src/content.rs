@@ -250,38 +250,43 @@ impl ContentCipher {
         aad: &[u8],
         mac: Option<&[u8]>,
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let mut buf = Zeroizing::new(ciphertext);
+        let n = self.decrypt_in_place(cek, buf.as_mut_slice(), aad, mac)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Decrypts `buf` in place with `cek` and returns the length of the
+    /// plaintext at its start (CBC padding removed). For GCM the tag `mac`
+    /// is verified over the whole of `buf` and `aad` before the length is
+    /// returned; on any failure ([`Error::Decrypt`]) the contents of `buf`
+    /// are unspecified and must not be used.
+    pub fn decrypt_in_place(
+        &self,
+        cek: &[u8],
+        buf: &mut [u8],
+        aad: &[u8],
+        mac: Option<&[u8]>,
+    ) -> Result<usize, Error> {
         if cek.len() != self.key_len() {
             return Err(Error::Decrypt);
         }
-        let mut buf = Zeroizing::new(ciphertext);
         match self {
-            ContentCipher::AesCbc { size, iv } => {
-                let key = UnboundCipherKey::new(cbc_alg(*size), cek).map_err(|_| Error::Decrypt)?;
-                let key = PaddedBlockDecryptingKey::cbc_pkcs7(key).map_err(|_| Error::Decrypt)?;
-                let n = key
-                    .decrypt(
-                        buf.as_mut_slice(),
-                        DecryptionContext::Iv128(FixedLength::from(*iv)),
-                    )
-                    .map_err(|_| Error::Decrypt)?
-                    .len();
-                buf.truncate(n);
-                Ok(buf)
-            }
+            ContentCipher::AesCbc { size, iv } => cbc_decrypt(
+                cbc_alg(*size),
+                cek,
+                DecryptionContext::Iv128(FixedLength::from(*iv)),
+                buf,
+            ),
             ContentCipher::DesEde3Cbc { iv } => {
                 #[allow(deprecated)]
                 let alg = &cipher::DES_EDE3_FOR_LEGACY_USE_ONLY;
-                let key = UnboundCipherKey::new(alg, cek).map_err(|_| Error::Decrypt)?;
-                let key = PaddedBlockDecryptingKey::cbc_pkcs7(key).map_err(|_| Error::Decrypt)?;
-                let n = key
-                    .decrypt(
-                        buf.as_mut_slice(),
-                        DecryptionContext::Iv64(FixedLength::from(*iv)),
-                    )
-                    .map_err(|_| Error::Decrypt)?
-                    .len();
-                buf.truncate(n);
-                Ok(buf)
+                cbc_decrypt(
+                    alg,
+                    cek,
+                    DecryptionContext::Iv64(FixedLength::from(*iv)),
+                    buf,
+                )
             }
             ContentCipher::AesGcm { size, nonce } => {
                 let mac = mac.ok_or(Error::Decrypt)?;
@@ -289,18 +294,15 @@ impl ContentCipher {
                     return Err(Error::Decrypt);
                 }
                 let key = UnboundKey::new(gcm_alg(*size), cek).map_err(|_| Error::Decrypt)?;
-                let key = LessSafeKey::new(key);
-                buf.extend_from_slice(mac);
-                let n = key
-                    .open_in_place(
+                LessSafeKey::new(key)
+                    .open_in_place_separate_tag(
                         Nonce::assume_unique_for_key(*nonce),
                         Aad::from(aad),
-                        buf.as_mut_slice(),
+                        mac,
+                        buf,
                     )
-                    .map_err(|_| Error::Decrypt)?
-                    .len();
-                buf.truncate(n);
-                Ok(buf)
+                    .map(|plain| plain.len())
+                    .map_err(|_| Error::Decrypt)
             }
         }
     }
@@ -335,6 +337,21 @@ impl ContentCipher {
             )),
         }
     }
+}
+
+/// CBC decryption in place with PKCS#7 padding removed; returns the
+/// plaintext length. Bad padding is [`Error::Decrypt`] like every failure.
+fn cbc_decrypt(
+    alg: &'static cipher::Algorithm,
+    cek: &[u8],
+    iv: DecryptionContext,
+    buf: &mut [u8],
+) -> Result<usize, Error> {
+    let key = UnboundCipherKey::new(alg, cek).map_err(|_| Error::Decrypt)?;
+    let key = PaddedBlockDecryptingKey::cbc_pkcs7(key).map_err(|_| Error::Decrypt)?;
+    key.decrypt(buf, iv)
+        .map(|plain| plain.len())
+        .map_err(|_| Error::Decrypt)
 }
 
 fn cbc_alg(size: AesSize) -> &'static cipher::Algorithm {

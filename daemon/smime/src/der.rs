@@ -186,27 +186,53 @@ impl<'a> Tlv<'a> {
     /// (BER) string. `limit` bounds the result.
     pub fn octets(&self, limit: usize) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
-        self.collect_octets(&mut out, limit)?;
+        self.append_octets(&mut out, limit)?;
         Ok(out)
     }
 
-    fn collect_octets(&self, out: &mut Vec<u8>, limit: usize) -> Result<(), Error> {
-        if self.constructed() {
-            for child in self.children() {
-                let child = child?;
-                if child.tag & 0x1f != tag::OCTET_STRING {
-                    return Err(malformed("segment of a constructed OCTET STRING"));
-                }
-                child.collect_octets(out, limit)?;
-            }
+    /// Appends the content of an OCTET STRING (see [`Tlv::octets`]) to
+    /// `out`, which is grown once to the exact size: the segments of a
+    /// constructed string go straight to their place, with no intermediate
+    /// copy. `limit` bounds what is appended.
+    pub fn append_octets(&self, out: &mut Vec<u8>, limit: usize) -> Result<(), Error> {
+        out.reserve(self.octets_len(limit)?);
+        self.for_each_segment(&mut |segment| {
+            out.extend_from_slice(segment);
             Ok(())
-        } else {
-            if out.len().saturating_add(self.body.len()) > limit {
+        })
+    }
+
+    /// The length of the content of an OCTET STRING, at most `limit`.
+    pub fn octets_len(&self, limit: usize) -> Result<usize, Error> {
+        let mut len = 0usize;
+        self.for_each_segment(&mut |segment| {
+            len = len.saturating_add(segment.len());
+            if len > limit {
                 return Err(Error::Limit("content size"));
             }
-            out.extend_from_slice(self.body);
             Ok(())
+        })?;
+        Ok(len)
+    }
+
+    /// Calls `f` with each primitive segment of an OCTET STRING in order
+    /// (the string itself when it is primitive). Recursion is bounded by
+    /// the reader's nesting limit.
+    fn for_each_segment(
+        &self,
+        f: &mut dyn FnMut(&'a [u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        if !self.constructed() {
+            return f(self.body);
         }
+        for child in self.children() {
+            let child = child?;
+            if child.tag & 0x1f != tag::OCTET_STRING {
+                return Err(malformed("segment of a constructed OCTET STRING"));
+            }
+            child.for_each_segment(f)?;
+        }
+        Ok(())
     }
 
     /// An unsigned INTEGER that fits in a u64.

@@ -40,22 +40,28 @@ pub fn check_cbc_content(entity: &[u8]) -> CbcVerdict {
     check(entity, 0)
 }
 
-fn header_ok(b: u8) -> bool {
-    matches!(b, b'\t' | b'\r' | b'\n' | 0x20..=0x7e)
+/// Whether `b` is outside 7-bit text (printable ASCII, tab, CR, LF),
+/// written without branches so that scans over it vectorise.
+fn not_text(b: u8) -> bool {
+    let outside = b.wrapping_sub(0x20) > 0x5e;
+    let space = (b == b'\t') | (b == b'\r') | (b == b'\n');
+    outside & !space
 }
 
-/// The first byte of `data` that is not 7-bit text, scanning in blocks
-/// without early exit inside a block (so the compiler can vectorise).
-fn first_non_text(data: &[u8]) -> Option<u8> {
+/// Whether `b` cannot be in a multipart preamble or epilogue: a control
+/// byte other than tab, CR, LF and form feed (8-bit text is allowed there).
+fn not_multipart_text(b: u8) -> bool {
+    not_text(b) & (b < 0x80) & (b != 0x0c)
+}
+
+/// The first byte of `data` for which `bad` holds, scanning in blocks
+/// without early exit inside a block (so the compiler can vectorise); one
+/// pass over clean data.
+fn first_byte(data: &[u8], bad: impl Fn(u8) -> bool + Copy) -> Option<u8> {
     for block in data.chunks(4096) {
-        // Branch-free form of !header_ok, which vectorises.
-        let bad = block.iter().fold(0u8, |acc, &b| {
-            let outside = u8::from(b.wrapping_sub(0x20) > 0x5e);
-            let space = u8::from(b == b'\t') | u8::from(b == b'\r') | u8::from(b == b'\n');
-            acc | (outside & !space & 1)
-        });
-        if bad != 0 {
-            return block.iter().copied().find(|b| !header_ok(*b));
+        let any = block.iter().fold(0u8, |acc, &b| acc | u8::from(bad(b)));
+        if any != 0 {
+            return block.iter().copied().find(|b| bad(*b));
         }
     }
     None
@@ -67,7 +73,7 @@ fn check(entity: &[u8], depth: usize) -> CbcVerdict {
     }
     let header_len = entity.len() - header_end_rest(entity).len();
     let header_bytes = entity.get(..header_len).unwrap_or_default();
-    if let Some(b) = first_non_text(header_bytes) {
+    if let Some(b) = first_byte(header_bytes, not_text) {
         return CbcVerdict::Malleated(format!("byte {b:#04x} in a header"));
     }
     let Ok(e) = mime::parse(entity) else {
@@ -85,11 +91,7 @@ fn check(entity: &[u8], depth: usize) -> CbcVerdict {
             return CbcVerdict::Malleated("broken multipart".to_owned());
         };
         // Preamble and epilogue must be text too.
-        if let Some(b) = e
-            .body
-            .iter()
-            .find(|b| !header_ok(**b) && **b < 0x80 && **b != 0x0c)
-        {
+        if let Some(b) = first_byte(e.body, not_multipart_text) {
             return CbcVerdict::Malleated(format!("byte {b:#04x} in a multipart body"));
         }
         let mut verdict = CbcVerdict::Clean;
@@ -108,7 +110,7 @@ fn check(entity: &[u8], depth: usize) -> CbcVerdict {
         .trim()
         .to_ascii_lowercase();
     match cte.as_str() {
-        "7bit" | "quoted-printable" | "base64" => match e.body.iter().find(|b| !header_ok(**b)) {
+        "7bit" | "quoted-printable" | "base64" => match first_byte(e.body, not_text) {
             Some(b) => CbcVerdict::Malleated(format!("byte {b:#04x} in a {cte} body")),
             None => CbcVerdict::Clean,
         },

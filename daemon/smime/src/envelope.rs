@@ -24,8 +24,11 @@ use crate::recipient::{self, GatewayKey, KeyProtection, RsaTransport};
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Opened {
-    /// The decrypted content (for S/MIME, a complete MIME entity).
+    /// The prefix the caller passed to [`open_after`] (empty for
+    /// [`open`]), then the decrypted content from `content_start` on.
     pub content: Zeroizing<Vec<u8>>,
+    /// Where the decrypted content starts in `content`.
+    pub content_start: usize,
     /// Index of the recipient info that gave the key (in message order).
     pub recipient_index: usize,
     /// How the content key was protected for that recipient.
@@ -48,9 +51,25 @@ pub enum EnvelopeKind {
     AuthEnveloped,
 }
 
+impl Opened {
+    /// The decrypted content alone.
+    pub fn plaintext(&self) -> &[u8] {
+        self.content.get(self.content_start..).unwrap_or_default()
+    }
+}
+
 /// Opens a DER/BER ContentInfo holding EnvelopedData or AuthEnvelopedData
 /// with one of `keys`.
 pub fn open(input: &[u8], keys: &[GatewayKey<'_>]) -> Result<Opened, Error> {
+    open_after(input, keys, Vec::new())
+}
+
+/// Like [`open`], but the content is decrypted into a buffer that already
+/// holds `prefix` (the header fields of the message being rebuilt), so the
+/// result needs no further whole-message copy. The ciphertext is copied
+/// once, segment by segment for BER, into that buffer and decrypted in
+/// place; GCM content is returned only after its tag verified.
+pub fn open_after(input: &[u8], keys: &[GatewayKey<'_>], prefix: Vec<u8>) -> Result<Opened, Error> {
     if input.len() > MAX_MESSAGE_SIZE {
         return Err(Error::Limit("message size"));
     }
@@ -78,7 +97,7 @@ pub fn open(input: &[u8], keys: &[GatewayKey<'_>]) -> Result<Opened, Error> {
     c.need("content type")?.expect(tag::OID, "content type")?;
     let cipher = ContentCipher::parse(c.need("content algorithm")?)?;
     let encrypted = match c.next().transpose()? {
-        Some(t) if t.tag & 0xdf == tag::ctx_prim(0) => t.octets(MAX_MESSAGE_SIZE)?,
+        Some(t) if t.tag & 0xdf == tag::ctx_prim(0) => t,
         _ => {
             return Err(Error::Unsupported("detached encrypted content".to_owned()));
         }
@@ -104,25 +123,26 @@ pub fn open(input: &[u8], keys: &[GatewayKey<'_>]) -> Result<Opened, Error> {
                 None => Vec::new(),
             };
             let mac = e.need("mac")?.expect(tag::OCTET_STRING, "mac")?;
-            (aad, Some(mac.body.to_vec()))
+            (aad, Some(mac.body))
         }
     };
     let candidates = recipient::recover_ceks(&infos, keys, cipher.key_len())?;
     let algorithm = cipher.algorithm();
+    let mut out = Zeroizing::new(prefix);
+    let start = out.len();
     let mut last = Error::Decrypt;
-    let count = candidates.len();
-    let mut encrypted = Some(encrypted);
-    for (n, (index, prot, cek)) in candidates.into_iter().enumerate() {
-        // Only a second candidate (several infos matched) needs a copy.
-        let ct = if n + 1 == count {
-            encrypted.take().unwrap_or_default()
-        } else {
-            encrypted.clone().unwrap_or_default()
-        };
-        match cipher.decrypt(&cek, ct, &aad, mac.as_deref()) {
-            Ok(content) => {
+    // Several matching infos (rare) mean several tries, each from a fresh
+    // copy of the ciphertext: a failed try leaves garbage behind.
+    for (index, prot, cek) in candidates {
+        out.truncate(start);
+        encrypted.append_octets(&mut out, MAX_MESSAGE_SIZE)?;
+        let buf = out.get_mut(start..).unwrap_or_default();
+        match cipher.decrypt_in_place(&cek, buf, &aad, mac) {
+            Ok(n) => {
+                out.truncate(start + n);
                 return Ok(Opened {
-                    content,
+                    content: out,
+                    content_start: start,
                     recipient_index: index,
                     key_protection: prot,
                     content_algorithm: algorithm,

@@ -117,16 +117,18 @@ pub fn decrypt_message(input: &[u8], keys: &[GatewayKey<'_>]) -> Result<Decrypte
         }
     }
     let der_bytes = outer.decoded_body()?;
-    let opened = envelope::open(&der_bytes, keys)?;
+    let headers = mime::non_content_headers(&outer);
+    let opened = envelope::open_after(&der_bytes, keys, headers)?;
     drop(der_bytes);
-    let mut message = zeroize::Zeroizing::new(mime::non_content_headers(&outer));
-    let entity_start = message.len();
-    if mime::is_crlf(&opened.content) {
-        message.extend_from_slice(&opened.content);
-    } else {
-        message.extend_from_slice(&mime::to_crlf(&opened.content));
+    let entity_start = opened.content_start;
+    let mut message = opened.content;
+    if !mime::is_crlf(message.get(entity_start..).unwrap_or_default()) {
+        let crlf = zeroize::Zeroizing::new(mime::to_crlf(
+            message.get(entity_start..).unwrap_or_default(),
+        ));
+        message.truncate(entity_start);
+        message.extend_from_slice(&crlf);
     }
-    drop(opened.content);
     let entity = message.get(entity_start..).unwrap_or_default();
     let cbc_check = (!opened.integrity_protected).then(|| efail::check_cbc_content(entity));
     Ok(Decrypted {

@@ -275,38 +275,8 @@ fn oaep_hash(params: Option<Tlv<'_>>) -> Result<OaepHash, Error> {
     let Some(params) = params else {
         return Ok(OaepHash::Sha1);
     };
-    let params = params.expect(tag::SEQUENCE, "RSAES-OAEP-params")?;
-    let mut hash = oid::SHA1;
-    let mut mgf_hash = oid::SHA1;
-    for f in params.children() {
-        let f = f?;
-        let inner = f.children().need("OAEP parameter")?;
-        match f.tag {
-            t if t == tag::ctx(0) => {
-                hash = inner
-                    .children()
-                    .need("hash OID")?
-                    .expect(tag::OID, "hash")?
-                    .body;
-            }
-            t if t == tag::ctx(1) => {
-                let mut m = inner.children();
-                let mgf = m.need("MGF OID")?.expect(tag::OID, "MGF")?;
-                if mgf.body != oid::MGF1 {
-                    return Err(Error::Unsupported(
-                        "OAEP mask generation function".to_owned(),
-                    ));
-                }
-                mgf_hash = m
-                    .need("MGF hash")?
-                    .children()
-                    .need("MGF hash OID")?
-                    .expect(tag::OID, "MGF hash")?
-                    .body;
-            }
-            _ => return Err(Error::Unsupported("OAEP label".to_owned())),
-        }
-    }
+    let mut label = |_| Err(Error::Unsupported("OAEP label".to_owned()));
+    let (hash, mgf_hash) = crate::cert::rsa_hash_params(params, "RSAES-OAEP-params", &mut label)?;
     match (hash, mgf_hash) {
         (oid::SHA1, oid::SHA1) => Ok(OaepHash::Sha1),
         (oid::SHA256, oid::SHA256) => Ok(OaepHash::Sha256),

@@ -8,7 +8,7 @@
 use aws_lc_rs::{digest, signature};
 use sealgate_hsm::SignatureScheme;
 
-use crate::cert::{CertKey, Certificate, spki_key_bits};
+use crate::cert::{CertKey, Certificate, rsa_hash_params, spki_key_bits};
 use crate::der::{self, Tlv, tag};
 use crate::error::Error;
 use crate::oid;
@@ -137,6 +137,71 @@ pub fn verify_signature(
         ));
     }
     signature::UnparsedPublicKey::new(alg, bits)
+        .verify(message, sig)
+        .map_err(|_| Error::Decrypt)
+}
+
+/// RSASSA-PSS with the longest salt the key allows (OpenSSL's default when
+/// signing), per digest; the shortest accepted salt is the digest length.
+static PSS_SHA256_MAX_SALT: signature::RsaParameters =
+    signature::RSA_PSS_2048_8192_SHA256.with_pss_salt_length(signature::RsaPssSaltLength::Max);
+static PSS_SHA384_MAX_SALT: signature::RsaParameters =
+    signature::RSA_PSS_2048_8192_SHA384.with_pss_salt_length(signature::RsaPssSaltLength::Max);
+static PSS_SHA512_MAX_SALT: signature::RsaParameters =
+    signature::RSA_PSS_2048_8192_SHA512.with_pss_salt_length(signature::RsaPssSaltLength::Max);
+
+/// Checks an RSASSA-PSS signature (RFC 4056) `sig` over `message` with the
+/// RSA key of `cert`. The parameters must name `dig` (the signer info's
+/// digest) as the hash and as the MGF1 hash, trailer field 1, and a salt as
+/// long as the digest (RFC 8017's recommendation) or as long as the key
+/// allows (what OpenSSL writes by default); SHA-1 and other salt lengths
+/// are [`Error::Unsupported`].
+pub fn verify_pss_signature(
+    cert: &Certificate,
+    params: Option<Tlv<'_>>,
+    dig: Digest,
+    message: &[u8],
+    sig: &[u8],
+) -> Result<(), Error> {
+    let unsupported = |what: &str| Error::Unsupported(format!("RSASSA-PSS: {what}"));
+    if !matches!(cert.key, CertKey::Rsa { .. }) {
+        return Err(unsupported("not an RSA key"));
+    }
+    let params = params.ok_or_else(|| unsupported("SHA-1 (no parameters)"))?;
+    let (mut salt, mut trailer) = (20u64, 1u64);
+    let mut salt_and_trailer = |field: Tlv<'_>| {
+        let value = field.children().need("PSS parameter")?.small_uint()?;
+        match field.tag {
+            t if t == tag::ctx(2) => salt = value,
+            t if t == tag::ctx(3) => trailer = value,
+            _ => return Err(Error::Malformed("RSASSA-PSS-params field".to_owned())),
+        }
+        Ok(())
+    };
+    let (hash, mgf_hash) = rsa_hash_params(params, "RSASSA-PSS-params", &mut salt_and_trailer)?;
+    if hash != dig.oid() || mgf_hash != dig.oid() {
+        return Err(unsupported("hash or MGF1 hash other than the digest"));
+    }
+    if trailer != 1 {
+        return Err(unsupported("trailer field"));
+    }
+    let key = spki_key_bits(&cert.spki)?;
+    let modulus_bits = signature::RsaParameters::public_modulus_len(key)
+        .map_err(|_| Error::Malformed("RSA public key".to_owned()))?;
+    let digest_len = dig.algorithm().output_len() as u64;
+    let max_salt = ((u64::from(modulus_bits) + 6) / 8).saturating_sub(digest_len + 2);
+    let longest = salt == max_salt;
+    let alg: &'static signature::RsaParameters = match dig {
+        _ if salt != digest_len && !longest => return Err(unsupported("salt length")),
+        Digest::Sha256 if longest => &PSS_SHA256_MAX_SALT,
+        Digest::Sha384 if longest => &PSS_SHA384_MAX_SALT,
+        Digest::Sha512 if longest => &PSS_SHA512_MAX_SALT,
+        Digest::Sha256 => &signature::RSA_PSS_2048_8192_SHA256,
+        Digest::Sha384 => &signature::RSA_PSS_2048_8192_SHA384,
+        Digest::Sha512 => &signature::RSA_PSS_2048_8192_SHA512,
+        Digest::Sha1 => return Err(unsupported("SHA-1")),
+    };
+    signature::UnparsedPublicKey::new(alg, key)
         .verify(message, sig)
         .map_err(|_| Error::Decrypt)
 }

@@ -313,7 +313,13 @@ fn check_signer(
         }
         None => content.to_vec(),
     };
-    if signed::verify_signature(signer, sig_oid.body, dig, &message, sig.body).is_err() {
+    let checked = if sig_oid.body == oid::RSASSA_PSS {
+        let params = sig_alg.children().nth(1).transpose()?;
+        signed::verify_pss_signature(signer, params, dig, &message, sig.body)
+    } else {
+        signed::verify_signature(signer, sig_oid.body, dig, &message, sig.body)
+    };
+    if checked.is_err() {
         return Ok(invalid("the signature does not verify", content.to_vec()));
     }
 

@@ -2,7 +2,7 @@
 //! keys (RSA-3072, ECDSA P-256 and P-384), openssl cms and gpgsm verify; openssl
 //! and gpgsm sign (RSA 2048/3072/4096, P-256, P-384), Sealgate verifies,
 //! including the invalid, signer-mismatch, untrusted and not-fully-signed
-//! verdicts. Run by `scripts/test-smime` (feature `token-tests`).
+//! verdicts, and RSA-PSS (RFC 4056) signatures from openssl. Run by `scripts/test-smime` (feature `token-tests`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -123,6 +123,18 @@ fn eight_bit_content_is_made_seven_bit_before_signing() {
 
 /// openssl signs the sample entity as `peer`, detached or opaque, via cms or smime.
 fn openssl_sign(peer: &str, signer_file: &str, opaque: bool, smime: bool, tag: &str) -> Vec<u8> {
+    openssl_sign_with(peer, signer_file, opaque, smime, tag, &[])
+}
+
+/// `openssl_sign` with `extra` arguments for `openssl cms -sign`.
+fn openssl_sign_with(
+    peer: &str,
+    signer_file: &str,
+    opaque: bool,
+    smime: bool,
+    tag: &str,
+    extra: &[&str],
+) -> Vec<u8> {
     let entity = sample_entity(tag, 600);
     let cmd = if smime { "smime" } else { "cms" };
     let mut args = vec![
@@ -142,6 +154,7 @@ fn openssl_sign(peer: &str, signer_file: &str, opaque: bool, smime: bool, tag: &
     if opaque {
         args.push("-nodetach");
     }
+    args.extend_from_slice(extra);
     let signed = openssl_in(&args, &entity);
     let mut m = format!("From: {peer}@peer.test\r\nSubject: {tag}\r\n").into_bytes();
     m.extend_from_slice(&signed);
@@ -192,6 +205,73 @@ fn openssl_signs_sealgate_verifies() {
             }
         }
     }
+}
+
+#[test]
+fn openssl_rsa_pss_signatures_verify() {
+    // RFC 4056: OpenSSL's default PSS salt (the longest the key allows) and
+    // a salt as long as the digest, SHA-256 and SHA-384, detached and opaque.
+    let anchors = anchors();
+    let cases: [(&str, &[&str]); 4] = [
+        ("rsa2048", &["-keyopt", "rsa_padding_mode:pss"]),
+        (
+            "rsa3072",
+            &[
+                "-keyopt",
+                "rsa_padding_mode:pss",
+                "-keyopt",
+                "rsa_pss_saltlen:digest",
+            ],
+        ),
+        (
+            "rsa4096",
+            &["-keyopt", "rsa_padding_mode:pss", "-md", "sha384"],
+        ),
+        (
+            "rsa2048",
+            &[
+                "-keyopt",
+                "rsa_padding_mode:pss",
+                "-keyopt",
+                "rsa_pss_saltlen:digest",
+                "-md",
+                "sha384",
+            ],
+        ),
+    ];
+    for (n, (peer, extra)) in cases.into_iter().enumerate() {
+        let signer_file = p(&peer_file(peer, "pem")).to_owned();
+        let opaque = n % 2 == 1;
+        let tag = format!("pss-{peer}-{n}");
+        let msg = openssl_sign_with(peer, &signer_file, opaque, false, &tag, extra);
+        let v = verify_message(&msg, &anchors, now()).unwrap();
+        assert_eq!(v.verdict, Verdict::Valid, "{tag}");
+        assert_eq!(v.content, sample_entity(&tag, 600));
+        if !opaque {
+            let altered = String::from_utf8(msg.clone()).unwrap().replacen(
+                "Sealgate interop line",
+                "sealgate interop line",
+                1,
+            );
+            let v = verify_message(altered.as_bytes(), &anchors, now()).unwrap();
+            assert!(
+                matches!(v.verdict, Verdict::Invalid(_)),
+                "{tag}: {:?}",
+                v.verdict
+            );
+        }
+    }
+    // A salt length that is neither is refused (the verdict, not a panic).
+    let signer_file = p(&peer_file("rsa2048", "pem")).to_owned();
+    let extra = [
+        "-keyopt",
+        "rsa_padding_mode:pss",
+        "-keyopt",
+        "rsa_pss_saltlen:20",
+    ];
+    let msg = openssl_sign_with("rsa2048", &signer_file, false, false, "pss-salt20", &extra);
+    let v = verify_message(&msg, &anchors, now()).unwrap();
+    assert!(matches!(v.verdict, Verdict::Invalid(_)), "{:?}", v.verdict);
 }
 
 #[test]
