@@ -2,12 +2,14 @@
 //! gets, decided per recipient and produced per group.
 //!
 //! Stages, data moving forward only (one module each):
-//! [`parse`] (bounded MIME parse, facts) → unwrap (the engines; not yet) →
-//! expand (distribution lists; not yet) → [`decide`] (the policy, per
-//! recipient) → resolve (the recipient's method: certificate, key, partner
-//! gateway; the directory is not built yet, so no recipient has one) →
-//! [`render`] (the outgoing form) → [`guard`] (fail-closed check, called by
-//! the scheduler right before delivery).
+//! [`unwrap`] (open mail encrypted for the gateway on the token: S/MIME or
+//! OpenPGP) → [`harvest`] (certificates and keys that came with the mail
+//! into the directory) → [`parse`] (bounded MIME parse, facts) → [`decide`]
+//! (the policy, per recipient) → [`resolve`] (the recipient's method from
+//! the directory: certificate, key, partner gateway) → [`render`] (the
+//! outgoing form) → [`guard`] (fail-closed check, called by the scheduler
+//! right before delivery). Distribution lists are expanded earlier, when
+//! the message is accepted (`crate::expand`).
 //!
 //! Contract: a temporary error defers the whole message (it stays queued,
 //! nothing is sent); a permanent one bounces the recipients it names; a
@@ -18,6 +20,7 @@ use std::sync::Arc;
 
 pub mod decide;
 pub mod guard;
+pub mod harvest;
 pub mod parse;
 pub mod render;
 pub mod resolve;
@@ -57,6 +60,9 @@ pub struct Plan {
     pub refused: Vec<(usize, String)>,
     /// The policy's explanation per recipient, for tracking.
     pub explanations: Vec<(usize, String)>,
+    /// Addresses whose certificate or key came with this message and was
+    /// stored in the directory: mail held for them can be released.
+    pub harvested: Vec<String>,
 }
 
 /// How a group of recipients gets the message itself (not encrypted by us).
@@ -134,6 +140,12 @@ pub fn process(
             verdict,
         } => (content, Some(verdict.as_str()), Some(*wrapping)),
     };
+    plan.harvested = harvest::harvest(
+        content,
+        context.directory,
+        &message.queue_id,
+        crate::envelope::now_ms(),
+    );
     let origin = decide::Origin {
         sender: &sender,
         client_ip: message.envelope.client_ip.parse().ok(),

@@ -444,6 +444,11 @@ async fn attempt(
         tokio::task::block_in_place(|| pipeline::process(&message, &pending, &lifted, context));
     match planned {
         Ok(plan) => {
+            if !plan.harvested.is_empty() {
+                // Keys that came with this message: mail held for their
+                // owners is decided again (as after `directory import`).
+                let _ = queue.request(SchedulerRequest::KeysArrived(plan.harvested.clone()));
+            }
             let address_of = |entry: &QueueEntry, i: usize| {
                 entry
                     .recipients
