@@ -67,7 +67,7 @@ def test_encrypted_for_the_gateway_is_reencrypted_per_recipient(gw_with_token, t
     assert b"confidential plan" in decrypt_cms(tmp_path, bob, "bob")
     # Internal: the plaintext, with the gateway's verdict.
     assert b"the confidential plan" in carol
-    assert re.search(rb"(?m)^X-Sealgate-Verdict: decrypted=smime; .*integrity=", carol), carol[:600]
+    assert re.search(rb"(?m)^X-Sealgate-Verdict: decrypted=smime; .*integrity=.*; signature=none", carol), carol[:600]
     track = gw.cli("track", "--to", "bob@ext.example").stdout
     assert "encrypted the message for the gateway" in track
 
@@ -123,3 +123,31 @@ def test_gateway_signs_what_the_policy_says(gw_with_token, tmp_path):
     erin = [x for x in got if "erin@ext.example" in envelope_to(x)][0]
     inner = decrypt_cms(tmp_path, erin, "erin")  # sign, then encrypt
     assert b"signed body" in verify(inner)
+
+
+def test_signature_inside_opened_mail_is_in_the_verdict(gw_with_token, tmp_path):
+    """Sign, then encrypt for the gateway (what S/MIME clients do): the
+    internal recipient's verdict names the signature; a signature over
+    altered content is reported invalid."""
+    gw = gw_with_token
+    make_cert(tmp_path, "alice", SENDER, usage="digitalSignature,keyEncipherment")
+    inner = tmp_path / "signed-inner.txt"
+    inner.write_bytes(b"Content-Type: text/plain; charset=utf-8\r\n\r\nsigned and sealed\r\n")
+    signed = subprocess.run(["openssl", "cms", "-sign", "-in", str(inner), "-signer", str(tmp_path / "alice.pem"),
+                             "-inkey", str(tmp_path / "alice.key")], capture_output=True, check=True).stdout
+    altered = signed.replace(b"signed and sealed", b"signed and SEALED")
+
+    def send(entity: bytes, subject: str) -> bytes:
+        src = tmp_path / f"{subject}.eml"
+        src.write_bytes(entity)
+        out = subprocess.run(["openssl", "cms", "-encrypt", "-aes256", "-in", str(src), "-from", SENDER,
+                              "-to", "carol@example.org", "-subject", subject, str(tmp_path / "gateway.pem")],
+                             capture_output=True, check=True).stdout
+        send_message(gw.port, SENDER, ["carol@example.org"], out.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+        got = wait_outbox(gw, lambda m: any(subject.encode() in x for x in m))
+        return [x for x in got if subject.encode() in x][0]
+
+    good = send(signed, "good-signature")
+    assert re.search(rb"(?m)^X-Sealgate-Verdict: decrypted=smime; .*; signature=valid-untrusted", good), good[:600]
+    bad = send(altered, "altered-signature")
+    assert re.search(rb"(?m)^X-Sealgate-Verdict: decrypted=smime; .*; signature=invalid", bad), bad[:600]

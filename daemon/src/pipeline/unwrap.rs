@@ -236,6 +236,40 @@ fn signature_word(verdict: &sealgate_openpgp::Verdict) -> &'static str {
     }
 }
 
+/// One word for the verdict header: what a signature inside opened S/MIME
+/// mail establishes (sign-then-encrypt). No trust anchors are configured,
+/// so a good signature by the `From` address is `valid-untrusted`.
+fn smime_signature_word(inner: &[u8]) -> &'static str {
+    use sealgate_smime::Verdict;
+    let now = i64::try_from(crate::envelope::now_ms() / 1000).unwrap_or(i64::MAX);
+    // Only a signed entity can be "invalid"; for any other multipart the
+    // engine answers whether a part inside is signed (not-fully-signed).
+    let top_level_signed = mail_parser::MessageParser::default()
+        .parse(inner)
+        .and_then(|m| {
+            use mail_parser::MimeHeaders;
+            let ct = m.root_part().content_type()?;
+            let subtype = ct.subtype().unwrap_or("").to_ascii_lowercase();
+            Some(matches!(
+                (ct.ctype().to_ascii_lowercase().as_str(), subtype.as_str()),
+                ("multipart", "signed") | ("application", "pkcs7-mime" | "x-pkcs7-mime")
+            ))
+        })
+        .unwrap_or(false);
+    match sealgate_smime::verify_message(inner, &[], now) {
+        Ok(v) => match v.verdict {
+            Verdict::Valid => "valid",
+            Verdict::ValidButUntrusted(_) => "valid-untrusted",
+            Verdict::SignerMismatch => "signer-mismatch",
+            Verdict::NotFullySigned => "not-fully-signed",
+            Verdict::Invalid(_) if top_level_signed => "invalid",
+            _ => "none",
+        },
+        // Not signed at all (or not in a form the engine reads as signed).
+        Err(_) => "none",
+    }
+}
+
 /// Opens an S/MIME message encrypted for one of the gateway's keys.
 fn unwrap_smime(content: &[u8], keys: &GatewayKeys) -> Result<Unwrapped, PipelineError> {
     match sealgate_smime::decrypt_message(content, &keys.smime_keys()) {
@@ -253,9 +287,10 @@ fn unwrap_smime(content: &[u8], keys: &GatewayKeys) -> Result<Unwrapped, Pipelin
                 Some(_) => "none".to_owned(),
             };
             let verdict = format!(
-                "decrypted=smime; cipher={:?}; integrity={integrity}{}",
+                "decrypted=smime; cipher={:?}; integrity={integrity}{}; signature={}",
                 report.content_algorithm,
-                if report.weak { "; weak-cipher" } else { "" }
+                if report.weak { "; weak-cipher" } else { "" },
+                smime_signature_word(&decrypted.message)
             );
             Ok(Unwrapped::Opened {
                 content: decrypted.message.to_vec(),
