@@ -512,6 +512,57 @@ fn pkcs1_oracle_gives_one_answer_class() {
     assert_eq!(outputs.len(), ciphertexts.len());
 }
 
+/// Several lengths in one call (OpenPGP v3 PKESK): the message only at its own
+/// length, the synthetic value of each length otherwise, the same answers as
+/// one call per length, and requests no block can answer refused.
+#[test]
+fn pkcs1_several_lengths_in_one_call() {
+    let hsm = hsm();
+    let label = fresh_label("pkcs1-lengths");
+    hsm.generate(&label, KeyAlgorithm::Rsa2048, KeyUsage::Decrypt)
+        .unwrap();
+    let key = hsm.decryptor(&label).unwrap();
+    let k = RsaDecryptor::public_key(&key).rsa_len();
+    let session = common::raw_session(false);
+    let pubh = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])
+        .unwrap()[0];
+    let lengths = [35usize, 27, 19];
+    for (i, len) in lengths.iter().enumerate() {
+        let msg = random_bytes(*len);
+        let mut em = vec![0u8, 2];
+        em.extend(random_bytes(k - 3 - len).into_iter().map(|b| b | 1));
+        em.push(0);
+        em.extend_from_slice(&msg);
+        let ct = raw_encrypt(&session, pubh, &em);
+        let all = key.decrypt_pkcs1v15_lengths(&ct, &lengths).unwrap();
+        assert_eq!(all.len(), lengths.len());
+        for (j, (answer, l)) in all.iter().zip(lengths).enumerate() {
+            assert_eq!(answer.len(), l);
+            assert_eq!(answer[..] == msg[..], i == j);
+        }
+        let single: Vec<_> = lengths
+            .iter()
+            .map(|l| key.decrypt_pkcs1v15(&ct, *l).unwrap())
+            .collect();
+        assert_eq!(&single[i], &all[i]);
+        assert_eq!(
+            key.decrypt_pkcs1v15_lengths(&ct, &[*len]).unwrap()[0],
+            single[i]
+        );
+    }
+    let garbage = random_bytes(k - 1);
+    let a = key.decrypt_pkcs1v15_lengths(&garbage, &lengths).unwrap();
+    assert_eq!(a, key.decrypt_pkcs1v15_lengths(&garbage, &lengths).unwrap());
+    assert_ne!(a[0][..19], a[2][..]);
+    assert!(key.decrypt_pkcs1v15_lengths(&garbage, &[]).is_err());
+    assert!(key.decrypt_pkcs1v15_lengths(&garbage, &[k - 10]).is_err());
+    assert!(key.decrypt_pkcs1v15_lengths(&garbage, &[19; 9]).is_err());
+}
+
 #[test]
 fn certificates_self_signed_issued_csr_import_export() {
     let hsm = hsm();
