@@ -17,6 +17,7 @@
 
 mod armor;
 pub mod cli;
+mod dearmor;
 pub mod decrypt;
 pub mod encrypt;
 pub mod error;
