@@ -26,6 +26,7 @@ pub mod harvest;
 pub mod limits;
 mod mime;
 mod policy;
+mod reencode;
 pub mod sign;
 mod token;
 pub mod verify;

@@ -306,6 +306,79 @@ fn gateway_signatures_verify_in_gpg_and_sq() {
     }
 }
 
+/// A multipart/mixed body with an 8-bit UTF-8 text part and an 8-bit
+/// attachment is re-encoded to 7-bit before signing (RFC 3156 §3): gpg and
+/// sq accept the signature, and every part decodes to what was sent.
+#[test]
+fn gateway_signs_multipart_with_8bit_parts() {
+    use mail_parser::MimeHeaders as _;
+    let text = "Grüße aus Köln — ünïcödé\r\nFrom the gateway\r\n.\r\nline with trailing space \r\n";
+    let attachment: Vec<u8> = (1u8..=255)
+        .filter(|b| *b != b'\r' && *b != b'\n')
+        .cycle()
+        .take(3000)
+        .enumerate()
+        .flat_map(|(i, b)| {
+            if i % 500 == 499 {
+                vec![b, b'\r', b'\n']
+            } else {
+                vec![b]
+            }
+        })
+        .collect();
+    let mut body = format!(
+        "Content-Type: multipart/mixed; boundary=\"mm\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+         --mm\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+         {text}\r\n--mm\r\nContent-Type: application/octet-stream; name=\"blob.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"blob.bin\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&attachment);
+    body.extend_from_slice(b"\r\n--mm--\r\n");
+    let msg = message("gateway@gateway.test", &body);
+    for id in [&gateways().rsa, &gateways().p256] {
+        gpg_import_gateway(id);
+        let signed = sign(id, &msg, &Limits::default()).unwrap();
+        let entity = part(&signed, 0);
+        assert!(entity.iter().all(|b| *b < 0x80), "signed part is not 7-bit");
+        let data = file("signed-8bit", &entity);
+        let sig = file("sig-8bit.asc", &armored_block(&signed, "SIGNATURE"));
+        let out = gpg(&["--verify", s(&sig), s(&data)], b"");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cert = file("gw-8bit.cert", &id.export_binary().unwrap());
+        sq_ok(
+            &[
+                "verify",
+                "--signer-cert",
+                s(&cert),
+                "--detached",
+                s(&sig),
+                s(&data),
+            ],
+            b"",
+        );
+        let v = verify(&signed, &[id.cert().clone()], &Limits::default()).unwrap();
+        assert!(matches!(v, Verdict::Valid { .. }), "{v:?}");
+        // The decoded content is unchanged.
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&entity)
+            .unwrap();
+        let leaves: Vec<_> = parsed
+            .parts
+            .iter()
+            .filter(|p| p.sub_parts().is_none())
+            .collect();
+        assert_eq!(leaves.len(), 2);
+        assert_eq!(leaves[0].text_contents(), Some(text));
+        assert_eq!(leaves[1].contents(), &attachment[..]);
+        assert_eq!(leaves[1].attachment_name(), Some("blob.bin"));
+    }
+}
+
 fn signed_message(from: &str, entity: &[u8], sig: &[u8], micalg: &str) -> Vec<u8> {
     let mut m = format!(
         "From: {from}\r\nTo: gateway@gateway.test\r\nSubject: signed\r\nMIME-Version: 1.0\r\n\
