@@ -476,6 +476,83 @@ fn key_material_from_mail() {
     assert_eq!(certs[0].fingerprint(), p.bob.fingerprint());
 }
 
+/// GnuPG's `--include-key-block` (Key Block subpacket, tag 38): the signer's
+/// certificate is harvested from a detached and from a cleartext signature,
+/// and verification finds the signer as an unknown key; a key block holding
+/// an expired or SHA-1 self-signed certificate yields nothing.
+#[test]
+fn key_block_in_gpg_signatures_is_harvested() {
+    let p = peers();
+    let lim = Limits::default();
+    let entity = b"Content-Type: text/plain\r\n\r\nwith a key block\r\n";
+    let detached = gpg_ok(
+        &[
+            "--armor",
+            "--detach-sign",
+            "--include-key-block",
+            "--local-user",
+            &p.alice_fpr,
+        ],
+        entity,
+    );
+    let m = signed_message("alice@example.org", entity, &detached, "pgp-sha256");
+    let certs = sealgate_openpgp::harvest(&m, &lim).unwrap();
+    assert_eq!(certs.len(), 1);
+    assert_eq!(certs[0].fingerprint(), p.alice.fingerprint());
+    let v = verify(&m, &[], &lim).unwrap();
+    assert!(matches!(v, Verdict::ValidUnknownKey { .. }), "{v:?}");
+    // Without the option there is nothing to harvest.
+    let plain = gpg_ok(
+        &["--armor", "--detach-sign", "--local-user", &p.alice_fpr],
+        entity,
+    );
+    let m = signed_message("alice@example.org", entity, &plain, "pgp-sha256");
+    assert!(sealgate_openpgp::harvest(&m, &lim).unwrap().is_empty());
+    // Cleartext signature inline.
+    let clear = gpg_ok(
+        &[
+            "--clearsign",
+            "--include-key-block",
+            "--local-user",
+            &p.alice_fpr,
+        ],
+        b"inline text\n",
+    );
+    let certs = sealgate_openpgp::harvest(&inline("alice@example.org", &clear), &lim).unwrap();
+    assert_eq!(certs.len(), 1);
+    assert_eq!(certs[0].fingerprint(), p.alice.fingerprint());
+    // Keys the standard policy refuses, made and used in 2020.
+    let then = ["--faked-system-time", "20200101T000000!"];
+    for (uid, extra, expires) in [
+        ("Expired <kb-expired@example.org>", None, "1d"),
+        (
+            "Sha1 <kb-sha1@example.org>",
+            Some(["--cert-digest-algo", "SHA1"]),
+            "never",
+        ),
+    ] {
+        let mut args = then.to_vec();
+        args.extend(extra.iter().flatten());
+        args.extend(["--quick-gen-key", uid, "rsa2048", "default", expires]);
+        gpg_ok(&args, b"");
+        let fpr = gpg_fpr(uid);
+        let mut args = then.to_vec();
+        args.extend([
+            "--armor",
+            "--detach-sign",
+            "--include-key-block",
+            "--local-user",
+            &fpr,
+        ]);
+        let sig = gpg_ok(&args, entity);
+        let m = signed_message("x@example.org", entity, &sig, "pgp-sha256");
+        assert!(
+            sealgate_openpgp::harvest(&m, &lim).unwrap().is_empty(),
+            "{uid}"
+        );
+    }
+}
+
 #[test]
 fn sq_both_ways() {
     let p = peers();
@@ -648,19 +725,7 @@ fn sha1_self_signatures_are_refused_whatever_their_date() {
         ],
         b"",
     );
-    let listing = String::from_utf8(gpg_ok(
-        &["--with-colons", "--list-keys", "old@example.org"],
-        b"",
-    ))
-    .unwrap();
-    let fpr = listing
-        .lines()
-        .rfind(|l| l.starts_with("fpr:"))
-        .unwrap()
-        .split(':')
-        .nth(9)
-        .unwrap()
-        .to_owned();
+    let fpr = gpg_fpr("old@example.org");
     let old = gpg_ok(&["--export", &fpr], b"");
     use sequoia_openpgp::parse::Parse as _;
     let cert = sealgate_openpgp::Cert::from_bytes(&old).unwrap();
