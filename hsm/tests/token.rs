@@ -419,19 +419,20 @@ fn raw_encrypt(
     session.encrypt(&Mechanism::RsaX509, pubh, em).unwrap()
 }
 
-#[test]
-fn pkcs1_oracle_gives_one_answer_class() {
+/// A fresh RSA-2048 decryption key on the token, with a raw session and the
+/// handle of its public key there (to plant defects in PKCS#1 blocks).
+fn fresh_rsa_decryptor(
+    name: &str,
+) -> (
+    sealgate_hsm::TokenKey,
+    cryptoki::session::Session,
+    cryptoki::object::ObjectHandle,
+) {
     let hsm = hsm();
-    let label = fresh_label("rsa2048-oracle");
+    let label = fresh_label(name);
     hsm.generate(&label, KeyAlgorithm::Rsa2048, KeyUsage::Decrypt)
         .unwrap();
     let key = hsm.decryptor(&label).unwrap();
-    let k = RsaDecryptor::public_key(&key).rsa_len();
-    assert_eq!(k, 256);
-    let PublicKey::Rsa { n, .. } = RsaDecryptor::public_key(&key) else {
-        panic!("not RSA")
-    };
-    let n0 = n[0];
     let session = common::raw_session(false);
     let pubh = session
         .find_objects(&[
@@ -439,6 +440,18 @@ fn pkcs1_oracle_gives_one_answer_class() {
             Attribute::Label(label.as_bytes().to_vec()),
         ])
         .unwrap()[0];
+    (key, session, pubh)
+}
+
+#[test]
+fn pkcs1_oracle_gives_one_answer_class() {
+    let (key, session, pubh) = fresh_rsa_decryptor("rsa2048-oracle");
+    let k = RsaDecryptor::public_key(&key).rsa_len();
+    assert_eq!(k, 256);
+    let PublicKey::Rsa { n, .. } = RsaDecryptor::public_key(&key) else {
+        panic!("not RSA")
+    };
+    let n0 = n[0];
 
     let msg = random_bytes(32);
     // Random non-zero padding: every block (and ciphertext) below is different.
@@ -517,19 +530,8 @@ fn pkcs1_oracle_gives_one_answer_class() {
 /// one call per length, and requests no block can answer refused.
 #[test]
 fn pkcs1_several_lengths_in_one_call() {
-    let hsm = hsm();
-    let label = fresh_label("pkcs1-lengths");
-    hsm.generate(&label, KeyAlgorithm::Rsa2048, KeyUsage::Decrypt)
-        .unwrap();
-    let key = hsm.decryptor(&label).unwrap();
+    let (key, session, pubh) = fresh_rsa_decryptor("pkcs1-lengths");
     let k = RsaDecryptor::public_key(&key).rsa_len();
-    let session = common::raw_session(false);
-    let pubh = session
-        .find_objects(&[
-            Attribute::Class(ObjectClass::PUBLIC_KEY),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ])
-        .unwrap()[0];
     let lengths = [35usize, 27, 19];
     for (i, len) in lengths.iter().enumerate() {
         let msg = random_bytes(*len);

@@ -95,6 +95,14 @@ fn autocrypt_keydata(value: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(clean).ok()
 }
 
+/// Whether `part` is `application/<subtype>`.
+fn is_application(part: &mail_parser::MessagePart<'_>, subtype: &str) -> bool {
+    part.content_type().is_some_and(|c| {
+        c.ctype().eq_ignore_ascii_case("application")
+            && c.subtype().is_some_and(|s| s.eq_ignore_ascii_case(subtype))
+    })
+}
+
 /// Certificates carried by a parsed message.
 pub(crate) fn from_parsed(parsed: &mail_parser::Message<'_>, limits: &Limits) -> Vec<Cert> {
     let mut blobs: Vec<Vec<u8>> = Vec::new();
@@ -109,12 +117,7 @@ pub(crate) fn from_parsed(parsed: &mail_parser::Message<'_>, limits: &Limits) ->
         }
     }
     for part in &parsed.parts {
-        let is_keys = part.content_type().is_some_and(|c| {
-            c.ctype().eq_ignore_ascii_case("application")
-                && c.subtype()
-                    .is_some_and(|s| s.eq_ignore_ascii_case("pgp-keys"))
-        });
-        if is_keys {
+        if is_application(part, "pgp-keys") {
             blobs.push(part.contents().to_vec());
         } else if part.is_text()
             && !part.is_text_html()
@@ -161,12 +164,7 @@ fn signature_key_blocks(
 ) -> Vec<(Vec<u8>, Vec<KeyHandle>)> {
     let mut out = Vec::new();
     for part in &parsed.parts {
-        let is_sig = part.content_type().is_some_and(|c| {
-            c.ctype().eq_ignore_ascii_case("application")
-                && c.subtype()
-                    .is_some_and(|s| s.eq_ignore_ascii_case("pgp-signature"))
-        });
-        if is_sig {
+        if is_application(part, "pgp-signature") {
             out.extend(signatures_in(part.contents(), limits));
         } else if part.is_text()
             && !part.is_text_html()

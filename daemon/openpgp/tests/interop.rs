@@ -265,6 +265,30 @@ fn gateway_encrypts_for_gpg_rsa_and_ec() {
     assert_eq!(plain, b"plain text body\r\n");
 }
 
+/// gpg and sq both verify the gateway's `multipart/signed` message.
+fn peers_verify(id: &GatewayIdentity, signed: &[u8]) {
+    let data = file("signed", &part(signed, 0));
+    let sig = file("sig.asc", &armored_block(signed, "SIGNATURE"));
+    let out = gpg(&["--verify", s(&sig), s(&data)], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cert = file("gw.cert", &id.export_binary().unwrap());
+    sq_ok(
+        &[
+            "verify",
+            "--signer-cert",
+            s(&cert),
+            "--detached",
+            s(&sig),
+            s(&data),
+        ],
+        b"",
+    );
+}
+
 #[test]
 fn gateway_signatures_verify_in_gpg_and_sq() {
     for id in gateways_all() {
@@ -278,26 +302,7 @@ fn gateway_signatures_verify_in_gpg_and_sq() {
             "micalg=pgp-sha256"
         };
         assert!(text.contains(want_micalg), "{text}");
-        let data = file("signed", &part(&signed, 0));
-        let sig = file("sig.asc", &armored_block(&signed, "SIGNATURE"));
-        let out = gpg(&["--verify", s(&sig), s(&data)], b"");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let cert = file("gw.cert", &id.export_binary().unwrap());
-        sq_ok(
-            &[
-                "verify",
-                "--signer-cert",
-                s(&cert),
-                "--detached",
-                s(&sig),
-                s(&data),
-            ],
-            b"",
-        );
+        peers_verify(id, &signed);
         // The 8-bit body went out 7-bit.
         assert!(part(&signed, 0).iter().all(|b| *b < 0x80));
         // And we accept our own.
@@ -341,26 +346,7 @@ fn gateway_signs_multipart_with_8bit_parts() {
         let signed = sign(id, &msg, &Limits::default()).unwrap();
         let entity = part(&signed, 0);
         assert!(entity.iter().all(|b| *b < 0x80), "signed part is not 7-bit");
-        let data = file("signed-8bit", &entity);
-        let sig = file("sig-8bit.asc", &armored_block(&signed, "SIGNATURE"));
-        let out = gpg(&["--verify", s(&sig), s(&data)], b"");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let cert = file("gw-8bit.cert", &id.export_binary().unwrap());
-        sq_ok(
-            &[
-                "verify",
-                "--signer-cert",
-                s(&cert),
-                "--detached",
-                s(&sig),
-                s(&data),
-            ],
-            b"",
-        );
+        peers_verify(id, &signed);
         let v = verify(&signed, &[id.cert().clone()], &Limits::default()).unwrap();
         assert!(matches!(v, Verdict::Valid { .. }), "{v:?}");
         // The decoded content is unchanged.
