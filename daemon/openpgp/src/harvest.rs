@@ -3,7 +3,8 @@
 //! public key blocks in text parts, and the Key Block subpacket (tag 38,
 //! GnuPG's `--include-key-block`: one zero octet, then the signer's
 //! certificate) of signatures in `application/pgp-signature` parts and
-//! inline armored signatures. A key block counts only from the hashed area
+//! inline cleartext signatures (not in inline `PGP MESSAGE` blocks, which
+//! are compressed and not inflated here). A key block counts only from the hashed area
 //! and only for the certificate that made the signature (its issuer), so a
 //! signature cannot smuggle in third parties' keys.
 //!
@@ -170,14 +171,14 @@ fn signature_key_blocks(
             && !part.is_text_html()
             && let Some(text) = part.text_contents()
         {
+            // Cleartext signatures only: an inline `PGP MESSAGE` is
+            // compressed (gpg --sign) and is not inflated for harvesting.
             for b in armor::blocks(text) {
-                out.extend(match b.kind {
-                    armor::Kind::Signed => armor::signature_of(b.text)
-                        .map(|sig| signatures_in(sig.as_bytes(), limits))
-                        .unwrap_or_default(),
-                    armor::Kind::Message => signatures_in(b.text.as_bytes(), limits),
-                    armor::Kind::PublicKey => Vec::new(),
-                });
+                if b.kind == armor::Kind::Signed
+                    && let Some(sig) = armor::signature_of(b.text)
+                {
+                    out.extend(signatures_in(sig.as_bytes(), limits));
+                }
             }
         }
         if out.len() >= limits.max_certs_per_blob {
@@ -192,8 +193,11 @@ fn signature_key_blocks(
 const KEY_BLOCK_TAG: u8 = 38;
 
 /// Signatures that carry a Key Block subpacket (its body and the
-/// signature's issuers) in OpenPGP data, armored or binary; packets counted and bounded like a
-/// certificate's signatures. Encrypted data is not entered.
+/// signature's issuers) in a detached signature blob, armored or binary.
+/// Only a run of signature packets is read: at the first other packet
+/// (compressed or literal data has no place in a detached signature) it
+/// stops, so nothing is ever inflated here; at most
+/// `max_signatures_per_cert` packets.
 fn signatures_in(bytes: &[u8], limits: &Limits) -> Vec<(Vec<u8>, Vec<KeyHandle>)> {
     let mut out = Vec::new();
     let Ok(mut ppr) = PacketParserBuilder::from_bytes(bytes).and_then(|b| b.build()) else {
@@ -202,23 +206,24 @@ fn signatures_in(bytes: &[u8], limits: &Limits) -> Vec<(Vec<u8>, Vec<KeyHandle>)
     let mut packets = 0usize;
     while let PacketParserResult::Some(pp) = ppr {
         packets += 1;
+        let Packet::Signature(sig) = &pp.packet else {
+            break;
+        };
         if packets > limits.max_signatures_per_cert {
             break;
         }
-        if let Packet::Signature(sig) = &pp.packet {
-            let body: Vec<u8> = sig
-                .hashed_area()
-                .subpackets(SubpacketTag::Reserved(KEY_BLOCK_TAG))
-                .find_map(|sp| match sp.value() {
-                    SubpacketValue::Unknown { body, .. } => Some(body.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            if !body.is_empty() {
-                out.push((body, sig.get_issuers()));
-            }
+        let body: Vec<u8> = sig
+            .hashed_area()
+            .subpackets(SubpacketTag::Reserved(KEY_BLOCK_TAG))
+            .find_map(|sp| match sp.value() {
+                SubpacketValue::Unknown { body, .. } => Some(body.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        if !body.is_empty() {
+            out.push((body, sig.get_issuers()));
         }
-        let Ok((_, next)) = pp.recurse() else { break };
+        let Ok((_, next)) = pp.next() else { break };
         ppr = next;
     }
     out
