@@ -49,7 +49,8 @@ pub use der::{ecdsa_der_to_raw, ecdsa_raw_to_der};
 pub use error::Error;
 pub use keys::{Curve, IMPLICIT_REJECTION_LABEL, KeyAlgorithm, KeyInfo, KeyUsage, PublicKey};
 pub use ops::{
-    KeyAgreement, KeyWrapper, RsaDecryptor, SignatureScheme, Signer, TokenKey, TokenWrapper,
+    KeyAgreement, KeyWrapper, MAX_PKCS1V15_LENGTHS, RsaDecryptor, SignatureScheme, Signer,
+    TokenKey, TokenWrapper,
 };
 pub use padding::OaepHash;
 pub use settings::{DEFAULT_MODULE, HsmSettings};

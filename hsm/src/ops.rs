@@ -17,6 +17,12 @@
 //!   the expected length and the ciphertext, expanded in software. It is the
 //!   same across restarts (the secret is on the token, never in the process),
 //!   which a per-process secret would not be.
+//! - When the message length is not known in advance (OpenPGP v3 PKESK:
+//!   AES-256, -192 or -128), [`RsaDecryptor::decrypt_pkcs1v15_lengths`] does
+//!   one raw RSA operation and one HMAC for all candidate lengths and decodes
+//!   the block once per length, each with its own synthetic value; at most
+//!   one answer is the message, and no answer says which (the caller checks
+//!   every answer alike). One private-key operation instead of one per length.
 //! - OAEP uses the token's `CKM_RSA_PKCS_OAEP` when it has the hash
 //!   (SHA-1 on SoftHSM 2.6.1); otherwise raw RSA and a constant-time decoder.
 //! - Signatures hash in software (aws-lc) and sign the digest in the token
@@ -66,7 +72,29 @@ pub trait RsaDecryptor: Send + Sync {
         ciphertext: &[u8],
         expected_len: usize,
     ) -> Result<Zeroizing<Vec<u8>>, Error>;
+
+    /// PKCS#1 v1.5 decryption with implicit rejection for a protocol that does not
+    /// say how long the message is (an OpenPGP v3 PKESK): one answer per entry of
+    /// `lengths`, each what [`Self::decrypt_pkcs1v15`] gives for that length — the
+    /// message if the block is well-formed and carries exactly that many bytes,
+    /// otherwise a deterministic pseudo-random value of that length. At most one
+    /// answer is the message; telling which one is the caller's job, done on every
+    /// answer alike. The default asks once per length; the token key does one raw
+    /// RSA operation for all of them.
+    fn decrypt_pkcs1v15_lengths(
+        &self,
+        ciphertext: &[u8],
+        lengths: &[usize],
+    ) -> Result<Vec<Zeroizing<Vec<u8>>>, Error> {
+        lengths
+            .iter()
+            .map(|&len| self.decrypt_pkcs1v15(ciphertext, len))
+            .collect()
+    }
 }
+
+/// Most lengths [`RsaDecryptor::decrypt_pkcs1v15_lengths`] answers in one call.
+pub const MAX_PKCS1V15_LENGTHS: usize = 8;
 
 /// Signature schemes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,19 +426,37 @@ impl RsaDecryptor for TokenKey {
         ciphertext: &[u8],
         expected_len: usize,
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        self.decrypt_pkcs1v15_lengths(ciphertext, &[expected_len])?
+            .pop()
+            .ok_or_else(|| Error::InvalidInput("no answer for one length".into()))
+    }
+
+    fn decrypt_pkcs1v15_lengths(
+        &self,
+        ciphertext: &[u8],
+        lengths: &[usize],
+    ) -> Result<Vec<Zeroizing<Vec<u8>>>, Error> {
         let k = self.public.rsa_len();
-        if expected_len == 0 || expected_len + 11 > k {
-            return Err(Error::InvalidInput(format!(
-                "cannot expect {expected_len} bytes from a {k}-byte RSA block"
-            )));
-        }
-        // The synthetic key is computed for every ciphertext, good or bad.
+        check_pkcs1v15_lengths(lengths, k)?;
+        // The synthetic keys are computed for every ciphertext, good or bad: one
+        // HMAC on the token over every length asked for, expanded into one
+        // stream cut per length. For a single length this is the same value as
+        // before several lengths could be asked for.
         let mut msg = b"sealgate-implicit-rejection-v1".to_vec();
         msg.extend_from_slice(&self.info.id);
-        msg.extend_from_slice(&(expected_len as u64).to_be_bytes());
+        for len in lengths {
+            msg.extend_from_slice(&(*len as u64).to_be_bytes());
+        }
         msg.extend_from_slice(ciphertext);
         let seed = self.hsm.implicit_rejection_seed(&msg)?;
-        let synthetic = expand(&seed, expected_len);
+        let stream = expand(&seed, lengths.iter().sum());
+        let mut synthetic = Vec::with_capacity(lengths.len());
+        let mut rest: &[u8] = &stream;
+        for len in lengths {
+            let (mine, tail) = rest.split_at_checked(*len).ok_or(Error::Decrypt)?;
+            synthetic.push(Zeroizing::new(mine.to_vec()));
+            rest = tail;
+        }
         let em = match modulus_block(ciphertext, k).and_then(|block| {
             self.hsm
                 .rsa_raw(&self.info.label, &block, self.rsa_modulus())
@@ -420,11 +466,28 @@ impl RsaDecryptor for TokenKey {
             // Too long, or not below the modulus: public facts, but still no distinct answer.
             Err(_) => return Ok(synthetic),
         };
-        Ok(Zeroizing::new(padding::pkcs1v15_implicit(
-            &em,
-            expected_len,
-            &synthetic,
-        )))
+        Ok(lengths
+            .iter()
+            .zip(&synthetic)
+            .map(|(len, syn)| Zeroizing::new(padding::pkcs1v15_implicit(&em, *len, syn)))
+            .collect())
+    }
+}
+
+/// Refuses length requests no well-formed block of `k` bytes can answer
+/// (public facts about the caller's request, not about the ciphertext).
+fn check_pkcs1v15_lengths(lengths: &[usize], k: usize) -> Result<(), Error> {
+    if lengths.is_empty() || lengths.len() > MAX_PKCS1V15_LENGTHS {
+        return Err(Error::InvalidInput(format!(
+            "between 1 and {MAX_PKCS1V15_LENGTHS} lengths, not {}",
+            lengths.len()
+        )));
+    }
+    match lengths.iter().find(|&&len| len == 0 || len + 11 > k) {
+        Some(len) => Err(Error::InvalidInput(format!(
+            "cannot expect {len} bytes from a {k}-byte RSA block"
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -419,19 +419,20 @@ fn raw_encrypt(
     session.encrypt(&Mechanism::RsaX509, pubh, em).unwrap()
 }
 
-#[test]
-fn pkcs1_oracle_gives_one_answer_class() {
+/// A fresh RSA-2048 decryption key on the token, with a raw session and the
+/// handle of its public key there (to plant defects in PKCS#1 blocks).
+fn fresh_rsa_decryptor(
+    name: &str,
+) -> (
+    sealgate_hsm::TokenKey,
+    cryptoki::session::Session,
+    cryptoki::object::ObjectHandle,
+) {
     let hsm = hsm();
-    let label = fresh_label("rsa2048-oracle");
+    let label = fresh_label(name);
     hsm.generate(&label, KeyAlgorithm::Rsa2048, KeyUsage::Decrypt)
         .unwrap();
     let key = hsm.decryptor(&label).unwrap();
-    let k = RsaDecryptor::public_key(&key).rsa_len();
-    assert_eq!(k, 256);
-    let PublicKey::Rsa { n, .. } = RsaDecryptor::public_key(&key) else {
-        panic!("not RSA")
-    };
-    let n0 = n[0];
     let session = common::raw_session(false);
     let pubh = session
         .find_objects(&[
@@ -439,6 +440,18 @@ fn pkcs1_oracle_gives_one_answer_class() {
             Attribute::Label(label.as_bytes().to_vec()),
         ])
         .unwrap()[0];
+    (key, session, pubh)
+}
+
+#[test]
+fn pkcs1_oracle_gives_one_answer_class() {
+    let (key, session, pubh) = fresh_rsa_decryptor("rsa2048-oracle");
+    let k = RsaDecryptor::public_key(&key).rsa_len();
+    assert_eq!(k, 256);
+    let PublicKey::Rsa { n, .. } = RsaDecryptor::public_key(&key) else {
+        panic!("not RSA")
+    };
+    let n0 = n[0];
 
     let msg = random_bytes(32);
     // Random non-zero padding: every block (and ciphertext) below is different.
@@ -510,6 +523,46 @@ fn pkcs1_oracle_gives_one_answer_class() {
         ciphertexts.len()
     );
     assert_eq!(outputs.len(), ciphertexts.len());
+}
+
+/// Several lengths in one call (OpenPGP v3 PKESK): the message only at its own
+/// length, the synthetic value of each length otherwise, the same answers as
+/// one call per length, and requests no block can answer refused.
+#[test]
+fn pkcs1_several_lengths_in_one_call() {
+    let (key, session, pubh) = fresh_rsa_decryptor("pkcs1-lengths");
+    let k = RsaDecryptor::public_key(&key).rsa_len();
+    let lengths = [35usize, 27, 19];
+    for (i, len) in lengths.iter().enumerate() {
+        let msg = random_bytes(*len);
+        let mut em = vec![0u8, 2];
+        em.extend(random_bytes(k - 3 - len).into_iter().map(|b| b | 1));
+        em.push(0);
+        em.extend_from_slice(&msg);
+        let ct = raw_encrypt(&session, pubh, &em);
+        let all = key.decrypt_pkcs1v15_lengths(&ct, &lengths).unwrap();
+        assert_eq!(all.len(), lengths.len());
+        for (j, (answer, l)) in all.iter().zip(lengths).enumerate() {
+            assert_eq!(answer.len(), l);
+            assert_eq!(answer[..] == msg[..], i == j);
+        }
+        let single: Vec<_> = lengths
+            .iter()
+            .map(|l| key.decrypt_pkcs1v15(&ct, *l).unwrap())
+            .collect();
+        assert_eq!(&single[i], &all[i]);
+        assert_eq!(
+            key.decrypt_pkcs1v15_lengths(&ct, &[*len]).unwrap()[0],
+            single[i]
+        );
+    }
+    let garbage = random_bytes(k - 1);
+    let a = key.decrypt_pkcs1v15_lengths(&garbage, &lengths).unwrap();
+    assert_eq!(a, key.decrypt_pkcs1v15_lengths(&garbage, &lengths).unwrap());
+    assert_ne!(a[0][..19], a[2][..]);
+    assert!(key.decrypt_pkcs1v15_lengths(&garbage, &[]).is_err());
+    assert!(key.decrypt_pkcs1v15_lengths(&garbage, &[k - 10]).is_err());
+    assert!(key.decrypt_pkcs1v15_lengths(&garbage, &[19; 9]).is_err());
 }
 
 #[test]

@@ -10,7 +10,10 @@
 //! Creates an RSA-3072 and a P-256 gateway identity under a temporary label
 //! prefix, makes messages of 10 KB and 10 MB — SEIPD v2 by the engine, and
 //! SEIPD v1 by `gpg` (in a throw-away GNUPGHOME, agent killed at the end) —
-//! and prints the median of several runs per cell.
+//! and prints the median of several runs per cell. Every message is also
+//! encrypted to a software key, so the symmetric work of the same message
+//! can be timed apart (`symm.`); `ratio` is engine / (token + symmetric).
+//! `BENCH_ONLY=decrypt` or `decrypt-10mb` skips the rest (for `perf record`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -18,13 +21,25 @@
     clippy::indexing_slicing
 )]
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sealgate_hsm::{Hsm, HsmSettings, KeyAgreement, RsaDecryptor, SignatureScheme, Signer};
-use sealgate_openpgp::openpgp::cert::{CertBuilder, CipherSuite};
+use sealgate_openpgp::openpgp;
+
+use openpgp::KeyHandle;
+use openpgp::cert::{CertBuilder, CipherSuite};
+use openpgp::crypto::SessionKey;
+use openpgp::packet::{PKESK, SKESK};
+use openpgp::parse::Parse;
+use openpgp::parse::stream::{
+    DecryptionHelper, DecryptorBuilder, MessageStructure, VerificationHelper,
+};
+use openpgp::policy::StandardPolicy;
+use openpgp::serialize::SerializeInto;
+use openpgp::types::SymmetricAlgorithm;
 use sealgate_openpgp::{
     Cert, EncryptOptions, GatewayAlgorithm, GatewayIdentity, GatewaySpec, Limits, decrypt, encrypt,
 };
@@ -87,6 +102,116 @@ fn pgp_mime(armored: &[u8]) -> Vec<u8> {
     m
 }
 
+/// Sequoia's stream decryptor with either a software secret key (to learn
+/// the session key once) or the session key itself (to time the symmetric
+/// work alone: de-armoring, SEIPD decryption and integrity check,
+/// decompression, literal data).
+struct SoftHelper {
+    key: Option<Cert>,
+    session: Option<(Option<SymmetricAlgorithm>, SessionKey)>,
+}
+
+impl VerificationHelper for SoftHelper {
+    fn get_certs(&mut self, _: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        Ok(Vec::new())
+    }
+    fn check(&mut self, _: MessageStructure) -> openpgp::Result<()> {
+        Ok(())
+    }
+}
+
+impl DecryptionHelper for SoftHelper {
+    fn decrypt(
+        &mut self,
+        pkesks: &[PKESK],
+        _: &[SKESK],
+        sym_algo: Option<SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
+        if let Some((algo, sk)) = &self.session {
+            assert!(decrypt(*algo, sk));
+            return Ok(None);
+        }
+        let p = StandardPolicy::new();
+        let cert = self.key.as_ref().unwrap();
+        for ka in cert
+            .keys()
+            .with_policy(&p, None)
+            .secret()
+            .for_transport_encryption()
+        {
+            let mut kp = ka.key().clone().into_keypair().unwrap();
+            for pkesk in pkesks {
+                if let Some((algo, sk)) = pkesk.decrypt(&mut kp, sym_algo)
+                    && decrypt(algo, &sk)
+                {
+                    self.session = Some((algo, sk));
+                    return Ok(None);
+                }
+            }
+        }
+        panic!("software key cannot decrypt")
+    }
+}
+
+/// The armored OpenPGP message inside a PGP/MIME message.
+fn armored_part(mime: &[u8]) -> &[u8] {
+    let find = |needle: &[u8]| {
+        mime.windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap()
+    };
+    let end = b"-----END PGP MESSAGE-----";
+    &mime[find(b"-----BEGIN PGP MESSAGE-----")..find(end) + end.len()]
+}
+
+fn sequoia_decrypt(message: &[u8], helper: SoftHelper) -> (Vec<u8>, SoftHelper) {
+    let p = StandardPolicy::new();
+    let mut d = DecryptorBuilder::from_bytes(message)
+        .unwrap()
+        .buffer_size(1 << 20)
+        .with_policy(&p, None, helper)
+        .unwrap();
+    let mut out = Vec::new();
+    d.read_to_end(&mut out).unwrap();
+    (out, d.into_helper())
+}
+
+/// Median time of the symmetric work alone for `armored`, a message the
+/// software key `soft` can decrypt: it is de-armored and the session key
+/// recovered once, untimed; then Sequoia decrypts the binary message with
+/// the session key given (SEIPD, MDC or AEAD, decompression, literal data).
+fn symmetric_time(armored: &[u8], soft: &Cert, runs: usize) -> Duration {
+    let mut binary = Vec::new();
+    openpgp::armor::Reader::from_bytes(
+        armored,
+        openpgp::armor::ReaderMode::Tolerant(Some(openpgp::armor::Kind::Message)),
+    )
+    .read_to_end(&mut binary)
+    .unwrap();
+    let armored = &binary[..];
+    let (_, h) = sequoia_decrypt(
+        armored,
+        SoftHelper {
+            key: Some(soft.clone()),
+            session: None,
+        },
+    );
+    let session = h.session;
+    median(
+        || {
+            sequoia_decrypt(
+                armored,
+                SoftHelper {
+                    key: None,
+                    session: session.clone(),
+                },
+            );
+        },
+        runs,
+    )
+}
+
 fn main() {
     let data = PathBuf::from(std::env::var_os("SEALGATE_HSM_DATA").expect("SEALGATE_HSM_DATA"));
     let hsm = Hsm::open(&HsmSettings::with_data_dir(&data)).unwrap();
@@ -117,12 +242,32 @@ fn main() {
     })
     .collect();
 
+    // A software key that every bench message is also encrypted to, so that
+    // the symmetric work of the very same SEIPD can be timed without the token.
+    let soft = CertBuilder::general_purpose(Some("soft <soft@example.org>"))
+        .set_cipher_suite(CipherSuite::Cv25519)
+        .generate()
+        .unwrap()
+        .0;
+    let soft_pub = soft.clone().strip_secret_key_material();
+    gpg(&home, &["--import"], &soft_pub.armored().to_vec().unwrap());
+    let soft_fpr = soft.fingerprint().to_hex();
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+
     // The token operations alone.
     let rsa_dec = hsm.decryptor(&format!("{tag}-rsa3072-enc-1")).unwrap();
     let rsa_ct = vec![0x42u8; 384];
     let t_rsa = median(
         || {
             rsa_dec.decrypt_pkcs1v15(&rsa_ct, 35).unwrap();
+        },
+        50,
+    );
+    let t_rsa3 = median(
+        || {
+            rsa_dec
+                .decrypt_pkcs1v15_lengths(&rsa_ct, &[35, 27, 19])
+                .unwrap();
         },
         50,
     );
@@ -153,6 +298,10 @@ fn main() {
         ms(t_rsa)
     );
     println!(
+        "  … three lengths in one call (PKESK v3)             {} ms",
+        ms(t_rsa3)
+    );
+    println!(
         "  P-256 ECDH                                         {} ms",
         ms(t_ecdh)
     );
@@ -162,31 +311,45 @@ fn main() {
     );
     println!();
 
-    println!("decrypt, per message (median):");
     println!(
-        "  {:<9} {:<8} {:<26} {:>10} {:>12}",
-        "key", "size", "made by", "engine ms", "token ms"
+        "decrypt, per message (median); symmetric = Sequoia decrypting the same \
+         message, binary, with the session key given (SEIPD, MDC/AEAD, \
+         decompression):"
+    );
+    println!(
+        "  {:<9} {:<8} {:<26} {:>10} {:>9} {:>10} {:>7}",
+        "key", "size", "made by", "engine ms", "token ms", "symm. ms", "ratio"
     );
     for (name, id) in &ids {
+        if only == "encrypt" {
+            break;
+        }
         let token = if *name == "rsa3072" { t_rsa } else { t_ecdh };
         for (label, size, runs) in [("10 KB", 10_000, 21), ("10 MB", 10_000_000, 5)] {
+            if only == "decrypt-10mb" && size < 1_000_000 {
+                continue;
+            }
             let plain = message(size);
             let ours = encrypt(
                 &plain,
-                &[id.cert().clone()],
+                &[id.cert().clone(), soft_pub.clone()],
                 None,
                 EncryptOptions::new(),
                 &lim,
             )
             .unwrap();
             let fpr = id.cert().fingerprint().to_hex();
-            let theirs = pgp_mime(&gpg(&home, &["--armor", "--encrypt", "-r", &fpr], &plain));
-            for (who, m, tokens) in [
-                ("sealgate (SEIPDv2, PKESKv6)", &ours, 1u32),
+            let theirs = pgp_mime(&gpg(
+                &home,
+                &["--armor", "--encrypt", "-r", &fpr, "-r", &soft_fpr],
+                &plain,
+            ));
+            for (who, m, token) in [
+                ("sealgate (SEIPDv2, PKESKv6)", &ours, token),
                 (
                     "gpg (SEIPDv1, PKESKv3)",
                     &theirs,
-                    if *name == "rsa3072" { 3 } else { 1 },
+                    if *name == "rsa3072" { t_rsa3 } else { token },
                 ),
             ] {
                 let t = median(
@@ -195,18 +358,25 @@ fn main() {
                     },
                     runs,
                 );
+                let symmetric = symmetric_time(armored_part(m), &soft, runs);
+                let base = token + symmetric;
                 println!(
-                    "  {:<9} {:<8} {:<26} {:>10} {:>12}",
+                    "  {:<9} {:<8} {:<26} {:>10} {:>9} {:>10} {:>7}",
                     name,
                     label,
                     who,
                     ms(t),
-                    format!("{} x{tokens}", ms(token))
+                    ms(token),
+                    ms(symmetric),
+                    format!("{:.2}x", t.as_secs_f64() / base.as_secs_f64())
                 );
             }
         }
     }
     println!();
+    if only.starts_with("decrypt") {
+        return cleanup(&home, &dir);
+    }
 
     // Recipients: fresh v4 Cv25519 and RSA-3072 certificates (Sequoia).
     let recipients: Vec<Cert> = (0..10)
@@ -255,9 +425,14 @@ fn main() {
             );
         }
     }
+    cleanup(&home, &dir);
+}
+
+/// Kills the bench's gpg-agent and removes its scratch directory.
+fn cleanup(home: &Path, dir: &Path) {
     let _ = Command::new("gpgconf")
-        .env("GNUPGHOME", &home)
+        .env("GNUPGHOME", home)
         .args(["--kill", "all"])
         .status();
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -70,8 +70,16 @@ pub(crate) fn blocks(text: &str) -> Vec<Block<'_>> {
     out
 }
 
+/// The armored `PGP SIGNATURE` block at the end of a cleartext-signed
+/// block (RFC 9580 §7), header to footer line inclusive.
+pub(crate) fn signature_of(signed: &str) -> Option<&str> {
+    let begin = "-----BEGIN PGP SIGNATURE-----";
+    let start = signed.rfind(begin)?;
+    signed.get(start..)
+}
+
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -85,5 +93,10 @@ mod tests {
         assert_eq!(b[0].kind, Kind::Message);
         assert_eq!(b[1].kind, Kind::Signed);
         assert!(b[1].text.ends_with("-----END PGP SIGNATURE-----"));
+        assert!(
+            signature_of(b[1].text)
+                .unwrap()
+                .starts_with("-----BEGIN PGP SIGNATURE-----\ny")
+        );
     }
 }

@@ -18,6 +18,7 @@
 //! Trusts: the gateway identity and the token. The message is
 //! attacker-controlled.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::io::Read;
 
@@ -36,6 +37,7 @@ use openpgp::parse::{PacketParser, Parse};
 use openpgp::types::SymmetricAlgorithm;
 
 use crate::armor;
+use crate::dearmor::Dearmor;
 use crate::error::{Error, Result};
 use crate::gateway::GatewayIdentity;
 use crate::limits::Limits;
@@ -125,6 +127,55 @@ pub(crate) fn decrypt_blob(
     certs: &[Cert],
     limits: &Limits,
 ) -> Result<(Zeroizing<Vec<u8>>, Vec<Outcome>)> {
+    let mut out = Zeroizing::new(Vec::new());
+    let outcomes = decrypt_blob_into(identity, data, certs, limits, &mut out)?;
+    Ok((out, outcomes))
+}
+
+/// Room to reserve for the plaintext of `data`: its own length (armor and
+/// packet framing make the ciphertext longer than an uncompressed
+/// plaintext), bounded by the plaintext limit. Reserving up front saves the
+/// copies (and the unzeroed old buffers) of a growing vector.
+fn plaintext_estimate(data: &[u8], limits: &Limits) -> usize {
+    data.len().min(limits.max_plaintext).saturating_add(1)
+}
+
+/// Like [`decrypt_blob`], appending the plaintext to `out` (which keeps
+/// what it held before). Armored input is de-armored as Sequoia reads it
+/// ([`Dearmor`]), not decoded whole first. On failure `out` is truncated
+/// back to its old length, the discarded plaintext zeroed.
+pub(crate) fn decrypt_blob_into(
+    identity: &GatewayIdentity,
+    data: &[u8],
+    certs: &[Cert],
+    limits: &Limits,
+    out: &mut Zeroizing<Vec<u8>>,
+) -> Result<Vec<Outcome>> {
+    let start = out.len();
+    out.reserve(plaintext_estimate(data, limits));
+    let r = read_plaintext(identity, data, certs, limits, out, start);
+    if r.is_err() {
+        discard_from(out, start);
+    }
+    r
+}
+
+/// Zeroes and drops `out[start..]`.
+fn discard_from(out: &mut Zeroizing<Vec<u8>>, start: usize) {
+    if let Some(tail) = out.get_mut(start..) {
+        tail.iter_mut().for_each(|b| *b = 0);
+    }
+    out.truncate(start);
+}
+
+fn read_plaintext(
+    identity: &GatewayIdentity,
+    data: &[u8],
+    certs: &[Cert],
+    limits: &Limits,
+    out: &mut Zeroizing<Vec<u8>>,
+    start: usize,
+) -> Result<Vec<Outcome>> {
     let outage = Cell::new(None);
     let fail = |outage: &Cell<Option<sealgate_hsm::Error>>| match outage.take() {
         Some(e) => Error::Hsm(e),
@@ -136,26 +187,29 @@ pub(crate) fn decrypt_blob(
         collect: Collector::new(certs.to_vec(), *limits),
         outage: &outage,
     };
-    let mut dec = DecryptorBuilder::from_bytes(data)
+    let builder = match Dearmor::new(data) {
+        Some(reader) => DecryptorBuilder::from_reader(reader),
+        None => DecryptorBuilder::from_bytes(data),
+    };
+    let mut dec = builder
         .map_err(|_| Error::Decrypt)?
         // This function is the integrity buffer (nothing leaves before the
         // end is checked); a second one inside Sequoia would double the memory.
         .buffer_size(SEQUOIA_BUFFER.min(limits.max_plaintext))
         .with_policy(&policy, None, helper)
         .map_err(|_| fail(&outage))?;
-    let mut out = Zeroizing::new(Vec::new());
     (&mut dec)
         .take(limits.max_plaintext as u64 + 1)
-        .read_to_end(&mut out)
+        .read_to_end(out)
         .map_err(|_| fail(&outage))?;
-    if out.len() > limits.max_plaintext || !dec.message_processed() {
+    if out.len() - start > limits.max_plaintext || !dec.message_processed() {
         return Err(Error::Decrypt);
     }
     let helper = dec.into_helper();
     if !helper.collect.encrypted {
         return Err(Error::Decrypt);
     }
-    Ok((out, helper.collect.outcomes))
+    Ok(helper.collect.outcomes)
 }
 
 /// Decrypts a message encrypted for the gateway (PGP/MIME or inline).
@@ -169,38 +223,91 @@ pub fn decrypt(
     if message.len() > limits.max_input {
         return Err(Error::Limit("message size"));
     }
-    let parsed = mail_parser::MessageParser::default()
-        .parse(message)
+    // The header alone first: a PGP/MIME message is cut at its boundaries
+    // without parsing (or copying) the large encrypted part.
+    let head = mail_parser::MessageParser::default()
+        .parse_headers(message)
         .ok_or_else(|| Error::Malformed("not a MIME message".into()))?;
-    let from = parsed
+    let from = head
         .header_raw("From")
         .map(mime::address_of)
         .unwrap_or_default();
-    let (header, _) = mime::split_header_body(message);
-    let root = parsed.root_part();
-    let ct = root.content_type();
+    let ct = head.root_part().content_type();
     let pgp_mime = ct.is_some_and(|c| {
         c.ctype().eq_ignore_ascii_case("multipart")
             && c.subtype()
                 .is_some_and(|s| s.eq_ignore_ascii_case("encrypted"))
     });
     if pgp_mime {
-        let part = root
-            .sub_parts()
-            .and_then(|ids| ids.get(1))
-            .and_then(|id| parsed.part(*id))
-            .ok_or_else(|| Error::Malformed("multipart/encrypted without its data part".into()))?;
-        let (inner, outcomes) = decrypt_blob(identity, part.contents(), known, limits)?;
-        let mut out = Zeroizing::new(mime::envelope_fields(header));
-        out.extend_from_slice(b"MIME-Version: 1.0\r\n");
-        out.extend_from_slice(&mime::to_crlf(&inner));
-        return Ok(Decrypted {
-            message: out,
-            format: Format::PgpMime,
-            verdict: verdict(&outcomes, &from, known),
-        });
+        let boundary = ct.and_then(|c| c.attribute("boundary"));
+        let data = encrypted_data(message, boundary)?;
+        return decrypt_pgp_mime(identity, message, &data, &from, known, limits);
     }
-    // Inline: every text part with armored messages, spliced back in place.
+    decrypt_inline(identity, message, &from, known, limits)
+}
+
+/// The encrypted data of a `multipart/encrypted` message (its second part,
+/// RFC 3156 §4), borrowed from `message` when it has no transfer encoding
+/// (the usual case), decoded by `mail-parser` otherwise.
+fn encrypted_data<'a>(message: &'a [u8], boundary: Option<&str>) -> Result<Cow<'a, [u8]>> {
+    let missing = || Error::Malformed("multipart/encrypted without its data part".into());
+    let (_, body) = mime::split_header_body(message);
+    let part = boundary
+        .map(|b| mime::multipart_parts(body, b))
+        .and_then(|parts| parts.get(1).copied())
+        .ok_or_else(missing)?;
+    let (part_header, part_body) = mime::split_header_body(part);
+    if mime::is_identity_encoding(part_header) {
+        return Ok(Cow::Borrowed(part_body));
+    }
+    let parsed = mail_parser::MessageParser::default()
+        .parse(message)
+        .ok_or_else(|| Error::Malformed("not a MIME message".into()))?;
+    let root = parsed.root_part();
+    let data = root
+        .sub_parts()
+        .and_then(|ids| ids.get(1))
+        .and_then(|id| parsed.part(*id))
+        .ok_or_else(missing)?;
+    Ok(Cow::Owned(data.contents().to_vec()))
+}
+
+/// PGP/MIME: the plaintext entity lands right after the message's envelope
+/// fields and is canonicalised in place (no copy when it is CRLF already).
+fn decrypt_pgp_mime(
+    identity: &GatewayIdentity,
+    message: &[u8],
+    data: &[u8],
+    from: &str,
+    known: &[Cert],
+    limits: &Limits,
+) -> Result<Decrypted> {
+    let (header, _) = mime::split_header_body(message);
+    let mut out = Zeroizing::new(mime::envelope_fields(header));
+    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    let body = out.len();
+    let outcomes = decrypt_blob_into(identity, data, known, limits, &mut out)?;
+    mime::crlf_in_place(&mut out, body);
+    Ok(Decrypted {
+        message: out,
+        format: Format::PgpMime,
+        verdict: verdict(&outcomes, from, known),
+    })
+}
+
+/// Inline PGP: every text part with armored messages, decrypted and
+/// spliced back in place.
+fn decrypt_inline(
+    identity: &GatewayIdentity,
+    message: &[u8],
+    from: &str,
+    known: &[Cert],
+    limits: &Limits,
+) -> Result<Decrypted> {
+    let parsed = mail_parser::MessageParser::default()
+        .parse(message)
+        .ok_or_else(|| Error::Malformed("not a MIME message".into()))?;
+    let (header, _) = mime::split_header_body(message);
     let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
     let mut outcomes = Vec::new();
     for (i, part) in parsed.parts.iter().enumerate() {
@@ -241,7 +348,7 @@ pub fn decrypt(
             return Ok(Decrypted {
                 message: out,
                 format: Format::Inline,
-                verdict: verdict(&outcomes, &from, known),
+                verdict: verdict(&outcomes, from, known),
             });
         }
         let start = part.raw_header_offset() as usize;
@@ -263,6 +370,6 @@ pub fn decrypt(
     Ok(Decrypted {
         message: out,
         format: Format::Inline,
-        verdict: verdict(&outcomes, &from, known),
+        verdict: verdict(&outcomes, from, known),
     })
 }

@@ -1,6 +1,12 @@
 //! Key material found in mail, for the certificate directory: `Autocrypt:`
-//! headers (keydata), attached `application/pgp-keys` parts and armored
-//! public key blocks in text parts.
+//! headers (keydata), attached `application/pgp-keys` parts, armored
+//! public key blocks in text parts, and the Key Block subpacket (tag 38,
+//! GnuPG's `--include-key-block`: one zero octet, then the signer's
+//! certificate) of signatures in `application/pgp-signature` parts and
+//! inline cleartext signatures (not in inline `PGP MESSAGE` blocks, which
+//! are compressed and not inflated here). A key block counts only from the hashed area
+//! and only for the certificate that made the signature (its issuer), so a
+//! signature cannot smuggle in third parties' keys.
 //!
 //! Every candidate passes [`parse_certs`]: bounded size, count of
 //! certificates, signatures per certificate and key size, then Sequoia's
@@ -15,8 +21,10 @@ use mail_parser::MimeHeaders as _;
 use sequoia_openpgp as openpgp;
 
 use openpgp::Cert;
+use openpgp::KeyHandle;
 use openpgp::Packet;
 use openpgp::cert::CertParser;
+use openpgp::packet::signature::subpacket::{SubpacketTag, SubpacketValue};
 use openpgp::parse::{PacketParserBuilder, PacketParserResult, Parse};
 use openpgp::types::RevocationStatus;
 
@@ -88,6 +96,14 @@ fn autocrypt_keydata(value: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(clean).ok()
 }
 
+/// Whether `part` is `application/<subtype>`.
+fn is_application(part: &mail_parser::MessagePart<'_>, subtype: &str) -> bool {
+    part.content_type().is_some_and(|c| {
+        c.ctype().eq_ignore_ascii_case("application")
+            && c.subtype().is_some_and(|s| s.eq_ignore_ascii_case(subtype))
+    })
+}
+
 /// Certificates carried by a parsed message.
 pub(crate) fn from_parsed(parsed: &mail_parser::Message<'_>, limits: &Limits) -> Vec<Cert> {
     let mut blobs: Vec<Vec<u8>> = Vec::new();
@@ -102,12 +118,7 @@ pub(crate) fn from_parsed(parsed: &mail_parser::Message<'_>, limits: &Limits) ->
         }
     }
     for part in &parsed.parts {
-        let is_keys = part.content_type().is_some_and(|c| {
-            c.ctype().eq_ignore_ascii_case("application")
-                && c.subtype()
-                    .is_some_and(|s| s.eq_ignore_ascii_case("pgp-keys"))
-        });
-        if is_keys {
+        if is_application(part, "pgp-keys") {
             blobs.push(part.contents().to_vec());
         } else if part.is_text()
             && !part.is_text_html()
@@ -121,6 +132,18 @@ pub(crate) fn from_parsed(parsed: &mail_parser::Message<'_>, limits: &Limits) ->
         }
     }
     let mut out: Vec<Cert> = Vec::new();
+    for (body, issuers) in signature_key_blocks(parsed, limits) {
+        if let Some(block) = key_block_body(&body, limits) {
+            for c in parse_certs(&block, limits).unwrap_or_default() {
+                let made_it = c
+                    .keys()
+                    .any(|k| issuers.iter().any(|i| i.aliases(k.key().key_handle())));
+                if made_it && !out.iter().any(|o| o.fingerprint() == c.fingerprint()) {
+                    out.push(c);
+                }
+            }
+        }
+    }
     for blob in blobs.iter().take(limits.max_certs_per_blob) {
         if let Ok(certs) = parse_certs(blob, limits) {
             for c in certs {
@@ -131,6 +154,90 @@ pub(crate) fn from_parsed(parsed: &mail_parser::Message<'_>, limits: &Limits) ->
         }
     }
     out
+}
+
+/// Key Block subpacket bodies of the signatures found in the message
+/// (`application/pgp-signature` parts, armored signatures in text parts),
+/// each with the issuers of its signature; at most `max_certs_per_blob`.
+fn signature_key_blocks(
+    parsed: &mail_parser::Message<'_>,
+    limits: &Limits,
+) -> Vec<(Vec<u8>, Vec<KeyHandle>)> {
+    let mut out = Vec::new();
+    for part in &parsed.parts {
+        if is_application(part, "pgp-signature") {
+            out.extend(signatures_in(part.contents(), limits));
+        } else if part.is_text()
+            && !part.is_text_html()
+            && let Some(text) = part.text_contents()
+        {
+            // Cleartext signatures only: an inline `PGP MESSAGE` is
+            // compressed (gpg --sign) and is not inflated for harvesting.
+            for b in armor::blocks(text) {
+                if b.kind == armor::Kind::Signed
+                    && let Some(sig) = armor::signature_of(b.text)
+                {
+                    out.extend(signatures_in(sig.as_bytes(), limits));
+                }
+            }
+        }
+        if out.len() >= limits.max_certs_per_blob {
+            break;
+        }
+    }
+    out.truncate(limits.max_certs_per_blob);
+    out
+}
+
+/// The Key Block subpacket's tag (RFC 9580 reserves it; GnuPG writes it).
+const KEY_BLOCK_TAG: u8 = 38;
+
+/// Signatures that carry a Key Block subpacket (its body and the
+/// signature's issuers) in a detached signature blob, armored or binary.
+/// Only a run of signature packets is read: at the first other packet
+/// (compressed or literal data has no place in a detached signature) it
+/// stops, so nothing is ever inflated here; at most
+/// `max_signatures_per_cert` packets.
+fn signatures_in(bytes: &[u8], limits: &Limits) -> Vec<(Vec<u8>, Vec<KeyHandle>)> {
+    let mut out = Vec::new();
+    let Ok(mut ppr) = PacketParserBuilder::from_bytes(bytes).and_then(|b| b.build()) else {
+        return out;
+    };
+    let mut packets = 0usize;
+    while let PacketParserResult::Some(pp) = ppr {
+        packets += 1;
+        let Packet::Signature(sig) = &pp.packet else {
+            break;
+        };
+        if packets > limits.max_signatures_per_cert {
+            break;
+        }
+        let body: Vec<u8> = sig
+            .hashed_area()
+            .subpackets(SubpacketTag::Reserved(KEY_BLOCK_TAG))
+            .find_map(|sp| match sp.value() {
+                SubpacketValue::Unknown { body, .. } => Some(body.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        if !body.is_empty() {
+            out.push((body, sig.get_issuers()));
+        }
+        let Ok((_, next)) = pp.next() else { break };
+        ppr = next;
+    }
+    out
+}
+
+/// The certificate bytes of a Key Block subpacket body: a zero octet (the
+/// only version defined), then a binary transferable public key.
+fn key_block_body(body: &[u8], limits: &Limits) -> Option<Vec<u8>> {
+    match body.split_first() {
+        Some((0, block)) if !block.is_empty() && block.len() <= limits.max_input => {
+            Some(block.to_vec())
+        }
+        _ => None,
+    }
 }
 
 /// Certificates carried by a message (Autocrypt header, attached keys),

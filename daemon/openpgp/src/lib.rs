@@ -19,6 +19,7 @@
 pub mod addressed;
 mod armor;
 pub mod cli;
+mod dearmor;
 pub mod decrypt;
 pub mod encrypt;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod harvest;
 pub mod limits;
 mod mime;
 mod policy;
+mod reencode;
 pub mod sign;
 mod token;
 pub mod verify;

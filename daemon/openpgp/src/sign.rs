@@ -3,10 +3,11 @@
 //! the token.
 //!
 //! The signed entity is the original body with its `Content-*` fields,
-//! canonicalised to CRLF and 7-bit (a non-7-bit single-part body is
-//! re-encoded as base64; a multipart body with 8-bit content is refused, as
-//! re-encoding its parts is not done yet). `micalg` names the hash actually
-//! used. Trusts the gateway identity; the message is the caller's.
+//! canonicalised to CRLF and 7-bit: every part that is not 7-bit is
+//! re-encoded (quoted-printable for text, base64 otherwise, in
+//! `crate::reencode`), so no relay needs to touch the signed bytes.
+//! `micalg` names the hash actually used. Trusts the gateway identity; the
+//! message is the caller's.
 
 use std::io::Write;
 
@@ -20,8 +21,8 @@ use crate::gateway::GatewayIdentity;
 use crate::limits::Limits;
 use crate::mime;
 
-/// The body of `message` as a 7-bit, CRLF MIME entity (its `Content-*`
-/// fields, an empty line, the body), and the envelope fields apart.
+/// The body of `message` as a CRLF MIME entity (its `Content-*` fields, an
+/// empty line, the body), 7-bit if `seven_bit`, and the envelope fields apart.
 pub(crate) fn entity(message: &[u8], seven_bit: bool) -> Result<(Vec<u8>, Vec<u8>)> {
     let (header, body) = mime::split_header_body(message);
     let envelope = mime::envelope_fields(header);
@@ -29,30 +30,17 @@ pub(crate) fn entity(message: &[u8], seven_bit: bool) -> Result<(Vec<u8>, Vec<u8
     if content.is_empty() {
         content.extend_from_slice(b"Content-Type: text/plain; charset=us-ascii\r\n");
     }
-    let mut out = Vec::with_capacity(message.len() + 64);
     if !seven_bit || mime::is_7bit(body) {
+        let mut out = Vec::with_capacity(message.len() + 64);
         out.extend_from_slice(&content);
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&mime::to_crlf(body));
         return Ok((envelope, out));
     }
-    let parsed = mail_parser::MessageParser::default()
-        .parse(message)
-        .ok_or_else(|| Error::Malformed("not a MIME message".into()))?;
-    let root = parsed.root_part();
-    if root.sub_parts().is_some() {
-        return Err(Error::Malformed(
-            "8-bit content in a multipart body: re-encode before signing".into(),
-        ));
+    let mut out = crate::reencode::seven_bit(&content, body)?;
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
     }
-    for f in mime::fields(&content) {
-        let name = String::from_utf8_lossy(f).to_ascii_lowercase();
-        if !name.starts_with("content-transfer-encoding") {
-            out.extend_from_slice(f);
-        }
-    }
-    out.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
-    out.extend_from_slice(&mime::base64_lines(root.contents()));
     Ok((envelope, out))
 }
 

@@ -8,8 +8,9 @@
 //!   *implicit rejection*: a bad block yields a pseudo-random value of the
 //!   requested length, never an error. A v3 PKESK does not say how long its
 //!   payload is (the cipher octet is inside), so when Sequoia gives no length
-//!   every candidate length is tried, always all of them, and the one whose
-//!   cipher octet and checksum fit is returned; otherwise the first
+//!   the token is asked for every candidate length in one call (one raw RSA
+//!   operation, `decrypt_pkcs1v15_lengths`), every answer is checked, and the
+//!   one whose cipher octet and checksum fit is returned; otherwise the first
 //!   pseudo-random value is, and Sequoia's checksum check fails. The work done
 //!   is the same for every ciphertext. OpenPGP strips leading zeros of the
 //!   RSA ciphertext MPI; the token layer left-pads it to the modulus length.
@@ -191,6 +192,20 @@ fn v3_payload_fits(plain: &[u8]) -> bool {
     size_ok & (ours == theirs)
 }
 
+/// The answer whose cipher octet and checksum fit, else the first (a
+/// pseudo-random value, which Sequoia's checksum check then refuses). Every
+/// answer is checked, so the work does not depend on which one fits.
+fn choose_v3_payload(answers: &[zeroize::Zeroizing<Vec<u8>>]) -> openpgp::Result<SessionKey> {
+    let fits: Vec<bool> = answers.iter().map(|a| v3_payload_fits(a)).collect();
+    answers
+        .iter()
+        .zip(&fits)
+        .find(|(_, fits)| **fits)
+        .or_else(|| answers.iter().zip(&fits).next())
+        .map(|(a, _)| SessionKey::from(a.as_slice()))
+        .ok_or_else(|| openpgp::Error::InvalidOperation("no candidate".into()).into())
+}
+
 impl openpgp::crypto::Decryptor for TokenDecryptor {
     fn public(&self) -> &PublicKeyPacket {
         &self.key
@@ -207,22 +222,9 @@ impl openpgp::crypto::Decryptor for TokenDecryptor {
                     let plain = self.note(token.decrypt_pkcs1v15(c.value(), len))?;
                     return Ok(SessionKey::from(plain.as_slice()));
                 }
-                let mut chosen: Option<SessionKey> = None;
-                let mut first: Option<SessionKey> = None;
-                for len in V3_CANDIDATES {
-                    let plain = self.note(token.decrypt_pkcs1v15(c.value(), len))?;
-                    let fits = v3_payload_fits(&plain);
-                    let sk = SessionKey::from(plain.as_slice());
-                    if first.is_none() {
-                        first = Some(sk.clone());
-                    }
-                    if fits && chosen.is_none() {
-                        chosen = Some(sk);
-                    }
-                }
-                chosen
-                    .or(first)
-                    .ok_or_else(|| openpgp::Error::InvalidOperation("no candidate".into()).into())
+                let answers =
+                    self.note(token.decrypt_pkcs1v15_lengths(c.value(), &V3_CANDIDATES))?;
+                choose_v3_payload(&answers)
             }
             (TokenKeyOp::Ecdh(token), mpi::Ciphertext::ECDH { e, .. }) => {
                 let shared = self.note(token.agree(e.value()))?;

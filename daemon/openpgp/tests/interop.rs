@@ -265,6 +265,30 @@ fn gateway_encrypts_for_gpg_rsa_and_ec() {
     assert_eq!(plain, b"plain text body\r\n");
 }
 
+/// gpg and sq both verify the gateway's `multipart/signed` message.
+fn peers_verify(id: &GatewayIdentity, signed: &[u8]) {
+    let data = file("signed", &part(signed, 0));
+    let sig = file("sig.asc", &armored_block(signed, "SIGNATURE"));
+    let out = gpg(&["--verify", s(&sig), s(&data)], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cert = file("gw.cert", &id.export_binary().unwrap());
+    sq_ok(
+        &[
+            "verify",
+            "--signer-cert",
+            s(&cert),
+            "--detached",
+            s(&sig),
+            s(&data),
+        ],
+        b"",
+    );
+}
+
 #[test]
 fn gateway_signatures_verify_in_gpg_and_sq() {
     for id in gateways_all() {
@@ -278,31 +302,66 @@ fn gateway_signatures_verify_in_gpg_and_sq() {
             "micalg=pgp-sha256"
         };
         assert!(text.contains(want_micalg), "{text}");
-        let data = file("signed", &part(&signed, 0));
-        let sig = file("sig.asc", &armored_block(&signed, "SIGNATURE"));
-        let out = gpg(&["--verify", s(&sig), s(&data)], b"");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let cert = file("gw.cert", &id.export_binary().unwrap());
-        sq_ok(
-            &[
-                "verify",
-                "--signer-cert",
-                s(&cert),
-                "--detached",
-                s(&sig),
-                s(&data),
-            ],
-            b"",
-        );
+        peers_verify(id, &signed);
         // The 8-bit body went out 7-bit.
         assert!(part(&signed, 0).iter().all(|b| *b < 0x80));
         // And we accept our own.
         let v = verify(&signed, &[id.cert().clone()], &Limits::default()).unwrap();
         assert!(matches!(v, Verdict::Valid { .. }), "{v:?}");
+    }
+}
+
+/// A multipart/mixed body with an 8-bit UTF-8 text part and an 8-bit
+/// attachment is re-encoded to 7-bit before signing (RFC 3156 §3): gpg and
+/// sq accept the signature, and every part decodes to what was sent.
+#[test]
+fn gateway_signs_multipart_with_8bit_parts() {
+    use mail_parser::MimeHeaders as _;
+    let text = "Grüße aus Köln — ünïcödé\r\nFrom the gateway\r\n.\r\nline with trailing space \r\n";
+    let attachment: Vec<u8> = (1u8..=255)
+        .filter(|b| *b != b'\r' && *b != b'\n')
+        .cycle()
+        .take(3000)
+        .enumerate()
+        .flat_map(|(i, b)| {
+            if i % 500 == 499 {
+                vec![b, b'\r', b'\n']
+            } else {
+                vec![b]
+            }
+        })
+        .collect();
+    let mut body = format!(
+        "Content-Type: multipart/mixed; boundary=\"mm\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+         --mm\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+         {text}\r\n--mm\r\nContent-Type: application/octet-stream; name=\"blob.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"blob.bin\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&attachment);
+    body.extend_from_slice(b"\r\n--mm--\r\n");
+    let msg = message("gateway@gateway.test", &body);
+    for id in [&gateways().rsa, &gateways().p256] {
+        gpg_import_gateway(id);
+        let signed = sign(id, &msg, &Limits::default()).unwrap();
+        let entity = part(&signed, 0);
+        assert!(entity.iter().all(|b| *b < 0x80), "signed part is not 7-bit");
+        peers_verify(id, &signed);
+        let v = verify(&signed, &[id.cert().clone()], &Limits::default()).unwrap();
+        assert!(matches!(v, Verdict::Valid { .. }), "{v:?}");
+        // The decoded content is unchanged.
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&entity)
+            .unwrap();
+        let leaves: Vec<_> = parsed
+            .parts
+            .iter()
+            .filter(|p| p.sub_parts().is_none())
+            .collect();
+        assert_eq!(leaves.len(), 2);
+        assert_eq!(leaves[0].text_contents(), Some(text));
+        assert_eq!(leaves[1].contents(), &attachment[..]);
+        assert_eq!(leaves[1].attachment_name(), Some("blob.bin"));
     }
 }
 
@@ -401,6 +460,83 @@ fn key_material_from_mail() {
     let certs = sealgate_openpgp::harvest(&m, &Limits::default()).unwrap();
     assert_eq!(certs.len(), 1);
     assert_eq!(certs[0].fingerprint(), p.bob.fingerprint());
+}
+
+/// GnuPG's `--include-key-block` (Key Block subpacket, tag 38): the signer's
+/// certificate is harvested from a detached and from a cleartext signature,
+/// and verification finds the signer as an unknown key; a key block holding
+/// an expired or SHA-1 self-signed certificate yields nothing.
+#[test]
+fn key_block_in_gpg_signatures_is_harvested() {
+    let p = peers();
+    let lim = Limits::default();
+    let entity = b"Content-Type: text/plain\r\n\r\nwith a key block\r\n";
+    let detached = gpg_ok(
+        &[
+            "--armor",
+            "--detach-sign",
+            "--include-key-block",
+            "--local-user",
+            &p.alice_fpr,
+        ],
+        entity,
+    );
+    let m = signed_message("alice@example.org", entity, &detached, "pgp-sha256");
+    let certs = sealgate_openpgp::harvest(&m, &lim).unwrap();
+    assert_eq!(certs.len(), 1);
+    assert_eq!(certs[0].fingerprint(), p.alice.fingerprint());
+    let v = verify(&m, &[], &lim).unwrap();
+    assert!(matches!(v, Verdict::ValidUnknownKey { .. }), "{v:?}");
+    // Without the option there is nothing to harvest.
+    let plain = gpg_ok(
+        &["--armor", "--detach-sign", "--local-user", &p.alice_fpr],
+        entity,
+    );
+    let m = signed_message("alice@example.org", entity, &plain, "pgp-sha256");
+    assert!(sealgate_openpgp::harvest(&m, &lim).unwrap().is_empty());
+    // Cleartext signature inline.
+    let clear = gpg_ok(
+        &[
+            "--clearsign",
+            "--include-key-block",
+            "--local-user",
+            &p.alice_fpr,
+        ],
+        b"inline text\n",
+    );
+    let certs = sealgate_openpgp::harvest(&inline("alice@example.org", &clear), &lim).unwrap();
+    assert_eq!(certs.len(), 1);
+    assert_eq!(certs[0].fingerprint(), p.alice.fingerprint());
+    // Keys the standard policy refuses, made and used in 2020.
+    let then = ["--faked-system-time", "20200101T000000!"];
+    for (uid, extra, expires) in [
+        ("Expired <kb-expired@example.org>", None, "1d"),
+        (
+            "Sha1 <kb-sha1@example.org>",
+            Some(["--cert-digest-algo", "SHA1"]),
+            "never",
+        ),
+    ] {
+        let mut args = then.to_vec();
+        args.extend(extra.iter().flatten());
+        args.extend(["--quick-gen-key", uid, "rsa2048", "default", expires]);
+        gpg_ok(&args, b"");
+        let fpr = gpg_fpr(uid);
+        let mut args = then.to_vec();
+        args.extend([
+            "--armor",
+            "--detach-sign",
+            "--include-key-block",
+            "--local-user",
+            &fpr,
+        ]);
+        let sig = gpg_ok(&args, entity);
+        let m = signed_message("x@example.org", entity, &sig, "pgp-sha256");
+        assert!(
+            sealgate_openpgp::harvest(&m, &lim).unwrap().is_empty(),
+            "{uid}"
+        );
+    }
 }
 
 #[test]
@@ -575,19 +711,7 @@ fn sha1_self_signatures_are_refused_whatever_their_date() {
         ],
         b"",
     );
-    let listing = String::from_utf8(gpg_ok(
-        &["--with-colons", "--list-keys", "old@example.org"],
-        b"",
-    ))
-    .unwrap();
-    let fpr = listing
-        .lines()
-        .rfind(|l| l.starts_with("fpr:"))
-        .unwrap()
-        .split(':')
-        .nth(9)
-        .unwrap()
-        .to_owned();
+    let fpr = gpg_fpr("old@example.org");
     let old = gpg_ok(&["--export", &fpr], b"");
     use sequoia_openpgp::parse::Parse as _;
     let cert = sealgate_openpgp::Cert::from_bytes(&old).unwrap();

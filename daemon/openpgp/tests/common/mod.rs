@@ -176,17 +176,24 @@ pub struct Peers {
     pub bob_cert_file: PathBuf,
 }
 
-fn gpg_new_key(uid: &str, algo: &str) -> (Cert, String) {
-    gpg_ok(&["--quick-gen-key", uid, algo, "sign", "never"], b"");
-    let fpr = String::from_utf8(gpg_ok(&["--with-colons", "--list-keys", uid], b""))
-        .unwrap()
-        .lines()
+/// The primary key fingerprint of the (newest) gpg key matching `uid`.
+pub fn gpg_fpr(uid: &str) -> String {
+    let listing = String::from_utf8(gpg_ok(&["--with-colons", "--list-keys", uid], b"")).unwrap();
+    let lines: Vec<&str> = listing.lines().collect();
+    let newest = lines.iter().rposition(|l| l.starts_with("pub:")).unwrap();
+    lines[newest..]
+        .iter()
         .find(|l| l.starts_with("fpr:"))
         .unwrap()
         .split(':')
         .nth(9)
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+fn gpg_new_key(uid: &str, algo: &str) -> (Cert, String) {
+    gpg_ok(&["--quick-gen-key", uid, algo, "sign", "never"], b"");
+    let fpr = gpg_fpr(uid);
     let enc = if algo.starts_with("rsa") {
         algo
     } else {
