@@ -2,7 +2,8 @@
 //! (binary or armored keyrings, as harvested from mail), and whole messages
 //! through verification and harvesting (MIME, armor, Autocrypt headers,
 //! OpenPGP packets), and the session-key packets read to learn whom a
-//! message is addressed to. Decryption needs the token and is covered by the
+//! message is addressed to, the streaming de-armorer and the 7-bit
+//! re-encoder used before signing. Decryption needs the token and is covered by the
 //! interop tests; everything before the token is here.
 //!
 //! Properties: nothing panics; every certificate accepted re-encodes and
@@ -31,6 +32,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = verify(data, &[], &limits);
     let _ = addressees(data, &limits);
+    if let Some(Ok(binary)) = sealgate_openpgp::fuzzing::dearmor(data, 1 << 20) {
+        // Base64 shrinks: the binary is never longer than its armor.
+        assert!(binary.len() <= data.len(), "de-armoring grew the input");
+    }
+    let _ = sealgate_openpgp::fuzzing::seven_bit_entity(data);
     if let Ok(certs) = harvest(data, &limits) {
         assert!(certs.len() <= limits.max_certs_per_blob);
     }

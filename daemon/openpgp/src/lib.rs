@@ -45,3 +45,25 @@ pub use sequoia_openpgp as openpgp;
 pub use sequoia_openpgp::Cert;
 pub use sign::sign;
 pub use verify::{Verdict, verify};
+
+/// Entry points for the fuzz targets only: the streaming de-armorer and the
+/// 7-bit re-encoder read untrusted input but are reached through
+/// [`decrypt()`] and [`sign()`] only with a token. Not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::io::Read as _;
+
+    /// De-armors an armored `PGP MESSAGE` as decryption does, up to `max`
+    /// output bytes; `None` when `data` is not armored.
+    pub fn dearmor(data: &[u8], max: u64) -> Option<std::io::Result<Vec<u8>>> {
+        let reader = crate::dearmor::Dearmor::new(data)?;
+        let mut out = Vec::new();
+        Some(reader.take(max).read_to_end(&mut out).map(|_| out))
+    }
+
+    /// The envelope fields and the entity to sign of `message`, 8-bit
+    /// parts re-encoded to 7 bits as signing does.
+    pub fn seven_bit_entity(message: &[u8]) -> crate::Result<(Vec<u8>, Vec<u8>)> {
+        crate::sign::entity(message, true)
+    }
+}
