@@ -8,7 +8,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, DeliveryMode};
 use crate::delivery::Deliverer;
-use crate::queue::{Queue, recover, scheduler};
+use crate::queue::{Queue, SchedulerRequest, recover, scheduler};
 
 /// Opens the sled database of a data directory.
 pub fn open_db(config: &Config) -> std::io::Result<sled::Db> {
@@ -67,6 +67,27 @@ async fn load_gateway_keys(config: &Config) -> Option<Arc<crate::pipeline::unwra
     }
 }
 
+/// Loads the gateway's keys again on every SIGHUP (`systemctl reload`), so
+/// keys or certificates added to the token (`sealgate keys self-sign`,
+/// `sealgate pgp init`, a token set up after start) take effect without a
+/// restart. A reload that finds nothing usable leaves the gateway without
+/// keys, as at start: mail for the gateway then passes unopened.
+async fn reload_keys_on_hangup(config: Arc<Config>, queue: Queue) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: gateway keys load only at start");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: loading the gateway keys again");
+        let keys = load_gateway_keys(&config).await;
+        if queue.request(SchedulerRequest::ReloadKeys(keys)).is_err() {
+            return;
+        }
+        tracing::info!("gateway keys reloaded: delivery attempts from now on use them");
+    }
+}
+
 /// Runs the daemon until a termination signal.
 pub async fn run(config: Config) -> std::io::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
@@ -89,6 +110,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     crate::control::serve(config.data_dir.clone(), queue.clone()).await?;
     let policy = Arc::new(config.policy().map_err(std::io::Error::other)?);
     let keys = load_gateway_keys(&config).await;
+    tokio::spawn(reload_keys_on_hangup(config.clone(), queue.clone()));
     tokio::spawn(scheduler::run(
         queue.clone(),
         config.clone(),

@@ -9,6 +9,8 @@ and OpenPGP mail encrypted for somebody else passes through untouched."""
 import email
 import email.policy
 import re
+import signal
+import time
 
 import pytest
 
@@ -79,3 +81,29 @@ def test_openpgp_for_someone_else_passes_through(gw_with_openpgp, gnupg, tmp_pat
     armored = parsed.get_payload()[1].get_payload(decode=False)
     assert b"only for dora" in gnupg("--decrypt", input=armored.encode()).stdout
     assert b"X-Sealgate-Verdict" not in dora
+
+
+def test_identity_created_while_running_is_used_after_sighup(tmp_path, gnupg):
+    """`sealgate pgp init` on a running gateway, then SIGHUP (what
+    `systemctl reload sealgate` sends): the new identity opens mail without
+    a restart."""
+    gw = provisioned_gateway(tmp_path)
+    gw.start()
+    try:
+        gw.cli("pgp", "init", "--user-id", GATEWAY_UID)
+        cert = tmp_path / "gateway.asc"
+        gw.cli("pgp", "export-gateway-cert", "--out", str(cert))
+        gnupg("--import", str(cert))
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while b"gateway keys reloaded" not in gw.log_path.read_bytes():
+            assert time.monotonic() < deadline, "the keys were not loaded again after SIGHUP"
+            time.sleep(0.2)
+        message = pgp_mime(gnupg, "gateway@example.org", "carol@example.org", "after-reload", "reloaded secret")
+        send_message(gw.port, SENDER, ["carol@example.org"], message)
+        got = wait_outbox(gw, lambda m: any(b"after-reload" in x for x in m))
+        carol = [x for x in got if b"after-reload" in x][0]
+        assert b"reloaded secret" in carol
+        assert re.search(rb"(?m)^X-Sealgate-Verdict: decrypted=openpgp;", carol), carol[:600]
+    finally:
+        gw.stop()

@@ -30,7 +30,7 @@ pub async fn run(
     queue: Queue,
     config: Arc<Config>,
     policy: Arc<Policy>,
-    keys: Option<Arc<pipeline::unwrap::GatewayKeys>>,
+    mut keys: Option<Arc<pipeline::unwrap::GatewayKeys>>,
     deliverer: Arc<Deliverer>,
     mut requests: mpsc::UnboundedReceiver<SchedulerRequest>,
     initial: Vec<(u64, String)>,
@@ -104,11 +104,12 @@ pub async fn run(
                     };
                     let _ = reply.send(result);
                 }
-                Some(SchedulerRequest::KeysArrived(keys)) => {
-                    for id in release_held_for(&queue, &keys, &in_flight) {
+                Some(SchedulerRequest::KeysArrived(addresses)) => {
+                    for id in release_held_for(&queue, &addresses, &in_flight) {
                         due.push(Reverse((now_ms(), id)));
                     }
                 }
+                Some(SchedulerRequest::ReloadKeys(reloaded)) => keys = reloaded,
                 Some(SchedulerRequest::Delete(id, reply)) => {
                     let result = if in_flight.contains(&id) {
                         Err(format!("{id}: a delivery is in progress; try again in a moment"))
