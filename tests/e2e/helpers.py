@@ -40,12 +40,13 @@ class Peers:
         return s.start()
 
     def gateway(self, name: str, downstream, policy: dict | None = None,
-                relay_domains: list[str] | None = None, start: bool = True) -> Gateway:
+                relay_domains: list[str] | None = None, start: bool = True,
+                hostname: str = "gw.test") -> Gateway:
         """A gateway with its own SoftHSM2 token under tmp_path/name; its
         decryption certificate is tmp_path/name/gateway.pem."""
         home = self.tmp_path / name
         home.mkdir()
-        settings = {"policy": policy or POLICY, **smarthost(downstream)}
+        settings = {"hostname": hostname, "policy": policy or POLICY, **smarthost(downstream)}
         if relay_domains:
             settings["relay"] = {"domains": relay_domains, "internal_networks": ["127.0.0.0/8"]}
         gw = provisioned_gateway(home, settings)
@@ -162,3 +163,10 @@ def mime_parts(entity: bytes) -> list[tuple[str, bytes]]:
     msg = email.message_from_bytes(crlf(entity), policy=email.policy.compat32)
     return [(p.get_content_type(), p.get_payload(decode=True).replace(b"\r\n", b"\n"))
             for p in msg.walk() if not p.is_multipart()]
+
+
+def plain_message(inner: bytes, to: str, subject: str, sender: str = SENDER) -> bytes:
+    """A message as the sender's client writes it, not encrypted: header
+    fields, then `inner` (its Content-Type line starts the MIME headers)."""
+    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+            f"Message-ID: <{time.monotonic_ns()}@example.org>\r\n").encode() + inner
