@@ -170,3 +170,23 @@ def plain_message(inner: bytes, to: str, subject: str, sender: str = SENDER) -> 
     fields, then `inner` (its Content-Type line starts the MIME headers)."""
     return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
             f"Message-ID: <{time.monotonic_ns()}@example.org>\r\n").encode() + inner
+
+
+def gpg_recipient(gnupg, tmp_path, uid: str, address: str):
+    """A recipient key made by gpg; returns the exported public key file."""
+    gnupg("--quick-gen-key", f"{uid} <{address}>", "future-default", "default", "never")
+    key = tmp_path / f"{address}.asc"
+    key.write_bytes(gnupg("--armor", "--export", address).stdout)
+    return key
+
+
+def pgp_decrypt(gnupg, arrival) -> bytes:
+    """The encrypted part of a PGP/MIME message, opened by gpg."""
+    msg = arrival.parsed
+    assert msg.get_content_type() == "multipart/encrypted", msg.get_content_type()
+    assert msg.get_param("protocol") == "application/pgp-encrypted"
+    control, body = msg.get_payload()
+    assert control.get_content_type() == "application/pgp-encrypted"
+    armored = body.get_payload(decode=False)
+    assert armored.lstrip().startswith("-----BEGIN PGP MESSAGE-----")
+    return gnupg("--decrypt", input=armored.encode()).stdout

@@ -7,7 +7,7 @@ recipient's gpg-generated key (imported with `sealgate directory import`);
 `gpg --decrypt` with the recipient's key gives back exactly the entity the
 sender encrypted."""
 
-from helpers import arrivals, crlf, inner_entity, mime_parts, submit, wait_arrivals
+from helpers import arrivals, crlf, gpg_recipient, inner_entity, mime_parts, pgp_decrypt, submit, wait_arrivals
 from test_unwrap_openpgp import GATEWAY_UID, pgp_mime
 
 
@@ -20,26 +20,6 @@ def openpgp_gateway(peers, gnupg, name, downstream, **kw):
     gw.cli("pgp", "export-gateway-cert", "--out", str(cert))
     gnupg("--import", str(cert))
     return gw.start()
-
-
-def gpg_recipient(gnupg, tmp_path, uid: str, address: str):
-    """A recipient key made by gpg; returns the exported public key file."""
-    gnupg("--quick-gen-key", f"{uid} <{address}>", "future-default", "default", "never")
-    key = tmp_path / f"{address}.asc"
-    key.write_bytes(gnupg("--armor", "--export", address).stdout)
-    return key
-
-
-def pgp_decrypt(gnupg, arrival) -> bytes:
-    """The encrypted part of a PGP/MIME message, opened by gpg."""
-    msg = arrival.parsed
-    assert msg.get_content_type() == "multipart/encrypted", msg.get_content_type()
-    assert msg.get_param("protocol") == "application/pgp-encrypted"
-    control, body = msg.get_payload()
-    assert control.get_content_type() == "application/pgp-encrypted"
-    armored = body.get_payload(decode=False)
-    assert armored.lstrip().startswith("-----BEGIN PGP MESSAGE-----")
-    return gnupg("--decrypt", input=armored.encode()).stdout
 
 
 def test_openpgp_for_the_gateway_arrives_pgp_mime_for_the_recipient(peers, gnupg, tmp_path):
