@@ -20,14 +20,27 @@ from test_policy import POLICY, SENDER, envelope_to
 REPO = Path(__file__).resolve().parents[2]
 
 
-def provisioned_gateway(tmp_path) -> Gateway:
+def sealgate_on_path(tmp_path) -> str:
+    """A directory holding `sealgate` (the binary under test, whatever its
+    file is called): hsm/provision runs `sealgate hsm init` from PATH and
+    would otherwise fall back to building the sources with cargo."""
+    shim = tmp_path / "sealgate-bin"
+    shim.mkdir(exist_ok=True)
+    link = shim / "sealgate"
+    if not link.exists():
+        link.symlink_to(Path(sealgate_bin()).resolve())
+    return str(shim)
+
+
+def provisioned_gateway(tmp_path, settings: dict | None = None) -> Gateway:
     """A gateway (not started) whose SoftHSM2 token holds the default keys,
     with S/MIME certificates; the decryption certificate is written to
-    tmp_path/gateway.pem for senders."""
+    tmp_path/gateway.pem for senders. `settings` is added to the test
+    configuration (default: the policy tests' POLICY)."""
     data = tmp_path / "gw" / "data"
     conf = data / "hsm" / "softhsm2.conf"
-    env = {"SOFTHSM2_CONF": str(conf), "PATH": f"{Path(sealgate_bin()).resolve().parent}:{os.environ['PATH']}"}
-    gw = Gateway(tmp_path / "gw", {"policy": POLICY}, env=env)
+    env = {"SOFTHSM2_CONF": str(conf), "PATH": f"{sealgate_on_path(tmp_path)}:{os.environ['PATH']}"}
+    gw = Gateway(tmp_path / "gw", {"policy": POLICY, **(settings or {})}, env=env)
     subprocess.run([str(REPO / "hsm" / "provision"), str(data)], env=gw.env, check=True,
                    capture_output=True, timeout=300)
     gw.cli("keys", "self-sign", "gateway-sign", "--cn", "gw.test", "--email", "gateway@example.org")

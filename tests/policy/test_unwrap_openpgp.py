@@ -34,10 +34,12 @@ def gw_with_openpgp(tmp_path, gnupg):
     gw.stop()
 
 
-def pgp_mime(gnupg, recipient: str, to: str, subject: str, body: str) -> bytes:
+def pgp_mime(gnupg, recipient: str, to: str, subject: str, body: str, inner: bytes | None = None) -> bytes:
     """A PGP/MIME message (RFC 3156) as a mail client builds it, encrypted
-    by gpg for `recipient`."""
-    inner = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n".encode()
+    by gpg for `recipient`; the encrypted entity is a text/plain part with
+    `body`, or `inner` as given."""
+    if inner is None:
+        inner = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n".encode()
     armored = gnupg("--armor", "--trust-model", "always", "--encrypt", "--recipient", recipient,
                     input=inner).stdout.decode().replace("\r\n", "\n").replace("\n", "\r\n")
     b = "sealgate-test-boundary"
