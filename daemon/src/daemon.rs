@@ -8,6 +8,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, DeliveryMode};
 use crate::delivery::Deliverer;
+use crate::pipeline::unwrap::KeyStore;
 use crate::queue::{Queue, SchedulerRequest, recover, scheduler};
 
 /// Opens the sled database of a data directory.
@@ -25,18 +26,19 @@ pub fn open_db(config: &Config) -> std::io::Result<sled::Db> {
         })
 }
 
-/// The gateway's decryption keys, if a token is set up (configured, or a
-/// SoftHSM2 token in the data directory) and its keys have certificates.
-/// Without them messages encrypted for the gateway pass through unopened.
-async fn load_gateway_keys(config: &Config) -> Option<Arc<crate::pipeline::unwrap::GatewayKeys>> {
+/// The gateway's own keys, if a token is set up (configured, or a SoftHSM2
+/// token in the data directory) and its keys have certificates. A token
+/// that is set up but cannot be opened is `Unavailable`: mail that may be
+/// encrypted for the gateway then waits instead of passing unopened.
+async fn load_gateway_keys(config: &Config) -> KeyStore {
     let settings = config.hsm_settings();
     if config.hsm.is_none() && !settings.softhsm_conf().exists() {
         tracing::info!("no key store set up: mail encrypted for the gateway is not opened");
-        return None;
+        return KeyStore::NotSetUp;
     }
     let openpgp_dir = config.data_dir.join("openpgp");
     let opened = tokio::task::spawn_blocking(move || {
-        sealgate_hsm::Hsm::open(&settings).map(|hsm| {
+        sealgate_hsm::Hsm::open(&settings).and_then(|hsm| {
             crate::pipeline::unwrap::GatewayKeys::load(
                 &hsm,
                 crate::pipeline::unwrap::SMIME_KEY_LABELS,
@@ -48,40 +50,56 @@ async fn load_gateway_keys(config: &Config) -> Option<Arc<crate::pipeline::unwra
     match opened {
         Ok(Ok(keys)) if !keys.is_empty() => {
             tracing::info!(?keys, "gateway decryption keys loaded from the token");
-            Some(Arc::new(keys))
+            KeyStore::Ready(Arc::new(keys))
         }
         Ok(Ok(_)) => {
             tracing::info!(
                 "the token has no decryption key with a certificate: mail encrypted for the gateway is not opened"
             );
-            None
+            KeyStore::NotSetUp
         }
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "key store not available: mail encrypted for the gateway is not opened");
-            None
+            tracing::error!(error = %e, "key store unavailable: encrypted mail waits until it can be opened");
+            KeyStore::Unavailable(e.to_string())
         }
         Err(e) => {
-            tracing::error!(error = %e, "loading the gateway keys failed");
-            None
+            tracing::error!(error = %e, "loading the gateway keys failed: encrypted mail waits");
+            KeyStore::Unavailable(e.to_string())
         }
     }
 }
 
+/// How often an unavailable key store is tried again.
+const KEY_STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Loads the gateway's keys again on every SIGHUP (`systemctl reload`), so
 /// keys or certificates added to the token (`sealgate keys self-sign`,
 /// `sealgate pgp init`, a token set up after start) take effect without a
-/// restart. A reload that finds nothing usable leaves the gateway without
-/// keys, as at start: mail for the gateway then passes unopened.
-async fn reload_keys_on_hangup(config: Arc<Config>, queue: Queue) {
+/// restart; and, while the key store is unavailable, every
+/// [`KEY_STORE_RETRY`] until it opens.
+async fn reload_keys(config: Arc<Config>, queue: Queue, mut current: KeyStore) {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: gateway keys load only at start");
-        return;
-    };
-    while hangup.recv().await.is_some() {
-        tracing::info!("SIGHUP: loading the gateway keys again");
-        let keys = load_gateway_keys(&config).await;
-        if queue.request(SchedulerRequest::ReloadKeys(keys)).is_err() {
+    let mut hangup = signal(SignalKind::hangup())
+        .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP"))
+        .ok();
+    loop {
+        let retry = matches!(current, KeyStore::Unavailable(_));
+        tokio::select! {
+            Some(()) = async { hangup.as_mut()?.recv().await } => {
+                tracing::info!("SIGHUP: loading the gateway keys again");
+            }
+            () = tokio::time::sleep(KEY_STORE_RETRY), if retry => {}
+            // No SIGHUP stream and nothing to retry: keys load only at start.
+            else => return,
+        }
+        current = load_gateway_keys(&config).await;
+        if retry && matches!(current, KeyStore::Unavailable(_)) {
+            continue;
+        }
+        if queue
+            .request(SchedulerRequest::ReloadKeys(current.clone()))
+            .is_err()
+        {
             return;
         }
         tracing::info!("gateway keys reloaded: delivery attempts from now on use them");
@@ -110,12 +128,12 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     crate::control::serve(config.data_dir.clone(), queue.clone()).await?;
     let policy = Arc::new(config.policy().map_err(std::io::Error::other)?);
     let keys = load_gateway_keys(&config).await;
-    tokio::spawn(reload_keys_on_hangup(config.clone(), queue.clone()));
+    tokio::spawn(reload_keys(config.clone(), queue.clone(), keys.clone()));
     tokio::spawn(scheduler::run(
         queue.clone(),
         config.clone(),
         policy,
-        keys,
+        Arc::new(keys),
         deliverer,
         requests,
         recovery.scheduled.clone(),

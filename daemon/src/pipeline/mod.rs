@@ -81,8 +81,8 @@ pub struct Context<'a> {
     pub config: &'a Config,
     pub policy: &'a Policy,
     pub directory: &'a crate::directory::Directory,
-    /// The gateway's decryption keys, when a token with certificates is set up.
-    pub keys: Option<&'a unwrap::GatewayKeys>,
+    /// The gateway's own keys: loaded, not set up, or unavailable.
+    pub keys: &'a unwrap::KeyStore,
 }
 
 /// Why the pipeline could not produce a plan.

@@ -103,14 +103,17 @@ pub fn encrypt(
 /// `content` signed by the gateway (detached `multipart/signed`, made CRLF
 /// and 7-bit first so no relay can break the signature). `Err(true)` when
 /// the token is unreachable (defer the message), `Err(false)` otherwise.
-pub fn sign(
-    content: &[u8],
-    keys: Option<&super::unwrap::GatewayKeys>,
-) -> Result<Vec<u8>, (bool, String)> {
-    let identity = keys.and_then(super::unwrap::GatewayKeys::signing).ok_or((
-        false,
-        "no signing key with a certificate on the token".to_owned(),
-    ))?;
+pub fn sign(content: &[u8], store: &super::unwrap::KeyStore) -> Result<Vec<u8>, (bool, String)> {
+    if let super::unwrap::KeyStore::Unavailable(why) = store {
+        return Err((true, format!("the key store is unavailable ({why})")));
+    }
+    let identity = store
+        .keys()
+        .and_then(super::unwrap::GatewayKeys::signing)
+        .ok_or((
+            false,
+            "no signing key with a certificate on the token".to_owned(),
+        ))?;
     sealgate_smime::sign_message(
         content,
         &identity,

@@ -62,13 +62,17 @@ impl GatewayKeys {
     /// Loads every key in `labels` that has a certificate on the token;
     /// keys without one are skipped (and named in the log), and the
     /// gateway's OpenPGP identity from `openpgp_dir` if one was created
-    /// there (`sealgate pgp init`). Blocking.
-    pub fn load(hsm: &Hsm, labels: &[&str], openpgp_dir: &Path) -> GatewayKeys {
+    /// there (`sealgate pgp init`). Fails only when the token itself cannot
+    /// be reached (a temporary error): then nothing is known about which
+    /// keys exist. Blocking.
+    pub fn load(
+        hsm: &Hsm,
+        labels: &[&str],
+        openpgp_dir: &Path,
+    ) -> Result<GatewayKeys, sealgate_hsm::Error> {
         let mut smime = Vec::new();
         for label in labels {
-            let cert = hsm
-                .certificate_chain(label)
-                .ok()
+            let cert = unless_unreachable(hsm.certificate_chain(label))?
                 .and_then(|chain| chain.into_iter().next())
                 .and_then(|der| Certificate::from_der(&der).ok());
             let Some(cert) = cert else {
@@ -79,21 +83,23 @@ impl GatewayKeys {
                 CertKey::Ec { .. } => hsm.key_agreement(label),
                 _ => hsm.decryptor(label),
             };
-            match key {
-                Ok(key) => smime.push((cert, key)),
-                Err(e) => tracing::warn!(%label, error = %e, "token key not usable for decryption"),
+            match unless_unreachable(key)? {
+                Some(key) => smime.push((cert, key)),
+                None => tracing::warn!(%label, "token key not usable for decryption"),
             }
         }
-        let chain: Vec<Certificate> = hsm
-            .certificate_chain(SIGN_KEY_LABEL)
+        let chain: Vec<Certificate> = unless_unreachable(hsm.certificate_chain(SIGN_KEY_LABEL))?
             .map(|ders| {
                 ders.iter()
                     .filter_map(|d| Certificate::from_der(d).ok())
                     .collect()
             })
             .unwrap_or_default();
-        let signer = match (chain.is_empty(), hsm.signer(SIGN_KEY_LABEL)) {
-            (false, Ok(key)) => Some((key, chain)),
+        let signer = match (
+            chain.is_empty(),
+            unless_unreachable(hsm.signer(SIGN_KEY_LABEL))?,
+        ) {
+            (false, Some(key)) => Some((key, chain)),
             _ => {
                 tracing::info!(
                     label = SIGN_KEY_LABEL,
@@ -102,11 +108,11 @@ impl GatewayKeys {
                 None
             }
         };
-        GatewayKeys {
+        Ok(GatewayKeys {
             smime,
             signer,
-            openpgp: load_openpgp(hsm, openpgp_dir),
-        }
+            openpgp: load_openpgp(hsm, openpgp_dir)?,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -139,17 +145,54 @@ impl GatewayKeys {
     }
 }
 
+/// What the gateway knows of its own keys, as the scheduler holds it.
+#[derive(Debug, Clone, Default)]
+pub enum KeyStore {
+    /// No token is set up (or it holds no key with a certificate): mail
+    /// encrypted for anyone passes through unopened.
+    #[default]
+    NotSetUp,
+    /// A token is set up but could not be opened: mail that may be
+    /// encrypted for the gateway waits (deferred) until it can be.
+    Unavailable(String),
+    /// Loaded.
+    Ready(std::sync::Arc<GatewayKeys>),
+}
+
+impl KeyStore {
+    /// The loaded keys, if any.
+    pub fn keys(&self) -> Option<&GatewayKeys> {
+        match self {
+            KeyStore::Ready(keys) => Some(keys),
+            _ => None,
+        }
+    }
+}
+
+/// `Ok(None)` for a token answer that says "not there / not usable",
+/// `Err` when the token could not be reached at all.
+fn unless_unreachable<T>(
+    result: Result<T, sealgate_hsm::Error>,
+) -> Result<Option<T>, sealgate_hsm::Error> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.is_temporary() => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
 /// The OpenPGP identity in `dir`, if `sealgate pgp init` created one.
-fn load_openpgp(hsm: &Hsm, dir: &Path) -> Option<GatewayIdentity> {
+fn load_openpgp(hsm: &Hsm, dir: &Path) -> Result<Option<GatewayIdentity>, sealgate_hsm::Error> {
     if !dir.join("gateway.toml").exists() {
         tracing::info!(dir = %dir.display(), "no gateway OpenPGP identity: OpenPGP mail for the gateway is not opened");
-        return None;
+        return Ok(None);
     }
     match GatewayIdentity::load(hsm, dir) {
-        Ok(identity) => Some(identity),
+        Ok(identity) => Ok(Some(identity)),
+        Err(sealgate_openpgp::Error::Hsm(e)) if e.is_temporary() => Err(e),
         Err(e) => {
             tracing::error!(error = %e, "gateway OpenPGP identity not usable: OpenPGP mail for the gateway is not opened");
-            None
+            Ok(None)
         }
     }
 }
@@ -169,14 +212,23 @@ pub enum Unwrapped {
 }
 
 /// Opens `content` if it is encrypted (S/MIME or OpenPGP, as `wrapping`
-/// from the parse stage says) for one of the gateway's keys.
+/// from the parse stage says) for one of the gateway's keys. While the key
+/// store is unavailable an encrypted message is deferred: it may be for the
+/// gateway, and passing it on would deliver ciphertext nobody can read (or,
+/// worse, skip the recipient's own encryption).
 pub fn unwrap(
     content: &[u8],
     wrapping: Option<Wrapping>,
-    keys: Option<&GatewayKeys>,
+    store: &KeyStore,
 ) -> Result<Unwrapped, PipelineError> {
-    let Some(keys) = keys else {
-        return Ok(Unwrapped::AsIs);
+    let keys = match store {
+        KeyStore::Ready(keys) => keys,
+        KeyStore::Unavailable(why) if wrapping.is_some() => {
+            return Err(PipelineError::Temporary(format!(
+                "the key store is unavailable ({why}); the message may be encrypted for the gateway"
+            )));
+        }
+        _ => return Ok(Unwrapped::AsIs),
     };
     match (wrapping, &keys.openpgp) {
         (Some(Wrapping::Openpgp), Some(identity)) => unwrap_openpgp(content, identity),

@@ -38,9 +38,9 @@ pub enum SchedulerRequest {
     Release(String, tokio::sync::oneshot::Sender<Result<(), String>>),
     /// Keys arrived for these addresses (or `@domain`s): release what is held for them.
     KeysArrived(Vec<String>),
-    /// The gateway's own keys were loaded again from the token (SIGHUP):
-    /// attempts from now on use these.
-    ReloadKeys(Option<Arc<crate::pipeline::unwrap::GatewayKeys>>),
+    /// The gateway's own keys were loaded again from the token (SIGHUP, or
+    /// the token came back): attempts from now on use these.
+    ReloadKeys(crate::pipeline::unwrap::KeyStore),
 }
 
 /// Shared handle to the queue.

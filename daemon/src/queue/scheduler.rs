@@ -30,7 +30,7 @@ pub async fn run(
     queue: Queue,
     config: Arc<Config>,
     policy: Arc<Policy>,
-    mut keys: Option<Arc<pipeline::unwrap::GatewayKeys>>,
+    mut keys: Arc<pipeline::unwrap::KeyStore>,
     deliverer: Arc<Deliverer>,
     mut requests: mpsc::UnboundedReceiver<SchedulerRequest>,
     initial: Vec<(u64, String)>,
@@ -66,7 +66,7 @@ pub async fn run(
                     config: &config,
                     policy: &policy,
                     directory: queue.directory(),
-                    keys: keys.as_deref(),
+                    keys: &keys,
                 };
                 let next = attempt(&queue, &context, &deliverer, &queue_id).await;
                 drop(permit);
@@ -109,7 +109,7 @@ pub async fn run(
                         due.push(Reverse((now_ms(), id)));
                     }
                 }
-                Some(SchedulerRequest::ReloadKeys(reloaded)) => keys = reloaded,
+                Some(SchedulerRequest::ReloadKeys(reloaded)) => keys = Arc::new(reloaded),
                 Some(SchedulerRequest::Delete(id, reply)) => {
                     let result = if in_flight.contains(&id) {
                         Err(format!("{id}: a delivery is in progress; try again in a moment"))
