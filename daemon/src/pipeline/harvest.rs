@@ -21,12 +21,26 @@ use crate::directory::{Directory, Entry, Trust};
 /// The addresses (or `@domain`s) whose keys were stored while harvesting
 /// `content`, for releasing mail held for them.
 pub fn harvest(content: &[u8], directory: &Directory, queue_id: &str, now_ms: u64) -> Vec<String> {
-    let Some(from) = from_address(content) else {
+    // One parse decides whether the engines need to look at all: most mail
+    // carries no signature and no key, and this runs for every message.
+    let Some(parsed) = mail_parser::MessageParser::default().parse(content) else {
         return Vec::new();
     };
+    let Some(from) = parsed
+        .header_raw("From")
+        .and_then(sealgate_smime::verify::from_address)
+    else {
+        return Vec::new();
+    };
+    let carries = Carries::of(&parsed);
     let source = format!("harvested:{queue_id}");
-    let mut stored = smime_signer(content, &from, directory, &source, now_ms);
-    stored.extend(openpgp_keys(content, &from, directory, &source, now_ms));
+    let mut stored = Vec::new();
+    if carries.smime_signature {
+        stored.extend(smime_signer(content, &from, directory, &source, now_ms));
+    }
+    if carries.openpgp_material {
+        stored.extend(openpgp_keys(content, &from, directory, &source, now_ms));
+    }
     let mut addresses: Vec<String> = stored.into_iter().flat_map(|e| e.addresses).collect();
     addresses.sort();
     addresses.dedup();
@@ -40,11 +54,51 @@ pub fn harvest(content: &[u8], directory: &Directory, queue_id: &str, now_ms: u6
     addresses
 }
 
-/// The `From` address, lower case.
-fn from_address(content: &[u8]) -> Option<String> {
-    let message = mail_parser::MessageParser::default().parse(content)?;
-    let value = message.header_raw("From")?;
-    sealgate_smime::verify::from_address(value)
+/// What a message may carry for the directory, judged from its structure.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Carries {
+    /// A top-level S/MIME signature (detached or opaque).
+    smime_signature: bool,
+    /// An Autocrypt header, an attached key, or an OpenPGP signature (which
+    /// may hold the signer's key) or armored block in a text part.
+    openpgp_material: bool,
+}
+
+impl Carries {
+    fn of(message: &mail_parser::Message<'_>) -> Carries {
+        use mail_parser::MimeHeaders;
+        let mut carries = Carries {
+            openpgp_material: message.header_raw("Autocrypt").is_some(),
+            ..Carries::default()
+        };
+        if let Some(ct) = message.root_part().content_type() {
+            let protocol = ct.attribute("protocol").unwrap_or("").to_ascii_lowercase();
+            match (
+                ct.ctype().to_ascii_lowercase().as_str(),
+                ct.subtype().unwrap_or("").to_ascii_lowercase().as_str(),
+            ) {
+                ("multipart", "signed") if protocol.contains("pgp") => {
+                    carries.openpgp_material = true;
+                }
+                ("multipart", "signed") | ("application", "pkcs7-mime" | "x-pkcs7-mime") => {
+                    carries.smime_signature = true;
+                }
+                _ => {}
+            }
+        }
+        carries.openpgp_material |= message.parts.iter().any(|part| {
+            let keys = part.content_type().is_some_and(|ct| {
+                ct.ctype().eq_ignore_ascii_case("application")
+                    && ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("pgp-keys"))
+            });
+            keys || part
+                .text_contents()
+                .is_some_and(|text| text.contains("-----BEGIN PGP"))
+        });
+        carries
+    }
 }
 
 /// The signer certificate of a good S/MIME signature by the `From` address.
@@ -106,4 +160,43 @@ fn openpgp_keys(
         }
     }
     stored
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn carries(raw: &str) -> Carries {
+        Carries::of(
+            &mail_parser::MessageParser::default()
+                .parse(raw.as_bytes())
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn plain_mail_carries_nothing() {
+        let plain = carries("From: a@b.test\r\nSubject: hi\r\n\r\nhello\r\n");
+        assert_eq!(plain, Carries::default());
+    }
+
+    #[test]
+    fn signatures_keys_and_autocrypt_are_noticed() {
+        let signed = |protocol: &str| {
+            carries(&format!(
+                "From: a@b.test\r\nContent-Type: multipart/signed; protocol=\"{protocol}\"; \
+                 boundary=x\r\n\r\n--x\r\n\r\nhi\r\n--x--\r\n"
+            ))
+        };
+        let smime = signed("application/pkcs7-signature");
+        assert!(smime.smime_signature && !smime.openpgp_material);
+        let pgp = signed("application/pgp-signature");
+        assert!(pgp.openpgp_material && !pgp.smime_signature);
+        let autocrypt =
+            carries("From: a@b.test\r\nAutocrypt: addr=a@b.test; keydata=AAAA\r\n\r\nhi\r\n");
+        assert!(autocrypt.openpgp_material);
+        let inline = carries("From: a@b.test\r\n\r\n-----BEGIN PGP SIGNED MESSAGE-----\r\n");
+        assert!(inline.openpgp_material);
+    }
 }
