@@ -65,16 +65,23 @@ def encrypt_for(tmp_path, cert: Path, body: str, to: str, subject: str) -> bytes
     return out.stdout.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
+def send_to_bob_and_carol(gw, message: bytes) -> tuple[bytes, bytes]:
+    """Sends `message` to an external (bob) and an internal (carol)
+    recipient; returns what each received."""
+    send_message(gw.port, SENDER, ["bob@ext.example", "carol@example.org"], message)
+    got = wait_outbox(gw, lambda m: {r for x in m for r in envelope_to(x)} >= {"bob@ext.example", "carol@example.org"})
+    bob = [x for x in got if "bob@ext.example" in envelope_to(x)][0]
+    carol = [x for x in got if "carol@example.org" in envelope_to(x)][0]
+    return bob, carol
+
+
 def test_encrypted_for_the_gateway_is_reencrypted_per_recipient(gw_with_token, tmp_path):
     gw = gw_with_token
     gw.cli("directory", "import", make_cert(tmp_path, "bob", "bob@ext.example"))
     message = encrypt_for(tmp_path, tmp_path / "gateway.pem", "the confidential plan",
                           "bob@ext.example, carol@example.org", "plan")
     assert b"confidential plan" not in message
-    send_message(gw.port, SENDER, ["bob@ext.example", "carol@example.org"], message)
-    got = wait_outbox(gw, lambda m: {r for x in m for r in envelope_to(x)} >= {"bob@ext.example", "carol@example.org"})
-    bob = [x for x in got if "bob@ext.example" in envelope_to(x)][0]
-    carol = [x for x in got if "carol@example.org" in envelope_to(x)][0]
+    bob, carol = send_to_bob_and_carol(gw, message)
     # External: encrypted again, to bob's own certificate.
     assert b"confidential plan" not in bob
     assert b"confidential plan" in decrypt_cms(tmp_path, bob, "bob")

@@ -17,7 +17,7 @@ import pytest
 from smtp_conftest import send_message, wait_outbox
 from test_directory import decrypt_cms, make_cert
 from test_policy import SENDER, envelope_to
-from test_unwrap import provisioned_gateway
+from test_unwrap import provisioned_gateway, send_to_bob_and_carol
 
 GATEWAY_UID = "Sealgate gateway <gateway@example.org>"
 
@@ -56,10 +56,7 @@ def test_openpgp_for_the_gateway_is_reencrypted_per_recipient(gw_with_openpgp, g
     message = pgp_mime(gnupg, "gateway@example.org", "bob@ext.example, carol@example.org", "plan",
                        "the openpgp plan")
     assert b"openpgp plan" not in message
-    send_message(gw.port, SENDER, ["bob@ext.example", "carol@example.org"], message)
-    got = wait_outbox(gw, lambda m: {r for x in m for r in envelope_to(x)} >= {"bob@ext.example", "carol@example.org"})
-    bob = [x for x in got if "bob@ext.example" in envelope_to(x)][0]
-    carol = [x for x in got if "carol@example.org" in envelope_to(x)][0]
+    bob, carol = send_to_bob_and_carol(gw, message)
     # External: opened on the token, then S/MIME-encrypted to bob's certificate.
     assert b"openpgp plan" not in bob
     assert b"application/pkcs7-mime" in bob
