@@ -157,17 +157,30 @@ fn skip_headers(mut data: &[u8]) -> &[u8] {
     }
 }
 
+/// What follows the `BEGIN PGP MESSAGE` line if `data` starts with one
+/// (leading whitespace allowed).
+fn after_begin(data: &[u8]) -> Option<&[u8]> {
+    let (first, after) = next_line(trim_start(data));
+    (trim_end(first) == BEGIN).then_some(after)
+}
+
+/// An upper bound on the binary length of `data` as [`Dearmor`] reads it:
+/// three bytes per four characters if it is an armored message, its own
+/// length otherwise (then Sequoia reads it as it is).
+pub(crate) fn binary_len_bound(data: &[u8]) -> usize {
+    match after_begin(data) {
+        Some(_) => data.len() / 4 * 3 + 3,
+        None => data.len(),
+    }
+}
+
 impl<'a> Dearmor<'a> {
     /// A reader over `data` if it is an armored `PGP MESSAGE` (leading
     /// whitespace allowed); `None` for anything else (binary, other kinds),
     /// which the caller hands to Sequoia as it is.
     pub(crate) fn new(data: &'a [u8]) -> Option<Self> {
-        let (first, after) = next_line(trim_start(data));
-        if trim_end(first) != BEGIN {
-            return None;
-        }
         Some(Dearmor {
-            rest: skip_headers(after),
+            rest: skip_headers(after_begin(data)?),
             chars: Vec::with_capacity(CHUNK + 128),
             decoded: Vec::with_capacity(CHUNK / 4 * 3 + 3),
             at: 0,
