@@ -4,8 +4,11 @@
 //!
 //! Why not Sequoia's own armor reader: it filters the base64 byte by byte
 //! and was half of the time of a 10 MB decryption (see README, Benchmark).
-//! Here each armor line is appended to a bounded staging buffer and decoded
-//! in one call to the `base64` crate per chunk; nothing is decoded whole.
+//! Here runs of plain lines (one width, whole groups of four base64
+//! characters, LF or CRLF) are decoded straight into a bounded output
+//! buffer; any other line is appended to a bounded staging buffer and
+//! decoded in one call to the `base64` crate per chunk. Nothing is decoded
+//! whole.
 //!
 //! Leniency: header lines (`Key: value`) are skipped, the blank line after
 //! them may be missing, the CRC24 footer is ignored (RFC 9580 §6.1: it must
