@@ -37,7 +37,7 @@ use openpgp::parse::{PacketParser, Parse};
 use openpgp::types::SymmetricAlgorithm;
 
 use crate::armor;
-use crate::dearmor::Dearmor;
+use crate::dearmor::{self, Dearmor};
 use crate::error::{Error, Result};
 use crate::gateway::GatewayIdentity;
 use crate::limits::Limits;
@@ -132,12 +132,15 @@ pub(crate) fn decrypt_blob(
     Ok((out, outcomes))
 }
 
-/// Room to reserve for the plaintext of `data`: its own length (armor and
-/// packet framing make the ciphertext longer than an uncompressed
-/// plaintext), bounded by the plaintext limit. Reserving up front saves the
-/// copies (and the unzeroed old buffers) of a growing vector.
+/// Room to reserve for the plaintext of `data`: the length of its binary
+/// form (packet framing makes that longer than an uncompressed plaintext),
+/// bounded by the plaintext limit. Reserving up front saves the copies
+/// (and the unzeroed old buffers) of a growing vector; not reserving for
+/// the armor saves a quarter of the zeroing when the plaintext is dropped.
 fn plaintext_estimate(data: &[u8], limits: &Limits) -> usize {
-    data.len().min(limits.max_plaintext).saturating_add(1)
+    dearmor::binary_len_bound(data)
+        .min(limits.max_plaintext)
+        .saturating_add(1)
 }
 
 /// Like [`decrypt_blob`], appending the plaintext to `out` (which keeps
