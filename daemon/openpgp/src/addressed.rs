@@ -11,7 +11,6 @@
 //! Trusts nothing: the message is parsed within [`Limits`], only up to the
 //! first packet that is not a session key packet.
 
-use mail_parser::MimeHeaders;
 use sequoia_openpgp as openpgp;
 
 use openpgp::KeyHandle;
@@ -60,32 +59,27 @@ pub fn addressees(message: &[u8], limits: &Limits) -> Result<Addressees> {
     if message.len() > limits.max_input {
         return Err(Error::Limit("message size"));
     }
+    let mut found = Addressees::default();
+    // The header alone decides, as in decryption: a PGP/MIME data part is
+    // cut at its boundaries without parsing the whole message.
+    let head = mail_parser::MessageParser::default()
+        .parse_headers(message)
+        .ok_or_else(|| Error::Malformed("not a MIME message".into()))?;
+    if let Some(data) = crate::decrypt::pgp_mime_data(&head, message)? {
+        read_session_key_packets(&data, &mut found)?;
+        return Ok(found);
+    }
     let parsed = mail_parser::MessageParser::default()
         .parse(message)
         .ok_or_else(|| Error::Malformed("not a MIME message".into()))?;
-    let mut found = Addressees::default();
-    for block in encrypted_blocks(&parsed) {
+    for block in inline_blocks(&parsed) {
         read_session_key_packets(block, &mut found)?;
     }
     Ok(found)
 }
 
-/// The encrypted OpenPGP blocks of a parsed message, as bytes.
-fn encrypted_blocks<'a>(parsed: &'a mail_parser::Message<'a>) -> Vec<&'a [u8]> {
-    let root = parsed.root_part();
-    let is_pgp_mime = root.content_type().is_some_and(|c| {
-        c.ctype().eq_ignore_ascii_case("multipart")
-            && c.subtype()
-                .is_some_and(|s| s.eq_ignore_ascii_case("encrypted"))
-    });
-    if is_pgp_mime {
-        return root
-            .sub_parts()
-            .and_then(|ids| ids.get(1))
-            .and_then(|id| parsed.part(*id))
-            .map(|part| vec![part.contents()])
-            .unwrap_or_default();
-    }
+/// The armored `PGP MESSAGE` blocks of a parsed message's text parts.
+fn inline_blocks<'a>(parsed: &'a mail_parser::Message<'a>) -> Vec<&'a [u8]> {
     parsed
         .parts
         .iter()

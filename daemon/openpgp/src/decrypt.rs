@@ -235,18 +235,30 @@ pub fn decrypt(
         .header_raw("From")
         .map(mime::address_of)
         .unwrap_or_default();
+    if let Some(data) = pgp_mime_data(&head, message)? {
+        return decrypt_pgp_mime(identity, message, &data, &from, known, limits);
+    }
+    decrypt_inline(identity, message, &from, known, limits)
+}
+
+/// The encrypted data of a PGP/MIME message, judged from its parsed header
+/// `head` (`MessageParser::parse_headers`); `None` when it is not
+/// `multipart/encrypted` (inline blocks are then in its text parts).
+pub(crate) fn pgp_mime_data<'a>(
+    head: &mail_parser::Message<'_>,
+    message: &'a [u8],
+) -> Result<Option<Cow<'a, [u8]>>> {
     let ct = head.root_part().content_type();
     let pgp_mime = ct.is_some_and(|c| {
         c.ctype().eq_ignore_ascii_case("multipart")
             && c.subtype()
                 .is_some_and(|s| s.eq_ignore_ascii_case("encrypted"))
     });
-    if pgp_mime {
-        let boundary = ct.and_then(|c| c.attribute("boundary"));
-        let data = encrypted_data(message, boundary)?;
-        return decrypt_pgp_mime(identity, message, &data, &from, known, limits);
+    if !pgp_mime {
+        return Ok(None);
     }
-    decrypt_inline(identity, message, &from, known, limits)
+    let boundary = ct.and_then(|c| c.attribute("boundary"));
+    encrypted_data(message, boundary).map(Some)
 }
 
 /// The encrypted data of a `multipart/encrypted` message (its second part,
