@@ -127,11 +127,7 @@ pub fn process(
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    let opened = unwrap::unwrap(
-        &message.content,
-        parse::wrapping_of(&message.content),
-        context.keys,
-    )?;
+    let opened = unwrap::unwrap(&message.content, context.keys)?;
     let (content, verdict, opened_from): (&[u8], Option<&str>, _) = match &opened {
         unwrap::Unwrapped::AsIs => (&message.content, None, None),
         unwrap::Unwrapped::Opened {

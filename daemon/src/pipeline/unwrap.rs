@@ -211,16 +211,17 @@ pub enum Unwrapped {
     },
 }
 
-/// Opens `content` if it is encrypted (S/MIME or OpenPGP, as `wrapping`
-/// from the parse stage says) for one of the gateway's keys. While the key
-/// store is unavailable an encrypted message is deferred: it may be for the
-/// gateway, and passing it on would deliver ciphertext nobody can read (or,
-/// worse, skip the recipient's own encryption).
-pub fn unwrap(
-    content: &[u8],
-    wrapping: Option<Wrapping>,
-    store: &KeyStore,
-) -> Result<Unwrapped, PipelineError> {
+/// Opens `content` if it is encrypted (S/MIME or OpenPGP, as the parse
+/// stage's [`super::parse::wrapping_of`] says) for one of the gateway's
+/// keys. While the key store is unavailable an encrypted message is
+/// deferred: it may be for the gateway, and passing it on would deliver
+/// ciphertext nobody can read (or, worse, skip the recipient's own
+/// encryption). Without a key store the message is not even looked at.
+pub fn unwrap(content: &[u8], store: &KeyStore) -> Result<Unwrapped, PipelineError> {
+    if matches!(store, KeyStore::NotSetUp) {
+        return Ok(Unwrapped::AsIs);
+    }
+    let wrapping = super::parse::wrapping_of(content);
     let keys = match store {
         KeyStore::Ready(keys) => keys,
         KeyStore::Unavailable(why) if wrapping.is_some() => {
