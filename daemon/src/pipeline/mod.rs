@@ -22,6 +22,7 @@ pub mod decide;
 pub mod guard;
 pub mod harvest;
 pub mod parse;
+pub mod protect;
 pub mod render;
 pub mod resolve;
 pub mod unwrap;
@@ -256,7 +257,9 @@ pub fn process(
                                 }
                             }
                         }
-                        render::encrypt(&source, method, &context.policy.config.engine)
+                        let protection =
+                            decision.neutral_subject.then(|| protect::protect(&source));
+                        render::encrypt(&source, protection, method, &context.policy.config.engine)
                             .map(|encrypted| (method.describe(), encrypted))
                             .map_err(|e| format!("{} found, but {e}", method.describe()))
                     }
