@@ -111,6 +111,22 @@ pub fn process(
     if pending.is_empty() {
         return Ok(plan);
     }
+    if message.envelope.gateway_notice {
+        // The gateway's own notice (an invitation): it holds nothing of
+        // anyone's mail and goes out as written, without a policy decision.
+        plan.outgoing.push(Outgoing {
+            recipients: pending.to_vec(),
+            content: Arc::clone(&message.content),
+            must_be_encrypted: false,
+        });
+        plan.explanations.extend(pending.iter().map(|&i| {
+            (
+                i,
+                "the gateway's own notice: sent as written, without a policy decision".to_owned(),
+            )
+        }));
+        return Ok(plan);
+    }
     let recipients: Vec<(usize, String)> = pending
         .iter()
         .filter_map(|&i| {
