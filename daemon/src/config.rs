@@ -41,6 +41,32 @@ pub struct Config {
     pub groups: std::collections::BTreeMap<String, Vec<String>>,
     /// An LDAP directory for distribution lists and sender groups.
     pub ldap: Option<crate::expand::ldap::LdapConfig>,
+    /// Invitations to held recipients (`[invitations]`).
+    pub invitations: InvitationConfig,
+}
+
+/// Invitations: a recipient whose mail is held (encryption required, no
+/// certificate or key yet) is told how to provide one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InvitationConfig {
+    /// Send invitations (default off: the sender's delay notice is all).
+    pub enabled: bool,
+    /// The invitation's From address, where replies go. Default: the
+    /// address of the gateway's OpenPGP identity, else `postmaster@<hostname>`.
+    pub from: Option<String>,
+    /// At most one invitation per recipient in this many seconds (default 7 days).
+    pub resend_after_secs: u64,
+}
+
+impl Default for InvitationConfig {
+    fn default() -> Self {
+        InvitationConfig {
+            enabled: false,
+            from: None,
+            resend_after_secs: 7 * 24 * 3600,
+        }
+    }
 }
 
 /// The SMTP listener and its limits.
@@ -155,6 +181,7 @@ impl Default for Config {
             lists: std::collections::BTreeMap::new(),
             groups: std::collections::BTreeMap::new(),
             ldap: None,
+            invitations: InvitationConfig::default(),
         }
     }
 }
@@ -307,6 +334,14 @@ impl Config {
         })?;
         if let Some(ldap) = &self.ldap {
             ldap.check()?;
+        }
+        if let Some(from) = &self.invitations.from
+            && crate::smtp::address::Address::parse(from).is_none()
+        {
+            return Err((
+                "invitations.from",
+                format!("`{from}` is not a mail address (local@domain)"),
+            ));
         }
         for domain in &self.relay.domains {
             if domain.is_empty() || domain.contains(['@', ' ', '[', ']']) {

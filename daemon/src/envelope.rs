@@ -46,6 +46,11 @@ pub struct Envelope {
     /// it, for the policy's sender-group rules.
     #[serde(default)]
     pub sender_groups: Vec<String>,
+    /// Written by this gateway for the recipient as it is (an invitation):
+    /// the pipeline sends it unchanged, without a policy decision. Never
+    /// set for mail received over SMTP.
+    #[serde(default)]
+    pub gateway_notice: bool,
 }
 
 impl Envelope {

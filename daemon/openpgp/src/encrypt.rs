@@ -158,7 +158,27 @@ pub fn encrypt(
         return Ok(out);
     }
     let (envelope, inner) = crate::sign::entity(message, false)?;
-    let armored = encrypt_blob(&inner, recipients, signer)?;
+    encrypt_entity(envelope, &inner, recipients, gateway, opts)
+}
+
+/// PGP/MIME for a message already split by the caller: `envelope` (the
+/// header fields that stay visible, CRLF-terminated) and `entity` (the MIME
+/// entity to encrypt, CRLF). For header protection (RFC 9788) the caller
+/// puts copies of the protected fields into `entity` and obscures them in
+/// `envelope`.
+pub fn encrypt_entity(
+    envelope: Vec<u8>,
+    entity: &[u8],
+    recipients: &[Cert],
+    gateway: Option<&GatewayIdentity>,
+    opts: EncryptOptions,
+) -> Result<Vec<u8>> {
+    let signer = if opts.sign {
+        Some(gateway.ok_or_else(|| Error::Identity("signing needs the gateway identity".into()))?)
+    } else {
+        None
+    };
+    let armored = encrypt_blob(entity, recipients, signer)?;
     let b = mime::boundary();
     let mut out = envelope;
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");

@@ -396,6 +396,28 @@ impl GatewayIdentity {
         &self.cert
     }
 
+    /// The mail addresses in the certificate's user IDs, primary first.
+    pub fn email_addresses(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let policy = openpgp::policy::StandardPolicy::new();
+        let primary = self
+            .cert
+            .with_policy(&policy, None)
+            .ok()
+            .and_then(|valid| valid.primary_userid().ok())
+            .and_then(|u| u.userid().email().ok().flatten());
+        let all = self
+            .cert
+            .userids()
+            .filter_map(|u| u.userid().email().ok().flatten());
+        for email in primary.into_iter().chain(all) {
+            if !out.iter().any(|known| known == email) {
+                out.push(email.to_owned());
+            }
+        }
+        out
+    }
+
     /// The certificate, binary (`application/pgp-keys`, WKD).
     pub fn export_binary(&self) -> Result<Vec<u8>> {
         let mut out = Vec::new();

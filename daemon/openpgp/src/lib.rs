@@ -35,7 +35,7 @@ pub mod verify;
 
 pub use addressed::{Addressees, addressees};
 pub use decrypt::{Decrypted, Format, decrypt};
-pub use encrypt::{EncryptOptions, encrypt};
+pub use encrypt::{EncryptOptions, encrypt, encrypt_entity};
 pub use error::{Error, Result};
 pub use gateway::{GatewayAlgorithm, GatewayIdentity, GatewaySpec};
 pub use harvest::{CertSummary, harvest, parse_certs, summarize};

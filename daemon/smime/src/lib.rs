@@ -174,6 +174,19 @@ pub fn encrypt_message(
     options: EncryptOptions,
 ) -> Result<Vec<u8>, Error> {
     let (outer, entity) = split_message(input)?;
+    encrypt_entity(outer, entity, recipients, options)
+}
+
+/// Encrypts a message already split by the caller: `outer` (the header
+/// fields that stay visible, CRLF-terminated) and `entity` (the MIME entity
+/// to encrypt, CRLF). For header protection (RFC 9788) the caller puts
+/// copies of the protected fields into `entity` and obscures them in `outer`.
+pub fn encrypt_entity(
+    outer: Vec<u8>,
+    entity: Vec<u8>,
+    recipients: &[&Certificate],
+    options: EncryptOptions,
+) -> Result<Vec<u8>, Error> {
     let der_bytes = envelope::seal(entity, recipients, options)?;
     let smime_type = if options.gcm {
         "authEnveloped-data"

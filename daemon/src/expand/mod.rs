@@ -260,6 +260,7 @@ mod tests {
             session_id: "s".into(),
             received_at_ms: 0,
             sender_groups: Vec::new(),
+            gateway_notice: false,
         }
     }
 

@@ -22,6 +22,7 @@ pub mod decide;
 pub mod guard;
 pub mod harvest;
 pub mod parse;
+pub mod protect;
 pub mod render;
 pub mod resolve;
 pub mod unwrap;
@@ -108,6 +109,22 @@ pub fn process(
 ) -> Result<Plan, PipelineError> {
     let mut plan = Plan::default();
     if pending.is_empty() {
+        return Ok(plan);
+    }
+    if message.envelope.gateway_notice {
+        // The gateway's own notice (an invitation): it holds nothing of
+        // anyone's mail and goes out as written, without a policy decision.
+        plan.outgoing.push(Outgoing {
+            recipients: pending.to_vec(),
+            content: Arc::clone(&message.content),
+            must_be_encrypted: false,
+        });
+        plan.explanations.extend(pending.iter().map(|&i| {
+            (
+                i,
+                "the gateway's own notice: sent as written, without a policy decision".to_owned(),
+            )
+        }));
         return Ok(plan);
     }
     let recipients: Vec<(usize, String)> = pending
@@ -256,7 +273,9 @@ pub fn process(
                                 }
                             }
                         }
-                        render::encrypt(&source, method, &context.policy.config.engine)
+                        let protection =
+                            decision.neutral_subject.then(|| protect::protect(&source));
+                        render::encrypt(&source, protection, method, &context.policy.config.engine)
                             .map(|encrypted| (method.describe(), encrypted))
                             .map_err(|e| format!("{} found, but {e}", method.describe()))
                     }

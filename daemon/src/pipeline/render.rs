@@ -62,9 +62,11 @@ pub enum EncryptError {
     Engine(String),
 }
 
-/// `content` encrypted for the recipient's `method`.
+/// `content` encrypted for the recipient's `method`; with `protected`, the
+/// header-protected split of it (RFC 9788, [`super::protect`]) is encrypted.
 pub fn encrypt(
     content: &[u8],
+    protected: Option<super::protect::Protected>,
     method: &super::resolve::Method,
     options: &crate::policy::rules::EngineOptions,
 ) -> Result<Vec<u8>, EncryptError> {
@@ -81,20 +83,21 @@ pub fn encrypt(
             // GCM only when the recipient is known to read it; the directory
             // does not record capabilities yet, so CBC (every client reads it).
             let opts = sealgate_smime::EncryptOptions { gcm: false, rsa };
-            sealgate_smime::encrypt_message(content, &[&cert], opts)
-                .map_err(|e| EncryptError::Engine(e.to_string()))
+            match protected {
+                Some(p) => sealgate_smime::encrypt_entity(p.outer, p.inner, &[&cert], opts),
+                None => sealgate_smime::encrypt_message(content, &[&cert], opts),
+            }
+            .map_err(|e| EncryptError::Engine(e.to_string()))
         }
         Method::Openpgp(entry) => {
             let limits = sealgate_openpgp::Limits::default();
             let certs = sealgate_openpgp::parse_certs(&entry.data, &limits)
                 .map_err(|e| EncryptError::Engine(format!("OpenPGP key: {e}")))?;
-            sealgate_openpgp::encrypt(
-                content,
-                &certs,
-                None,
-                sealgate_openpgp::EncryptOptions::new(),
-                &limits,
-            )
+            let opts = sealgate_openpgp::EncryptOptions::new();
+            match protected {
+                Some(p) => sealgate_openpgp::encrypt_entity(p.outer, &p.inner, &certs, None, opts),
+                None => sealgate_openpgp::encrypt(content, &certs, None, opts, &limits),
+            }
             .map_err(|e| EncryptError::Engine(e.to_string()))
         }
     }

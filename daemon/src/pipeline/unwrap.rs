@@ -134,6 +134,11 @@ impl GatewayKeys {
         })
     }
 
+    /// The gateway's OpenPGP identity, if one was created.
+    pub fn openpgp(&self) -> Option<&GatewayIdentity> {
+        self.openpgp.as_ref()
+    }
+
     fn smime_keys(&self) -> Vec<GatewayKey<'_>> {
         self.smime
             .iter()

@@ -169,6 +169,7 @@ pub fn build(
         session_id: format!("dsn-{queue_id}"),
         received_at_ms: now_ms(),
         sender_groups: Vec::new(),
+        gateway_notice: false,
     };
     Some((envelope, bytes))
 }
@@ -229,6 +230,7 @@ mod tests {
             session_id: "s".into(),
             received_at_ms: 0,
             sender_groups: Vec::new(),
+            gateway_notice: false,
         }
     }
 

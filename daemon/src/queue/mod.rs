@@ -8,6 +8,7 @@
 //! bounced or deleted, and only then is the spool file removed.
 
 pub mod dsn;
+pub mod invite;
 pub mod recover;
 pub mod scheduler;
 pub mod spool;

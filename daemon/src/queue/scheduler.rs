@@ -224,6 +224,66 @@ fn expire(
 /// reason, remote host) with `action`, through the queue, and records it.
 /// `Ok` when there was nothing to send, no report is due (`<>`, NOTIFY), or
 /// it was queued; `Err` when it could not be queued.
+/// Invites each newly held recipient of `message` to provide a certificate
+/// or key, at most once per recipient per `invitations.resend_after_secs`.
+/// Best effort: an invitation that cannot be written or queued now is
+/// tried again when the next message for that recipient is held.
+async fn send_invitations(
+    queue: &Queue,
+    context: &pipeline::Context<'_>,
+    message: &crate::queue::spool::SpooledMessage,
+    newly_held: &[usize],
+) {
+    // Mail from the null sender (a notice) has nobody to name.
+    let Some(sender) = message.envelope.sender.as_ref() else {
+        return;
+    };
+    let config = context.config;
+    let every_ms = config.invitations.resend_after_secs.saturating_mul(1000);
+    let queue_id = message.queue_id.as_str();
+    for recipient in newly_held
+        .iter()
+        .filter_map(|&i| message.envelope.recipients.get(i))
+    {
+        let address = recipient.address.to_string();
+        match queue.state().claim_invitation(&address, now_ms(), every_ms) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(queue_id, error = %e, "invitation state not readable; no invitation sent");
+                continue;
+            }
+        }
+        // Signing may wait on the token.
+        let built = tokio::task::block_in_place(|| {
+            super::invite::build(config, context.keys, sender, &recipient.address, queue_id)
+        });
+        let queued = match built {
+            Ok(invitation) => queue
+                .inject(&invitation.envelope, &invitation.content)
+                .await
+                .map(|id| (id, invitation.carries))
+                .map_err(|e| format!("not queued: {e}")),
+            Err(e) => Err(e.to_string()),
+        };
+        match queued {
+            Ok((id, carries)) => queue.tracker().record(
+                queue_id,
+                EventKind::Invited,
+                Direction::Out,
+                &sender.to_string(),
+                &address,
+                "local",
+                &format!("invitation to provide a certificate or key ({carries}) queued as {id}"),
+            ),
+            Err(why) => {
+                tracing::warn!(queue_id, recipient = %address, reason = %why, "invitation not sent");
+                let _ = queue.state().unclaim_invitation(&address);
+            }
+        }
+    }
+}
+
 async fn send_report(
     queue: &Queue,
     config: &Config,
@@ -431,6 +491,7 @@ async fn attempt(
     let sender = entry.sender_text();
     let mut failed: Vec<(usize, String, String)> = Vec::new();
     let mut delayed: Vec<(usize, String)> = Vec::new();
+    let mut newly_held: Vec<usize> = Vec::new();
     let now = now_ms();
     expire_waiting(queue, config, &mut entry, now, &mut failed);
     let lifted: Vec<usize> = entry
@@ -525,6 +586,7 @@ async fn attempt(
                         if !state.hold_notified {
                             state.hold_notified = true;
                             delayed.push((i, reason.clone()));
+                            newly_held.push(i);
                         }
                         RecipientStatus::Held {
                             reason,
@@ -536,6 +598,9 @@ async fn attempt(
                         since_ms: now,
                     },
                 };
+            }
+            if config.invitations.enabled {
+                send_invitations(queue, context, &message, &newly_held).await;
             }
             for out in sendable {
                 let recipients: Vec<_> = out

@@ -363,6 +363,7 @@ mod tests {
             session_id: "s".into(),
             received_at_ms: 1,
             sender_groups: Vec::new(),
+            gateway_notice: false,
         }
     }
 

@@ -147,13 +147,54 @@ impl QueueEntry {
 #[derive(Clone)]
 pub struct QueueState {
     entries: sled::Tree,
+    /// Held recipient address (lower case) → when they were last invited (ms).
+    invitations: sled::Tree,
 }
 
 impl QueueState {
     pub fn open(db: &sled::Db) -> sled::Result<QueueState> {
         Ok(QueueState {
             entries: db.open_tree("queue")?,
+            invitations: db.open_tree("invitations")?,
         })
+    }
+
+    /// Claims the right to invite `address` now: true when it was never
+    /// invited, or last invited at least `every_ms` ago; the time is then
+    /// recorded, so concurrent deliveries invite a recipient once.
+    pub fn claim_invitation(
+        &self,
+        address: &str,
+        now_ms: u64,
+        every_ms: u64,
+    ) -> sled::Result<bool> {
+        let key = address.to_ascii_lowercase();
+        for _ in 0..8 {
+            let current = self.invitations.get(key.as_bytes())?;
+            let last = current
+                .as_ref()
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map(u64::from_be_bytes);
+            if last.is_some_and(|t| now_ms.saturating_sub(t) < every_ms) {
+                return Ok(false);
+            }
+            let swapped = self.invitations.compare_and_swap(
+                key.as_bytes(),
+                current,
+                Some(&now_ms.to_be_bytes()[..]),
+            )?;
+            if swapped.is_ok() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Gives a claim back (the invitation could not be queued).
+    pub fn unclaim_invitation(&self, address: &str) -> sled::Result<()> {
+        self.invitations
+            .remove(address.to_ascii_lowercase().as_bytes())?;
+        Ok(())
     }
 
     pub fn put(&self, entry: &QueueEntry) -> sled::Result<()> {

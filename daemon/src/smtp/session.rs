@@ -313,6 +313,7 @@ impl Session {
                 session_id: self.session_id.clone(),
                 received_at_ms: now_ms(),
                 sender_groups: Vec::new(),
+                gateway_notice: false,
             }),
             Err(error) => Err(self.refuse(error)),
         }

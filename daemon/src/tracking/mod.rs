@@ -30,6 +30,8 @@ pub enum EventKind {
     Quarantined,
     /// An administrator released held or quarantined recipients.
     Released,
+    /// A held recipient was sent an invitation to provide a certificate or key.
+    Invited,
 }
 
 /// Which way the message moves at this node.
