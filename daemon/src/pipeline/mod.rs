@@ -77,6 +77,31 @@ struct ClearForm {
     sign: bool,
 }
 
+/// What makes two partner-gateway copies the same: the partner's
+/// certificate and everything the recipient's decision changes in the copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PartnerCopy {
+    fingerprint: String,
+    strip_keyword: Option<String>,
+    sign: bool,
+    neutral_subject: bool,
+}
+
+impl PartnerCopy {
+    /// `Some` when `method` encrypts for a partner gateway (a domain's
+    /// certificate): then recipients with the same decision share a copy.
+    fn of(method: &resolve::Method, decision: &crate::policy::Decision) -> Option<PartnerCopy> {
+        let entry = method.entry();
+        entry.domain.as_ref()?;
+        Some(PartnerCopy {
+            fingerprint: entry.fingerprint.clone(),
+            strip_keyword: decision.strip_keyword.clone(),
+            sign: decision.sign,
+            neutral_subject: decision.neutral_subject,
+        })
+    }
+}
+
 /// What the pipeline needs besides the message.
 pub struct Context<'a> {
     pub config: &'a Config,
@@ -194,6 +219,9 @@ pub fn process(
     let now = crate::envelope::now_ms();
     // Deliveries of the message itself, grouped by the form they get.
     let mut clear: Vec<(ClearForm, Vec<usize>)> = Vec::new();
+    // Copies encrypted for a partner gateway: (what they hold, index in
+    // plan.outgoing, the note for the explanation).
+    let mut partner_copies: Vec<(PartnerCopy, usize, String)> = Vec::new();
     for ((index, address), decision) in recipients.iter().zip(&decisions) {
         let mut decision = decision.clone();
         if decision.action == Action::Quarantine && lifted.contains(index) {
@@ -254,55 +282,49 @@ pub fn process(
                     &context.policy.config.methods,
                     now,
                 );
-                let outcome = match &found {
-                    Some(method) => {
-                        let subject = decision
-                            .strip_keyword
-                            .as_ref()
-                            .map(|k| crate::policy::decide::strip_keyword(&facts.subject, k));
-                        let mut source = match &subject {
-                            Some(s) => render::replace_subject(&base, s),
-                            None => base.to_vec(),
-                        };
-                        if decision.sign {
-                            match render::sign(&source, context.keys) {
-                                Ok(signed) => source = signed,
-                                Err((true, e)) => return Err(PipelineError::Temporary(e)),
-                                Err((false, e)) => {
-                                    note = Some(format!("not signed: {e}"));
-                                }
+                let copy = found
+                    .as_ref()
+                    .and_then(|method| PartnerCopy::of(method, decision));
+                let joined = copy.as_ref().and_then(|copy| {
+                    partner_copies
+                        .iter()
+                        .find(|(known, _, _)| known == copy)
+                        .map(|(_, at, note)| (*at, note.clone()))
+                });
+                if let Some((at, shared_note)) = joined {
+                    // One copy for every recipient behind the same partner
+                    // gateway, in one transaction, as an MTA would send it.
+                    if let Some(out) = plan.outgoing.get_mut(at) {
+                        out.recipients.push(*index);
+                    }
+                    note = Some(shared_note);
+                } else {
+                    let outcome = match &found {
+                        Some(method) => {
+                            encrypted_copy(&base, &facts.subject, decision, method, context)?
+                        }
+                        None => Err(format!("no certificate or key for {address} yet")),
+                    };
+                    match outcome {
+                        Ok((encrypted, how)) => {
+                            note = Some(how.clone());
+                            plan.outgoing.push(Outgoing {
+                                recipients: vec![*index],
+                                content: Arc::new(encrypted),
+                                must_be_encrypted: true,
+                            });
+                            if let Some(copy) = copy {
+                                partner_copies.push((copy, plan.outgoing.len() - 1, how));
                             }
                         }
-                        let protection =
-                            decision.neutral_subject.then(|| protect::protect(&source));
-                        render::encrypt(&source, protection, method, &context.policy.config.engine)
-                            .map(|encrypted| (method.describe(), encrypted))
-                            .map_err(|e| format!("{} found, but {e}", method.describe()))
-                    }
-                    None => Err(format!("no certificate or key for {address} yet")),
-                };
-                match outcome {
-                    Ok((how, encrypted)) => {
-                        let signed = if decision.sign && note.is_none() {
-                            "signed and "
-                        } else {
-                            ""
-                        };
-                        let unsigned = note.take().map(|n| format!("; {n}")).unwrap_or_default();
-                        note = Some(format!("{signed}encrypted for {how}{unsigned}"));
-                        plan.outgoing.push(Outgoing {
-                            recipients: vec![*index],
-                            content: Arc::new(encrypted),
-                            must_be_encrypted: true,
-                        });
-                    }
-                    Err(why_not) if required => plan.waiting.push((
-                        *index,
-                        Waiting::Held(format!("encryption required and {why_not}")),
-                    )),
-                    Err(why_not) => {
-                        note = Some(format!("{why_not}: sent in clear as the policy allows"));
-                        send_as_is(&mut clear, false);
+                        Err(why_not) if required => plan.waiting.push((
+                            *index,
+                            Waiting::Held(format!("encryption required and {why_not}")),
+                        )),
+                        Err(why_not) => {
+                            note = Some(format!("{why_not}: sent in clear as the policy allows"));
+                            send_as_is(&mut clear, false);
+                        }
                     }
                 }
             }
@@ -345,4 +367,46 @@ pub fn process(
         });
     }
     Ok(plan)
+}
+
+/// The copy encrypted for `method`, with what the recipient's decision asks
+/// (keyword removed from the subject, signed, header protection), and how
+/// it was made for the explanation: `Ok(Err(why not))` when the engine
+/// cannot encrypt for it, `Err` when the token is away (defer).
+fn encrypted_copy(
+    base: &[u8],
+    subject: &str,
+    decision: &crate::policy::Decision,
+    method: &resolve::Method,
+    context: &Context<'_>,
+) -> Result<Result<(Vec<u8>, String), String>, PipelineError> {
+    let mut source = match &decision.strip_keyword {
+        Some(keyword) => render::replace_subject(
+            base,
+            &crate::policy::decide::strip_keyword(subject, keyword),
+        ),
+        None => base.to_vec(),
+    };
+    let mut unsigned = String::new();
+    if decision.sign {
+        match render::sign(&source, context.keys) {
+            Ok(signed) => source = signed,
+            Err((true, e)) => return Err(PipelineError::Temporary(e)),
+            Err((false, e)) => unsigned = format!("; not signed: {e}"),
+        }
+    }
+    let signed = if decision.sign && unsigned.is_empty() {
+        "signed and "
+    } else {
+        ""
+    };
+    let protection = decision.neutral_subject.then(|| protect::protect(&source));
+    Ok(
+        render::encrypt(&source, protection, method, &context.policy.config.engine)
+            .map(|encrypted| {
+                let how = method.describe();
+                (encrypted, format!("{signed}encrypted for {how}{unsigned}"))
+            })
+            .map_err(|e| format!("{} found, but {e}", method.describe())),
+    )
 }
