@@ -6,7 +6,8 @@
 //! PGP/MIME / inline PGP. If it is not, it is not sent; the recipient is
 //! held and the reason logged.
 //!
-//! Trusts: nothing; it re-parses the bytes that would be sent.
+//! Trusts: nothing; it re-parses the bytes that would be sent (the header,
+//! and the whole message when only inline PGP could make it encrypted).
 
 use super::Outgoing;
 
@@ -15,21 +16,13 @@ pub fn check(out: &Outgoing) -> Result<(), String> {
     if !out.must_be_encrypted {
         return Ok(());
     }
-    let wrapped = mail_parser::MessageParser::default()
-        .parse(out.content.as_slice())
-        .filter(|m| {
-            // Inline PGP counts only as a single text part: a multipart with
-            // one armored part may carry clear siblings.
-            use mail_parser::MimeHeaders;
-            let ct = m.root_part().content_type();
-            let multipart = ct.is_some_and(|c| c.ctype().eq_ignore_ascii_case("multipart"));
-            let pgp_mime = ct.is_some_and(|c| {
-                c.subtype()
-                    .is_some_and(|s| s.eq_ignore_ascii_case("encrypted"))
-            });
-            !multipart || pgp_mime
-        })
-        .and_then(|m| super::parse::wrapping(&m));
+    // Inline PGP counts only as a single text part: a multipart with one
+    // armored part may carry clear siblings.
+    let wrapped = if super::parse::is_plain_multipart(&out.content) {
+        None
+    } else {
+        super::parse::wrapping_of(&out.content)
+    };
     match wrapped {
         Some(_) => Ok(()),
         None => Err("fail-closed guard: encryption is required but the outgoing message is not encrypted; not sent".to_owned()),

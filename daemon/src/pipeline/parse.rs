@@ -119,10 +119,54 @@ pub fn facts(
 }
 
 /// [`wrapping`] of raw message bytes (`None` for what is not a message).
+/// The header alone decides S/MIME and PGP/MIME, so their (large, base64)
+/// bodies are not parsed; a text or multipart message is parsed whole to
+/// look for inline PGP.
 pub fn wrapping_of(content: &[u8]) -> Option<Wrapping> {
-    MessageParser::default()
-        .parse(content)
-        .and_then(|message| wrapping(&message))
+    let parser = MessageParser::default();
+    if let Some(header) = header_of(content).and_then(|h| parser.parse(h)) {
+        use mail_parser::MimeHeaders;
+        let may_be_inline = header.root_part().content_type().is_none_or(|ct| {
+            ct.ctype().eq_ignore_ascii_case("text")
+                || (ct.ctype().eq_ignore_ascii_case("multipart")
+                    && !ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("encrypted")))
+        });
+        if !may_be_inline {
+            return wrapping(&header);
+        }
+    }
+    parser.parse(content).and_then(|message| wrapping(&message))
+}
+
+/// Whether the top-level entity is a multipart other than
+/// `multipart/encrypted`, read from the header only.
+pub fn is_plain_multipart(content: &[u8]) -> bool {
+    use mail_parser::MimeHeaders;
+    header_of(content)
+        .and_then(|h| MessageParser::default().parse(h))
+        .and_then(|m| {
+            m.root_part().content_type().map(|ct| {
+                ct.ctype().eq_ignore_ascii_case("multipart")
+                    && !ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("encrypted"))
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// The header of a message with the empty line that ends it, if it has one.
+fn header_of(content: &[u8]) -> Option<&[u8]> {
+    let mut at = 0;
+    for line in content.split_inclusive(|b| *b == b'\n') {
+        at += line.len();
+        if line == b"\r\n" || line == b"\n" {
+            return content.get(..at);
+        }
+    }
+    None
 }
 
 /// The encryption the message arrived in, judged from its top-level type
@@ -258,6 +302,28 @@ mod tests {
         assert_eq!(w(inline), Some(Wrapping::Openpgp));
         assert_eq!(w(signed), None);
         assert_eq!(w(plain), None);
+        // The header-first shortcut says what a whole parse says, bare LF too.
+        let lf = |raw: &[u8]| {
+            String::from_utf8_lossy(raw)
+                .replace("\r\n", "\n")
+                .into_bytes()
+        };
+        let no_blank_line =
+            b"From: a@b\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data";
+        for raw in [&smime[..], pgpmime, inline, signed, plain, no_blank_line] {
+            assert_eq!(wrapping_of(raw), w(raw), "{}", String::from_utf8_lossy(raw));
+            assert_eq!(
+                wrapping_of(&lf(raw)),
+                w(raw),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert!(is_plain_multipart(
+            b"Content-Type: multipart/mixed; boundary=x\n\n--x--\n"
+        ));
+        assert!(!is_plain_multipart(pgpmime));
+        assert!(!is_plain_multipart(inline));
     }
 
     #[test]
