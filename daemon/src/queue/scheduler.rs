@@ -220,10 +220,6 @@ fn expire(
     state.status = RecipientStatus::Bounced { reason };
 }
 
-/// Sends the sender one RFC 3464 report about `items` (recipient index,
-/// reason, remote host) with `action`, through the queue, and records it.
-/// `Ok` when there was nothing to send, no report is due (`<>`, NOTIFY), or
-/// it was queued; `Err` when it could not be queued.
 /// Invites each newly held recipient of `message` to provide a certificate
 /// or key, at most once per recipient per `invitations.resend_after_secs`.
 /// Best effort: an invitation that cannot be written or queued now is
@@ -284,6 +280,10 @@ async fn send_invitations(
     }
 }
 
+/// Sends the sender one RFC 3464 report about `items` (recipient index,
+/// reason, remote host) with `action`, through the queue, and records it.
+/// `Ok` when there was nothing to send, no report is due (`<>`, NOTIFY), or
+/// it was queued; `Err` when it could not be queued.
 async fn send_report(
     queue: &Queue,
     config: &Config,
