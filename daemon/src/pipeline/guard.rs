@@ -16,14 +16,7 @@ pub fn check(out: &Outgoing) -> Result<(), String> {
     if !out.must_be_encrypted {
         return Ok(());
     }
-    // Inline PGP counts only as a single text part: a multipart with one
-    // armored part may carry clear siblings.
-    let wrapped = if super::parse::is_plain_multipart(&out.content) {
-        None
-    } else {
-        super::parse::wrapping_of(&out.content)
-    };
-    match wrapped {
+    match super::parse::wrapping_as_sent(&out.content) {
         Some(_) => Ok(()),
         None => Err("fail-closed guard: encryption is required but the outgoing message is not encrypted; not sent".to_owned()),
     }

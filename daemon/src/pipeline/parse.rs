@@ -123,38 +123,37 @@ pub fn facts(
 /// bodies are not parsed; a text or multipart message is parsed whole to
 /// look for inline PGP.
 pub fn wrapping_of(content: &[u8]) -> Option<Wrapping> {
+    wrapping_from_header_first(content, true)
+}
+
+/// [`wrapping_of`] for a message about to be sent: inline PGP counts only
+/// as a single text part, because a multipart with one armored part may
+/// carry clear siblings (the fail-closed guard's reading).
+pub fn wrapping_as_sent(content: &[u8]) -> Option<Wrapping> {
+    wrapping_from_header_first(content, false)
+}
+
+fn wrapping_from_header_first(content: &[u8], inline_in_multipart: bool) -> Option<Wrapping> {
+    use mail_parser::MimeHeaders;
     let parser = MessageParser::default();
     if let Some(header) = header_of(content).and_then(|h| parser.parse(h)) {
-        use mail_parser::MimeHeaders;
-        let may_be_inline = header.root_part().content_type().is_none_or(|ct| {
-            ct.ctype().eq_ignore_ascii_case("text")
-                || (ct.ctype().eq_ignore_ascii_case("multipart")
-                    && !ct
-                        .subtype()
-                        .is_some_and(|s| s.eq_ignore_ascii_case("encrypted")))
+        let ct = header.root_part().content_type();
+        let plain_multipart = ct.is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case("multipart")
+                && !ct
+                    .subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("encrypted"))
         });
+        if plain_multipart && !inline_in_multipart {
+            return None;
+        }
+        let may_be_inline =
+            plain_multipart || ct.is_none_or(|ct| ct.ctype().eq_ignore_ascii_case("text"));
         if !may_be_inline {
             return wrapping(&header);
         }
     }
     parser.parse(content).and_then(|message| wrapping(&message))
-}
-
-/// Whether the top-level entity is a multipart other than
-/// `multipart/encrypted`, read from the header only.
-pub fn is_plain_multipart(content: &[u8]) -> bool {
-    use mail_parser::MimeHeaders;
-    header_of(content)
-        .and_then(|h| MessageParser::default().parse(h))
-        .and_then(|m| {
-            m.root_part().content_type().map(|ct| {
-                ct.ctype().eq_ignore_ascii_case("multipart")
-                    && !ct
-                        .subtype()
-                        .is_some_and(|s| s.eq_ignore_ascii_case("encrypted"))
-            })
-        })
-        .unwrap_or(false)
 }
 
 /// The header of a message with the empty line that ends it, if it has one.
@@ -319,11 +318,11 @@ mod tests {
                 String::from_utf8_lossy(raw)
             );
         }
-        assert!(is_plain_multipart(
-            b"Content-Type: multipart/mixed; boundary=x\n\n--x--\n"
-        ));
-        assert!(!is_plain_multipart(pgpmime));
-        assert!(!is_plain_multipart(inline));
+        let inline_beside_clear = b"Content-Type: multipart/mixed; boundary=x\n\n--x\nContent-Type: text/plain\n\n-----BEGIN PGP MESSAGE-----\n\nhQ==\n-----END PGP MESSAGE-----\n--x--\n";
+        assert_eq!(wrapping_of(inline_beside_clear), Some(Wrapping::Openpgp));
+        assert_eq!(wrapping_as_sent(inline_beside_clear), None);
+        assert_eq!(wrapping_as_sent(pgpmime), Some(Wrapping::Openpgp));
+        assert_eq!(wrapping_as_sent(inline), Some(Wrapping::Openpgp));
     }
 
     #[test]
