@@ -54,6 +54,31 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// The envelope of a message this gateway writes itself (a DSN, an
+    /// invitation): from the null sender, so nothing bounces back to it,
+    /// to one recipient, 7-bit, from no SMTP client.
+    pub fn from_gateway(recipient: Address, hostname: &str, session_id: String) -> Envelope {
+        Envelope {
+            sender: None,
+            recipients: vec![EnvelopeRecipient {
+                address: recipient,
+                notify: None,
+                orcpt: None,
+            }],
+            ret: None,
+            envid: None,
+            body_type: BodyType::SevenBit,
+            smtputf8: false,
+            client_ip: "local".into(),
+            helo: hostname.to_owned(),
+            tls: false,
+            session_id,
+            received_at_ms: now_ms(),
+            sender_groups: Vec::new(),
+            gateway_notice: false,
+        }
+    }
+
     /// The sender for logs and DSN headers (`<>` when null).
     pub fn sender_text(&self) -> String {
         self.sender

@@ -148,29 +148,11 @@ pub fn build(
         bytes.extend_from_slice(b"\r\n");
     }
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let envelope = Envelope {
-        sender: None,
-        recipients: vec![EnvelopeRecipient {
-            address: sender,
-            notify: None,
-            orcpt: None,
-        }],
-        ret: None,
-        envid: None,
-        body_type: if full && original.body_type == BodyType::EightBitMime {
-            BodyType::EightBitMime
-        } else {
-            BodyType::SevenBit
-        },
-        smtputf8: original.smtputf8,
-        client_ip: "local".into(),
-        helo: config.hostname.clone(),
-        tls: false,
-        session_id: format!("dsn-{queue_id}"),
-        received_at_ms: now_ms(),
-        sender_groups: Vec::new(),
-        gateway_notice: false,
-    };
+    let mut envelope = Envelope::from_gateway(sender, &config.hostname, format!("dsn-{queue_id}"));
+    if full && original.body_type == BodyType::EightBitMime {
+        envelope.body_type = BodyType::EightBitMime;
+    }
+    envelope.smtputf8 = original.smtputf8;
     Some((envelope, bytes))
 }
 

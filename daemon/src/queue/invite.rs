@@ -19,7 +19,7 @@
 use base64::Engine as _;
 
 use crate::config::Config;
-use crate::envelope::{Envelope, EnvelopeRecipient};
+use crate::envelope::Envelope;
 use crate::pipeline::unwrap::KeyStore;
 use crate::smtp::address::Address;
 
@@ -96,23 +96,12 @@ pub fn build(
         Err((false, _)) => {}
     }
     let envelope = Envelope {
-        sender: None,
-        recipients: vec![EnvelopeRecipient {
-            address: recipient.clone(),
-            notify: None,
-            orcpt: None,
-        }],
-        ret: None,
-        envid: None,
-        body_type: crate::smtp::command::BodyType::SevenBit,
-        smtputf8: false,
-        client_ip: String::new(),
-        helo: config.hostname.clone(),
-        tls: false,
-        session_id: String::new(),
-        received_at_ms: crate::envelope::now_ms(),
-        sender_groups: Vec::new(),
         gateway_notice: true,
+        ..Envelope::from_gateway(
+            recipient.clone(),
+            &config.hostname,
+            format!("invite-{queue_id}"),
+        )
     };
     let carries = if carries.is_empty() {
         "unsigned, no key".to_owned()
