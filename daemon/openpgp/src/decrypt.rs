@@ -24,7 +24,6 @@ use std::io::Read;
 
 use mail_parser::MimeHeaders as _;
 use sequoia_openpgp as openpgp;
-use zeroize::Zeroizing;
 
 use openpgp::Cert;
 use openpgp::KeyHandle;
@@ -42,6 +41,7 @@ use crate::error::{Error, Result};
 use crate::gateway::GatewayIdentity;
 use crate::limits::Limits;
 use crate::mime;
+use crate::plaintext::{self, Plaintext};
 use crate::verify::{Collector, Outcome, Verdict, verdict};
 
 /// How the message was encrypted.
@@ -59,7 +59,7 @@ pub enum Format {
 #[non_exhaustive]
 pub struct Decrypted {
     /// The message with the encryption removed (RFC 5322, CRLF).
-    pub message: Zeroizing<Vec<u8>>,
+    pub message: Plaintext,
     /// How it was encrypted.
     pub format: Format,
     /// What the signatures inside the encryption establish.
@@ -126,8 +126,8 @@ pub(crate) fn decrypt_blob(
     data: &[u8],
     certs: &[Cert],
     limits: &Limits,
-) -> Result<(Zeroizing<Vec<u8>>, Vec<Outcome>)> {
-    let mut out = Zeroizing::new(Vec::new());
+) -> Result<(Plaintext, Vec<Outcome>)> {
+    let mut out = Plaintext::default();
     let outcomes = decrypt_blob_into(identity, data, certs, limits, &mut out)?;
     Ok((out, outcomes))
 }
@@ -135,7 +135,7 @@ pub(crate) fn decrypt_blob(
 /// Room to reserve for the plaintext of `data`: the length of its binary
 /// form (packet framing makes that longer than an uncompressed plaintext),
 /// bounded by the plaintext limit. Reserving up front saves the copies
-/// (and the unzeroed old buffers) of a growing vector; not reserving for
+/// (and the zeroing of old buffers) of a growing one; not reserving for
 /// the armor saves a quarter of the zeroing when the plaintext is dropped.
 fn plaintext_estimate(data: &[u8], limits: &Limits) -> usize {
     dearmor::binary_len_bound(data)
@@ -152,23 +152,15 @@ pub(crate) fn decrypt_blob_into(
     data: &[u8],
     certs: &[Cert],
     limits: &Limits,
-    out: &mut Zeroizing<Vec<u8>>,
+    out: &mut Plaintext,
 ) -> Result<Vec<Outcome>> {
     let start = out.len();
-    out.reserve(plaintext_estimate(data, limits));
+    out.reserve(plaintext_estimate(data, limits), usize::MAX);
     let r = read_plaintext(identity, data, certs, limits, out, start);
     if r.is_err() {
-        discard_from(out, start);
+        out.discard_from(start);
     }
     r
-}
-
-/// Zeroes and drops `out[start..]`.
-fn discard_from(out: &mut Zeroizing<Vec<u8>>, start: usize) {
-    if let Some(tail) = out.get_mut(start..) {
-        tail.iter_mut().for_each(|b| *b = 0);
-    }
-    out.truncate(start);
 }
 
 fn read_plaintext(
@@ -176,7 +168,7 @@ fn read_plaintext(
     data: &[u8],
     certs: &[Cert],
     limits: &Limits,
-    out: &mut Zeroizing<Vec<u8>>,
+    out: &mut Plaintext,
     start: usize,
 ) -> Result<Vec<Outcome>> {
     let outage = Cell::new(None);
@@ -201,9 +193,8 @@ fn read_plaintext(
         .buffer_size(SEQUOIA_BUFFER.min(limits.max_plaintext))
         .with_policy(&policy, None, helper)
         .map_err(|_| fail(&outage))?;
-    (&mut dec)
-        .take(limits.max_plaintext as u64 + 1)
-        .read_to_end(out)
+    let limit = limits.max_plaintext.saturating_add(1);
+    plaintext::read_to_end(&mut (&mut dec).take(limit as u64), out, limit)
         .map_err(|_| fail(&outage))?;
     if out.len() - start > limits.max_plaintext || !dec.message_processed() {
         return Err(Error::Decrypt);
@@ -263,17 +254,25 @@ pub(crate) fn pgp_mime_data<'a>(
 
 /// The encrypted data of a `multipart/encrypted` message (its second part,
 /// RFC 3156 §4), borrowed from `message` when it has no transfer encoding
-/// (the usual case), decoded by `mail-parser` otherwise.
+/// (the usual case), decoded by `mail-parser` otherwise. An armored message
+/// is handed on with what follows it (the closing delimiter, the epilogue):
+/// its footer ends it, and the de-armorer stops there, so the part is read
+/// once rather than first searched for its end.
 fn encrypted_data<'a>(message: &'a [u8], boundary: Option<&str>) -> Result<Cow<'a, [u8]>> {
     let missing = || Error::Malformed("multipart/encrypted without its data part".into());
+    let boundary = boundary.ok_or_else(missing)?;
     let (_, body) = mime::split_header_body(message);
-    let part = boundary
-        .map(|b| mime::multipart_parts(body, b))
-        .and_then(|parts| parts.get(1).copied())
-        .ok_or_else(missing)?;
-    let (part_header, part_body) = mime::split_header_body(part);
+    let onward = mime::part_onward(body, boundary, 1).ok_or_else(missing)?;
+    let (part_header, part_onward) = mime::split_header_body(onward);
     if mime::is_identity_encoding(part_header) {
-        return Ok(Cow::Borrowed(part_body));
+        if dearmor::is_armored_message(part_onward) {
+            return Ok(Cow::Borrowed(part_onward));
+        }
+        let part = mime::multipart_parts(body, boundary)
+            .get(1)
+            .copied()
+            .ok_or_else(missing)?;
+        return Ok(Cow::Borrowed(mime::split_header_body(part).1));
     }
     let parsed = mail_parser::MessageParser::default()
         .parse(message)
@@ -298,11 +297,11 @@ fn decrypt_pgp_mime(
     limits: &Limits,
 ) -> Result<Decrypted> {
     let (header, _) = mime::split_header_body(message);
-    let mut out = Zeroizing::new(mime::envelope_fields(header));
+    let mut out = Plaintext::from_fresh(mime::envelope_fields(header));
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");
     let body = out.len();
     let outcomes = decrypt_blob_into(identity, data, known, limits, &mut out)?;
-    mime::crlf_in_place(&mut out, body);
+    out.canonicalise_crlf_from(body);
     Ok(Decrypted {
         message: out,
         format: Format::PgpMime,
@@ -323,7 +322,7 @@ fn decrypt_inline(
         .parse(message)
         .ok_or_else(|| Error::Malformed("not a MIME message".into()))?;
     let (header, _) = mime::split_header_body(message);
-    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+    let mut edits: Vec<(usize, usize, Plaintext)> = Vec::new();
     let mut outcomes = Vec::new();
     for (i, part) in parsed.parts.iter().enumerate() {
         if !part.is_text() || part.is_text_html() {
@@ -339,7 +338,7 @@ fn decrypt_inline(
         if blocks.is_empty() {
             continue;
         }
-        let mut plain: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
+        let mut plain = Plaintext::default();
         let mut rest = text;
         for b in blocks {
             let Some(at) = rest.find(b.text) else {
@@ -352,12 +351,12 @@ fn decrypt_inline(
             rest = rest.get(at + b.text.len()..).unwrap_or_default();
         }
         plain.extend_from_slice(rest.as_bytes());
-        let mut entity = Vec::new();
+        let mut entity = Plaintext::default();
         entity.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
         entity.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
-        entity.extend_from_slice(&mime::base64_lines(&plain));
+        entity.extend_from_slice(&Plaintext::from_fresh(mime::base64_lines(&plain)));
         if i == 0 {
-            let mut out = Zeroizing::new(mime::envelope_fields(header));
+            let mut out = Plaintext::from_fresh(mime::envelope_fields(header));
             out.extend_from_slice(b"MIME-Version: 1.0\r\n");
             out.extend_from_slice(&entity);
             return Ok(Decrypted {
@@ -373,15 +372,24 @@ fn decrypt_inline(
     if edits.is_empty() {
         return Err(Error::Malformed("no OpenPGP encrypted content".into()));
     }
-    let mut out = Zeroizing::new(message.to_vec());
-    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    // Message bytes between the decrypted parts are copied as they are.
+    edits.sort_by_key(|e| e.0);
+    let mut out = Plaintext::default();
+    let mut at = 0;
     for (start, end, entity) in edits {
-        if start <= end && end <= out.len() {
-            out.splice(start..end, entity);
-        } else {
-            return Err(Error::Malformed("part offsets out of range".into()));
-        }
+        let before = message
+            .get(at..start)
+            .filter(|_| start <= end)
+            .ok_or_else(|| Error::Malformed("part offsets out of range".into()))?;
+        out.extend_from_slice(before);
+        out.extend_from_slice(&entity);
+        at = end;
     }
+    out.extend_from_slice(
+        message
+            .get(at..)
+            .ok_or_else(|| Error::Malformed("part offsets out of range".into()))?,
+    );
     Ok(Decrypted {
         message: out,
         format: Format::Inline,

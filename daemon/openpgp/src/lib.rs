@@ -27,6 +27,7 @@ pub mod gateway;
 pub mod harvest;
 pub mod limits;
 mod mime;
+mod plaintext;
 mod policy;
 mod reencode;
 pub mod sign;
@@ -40,6 +41,7 @@ pub use error::{Error, Result};
 pub use gateway::{GatewayAlgorithm, GatewayIdentity, GatewaySpec};
 pub use harvest::{CertSummary, harvest, parse_certs, summarize};
 pub use limits::Limits;
+pub use plaintext::Plaintext;
 /// The Sequoia version this engine is built on, for callers that need its types.
 pub use sequoia_openpgp as openpgp;
 pub use sequoia_openpgp::Cert;
