@@ -154,7 +154,7 @@ pub fn encrypt(
             b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\
               Content-Transfer-Encoding: 7bit\r\n\r\n",
         );
-        out.extend_from_slice(&mime::to_crlf(&armored));
+        mime::push_crlf(&mut out, &armored);
         return Ok(out);
     }
     let (envelope, inner) = crate::sign::entity(message, false)?;
@@ -199,7 +199,8 @@ pub fn encrypt_entity(
         )
         .as_bytes(),
     );
-    out.extend_from_slice(&mime::to_crlf(&armored));
+    out.reserve(armored.len() + armored.len() / 32 + b.len() + 8);
+    mime::push_crlf(&mut out, &armored);
     out.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
     Ok(out)
 }

@@ -102,8 +102,16 @@ pub(crate) fn to_crlf(data: &[u8]) -> Vec<u8> {
 }
 
 /// Appends `data` to `out` with every line ending as CRLF, and ends a
-/// non-empty text with one. Copies line by line, not byte by byte.
+/// non-empty text with one. Copies in one piece when `data` has no bare LF
+/// (checked in one vectorised pass), else line by line.
 pub(crate) fn push_crlf(out: &mut Vec<u8>, data: &[u8]) {
+    if !has_bare_lf(data) {
+        out.extend_from_slice(data);
+        if !data.is_empty() && !data.ends_with(b"\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+        return;
+    }
     let mut rest = data;
     while let Some(p) = memchr::memchr(b'\n', rest) {
         let line = rest.get(..p).unwrap_or_default();

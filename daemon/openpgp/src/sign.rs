@@ -34,7 +34,7 @@ pub(crate) fn entity(message: &[u8], seven_bit: bool) -> Result<(Vec<u8>, Vec<u8
         let mut out = Vec::with_capacity(message.len() + 64);
         out.extend_from_slice(&content);
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&mime::to_crlf(body));
+        mime::push_crlf(&mut out, body);
         return Ok((envelope, out));
     }
     let mut out = crate::reencode::seven_bit(&content, body)?;
