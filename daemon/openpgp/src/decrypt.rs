@@ -64,6 +64,37 @@ pub struct Decrypted {
     pub format: Format,
     /// What the signatures inside the encryption establish.
     pub verdict: Verdict,
+    /// Certificates carried by the signatures inside the encryption: the
+    /// Key Block subpacket (GnuPG's `--include-key-block`) of each, hashed
+    /// area only, only its signature's maker, valid under the standard
+    /// policy, within the limits (the rules of [`crate::harvest`]). Not
+    /// checked against the `From` address: that is the caller's (as for
+    /// [`crate::harvest()`]). Empty when there are none.
+    pub carried_certs: Vec<Cert>,
+}
+
+/// What the signatures inside one encrypted blob gave: their outcomes and
+/// the certificates their Key Blocks carried.
+#[derive(Debug, Default)]
+pub(crate) struct Inside {
+    pub(crate) outcomes: Vec<Outcome>,
+    pub(crate) carried: Vec<Cert>,
+}
+
+impl Inside {
+    /// Adds `other`'s outcomes and the certificates not carried yet.
+    fn extend(&mut self, other: Inside) {
+        self.outcomes.extend(other.outcomes);
+        for c in other.carried {
+            if !self
+                .carried
+                .iter()
+                .any(|o| o.fingerprint() == c.fingerprint())
+            {
+                self.carried.push(c);
+            }
+        }
+    }
 }
 
 struct Helper<'a> {
@@ -126,10 +157,10 @@ pub(crate) fn decrypt_blob(
     data: &[u8],
     certs: &[Cert],
     limits: &Limits,
-) -> Result<(Plaintext, Vec<Outcome>)> {
+) -> Result<(Plaintext, Inside)> {
     let mut out = Plaintext::default();
-    let outcomes = decrypt_blob_into(identity, data, certs, limits, &mut out)?;
-    Ok((out, outcomes))
+    let inside = decrypt_blob_into(identity, data, certs, limits, &mut out)?;
+    Ok((out, inside))
 }
 
 /// Room to reserve for the plaintext of `data`: the length of its binary
@@ -153,7 +184,7 @@ pub(crate) fn decrypt_blob_into(
     certs: &[Cert],
     limits: &Limits,
     out: &mut Plaintext,
-) -> Result<Vec<Outcome>> {
+) -> Result<Inside> {
     let start = out.len();
     out.reserve(plaintext_estimate(data, limits), usize::MAX);
     let r = read_plaintext(identity, data, certs, limits, out, start);
@@ -170,7 +201,7 @@ fn read_plaintext(
     limits: &Limits,
     out: &mut Plaintext,
     start: usize,
-) -> Result<Vec<Outcome>> {
+) -> Result<Inside> {
     let outage = Cell::new(None);
     let fail = |outage: &Cell<Option<sealgate_hsm::Error>>| match outage.take() {
         Some(e) => Error::Hsm(e),
@@ -179,7 +210,7 @@ fn read_plaintext(
     let policy = crate::policy::policy();
     let helper = Helper {
         identity,
-        collect: Collector::new(certs.to_vec(), *limits),
+        collect: Collector::taking_key_blocks(certs.to_vec(), *limits),
         outage: &outage,
     };
     let builder = match Dearmor::new(data) {
@@ -203,7 +234,10 @@ fn read_plaintext(
     if !helper.collect.encrypted {
         return Err(Error::Decrypt);
     }
-    Ok(helper.collect.outcomes)
+    Ok(Inside {
+        outcomes: helper.collect.outcomes,
+        carried: helper.collect.carried,
+    })
 }
 
 /// Decrypts a message encrypted for the gateway (PGP/MIME or inline).
@@ -300,12 +334,13 @@ fn decrypt_pgp_mime(
     let mut out = Plaintext::from_fresh(mime::envelope_fields(header));
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");
     let body = out.len();
-    let outcomes = decrypt_blob_into(identity, data, known, limits, &mut out)?;
+    let inside = decrypt_blob_into(identity, data, known, limits, &mut out)?;
     out.canonicalise_crlf_from(body);
     Ok(Decrypted {
         message: out,
         format: Format::PgpMime,
-        verdict: verdict(&outcomes, from, known),
+        verdict: verdict(&inside.outcomes, from, known),
+        carried_certs: inside.carried,
     })
 }
 
@@ -323,7 +358,7 @@ fn decrypt_inline(
         .ok_or_else(|| Error::Malformed("not a MIME message".into()))?;
     let (header, _) = mime::split_header_body(message);
     let mut edits: Vec<(usize, usize, Plaintext)> = Vec::new();
-    let mut outcomes = Vec::new();
+    let mut inside = Inside::default();
     for (i, part) in parsed.parts.iter().enumerate() {
         if !part.is_text() || part.is_text_html() {
             continue;
@@ -347,7 +382,7 @@ fn decrypt_inline(
             plain.extend_from_slice(rest.get(..at).unwrap_or_default().as_bytes());
             let (p, o) = decrypt_blob(identity, b.text.as_bytes(), known, limits)?;
             plain.extend_from_slice(&p);
-            outcomes.extend(o);
+            inside.extend(o);
             rest = rest.get(at + b.text.len()..).unwrap_or_default();
         }
         plain.extend_from_slice(rest.as_bytes());
@@ -362,7 +397,8 @@ fn decrypt_inline(
             return Ok(Decrypted {
                 message: out,
                 format: Format::Inline,
-                verdict: verdict(&outcomes, from, known),
+                verdict: verdict(&inside.outcomes, from, known),
+                carried_certs: inside.carried,
             });
         }
         let start = part.raw_header_offset() as usize;
@@ -393,6 +429,7 @@ fn decrypt_inline(
     Ok(Decrypted {
         message: out,
         format: Format::Inline,
-        verdict: verdict(&outcomes, from, known),
+        verdict: verdict(&inside.outcomes, from, known),
+        carried_certs: inside.carried,
     })
 }

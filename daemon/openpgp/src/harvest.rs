@@ -4,9 +4,11 @@
 //! GnuPG's `--include-key-block`: one zero octet, then the signer's
 //! certificate) of signatures in `application/pgp-signature` parts and
 //! inline cleartext signatures (not in inline `PGP MESSAGE` blocks, which
-//! are compressed and not inflated here). A key block counts only from the hashed area
-//! and only for the certificate that made the signature (its issuer), so a
-//! signature cannot smuggle in third parties' keys.
+//! are compressed and not inflated here; inside mail encrypted for the
+//! gateway, [`crate::decrypt()`] takes them with `key_block_of` and
+//! `key_block_certs` as the packets pass by). A key block counts only from
+//! the hashed area and only for the certificate that made the signature
+//! (its issuer), so a signature cannot smuggle in third parties' keys.
 //!
 //! Every candidate passes [`parse_certs`]: bounded size, count of
 //! certificates, signatures per certificate and key size, then Sequoia's
@@ -24,6 +26,7 @@ use openpgp::Cert;
 use openpgp::KeyHandle;
 use openpgp::Packet;
 use openpgp::cert::CertParser;
+use openpgp::packet::Signature;
 use openpgp::packet::signature::subpacket::{SubpacketTag, SubpacketValue};
 use openpgp::parse::{PacketParserBuilder, PacketParserResult, Parse};
 use openpgp::types::RevocationStatus;
@@ -133,14 +136,9 @@ pub(crate) fn from_parsed(parsed: &mail_parser::Message<'_>, limits: &Limits) ->
     }
     let mut out: Vec<Cert> = Vec::new();
     for (body, issuers) in signature_key_blocks(parsed, limits) {
-        if let Some(block) = key_block_body(&body, limits) {
-            for c in parse_certs(&block, limits).unwrap_or_default() {
-                let made_it = c
-                    .keys()
-                    .any(|k| issuers.iter().any(|i| i.aliases(k.key().key_handle())));
-                if made_it && !out.iter().any(|o| o.fingerprint() == c.fingerprint()) {
-                    out.push(c);
-                }
+        for c in key_block_certs(&body, &issuers, limits) {
+            if !out.iter().any(|o| o.fingerprint() == c.fingerprint()) {
+                out.push(c);
             }
         }
     }
@@ -212,21 +210,44 @@ fn signatures_in(bytes: &[u8], limits: &Limits) -> Vec<(Vec<u8>, Vec<KeyHandle>)
         if packets > limits.max_signatures_per_cert {
             break;
         }
-        let body: Vec<u8> = sig
-            .hashed_area()
-            .subpackets(SubpacketTag::Reserved(KEY_BLOCK_TAG))
-            .find_map(|sp| match sp.value() {
-                SubpacketValue::Unknown { body, .. } => Some(body.clone()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        if !body.is_empty() {
+        if let Some(body) = key_block_of(sig) {
             out.push((body, sig.get_issuers()));
         }
         let Ok((_, next)) = pp.next() else { break };
         ppr = next;
     }
     out
+}
+
+/// The body of `sig`'s Key Block subpacket, from the hashed area only (an
+/// unhashed one could have been added by anyone); `None` when there is none
+/// or it is empty.
+pub(crate) fn key_block_of(sig: &Signature) -> Option<Vec<u8>> {
+    sig.hashed_area()
+        .subpackets(SubpacketTag::Reserved(KEY_BLOCK_TAG))
+        .find_map(|sp| match sp.value() {
+            SubpacketValue::Unknown { body, .. } => Some(body.clone()),
+            _ => None,
+        })
+        .filter(|body| !body.is_empty())
+}
+
+/// The certificates a Key Block subpacket `body` may contribute: those of
+/// its block that pass [`parse_certs`] and hold a key named by `issuers`
+/// (the signature's issuers), so a signature brings only its maker's
+/// certificate. Anything odd yields nothing.
+pub(crate) fn key_block_certs(body: &[u8], issuers: &[KeyHandle], limits: &Limits) -> Vec<Cert> {
+    let Some(block) = key_block_body(body, limits) else {
+        return Vec::new();
+    };
+    parse_certs(&block, limits)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| {
+            c.keys()
+                .any(|k| issuers.iter().any(|i| i.aliases(k.key().key_handle())))
+        })
+        .collect()
 }
 
 /// The certificate bytes of a Key Block subpacket body: a zero octet (the

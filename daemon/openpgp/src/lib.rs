@@ -9,7 +9,9 @@
 //! - [`encrypt()`], [`sign()`]: PGP/MIME (or inline) for recipient certificates.
 //! - [`verify()`]: detached, inline and encrypted-and-signed messages; the
 //!   verdict is data.
-//! - [`harvest()`]: certificates found in mail (Autocrypt, attached keys).
+//! - [`harvest()`]: certificates found in mail (Autocrypt, attached keys,
+//!   signatures' Key Blocks; those of signatures inside an encrypted message
+//!   come with [`decrypt()`]).
 //!
 //! Built on Sequoia with its OpenSSL backend (constant-time primitives;
 //! LGPL-2.0-or-later, see the README). No network, no async, no private key

@@ -9,7 +9,9 @@
 //! Binding: a signature is `Valid` only when the signing certificate is
 //! known (the caller's directory) and one of its valid user IDs carries the
 //! `From` address; a certificate found only in the mail itself (Autocrypt,
-//! attached key) yields `ValidUnknownKey`.
+//! attached key, a signature's Key Block — inside an encrypted message
+//! taken by `Collector` as the signature packets pass, before Sequoia asks
+//! for certificates) yields `ValidUnknownKey`.
 //!
 //! Trusts: the caller's `known` certificates and Sequoia's standard policy.
 //! Everything in the message is attacker-controlled.
@@ -77,13 +79,23 @@ pub(crate) enum Outcome {
 }
 
 /// Sequoia's verification callbacks: hands out the certificates, counts
-/// compression layers as packets arrive, records each signature's outcome.
+/// compression layers as packets arrive, records each signature's outcome,
+/// and (when asked to, for decryption) takes the Key Blocks of the
+/// signatures it sees.
 pub(crate) struct Collector {
     certs: Vec<Cert>,
     limits: Limits,
     compression: usize,
     pub(crate) outcomes: Vec<Outcome>,
     pub(crate) encrypted: bool,
+    /// Whether signatures' Key Blocks are taken ([`Collector::taking_key_blocks`]).
+    key_blocks: bool,
+    /// Key Block subpackets looked at so far (at most `max_certs_per_blob`).
+    key_blocks_seen: usize,
+    /// Certificates from the Key Blocks of the signatures seen, by the
+    /// rules of [`crate::harvest`]: each its signature's maker, valid under
+    /// the standard policy.
+    pub(crate) carried: Vec<Cert>,
 }
 
 impl Collector {
@@ -94,21 +106,74 @@ impl Collector {
             compression: 0,
             outcomes: Vec::new(),
             encrypted: false,
+            key_blocks: false,
+            key_blocks_seen: 0,
+            carried: Vec::new(),
+        }
+    }
+
+    /// Like [`Collector::new`], also taking the Key Block subpacket of
+    /// every signature that passes by (inside an encrypted message the MIME
+    /// harvest cannot see them) into [`Collector::carried`]. Those
+    /// certificates are offered to Sequoia besides `certs`, except where
+    /// `certs` already has the certificate: a key block never stands in for
+    /// (or adds user IDs to) a certificate the caller knows.
+    pub(crate) fn taking_key_blocks(certs: Vec<Cert>, limits: Limits) -> Self {
+        Collector {
+            key_blocks: true,
+            ..Collector::new(certs, limits)
+        }
+    }
+
+    /// Takes the Key Block of `sig`, if it has one and the limit allows.
+    fn take_key_block(&mut self, sig: &openpgp::packet::Signature) {
+        if self.key_blocks_seen >= self.limits.max_certs_per_blob {
+            return;
+        }
+        let Some(body) = crate::harvest::key_block_of(sig) else {
+            return;
+        };
+        self.key_blocks_seen += 1;
+        for c in crate::harvest::key_block_certs(&body, &sig.get_issuers(), &self.limits) {
+            if !self
+                .carried
+                .iter()
+                .any(|o| o.fingerprint() == c.fingerprint())
+            {
+                self.carried.push(c);
+            }
         }
     }
 }
 
 impl VerificationHelper for Collector {
+    /// Called once the signatures have been read (after [`Self::inspect`]
+    /// saw them): the streaming verifiers ask for certificates only when
+    /// they verify.
     fn get_certs(&mut self, _ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
-        Ok(self.certs.clone())
+        let mut certs = self.certs.clone();
+        for c in &self.carried {
+            if !self
+                .certs
+                .iter()
+                .any(|k| k.fingerprint() == c.fingerprint())
+            {
+                certs.push(c.clone());
+            }
+        }
+        Ok(certs)
     }
 
     fn inspect(&mut self, pp: &PacketParser) -> openpgp::Result<()> {
-        if let openpgp::Packet::CompressedData(_) = pp.packet {
-            self.compression += 1;
-            if self.compression > self.limits.max_compression_layers {
-                return Err(anyhow::anyhow!("too many compression layers"));
+        match &pp.packet {
+            openpgp::Packet::CompressedData(_) => {
+                self.compression += 1;
+                if self.compression > self.limits.max_compression_layers {
+                    return Err(anyhow::anyhow!("too many compression layers"));
+                }
             }
+            openpgp::Packet::Signature(sig) if self.key_blocks => self.take_key_block(sig),
+            _ => {}
         }
         Ok(())
     }

@@ -539,6 +539,167 @@ fn key_block_in_gpg_signatures_is_harvested() {
     }
 }
 
+/// A message signed with `signer` (its Key Block subpacket holding
+/// `key_block`, a binary certificate) and encrypted for `id`, armored,
+/// made with Sequoia: GnuPG cannot put a key block other than the signer's
+/// own into a signature.
+fn signed_encrypted_with_key_block(
+    id: &GatewayIdentity,
+    signer: &sealgate_openpgp::Cert,
+    key_block: &[u8],
+) -> Vec<u8> {
+    use sealgate_openpgp::openpgp::packet::signature::SignatureBuilder;
+    use sealgate_openpgp::openpgp::packet::signature::subpacket::{
+        Subpacket, SubpacketTag, SubpacketValue,
+    };
+    use sealgate_openpgp::openpgp::policy::StandardPolicy;
+    use sealgate_openpgp::openpgp::serialize::stream::{
+        Armorer, Encryptor, LiteralWriter, Message, Signer,
+    };
+    use sealgate_openpgp::openpgp::types::SignatureType;
+    use std::io::Write as _;
+    let policy = StandardPolicy::new();
+    let keypair = signer
+        .keys()
+        .unencrypted_secret()
+        .with_policy(&policy, None)
+        .for_signing()
+        .next()
+        .unwrap()
+        .key()
+        .clone()
+        .into_keypair()
+        .unwrap();
+    let mut body = vec![0u8];
+    body.extend_from_slice(key_block);
+    let template = SignatureBuilder::new(SignatureType::Binary)
+        .modify_hashed_area(|mut a| {
+            a.add(Subpacket::new(
+                SubpacketValue::Unknown {
+                    tag: SubpacketTag::Reserved(38),
+                    body,
+                },
+                false,
+            )?)?;
+            Ok(a)
+        })
+        .unwrap();
+    let recipients: Vec<_> = id
+        .cert()
+        .keys()
+        .with_policy(&policy, None)
+        .supported()
+        .for_transport_encryption()
+        .collect();
+    let mut out = Vec::new();
+    let m = Message::new(&mut out);
+    let m = Armorer::new(m).build().unwrap();
+    let m = Encryptor::for_recipients(m, recipients).build().unwrap();
+    let m = Signer::with_template(m, keypair, template)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut m = LiteralWriter::new(m).build().unwrap();
+    m.write_all(INNER).unwrap();
+    m.finalize().unwrap();
+    out
+}
+
+/// GnuPG's `--sign --encrypt --include-key-block` to the gateway: the Key
+/// Block of the signature inside the encryption is taken (PGP/MIME and
+/// inline), and the signature verifies against it as an unknown key;
+/// without the option nothing is carried; a key block holding someone
+/// else's certificate is not taken.
+#[test]
+fn key_block_inside_encrypted_mail_is_carried() {
+    let p = peers();
+    let lim = Limits::default();
+    let id = &gateways().rsa;
+    let fpr = gpg_import_gateway(id);
+    let sign_encrypt = |key_block: bool, body: &[u8]| {
+        let mut args = vec!["--armor", "--sign", "--local-user", &p.alice_fpr];
+        if key_block {
+            args.push("--include-key-block");
+        }
+        args.extend(["--encrypt", "--recipient", &fpr]);
+        gpg_ok(&args, body)
+    };
+    let from = "Alice <alice@example.org>";
+    let armored = sign_encrypt(true, INNER);
+    let inline_armored = sign_encrypt(true, b"inline with a key block\n");
+    for (m, format) in [
+        (pgp_mime(from, &armored), Format::PgpMime),
+        (inline(from, &inline_armored), Format::Inline),
+    ] {
+        let d = decrypt(id, &m, &[], &lim).unwrap();
+        assert_eq!(d.format, format);
+        assert_eq!(d.carried_certs.len(), 1, "{format:?}");
+        assert_eq!(d.carried_certs[0].fingerprint(), p.alice.fingerprint());
+        assert!(
+            matches!(&d.verdict, Verdict::ValidUnknownKey { signer } if *signer == p.alice_fpr),
+            "{format:?}: {:?}",
+            d.verdict
+        );
+        // Known to the caller: the caller's certificate decides, not the block.
+        let d = decrypt(id, &m, &[p.alice.clone()], &lim).unwrap();
+        assert!(
+            matches!(d.verdict, Verdict::Valid { .. }),
+            "{:?}",
+            d.verdict
+        );
+    }
+    // Someone else's From: carried, but the signature does not bind.
+    let d = decrypt(id, &pgp_mime("mallory@example.org", &armored), &[], &lim).unwrap();
+    assert_eq!(d.carried_certs.len(), 1);
+    assert!(
+        matches!(d.verdict, Verdict::SignerMismatch { .. }),
+        "{:?}",
+        d.verdict
+    );
+    // Without --include-key-block: nothing carried, no certificate to check.
+    let plain = sign_encrypt(false, INNER);
+    let d = decrypt(id, &pgp_mime(from, &plain), &[], &lim).unwrap();
+    assert!(d.carried_certs.is_empty());
+    assert!(
+        matches!(d.verdict, Verdict::Invalid { .. }),
+        "{:?}",
+        d.verdict
+    );
+    // A key block holding a certificate other than the signer's.
+    use sealgate_openpgp::openpgp::cert::CertBuilder;
+    use sealgate_openpgp::openpgp::serialize::Serialize as _;
+    let (mallory, _) = CertBuilder::general_purpose(Some("Mallory <mallory@example.org>"))
+        .generate()
+        .unwrap();
+    let mut own = Vec::new();
+    mallory.serialize(&mut own).unwrap();
+    let mut alices = Vec::new();
+    p.alice.serialize(&mut alices).unwrap();
+    let from = "Mallory <mallory@example.org>";
+    // The same construction with the signer's own certificate is taken ...
+    let m = pgp_mime(from, &signed_encrypted_with_key_block(id, &mallory, &own));
+    let d = decrypt(id, &m, &[], &lim).unwrap();
+    assert_eq!(d.carried_certs.len(), 1);
+    assert_eq!(d.carried_certs[0].fingerprint(), mallory.fingerprint());
+    assert!(
+        matches!(d.verdict, Verdict::ValidUnknownKey { .. }),
+        "{:?}",
+        d.verdict
+    );
+    // ... and with someone else's it is not.
+    let m = pgp_mime(
+        from,
+        &signed_encrypted_with_key_block(id, &mallory, &alices),
+    );
+    let d = decrypt(id, &m, &[], &lim).unwrap();
+    assert!(d.carried_certs.is_empty(), "{:?}", d.carried_certs);
+    assert!(
+        matches!(d.verdict, Verdict::Invalid { .. }),
+        "{:?}",
+        d.verdict
+    );
+}
+
 #[test]
 fn sq_both_ways() {
     let p = peers();

@@ -5,8 +5,11 @@
 //! Taken: the signer's certificate of a good S/MIME signature whose
 //! certificate names the `From` address (the usual way a correspondent
 //! "sends their certificate": a signed reply), and OpenPGP certificates
-//! from `Autocrypt:` headers and attached keys whose user IDs name the
-//! `From` address. Entries are stored as `harvested` with the queue ID as
+//! from `Autocrypt:` headers, attached keys, and the Key Block subpacket of
+//! OpenPGP signatures (GnuPG's `--include-key-block`; for signatures inside
+//! mail encrypted for the gateway the unwrap stage hands them over, as the
+//! decrypted MIME no longer shows them) whose user IDs name the `From`
+//! address. Entries are stored as `harvested` with the queue ID as
 //! source (no trust anchors are configured yet, so nothing is `verified`);
 //! the directory never lowers the trust of what an administrator imported,
 //! and resolution prefers higher trust, so harvested material cannot
@@ -19,8 +22,16 @@
 use crate::directory::{Directory, Entry, Trust};
 
 /// The addresses (or `@domain`s) whose keys were stored while harvesting
-/// `content`, for releasing mail held for them.
-pub fn harvest(content: &[u8], directory: &Directory, queue_id: &str, now_ms: u64) -> Vec<String> {
+/// `content` and `carried` (the OpenPGP certificates the signatures inside
+/// an opened message carried, [`super::unwrap::Unwrapped::Opened`]), for
+/// releasing mail held for them.
+pub fn harvest(
+    content: &[u8],
+    carried: &[sealgate_openpgp::Cert],
+    directory: &Directory,
+    queue_id: &str,
+    now_ms: u64,
+) -> Vec<String> {
     // One parse decides whether the engines need to look at all: most mail
     // carries no signature and no key, and this runs for every message.
     let Some(parsed) = mail_parser::MessageParser::default().parse(content) else {
@@ -41,6 +52,7 @@ pub fn harvest(content: &[u8], directory: &Directory, queue_id: &str, now_ms: u6
     if carries.openpgp_material {
         stored.extend(openpgp_keys(content, &from, directory, &source, now_ms));
     }
+    stored.extend(store_openpgp(carried, &from, directory, &source, now_ms));
     let mut addresses: Vec<String> = stored.into_iter().flat_map(|e| e.addresses).collect();
     addresses.sort();
     addresses.dedup();
@@ -146,8 +158,20 @@ fn openpgp_keys(
     let Ok(certs) = sealgate_openpgp::harvest(content, &limits) else {
         return Vec::new();
     };
+    store_openpgp(&certs, from, directory, source, now_ms)
+}
+
+/// Stores those of `certs` (found by the engine, valid under its policy)
+/// whose user IDs name the `From` address, as harvested.
+fn store_openpgp(
+    certs: &[sealgate_openpgp::Cert],
+    from: &str,
+    directory: &Directory,
+    source: &str,
+    now_ms: u64,
+) -> Vec<Entry> {
     let mut stored = Vec::new();
-    for cert in &certs {
+    for cert in certs {
         let Ok(summary) = sealgate_openpgp::summarize(cert) else {
             continue;
         };

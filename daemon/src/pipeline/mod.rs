@@ -170,16 +170,18 @@ pub fn process(
         .map(ToString::to_string)
         .unwrap_or_default();
     let opened = unwrap::unwrap(&message.content, context.keys)?;
-    let (content, verdict, opened_from): (&[u8], Option<&str>, _) = match &opened {
-        unwrap::Unwrapped::AsIs => (&message.content, None, None),
+    let (content, verdict, opened_from, carried): (&[u8], Option<&str>, _, &[_]) = match &opened {
+        unwrap::Unwrapped::AsIs => (&message.content, None, None, &[]),
         unwrap::Unwrapped::Opened {
             content,
             wrapping,
             verdict,
-        } => (content, Some(verdict.as_str()), Some(*wrapping)),
+            carried,
+        } => (content, Some(verdict.as_str()), Some(*wrapping), carried),
     };
     plan.harvested = harvest::harvest(
         content,
+        carried,
         context.directory,
         &message.queue_id,
         crate::envelope::now_ms(),

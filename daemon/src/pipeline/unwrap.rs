@@ -12,7 +12,9 @@
 //!
 //! S/MIME is opened with the token keys that have certificates; OpenPGP with
 //! the gateway's OpenPGP identity (`<data>/openpgp`, keys on the token),
-//! after reading whom the message is addressed to.
+//! after reading whom the message is addressed to. The certificates that
+//! OpenPGP signatures inside carried (GnuPG's `--include-key-block`) are
+//! handed on for the harvest stage.
 //!
 //! Trusts: the token and the gateway's own certificates; nothing in the
 //! message (the engines parse it within their limits).
@@ -207,12 +209,16 @@ fn load_openpgp(hsm: &Hsm, dir: &Path) -> Result<Option<GatewayIdentity>, sealga
 pub enum Unwrapped {
     /// Not encrypted for the gateway (or no keys): the message goes on as it is.
     AsIs,
-    /// Opened: the decrypted message, how it was wrapped, and the verdict
-    /// for the verdict header.
+    /// Opened: the decrypted message, how it was wrapped, the verdict for
+    /// the verdict header, and the OpenPGP certificates the signatures
+    /// inside carried (Key Block subpackets, each its signature's maker,
+    /// valid under the engine's policy; not yet checked against `From`,
+    /// that is the harvest stage's), which the decrypted MIME no longer shows.
     Opened {
         content: Vec<u8>,
         wrapping: Wrapping,
         verdict: String,
+        carried: Vec<sealgate_openpgp::Cert>,
     },
 }
 
@@ -271,6 +277,7 @@ fn unwrap_openpgp(content: &[u8], identity: &GatewayIdentity) -> Result<Unwrappe
                 },
                 signature_word(&decrypted.verdict)
             ),
+            carried: decrypted.carried_certs,
         }),
         Err(e) if e.is_temporary() => Err(PipelineError::Temporary(format!(
             "the key store is unavailable to decrypt the message: {e}"
@@ -354,6 +361,7 @@ fn unwrap_smime(content: &[u8], keys: &GatewayKeys) -> Result<Unwrapped, Pipelin
                 content: decrypted.message.to_vec(),
                 wrapping: Wrapping::Smime,
                 verdict,
+                carried: Vec::new(),
             })
         }
         Err(sealgate_smime::Error::WrongType(_) | sealgate_smime::Error::NoMatchingRecipient) => {
