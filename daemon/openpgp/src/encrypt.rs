@@ -16,9 +16,10 @@ use std::io::Write;
 use sequoia_openpgp as openpgp;
 
 use openpgp::Cert;
-use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient, Signer};
+use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message, Recipient, Signer};
 use openpgp::types::RevocationStatus;
 
+use crate::armorer;
 use crate::error::{Error, Result};
 use crate::gateway::GatewayIdentity;
 use crate::limits::Limits;
@@ -59,9 +60,11 @@ fn unusable(cert: &Cert, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Encrypts `data` to `recipients` (armored), optionally signing it.
+/// Encrypts the concatenation of `pieces` to `recipients`, optionally
+/// signing it: a binary OpenPGP message (armored by the caller, see
+/// [`armorer`]).
 pub(crate) fn encrypt_blob(
-    data: &[u8],
+    pieces: &[&[u8]],
     recipients: &[Cert],
     signer: Option<&GatewayIdentity>,
 ) -> Result<Vec<u8>> {
@@ -95,7 +98,6 @@ pub(crate) fn encrypt_blob(
     let mut out = Vec::new();
     {
         let m = Message::new(&mut out);
-        let m = Armorer::new(m).build().map_err(Error::pgp)?;
         let m = Encryptor::for_recipients(m, keys)
             .build()
             .map_err(Error::pgp)?;
@@ -112,7 +114,9 @@ pub(crate) fn encrypt_blob(
             None => m,
         };
         let mut w = LiteralWriter::new(m).build().map_err(Error::pgp)?;
-        w.write_all(data)?;
+        for piece in pieces {
+            w.write_all(piece)?;
+        }
         w.finalize().map_err(Error::pgp)?;
     }
     Ok(out)
@@ -147,18 +151,18 @@ pub fn encrypt(
                 ));
             }
         };
-        let armored = encrypt_blob(text.as_bytes(), recipients, signer)?;
+        let binary = encrypt_blob(&[text.as_bytes()], recipients, signer)?;
         let (header, _) = mime::split_header_body(message);
         let mut out = mime::envelope_fields(header);
         out.extend_from_slice(
             b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\
               Content-Transfer-Encoding: 7bit\r\n\r\n",
         );
-        mime::push_crlf(&mut out, &armored);
+        armorer::push_message(&mut out, &binary);
         return Ok(out);
     }
-    let (envelope, inner) = crate::sign::entity(message, false)?;
-    encrypt_entity(envelope, &inner, recipients, gateway, opts)
+    let (envelope, head, body) = crate::sign::entity_parts(message);
+    encrypt_pieces(envelope, &[&head, &body], recipients, gateway, opts)
 }
 
 /// PGP/MIME for a message already split by the caller: `envelope` (the
@@ -173,12 +177,24 @@ pub fn encrypt_entity(
     gateway: Option<&GatewayIdentity>,
     opts: EncryptOptions,
 ) -> Result<Vec<u8>> {
+    encrypt_pieces(envelope, &[entity], recipients, gateway, opts)
+}
+
+/// [`encrypt_entity`] for an entity in pieces (header and body, not copied
+/// into one buffer first).
+fn encrypt_pieces(
+    envelope: Vec<u8>,
+    entity: &[&[u8]],
+    recipients: &[Cert],
+    gateway: Option<&GatewayIdentity>,
+    opts: EncryptOptions,
+) -> Result<Vec<u8>> {
     let signer = if opts.sign {
         Some(gateway.ok_or_else(|| Error::Identity("signing needs the gateway identity".into()))?)
     } else {
         None
     };
-    let armored = encrypt_blob(entity, recipients, signer)?;
+    let binary = encrypt_blob(entity, recipients, signer)?;
     let b = mime::boundary();
     let mut out = envelope;
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");
@@ -199,8 +215,7 @@ pub fn encrypt_entity(
         )
         .as_bytes(),
     );
-    out.reserve(armored.len() + armored.len() / 32 + b.len() + 8);
-    mime::push_crlf(&mut out, &armored);
+    armorer::push_message(&mut out, &binary);
     out.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
     Ok(out)
 }

@@ -20,6 +20,7 @@
 
 pub mod addressed;
 mod armor;
+mod armorer;
 pub mod cli;
 mod dearmor;
 pub mod decrypt;

@@ -9,6 +9,7 @@
 //! `micalg` names the hash actually used. Trusts the gateway identity; the
 //! message is the caller's.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use sequoia_openpgp as openpgp;
@@ -25,23 +26,44 @@ use crate::mime;
 /// empty line, the body), 7-bit if `seven_bit`, and the envelope fields apart.
 pub(crate) fn entity(message: &[u8], seven_bit: bool) -> Result<(Vec<u8>, Vec<u8>)> {
     let (header, body) = mime::split_header_body(message);
-    let envelope = mime::envelope_fields(header);
-    let mut content = mime::content_fields(header);
-    if content.is_empty() {
-        content.extend_from_slice(b"Content-Type: text/plain; charset=us-ascii\r\n");
-    }
     if !seven_bit || mime::is_7bit(body) {
-        let mut out = Vec::with_capacity(message.len() + 64);
-        out.extend_from_slice(&content);
-        out.extend_from_slice(b"\r\n");
-        mime::push_crlf(&mut out, body);
+        let (envelope, head, body) = entity_parts(message);
+        let mut out = Vec::with_capacity(head.len() + body.len());
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&body);
         return Ok((envelope, out));
     }
-    let mut out = crate::reencode::seven_bit(&content, body)?;
+    let envelope = mime::envelope_fields(header);
+    let mut out = crate::reencode::seven_bit(&content_head(header), body)?;
     if !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }
     Ok((envelope, out))
+}
+
+/// The `Content-*` fields of `header` (a plain-text type if it has none).
+fn content_head(header: &[u8]) -> Vec<u8> {
+    let mut content = mime::content_fields(header);
+    if content.is_empty() {
+        content.extend_from_slice(b"Content-Type: text/plain; charset=us-ascii\r\n");
+    }
+    content
+}
+
+/// [`entity`] without 7-bit re-encoding, in pieces that are not copied:
+/// the envelope fields, the entity's header (its `Content-*` fields and the
+/// empty line) and its body, borrowed when it is CRLF already (mail from
+/// SMTP is).
+pub(crate) fn entity_parts(message: &[u8]) -> (Vec<u8>, Vec<u8>, Cow<'_, [u8]>) {
+    let (header, body) = mime::split_header_body(message);
+    let mut head = content_head(header);
+    head.extend_from_slice(b"\r\n");
+    let body = if mime::has_bare_lf(body) || !(body.is_empty() || body.ends_with(b"\n")) {
+        Cow::Owned(mime::to_crlf(body))
+    } else {
+        Cow::Borrowed(body)
+    };
+    (mime::envelope_fields(header), head, body)
 }
 
 /// `micalg` value for a hash (RFC 3156 §5).
