@@ -16,11 +16,6 @@ use sealgate_openpgp::{
     EncryptOptions, Error, Format, GatewayIdentity, Limits, Verdict, decrypt, encrypt, sign, verify,
 };
 
-fn gateways_all() -> [&'static GatewayIdentity; 3] {
-    let g = gateways();
-    [&g.rsa, &g.p256, &g.p384]
-}
-
 #[test]
 fn gateway_certificate_persists_and_exports() {
     let hsm = hsm();
@@ -119,14 +114,6 @@ fn rotation_keeps_old_subkey_for_decryption() {
     }
 }
 
-fn assert_inner(decrypted: &[u8]) {
-    assert!(
-        find(decrypted, INNER).is_some(),
-        "decrypted entity differs:\n{}",
-        String::from_utf8_lossy(decrypted)
-    );
-}
-
 #[test]
 fn gpg_encrypts_to_gateway_pgp_mime_and_inline() {
     for id in gateways_all() {
@@ -199,14 +186,6 @@ fn gpg_sign_and_encrypt_is_verified_on_decrypt() {
         "{:?}",
         d.verdict
     );
-}
-
-fn message(from: &str, body_headers: &[u8]) -> Vec<u8> {
-    let mut m =
-        format!("From: {from}\r\nTo: alice@example.org\r\nSubject: hi\r\nMIME-Version: 1.0\r\n")
-            .into_bytes();
-    m.extend_from_slice(body_headers);
-    m
 }
 
 #[test]
@@ -363,19 +342,6 @@ fn gateway_signs_multipart_with_8bit_parts() {
         assert_eq!(leaves[1].contents(), &attachment[..]);
         assert_eq!(leaves[1].attachment_name(), Some("blob.bin"));
     }
-}
-
-fn signed_message(from: &str, entity: &[u8], sig: &[u8], micalg: &str) -> Vec<u8> {
-    let mut m = format!(
-        "From: {from}\r\nTo: gateway@gateway.test\r\nSubject: signed\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/signed; micalg={micalg}; protocol=\"application/pgp-signature\"; boundary=\"ss\"\r\n\r\n--ss\r\n"
-    )
-    .into_bytes();
-    m.extend_from_slice(entity);
-    m.extend_from_slice(b"\r\n--ss\r\nContent-Type: application/pgp-signature\r\n\r\n");
-    m.extend_from_slice(sig);
-    m.extend_from_slice(b"\r\n--ss--\r\n");
-    m
 }
 
 #[test]

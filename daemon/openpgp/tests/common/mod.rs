@@ -325,3 +325,68 @@ pub fn part(message: &[u8], n: usize) -> Vec<u8> {
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// The three gateway identities (RSA-3072, P-256, P-384).
+pub fn gateways_all() -> [&'static GatewayIdentity; 3] {
+    let g = gateways();
+    [&g.rsa, &g.p256, &g.p384]
+}
+
+/// Asserts that `decrypted` holds [`INNER`].
+pub fn assert_inner(decrypted: &[u8]) {
+    assert!(
+        find(decrypted, INNER).is_some(),
+        "decrypted entity differs:\n{}",
+        String::from_utf8_lossy(decrypted)
+    );
+}
+
+/// A message from `from` whose body (with its content fields) is `body_headers`.
+pub fn message(from: &str, body_headers: &[u8]) -> Vec<u8> {
+    let mut m =
+        format!("From: {from}\r\nTo: alice@example.org\r\nSubject: hi\r\nMIME-Version: 1.0\r\n")
+            .into_bytes();
+    m.extend_from_slice(body_headers);
+    m
+}
+
+/// RFC 3156 `multipart/signed` from `from`: `entity` and its detached `sig`.
+pub fn signed_message(from: &str, entity: &[u8], sig: &[u8], micalg: &str) -> Vec<u8> {
+    let mut m = format!(
+        "From: {from}\r\nTo: gateway@gateway.test\r\nSubject: signed\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/signed; micalg={micalg}; protocol=\"application/pgp-signature\"; boundary=\"ss\"\r\n\r\n--ss\r\n"
+    )
+    .into_bytes();
+    m.extend_from_slice(entity);
+    m.extend_from_slice(b"\r\n--ss\r\nContent-Type: application/pgp-signature\r\n\r\n");
+    m.extend_from_slice(sig);
+    m.extend_from_slice(b"\r\n--ss--\r\n");
+    m
+}
+
+/// `binary` armored as a `PGP MESSAGE` by Sequoia.
+pub fn armor(binary: &[u8]) -> Vec<u8> {
+    let mut w =
+        sequoia_openpgp::armor::Writer::new(Vec::new(), sequoia_openpgp::armor::Kind::Message)
+            .unwrap();
+    w.write_all(binary).unwrap();
+    w.finalize().unwrap()
+}
+
+/// Asserts that `binary`, armored as PGP/MIME and as inline, is refused by
+/// `id` with the one `Error::Decrypt` and no plaintext.
+pub fn assert_refused(id: &GatewayIdentity, binary: &[u8], what: &str) {
+    for m in [
+        pgp_mime("mallory@example.org", &armor(binary)),
+        inline("mallory@example.org", &armor(binary)),
+    ] {
+        match sealgate_openpgp::decrypt(id, &m, &[], &sealgate_openpgp::Limits::default()) {
+            Err(sealgate_openpgp::Error::Decrypt) => {}
+            Err(e) => panic!("{what}: refused, but not with the uniform error: {e}"),
+            Ok(d) => panic!(
+                "{what}: accepted, plaintext released: {}",
+                String::from_utf8_lossy(&d.message)
+            ),
+        }
+    }
+}
