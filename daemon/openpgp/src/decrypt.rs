@@ -85,15 +85,7 @@ impl Inside {
     /// Adds `other`'s outcomes and the certificates not carried yet.
     fn extend(&mut self, other: Inside) {
         self.outcomes.extend(other.outcomes);
-        for c in other.carried {
-            if !self
-                .carried
-                .iter()
-                .any(|o| o.fingerprint() == c.fingerprint())
-            {
-                self.carried.push(c);
-            }
-        }
+        crate::harvest::add_unseen(&mut self.carried, other.carried);
     }
 }
 
@@ -166,8 +158,7 @@ pub(crate) fn decrypt_blob(
 /// Room to reserve for the plaintext of `data`: the length of its binary
 /// form (packet framing makes that longer than an uncompressed plaintext),
 /// bounded by the plaintext limit. Reserving up front saves the copies
-/// (and the zeroing of old buffers) of a growing one; not reserving for
-/// the armor saves a quarter of the zeroing when the plaintext is dropped.
+/// (and the zeroing of old buffers) of a growing one.
 fn plaintext_estimate(data: &[u8], limits: &Limits) -> usize {
     dearmor::binary_len_bound(data)
         .min(limits.max_plaintext)

@@ -136,22 +136,21 @@ pub(crate) fn from_parsed(parsed: &mail_parser::Message<'_>, limits: &Limits) ->
     }
     let mut out: Vec<Cert> = Vec::new();
     for (body, issuers) in signature_key_blocks(parsed, limits) {
-        for c in key_block_certs(&body, &issuers, limits) {
-            if !out.iter().any(|o| o.fingerprint() == c.fingerprint()) {
-                out.push(c);
-            }
-        }
+        add_unseen(&mut out, key_block_certs(&body, &issuers, limits));
     }
     for blob in blobs.iter().take(limits.max_certs_per_blob) {
-        if let Ok(certs) = parse_certs(blob, limits) {
-            for c in certs {
-                if !out.iter().any(|o| o.fingerprint() == c.fingerprint()) {
-                    out.push(c);
-                }
-            }
-        }
+        add_unseen(&mut out, parse_certs(blob, limits).unwrap_or_default());
     }
     out
+}
+
+/// Appends those of `certs` whose fingerprint `out` does not have yet.
+pub(crate) fn add_unseen(out: &mut Vec<Cert>, certs: impl IntoIterator<Item = Cert>) {
+    for c in certs {
+        if !out.iter().any(|o| o.fingerprint() == c.fingerprint()) {
+            out.push(c);
+        }
+    }
 }
 
 /// Key Block subpacket bodies of the signatures found in the message

@@ -134,15 +134,8 @@ impl Collector {
             return;
         };
         self.key_blocks_seen += 1;
-        for c in crate::harvest::key_block_certs(&body, &sig.get_issuers(), &self.limits) {
-            if !self
-                .carried
-                .iter()
-                .any(|o| o.fingerprint() == c.fingerprint())
-            {
-                self.carried.push(c);
-            }
-        }
+        let certs = crate::harvest::key_block_certs(&body, &sig.get_issuers(), &self.limits);
+        crate::harvest::add_unseen(&mut self.carried, certs);
     }
 }
 
@@ -152,15 +145,7 @@ impl VerificationHelper for Collector {
     /// they verify.
     fn get_certs(&mut self, _ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
         let mut certs = self.certs.clone();
-        for c in &self.carried {
-            if !self
-                .certs
-                .iter()
-                .any(|k| k.fingerprint() == c.fingerprint())
-            {
-                certs.push(c.clone());
-            }
-        }
+        crate::harvest::add_unseen(&mut certs, self.carried.iter().cloned());
         Ok(certs)
     }
 
