@@ -2,6 +2,8 @@
 # shellcheck shell=bash
 
 # apt_install PKG...: installs the Debian packages that are missing, quietly.
+# Recommends are not installed, so name every package a script uses even
+# when another one recommends it (swaks needs libnet-ssleay-perl for TLS).
 apt_install() {
     local need=() pkg
     for pkg in "$@"; do
@@ -22,9 +24,12 @@ apt_install() {
         printf '#!/bin/sh\nexit 101\n' | $sudo tee "$guard" >/dev/null
         $sudo chmod +x "$guard"
     fi
-    $sudo apt-get update -qq >/dev/null
+    # Several scripts may install at once (suites run in parallel): wait
+    # for dpkg's lock instead of failing on it.
+    local lock=(-o DPkg::Lock::Timeout=900)
+    $sudo apt-get "${lock[@]}" update -qq >/dev/null
     local rc=0
-    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || rc=$?
+    $sudo apt-get "${lock[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null || rc=$?
     [ -z "$guard" ] || $sudo rm -f "$guard"
     return $rc
 }
