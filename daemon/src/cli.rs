@@ -195,7 +195,7 @@ pub fn control(config: &Config, request: Request) -> Result<Response, String> {
         // The spool is the truth: bring the index up to date before answering.
         crate::queue::recover::reconcile(&queue).map_err(|e| e.to_string())?;
         let response = crate::control::execute(&queue, request, false).await;
-        let _ = db.flush_async().await;
+        let _ = db.flush();
         Ok(response)
     })
 }

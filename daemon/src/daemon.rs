@@ -11,19 +11,9 @@ use crate::delivery::Deliverer;
 use crate::pipeline::unwrap::KeyStore;
 use crate::queue::{Queue, SchedulerRequest, recover, scheduler};
 
-/// Opens the sled database of a data directory.
-pub fn open_db(config: &Config) -> std::io::Result<sled::Db> {
-    let path = config.data_dir.join("db");
-    sled::Config::new()
-        .path(&path)
-        .flush_every_ms(Some(200))
-        .open()
-        .map_err(|e| {
-            std::io::Error::other(format!(
-                "{}: {e} (is another sealgate using this data directory?)",
-                path.display()
-            ))
-        })
+/// Opens the state store (sled) of a data directory.
+pub fn open_db(config: &Config) -> std::io::Result<crate::db::Db> {
+    crate::db::Db::open(&config.data_dir.join("db"))
 }
 
 /// The gateway's own keys, if a token is set up (configured, or a SoftHSM2
@@ -38,15 +28,15 @@ async fn load_gateway_keys(config: &Config) -> KeyStore {
     }
     let openpgp_dir = config.data_dir.join("openpgp");
     let opened = tokio::task::spawn_blocking(move || {
-        sealgate_hsm::Hsm::open(&settings).and_then(|hsm| {
-            crate::pipeline::unwrap::GatewayKeys::load(
-                &hsm,
-                crate::pipeline::unwrap::SMIME_KEY_LABELS,
-                &openpgp_dir,
-            )
-        })
+        let hsm = sealgate_hsm::Hsm::open(&settings)?;
+        crate::pipeline::unwrap::GatewayKeys::load(
+            &hsm,
+            crate::pipeline::unwrap::SMIME_KEY_LABELS,
+            &openpgp_dir,
+        )
     })
     .await;
+    // An unavailable key store is reported by the caller, once per change.
     match opened {
         Ok(Ok(keys)) if !keys.is_empty() => {
             tracing::info!(?keys, "gateway decryption keys loaded from the token");
@@ -58,15 +48,28 @@ async fn load_gateway_keys(config: &Config) -> KeyStore {
             );
             KeyStore::NotSetUp
         }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "key store unavailable: encrypted mail waits until it can be opened");
-            KeyStore::Unavailable(e.to_string())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "loading the gateway keys failed: encrypted mail waits");
-            KeyStore::Unavailable(e.to_string())
-        }
+        Ok(Err(e)) => KeyStore::Unavailable(e.to_string()),
+        Err(e) => KeyStore::Unavailable(format!("loading the gateway keys stopped: {e}")),
     }
+}
+
+/// Logs an unavailable key store when it becomes so or its reason changes,
+/// not on every retry.
+fn report_unavailable(previous: Option<&KeyStore>, current: &KeyStore) {
+    let KeyStore::Unavailable(why) = current else {
+        return;
+    };
+    if let Some(KeyStore::Unavailable(before)) = previous
+        && before == why
+    {
+        return;
+    }
+    tracing::error!(
+        error = %why,
+        "key store unavailable: mail that needs the gateway's keys (encrypted for it, or to be signed) waits; \
+         it is tried again every {} s",
+        KEY_STORE_RETRY.as_secs()
+    );
 }
 
 /// How often an unavailable key store is tried again.
@@ -92,7 +95,9 @@ async fn reload_keys(config: Arc<Config>, queue: Queue, mut current: KeyStore) {
             // No SIGHUP stream and nothing to retry: keys load only at start.
             else => return,
         }
-        current = load_gateway_keys(&config).await;
+        let loaded = load_gateway_keys(&config).await;
+        report_unavailable(Some(&current), &loaded);
+        current = loaded;
         if retry && matches!(current, KeyStore::Unavailable(_)) {
             continue;
         }
@@ -106,6 +111,24 @@ async fn reload_keys(config: Arc<Config>, queue: Queue, mut current: KeyStore) {
     }
 }
 
+/// What the state store lost while it was failing is made good once it is
+/// reopened: events that waited in memory are written, and queue state of
+/// messages that finished meanwhile is removed.
+fn after_store_reopened(queue: &Queue) {
+    queue.tracker().write_backlog();
+    match recover::drop_ghosts(queue) {
+        Ok(dropped) if !dropped.is_empty() => tracing::info!(
+            count = dropped.len(),
+            "finished messages' stale queue state removed after the state store was reopened"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            error = %e,
+            "stale queue state not checked after the state store was reopened"
+        ),
+    }
+}
+
 /// Runs the daemon until a termination signal.
 pub async fn run(config: Config) -> std::io::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
@@ -113,6 +136,10 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let db = open_db(&config)?;
     let (queue, requests) = Queue::open(&config, &db)?;
     let recovery = recover::reconcile(&queue)?;
+    tokio::spawn(db.clone().recover({
+        let queue = queue.clone();
+        move || after_store_reopened(&queue)
+    }));
     let tls = crate::tls::server_config(&config)?;
     let listeners = crate::smtp::server::bind(&config).await?;
     let mut web_listeners = Vec::new();
@@ -128,6 +155,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     crate::control::serve(config.data_dir.clone(), queue.clone()).await?;
     let policy = Arc::new(config.policy().map_err(std::io::Error::other)?);
     let keys = load_gateway_keys(&config).await;
+    report_unavailable(None, &keys);
     tokio::spawn(reload_keys(config.clone(), queue.clone(), keys.clone()));
     tokio::spawn(scheduler::run(
         queue.clone(),
@@ -155,7 +183,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     print_banner(&config, recovery.scheduled.len(), setup_token.as_deref());
     wait_for_shutdown().await;
     tracing::info!("shutting down");
-    let _ = db.flush_async().await;
+    let _ = tokio::task::spawn_blocking(move || db.flush()).await;
     let _ = std::fs::remove_file(crate::control::socket_path(&config.data_dir));
     Ok(())
 }

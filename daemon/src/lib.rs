@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod control;
 pub mod daemon;
+pub mod db;
 pub mod delivery;
 pub mod directory;
 pub mod envelope;

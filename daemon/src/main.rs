@@ -7,7 +7,13 @@ use sealgate::cli::{self, Cli, Command, QueueCommand};
 use sealgate::control::Request;
 
 fn main() -> ExitCode {
+    // Files the program creates are never readable by others (the state
+    // store, the outbox, TLS keys); group read only where a mode says so.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     let args = Cli::parse();
+    if !matches!(args.command, Command::Run) {
+        default_sigpipe();
+    }
     let config = match cli::load_config(args.config.as_ref()) {
         Ok(c) => c,
         Err(e) => {
@@ -76,6 +82,18 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// A verb's output piped into `head` or a pager that quits: stop quietly,
+/// as every Unix tool does, instead of panicking in `println!` on EPIPE.
+/// (The daemon keeps Rust's default, ignoring SIGPIPE: a client that goes
+/// away is an error on its socket, never a reason to stop.)
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_DFL installs no handler code, and this runs at the start
+    // of main, before any other thread exists.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 fn hsm_result(result: Result<(), sealgate_hsm::Error>) -> ExitCode {

@@ -163,9 +163,11 @@ impl Hsm {
         reg.push((settings.module.clone(), Arc::downgrade(&inner)));
         drop(reg);
         let hsm = Hsm { inner };
-        // Connect now so configuration mistakes show early; an outage is not fatal.
+        // Connect now so configuration mistakes show early; an outage is not
+        // fatal, and the caller reports it (a daemon retrying would
+        // otherwise log this on every try).
         if let Err(e) = hsm.reconnect() {
-            tracing::warn!(error = %e, "token not reachable at start; will retry on use");
+            tracing::debug!(error = %e, "token not reachable yet; will retry on use");
         }
         Ok(hsm)
     }

@@ -5,9 +5,11 @@ S/MIME-encrypted to their own certificate (openssl decrypts it), the
 internal recipient gets the plaintext with the gateway's verdict header, and
 a message encrypted for somebody else passes through untouched."""
 
+import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -171,3 +173,46 @@ def test_signature_inside_opened_mail_is_in_the_verdict(gw_with_token, tmp_path)
     assert re.search(rb"(?m)^X-Sealgate-Verdict: decrypted=smime; .*; signature=valid-untrusted", good), good[:600]
     bad = send(altered, "altered-signature")
     assert re.search(rb"(?m)^X-Sealgate-Verdict: decrypted=smime; .*; signature=invalid", bad), bad[:600]
+
+
+def test_broken_cms_from_outside_is_quarantined_not_bounced_to_a_forged_sender(tmp_path):
+    """Found from outside: a client on the Internet sends broken CMS to one
+    of our users with MAIL FROM:<victim> RET=FULL; the gateway accepted it,
+    could not open it, and mailed the victim a failure notice quoting the
+    message (backscatter). Mail from outside that cannot be processed after
+    acceptance is quarantined for an administrator; no notice goes to an
+    address nobody verified."""
+    from harness import SmtpDialogue
+    from test_policy import queue_json
+
+    gw = provisioned_gateway(tmp_path, {"relay": {"domains": ["example.org"], "internal_networks": ["127.0.0.1/32"]}})
+    gw.start()
+    try:
+        message = encrypt_for(tmp_path, tmp_path / "gateway.pem", "y" * 2000, "alice@example.org", "invoice")
+        head, _, body = message.partition(b"\r\n\r\n")
+        lines = body.split(b"\r\n")
+        lines[len(lines) // 2] = b"A" * len(lines[len(lines) // 2])
+        d = SmtpDialogue(gw.port, source="127.0.0.2")
+        d.reply()
+        d.cmd("EHLO outside.test", "250")
+        d.cmd("MAIL FROM:<victim@elsewhere.test> RET=FULL", "250")
+        d.cmd("RCPT TO:<alice@example.org>", "250")
+        d.cmd("DATA", "354")
+        d.send(head + b"\r\n\r\n" + b"\r\n".join(lines) + b".\r\n")
+        assert d.reply().startswith("250")
+        d.close()
+        deadline = time.monotonic() + 30
+        while True:
+            entries = queue_json(gw)
+            states = [r["status"] for e in entries for r in e["recipients"]]
+            if any(s["state"] == "quarantined" for s in states):
+                break
+            assert time.monotonic() < deadline, entries
+            time.sleep(0.2)
+        assert "sender is not verified" in json.dumps(states), states
+        time.sleep(2)
+        outbox = list(gw.outbox.glob("*.eml")) if gw.outbox.exists() else []
+        assert not [m for m in outbox if "victim@elsewhere.test" in envelope_to(m.read_bytes())], \
+            "a notice went to the unverified sender"
+    finally:
+        gw.stop()

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -228,3 +229,41 @@ def test_second_daemon_on_the_same_data_dir_is_refused(gateway):
     assert "another sealgate" in r.stderr, r.stderr[-1000:]
     # the first one is unharmed
     assert send_message(gateway.port, "a@example.org", ["b@example.net"], "Subject: still-up\r\n\r\n1\r\n")
+
+
+def test_data_directory_is_private(gateway):
+    """The state store holds message metadata and the key directory: a
+    development data dir's db/ was world-readable (0755 and 0644 files)."""
+    import os
+    import stat
+
+    send_message(gateway.port, "a@example.org", ["b@example.net"], "Subject: x\r\n\r\ny\r\n")
+    wait(lambda: gateway.outbox.exists() and list(gateway.outbox.glob("*.eml")), what="delivery")
+    db = gateway.data_dir / "db"
+    assert stat.S_IMODE(db.stat().st_mode) & 0o077 == 0, oct(db.stat().st_mode)
+    for root, dirs, files in os.walk(gateway.data_dir):
+        for name in dirs + files:
+            mode = stat.S_IMODE((Path(root) / name).lstat().st_mode)
+            assert mode & 0o007 == 0, f"{Path(root) / name} is readable by others: {oct(mode)}"
+
+
+def test_verb_piped_into_head_stops_quietly(tmp_path):
+    """`sealgate check-config | head` used to panic with a backtrace when
+    head closed the pipe."""
+    proc = subprocess.Popen([sealgate_bin(), "check-config"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the verb writes
+    _, err = proc.communicate(timeout=30)
+    assert b"panicked" not in err and b"Broken pipe" not in err, err.decode(errors="replace")
+
+
+def test_partial_outbox_files_from_a_crash_are_removed_at_start(tmp_path):
+    gw = Gateway(tmp_path / "gw")
+    gw.outbox.mkdir(parents=True)
+    partial = gw.outbox / ".0123456789ABCDEF0123-s.eml.tmp"
+    partial.write_bytes(b"Return-Path: <a@example.org>\r\nSubject: half")
+    whole = gw.outbox / "0123456789ABCDEF0124-s.eml"
+    whole.write_bytes(b"Return-Path: <a@example.org>\r\n\r\nwhole\r\n")
+    with gw:
+        assert not partial.exists(), "the partial outbox file was left"
+        assert whole.exists(), "a delivered outbox file was removed"

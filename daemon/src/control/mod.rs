@@ -127,8 +127,11 @@ async fn handle_client(stream: UnixStream, queue: &Queue) -> std::io::Result<()>
 /// Carries out a request; `online` says whether the scheduler is running.
 pub async fn execute(queue: &Queue, request: Request, online: bool) -> Response {
     match request {
-        Request::QueueList => Response::Entries {
-            entries: queue.state().all(),
+        Request::QueueList => match queue.state().all() {
+            Ok(entries) => Response::Entries { entries },
+            Err(e) => Response::Error {
+                error: format!("queue state not readable: {e}"),
+            },
         },
         Request::QueueShow { id } => match queue.state().get(&id) {
             Ok(Some(entry)) => {
@@ -156,30 +159,48 @@ pub async fn execute(queue: &Queue, request: Request, online: bool) -> Response 
         Request::QueueDelete { id } => change(queue, online, id, Change::Delete).await,
         Request::QueueRetry { id } => change(queue, online, id, Change::Retry).await,
         Request::QueueRelease { id } => change(queue, online, id, Change::Release).await,
-        Request::Track { query } => Response::Events {
-            events: queue.tracker().search(&query),
+        Request::Track { query } => match queue.tracker().search(&query) {
+            Ok(events) => Response::Events { events },
+            Err(e) => Response::Error {
+                error: format!("tracking not readable: {e}"),
+            },
         },
         Request::DirectoryImport { data, domain } => {
             directory_import(queue, &data, domain.as_deref(), online)
         }
-        Request::DirectoryList => Response::Directory {
-            entries: queue
-                .directory()
-                .all()
-                .into_iter()
-                .map(|mut e| {
-                    e.data.clear();
-                    e
-                })
-                .collect(),
+        Request::DirectoryList => match queue.directory().all() {
+            Ok(entries) => Response::Directory {
+                entries: entries
+                    .into_iter()
+                    .map(|mut e| {
+                        e.data.clear();
+                        e
+                    })
+                    .collect(),
+            },
+            Err(e) => Response::Error {
+                error: e.to_string(),
+            },
         },
         Request::DirectoryShow { key } => {
             let directory = queue.directory();
-            let mut entries = directory.lookup(&key);
-            if entries.is_empty() {
-                entries.extend(directory.find(&key).ok());
+            let found = directory.lookup(&key).and_then(|entries| {
+                if entries.is_empty() {
+                    match directory.find(&key) {
+                        Ok(entry) => Ok(vec![entry]),
+                        Err(crate::directory::DirectoryError::NotFound(_)) => Ok(Vec::new()),
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    Ok(entries)
+                }
+            });
+            match found {
+                Ok(entries) => Response::Directory { entries },
+                Err(e) => Response::Error {
+                    error: e.to_string(),
+                },
             }
-            Response::Directory { entries }
         }
         Request::DirectoryRemove { fingerprint } => match queue.directory().remove(&fingerprint) {
             Ok(e) => Response::Done {
@@ -225,15 +246,14 @@ fn directory_import(queue: &Queue, data: &str, domain: Option<&str>, online: boo
             .request(SchedulerRequest::KeysArrived(keys.clone()))
             .map(|()| "held mail for them is being released".to_owned())
     } else {
-        Ok(format!(
-            "{} held message(s) released for when the daemon starts",
-            crate::queue::scheduler::release_held_for(
-                queue,
-                &keys,
-                &std::collections::HashSet::new()
-            )
-            .len()
-        ))
+        crate::queue::scheduler::release_held_for(queue, &keys, &std::collections::HashSet::new())
+            .map(|ids| {
+                format!(
+                    "{} held message(s) released for when the daemon starts",
+                    ids.len()
+                )
+            })
+            .map_err(|e| format!("held mail not released (queue state not readable: {e})"))
     };
     let mut text = String::new();
     for e in &entries {

@@ -46,7 +46,17 @@ impl Deliverer {
     pub fn new(config: Arc<Config>) -> std::io::Result<Deliverer> {
         let resolver = match config.delivery.mode {
             DeliveryMode::Mx => Some(mx::MxResolver::new(config.delivery.dns_server)?),
-            _ => None,
+            DeliveryMode::Outbox => {
+                let removed = outbox::remove_leftovers(&config.outbox_dir())?;
+                if removed > 0 {
+                    tracing::info!(
+                        removed,
+                        "removed partial outbox files left by an interrupted run"
+                    );
+                }
+                None
+            }
+            DeliveryMode::Smarthost => None,
         };
         Ok(Deliverer {
             client: SmtpClient::new(
@@ -185,7 +195,10 @@ impl Deliverer {
             recipients: recipients.iter().map(|(_, r)| *r).collect(),
             ret: envelope.ret,
             envid: envelope.envid.as_deref(),
-            eight_bit: envelope.body_type == crate::smtp::command::BodyType::EightBitMime,
+            // What goes out may be 8-bit though the client did not say so
+            // (or the gateway decrypted it): announce what it is (RFC 6152).
+            eight_bit: envelope.body_type == crate::smtp::command::BodyType::EightBitMime
+                || !content.is_ascii(),
             smtputf8: envelope.smtputf8,
             content,
         };

@@ -95,8 +95,8 @@ mod b64 {
 /// The directory over its sled trees.
 #[derive(Clone)]
 pub struct Directory {
-    entries: sled::Tree,
-    index: sled::Tree,
+    entries: crate::db::Tree,
+    index: crate::db::Tree,
 }
 
 /// Why a directory operation failed.
@@ -123,11 +123,11 @@ impl From<sled::Error> for DirectoryError {
 }
 
 impl Directory {
-    pub fn open(db: &sled::Db) -> sled::Result<Directory> {
-        Ok(Directory {
-            entries: db.open_tree("directory")?,
-            index: db.open_tree("directory_index")?,
-        })
+    pub fn open(db: &crate::db::Db) -> Directory {
+        Directory {
+            entries: db.tree("directory"),
+            index: db.tree("directory_index"),
+        }
     }
 
     /// Imports certificates or keys: OpenPGP (armored or binary) or X.509
@@ -314,53 +314,75 @@ impl Directory {
         if wanted.len() < 8 {
             return Err(DirectoryError::NotFound(fingerprint.to_owned()));
         }
-        let mut hits = self.entries.scan_prefix(wanted.as_bytes()).take(2);
-        match (hits.next(), hits.next()) {
-            (Some(Ok((_, v))), None) => {
-                serde_json::from_slice(&v).map_err(|e| DirectoryError::Storage(e.to_string()))
+        let hits = self
+            .entries
+            .scan_prefix(wanted.as_bytes())?
+            .take(2)
+            .collect::<Result<Vec<_>, _>>()?;
+        match hits.as_slice() {
+            [(_, v)] => {
+                serde_json::from_slice(v).map_err(|e| DirectoryError::Storage(e.to_string()))
             }
             _ => Err(DirectoryError::NotFound(fingerprint.to_owned())),
         }
     }
 
-    /// Every entry, by fingerprint.
-    pub fn all(&self) -> Vec<Entry> {
-        self.entries
-            .iter()
-            .filter_map(|r| r.ok())
-            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
-            .collect()
+    /// Every entry, by fingerprint. A storage error ends the walk: sled's
+    /// iterator may return the same error again without moving on.
+    pub fn all(&self) -> Result<Vec<Entry>, DirectoryError> {
+        let mut entries = Vec::new();
+        for item in self.entries.iter()? {
+            let (_, value) = item?;
+            entries.extend(serde_json::from_slice(&value).ok());
+        }
+        Ok(entries)
     }
 
     /// Entries indexed under an address or `@domain`.
-    pub fn lookup(&self, key: &str) -> Vec<Entry> {
+    pub fn lookup(&self, key: &str) -> Result<Vec<Entry>, DirectoryError> {
         let prefix = index_key(&key.to_ascii_lowercase(), "");
-        self.index
-            .scan_prefix(&prefix)
-            .filter_map(|r| r.ok())
-            .filter_map(|(k, _)| {
-                let fpr = std::str::from_utf8(k.get(prefix.len()..)?).ok()?.to_owned();
-                self.get(&fpr).ok().flatten()
-            })
-            .collect()
+        let mut entries = Vec::new();
+        for item in self.index.scan_prefix(&prefix)? {
+            let (k, _) = item?;
+            let Some(fingerprint) = k
+                .get(prefix.len()..)
+                .and_then(|f| std::str::from_utf8(f).ok())
+            else {
+                continue;
+            };
+            entries.extend(self.get(fingerprint)?);
+        }
+        Ok(entries)
     }
 
     /// The entry to encrypt to for `address` at `now_ms`, in the order of
-    /// `kinds`; the recipient's own certificate or key before its domain's
-    /// gateway certificate; among candidates the highest trust, then the newest.
-    pub fn best_for(&self, address: &str, kinds: &[Kind], now_ms: u64) -> Option<Entry> {
+    /// `kinds`, trusted at least `min_trust`; the recipient's own
+    /// certificate or key before its domain's gateway certificate; among
+    /// candidates the highest trust, then the newest.
+    pub fn best_for(
+        &self,
+        address: &str,
+        kinds: &[Kind],
+        now_ms: u64,
+        min_trust: Trust,
+    ) -> Result<Option<Entry>, DirectoryError> {
         let address = address.to_ascii_lowercase();
-        let domain = address.rsplit_once('@').map(|(_, d)| d.to_owned())?;
+        let Some((_, domain)) = address.rsplit_once('@') else {
+            return Ok(None);
+        };
         let pick = |candidates: Vec<Entry>| {
             kinds.iter().find_map(|kind| {
                 candidates
                     .iter()
-                    .filter(|e| e.kind == *kind && e.usable(now_ms))
+                    .filter(|e| e.kind == *kind && e.trust >= min_trust && e.usable(now_ms))
                     .max_by_key(|e| (e.trust, e.not_before_ms))
                     .cloned()
             })
         };
-        pick(self.lookup(&address)).or_else(|| pick(self.lookup(&format!("@{domain}"))))
+        match pick(self.lookup(&address)?) {
+            Some(entry) => Ok(Some(entry)),
+            None => Ok(pick(self.lookup(&format!("@{domain}"))?)),
+        }
     }
 }
 
@@ -422,8 +444,11 @@ mod tests {
     }
 
     fn dir() -> Directory {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        Directory::open(&db).unwrap()
+        let dir = std::env::temp_dir().join(format!(
+            "sealgate-directory-{}",
+            crate::util::new_session_id()
+        ));
+        Directory::open(&crate::db::Db::open(&dir).unwrap())
     }
 
     #[test]
@@ -457,36 +482,60 @@ mod tests {
                 now,
             )
             .unwrap();
-        assert_eq!(d.all().len(), 3);
+        assert_eq!(d.all().unwrap().len(), 3);
         // Manual trust beats a newer harvested certificate.
-        let best = d.best_for("BOB@ext.example", &[Kind::Smime], now).unwrap();
+        let best = d
+            .best_for("BOB@ext.example", &[Kind::Smime], now, Trust::Harvested)
+            .unwrap()
+            .unwrap();
         assert_eq!(best.fingerprint, old[0].fingerprint);
         // The partner domain's gateway certificate serves any of its addresses.
         let p = d
-            .best_for("anyone@partner.example", &[Kind::Smime], now)
+            .best_for(
+                "anyone@partner.example",
+                &[Kind::Smime],
+                now,
+                Trust::Harvested,
+            )
+            .unwrap()
             .unwrap();
         assert_eq!(p.fingerprint, partner[0].fingerprint);
         assert!(
-            d.best_for("nobody@else.example", &[Kind::Smime], now)
+            d.best_for("nobody@else.example", &[Kind::Smime], now, Trust::Harvested)
+                .unwrap()
                 .is_none()
         );
         assert!(
-            d.best_for("bob@ext.example", &[Kind::Openpgp], now)
+            d.best_for("bob@ext.example", &[Kind::Openpgp], now, Trust::Harvested)
+                .unwrap()
                 .is_none()
         );
         // Expired certificates are never chosen.
         let later = now + 15 * 86_400_000;
         let best = d
-            .best_for("bob@ext.example", &[Kind::Smime], later)
+            .best_for("bob@ext.example", &[Kind::Smime], later, Trust::Harvested)
+            .unwrap()
             .unwrap();
         assert_eq!(best.fingerprint, newer[0].fingerprint);
+        // A harvested certificate is not enough where more trust is asked.
         assert!(
-            d.best_for("bob@ext.example", &[Kind::Smime], now + 25 * 86_400_000)
+            d.best_for("bob@ext.example", &[Kind::Smime], later, Trust::Verified)
+                .unwrap()
                 .is_none()
+        );
+        assert!(
+            d.best_for(
+                "bob@ext.example",
+                &[Kind::Smime],
+                now + 25 * 86_400_000,
+                Trust::Harvested
+            )
+            .unwrap()
+            .is_none()
         );
         // Removal by prefix takes it out of the index too.
         d.remove(&old[0].fingerprint[..12]).unwrap();
-        assert_eq!(d.lookup("bob@ext.example").len(), 1);
+        assert_eq!(d.lookup("bob@ext.example").unwrap().len(), 1);
         assert!(d.remove("abc").is_err());
     }
 

@@ -28,6 +28,7 @@ pub mod resolve;
 pub mod unwrap;
 
 use crate::config::Config;
+use crate::directory::Trust;
 use crate::policy::{Action, Policy};
 use crate::queue::spool::SpooledMessage;
 
@@ -62,7 +63,8 @@ pub struct Plan {
     /// The policy's explanation per recipient, for tracking.
     pub explanations: Vec<(usize, String)>,
     /// Addresses whose certificate or key came with this message and was
-    /// stored in the directory: mail held for them can be released.
+    /// stored in the directory, and whose policy lets such a key serve
+    /// encrypt-required mail: mail held for them can be released.
     pub harvested: Vec<String>,
 }
 
@@ -179,13 +181,18 @@ pub fn process(
             carried,
         } => (content, Some(verdict.as_str()), Some(*wrapping), carried),
     };
+    // Mail held for these addresses is decided again only where a key
+    // taken from mail may serve encrypt-required mail.
     plan.harvested = harvest::harvest(
         content,
         carried,
         context.directory,
         &message.queue_id,
         crate::envelope::now_ms(),
-    );
+    )
+    .into_iter()
+    .filter(|address| crate::policy::decide::trusts_harvested_keys(context.policy, address))
+    .collect();
     let origin = decide::Origin {
         sender: &sender,
         client_ip: message.envelope.client_ip.parse().ok(),
@@ -278,12 +285,21 @@ pub fn process(
             }
             Action::EncryptRequired | Action::EncryptIfPossible => {
                 let required = decision.action == Action::EncryptRequired;
-                let found = resolve::method(
-                    context.directory,
-                    address,
-                    &context.policy.config.methods,
-                    now,
-                );
+                // Keys taken from mail are trust on first use: whoever
+                // controls the path can put one there, so they serve
+                // encrypt-required mail only where the policy says so.
+                let min_trust = if required && !decision.trust_harvested_keys {
+                    Trust::Verified
+                } else {
+                    Trust::Harvested
+                };
+                let methods = &context.policy.config.methods;
+                let lookup = |min_trust| {
+                    resolve::method(context.directory, address, methods, now, min_trust).map_err(
+                        |e| PipelineError::Temporary(format!("key directory not readable: {e}")),
+                    )
+                };
+                let found = lookup(min_trust)?;
                 let copy = found
                     .as_ref()
                     .and_then(|method| PartnerCopy::of(method, decision));
@@ -304,6 +320,14 @@ pub fn process(
                     let outcome = match &found {
                         Some(method) => {
                             encrypted_copy(&base, &facts.subject, decision, method, context)?
+                        }
+                        None if min_trust > Trust::Harvested
+                            && lookup(Trust::Harvested)?.is_some() =>
+                        {
+                            Err(format!(
+                                "the only key for {address} was taken from mail (trust on first use), \
+                                 which encrypt-required mail does not accept"
+                            ))
                         }
                         None => Err(format!("no certificate or key for {address} yet")),
                     };

@@ -61,54 +61,56 @@ impl std::fmt::Debug for GatewayKeys {
 }
 
 impl GatewayKeys {
-    /// Loads every key in `labels` that has a certificate on the token;
-    /// keys without one are skipped (and named in the log), and the
-    /// gateway's OpenPGP identity from `openpgp_dir` if one was created
-    /// there (`sealgate pgp init`). Fails only when the token itself cannot
-    /// be reached (a temporary error): then nothing is known about which
-    /// keys exist. Blocking.
+    /// Loads every key in `labels` that has a certificate, the signing key
+    /// if it has one, and the gateway's OpenPGP identity from
+    /// `openpgp_dir` if one was created there (`sealgate pgp init`).
+    ///
+    /// A key without any certificate is skipped: it was never set up to
+    /// open mail. But a key whose certificate the gateway holds (its own
+    /// certificate store, `<data>/certs`) or an OpenPGP identity that
+    /// exists must load: if the token cannot produce it, the token is not
+    /// whole or not ours (its storage moved, emptied, replaced), and that
+    /// is an outage, never "no keys": mail for the gateway would otherwise
+    /// leave unopened and mail to sign unsigned. Blocking.
     pub fn load(
         hsm: &Hsm,
         labels: &[&str],
         openpgp_dir: &Path,
-    ) -> Result<GatewayKeys, sealgate_hsm::Error> {
+    ) -> Result<GatewayKeys, KeyLoadError> {
         let mut smime = Vec::new();
         for label in labels {
-            let cert = unless_unreachable(hsm.certificate_chain(label))?
-                .and_then(|chain| chain.into_iter().next())
-                .and_then(|der| Certificate::from_der(&der).ok());
-            let Some(cert) = cert else {
+            let Some(der) = certificate_of(hsm, label)?.and_then(|chain| chain.into_iter().next())
+            else {
                 tracing::info!(%label, "no certificate for this token key: it opens no S/MIME mail");
                 continue;
             };
+            let cert = Certificate::from_der(&der).map_err(|e| KeyLoadError::Missing {
+                label: (*label).to_owned(),
+                why: format!("its certificate does not parse: {e}"),
+            })?;
             let key = match cert.key {
                 CertKey::Ec { .. } => hsm.key_agreement(label),
                 _ => hsm.decryptor(label),
             };
-            match unless_unreachable(key)? {
-                Some(key) => smime.push((cert, key)),
-                None => tracing::warn!(%label, "token key not usable for decryption"),
-            }
+            let key = key.map_err(|e| KeyLoadError::missing(label, e))?;
+            smime.push((cert, key));
         }
-        let chain: Vec<Certificate> = unless_unreachable(hsm.certificate_chain(SIGN_KEY_LABEL))?
-            .map(|ders| {
-                ders.iter()
-                    .filter_map(|d| Certificate::from_der(d).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let signer = match (
-            chain.is_empty(),
-            unless_unreachable(hsm.signer(SIGN_KEY_LABEL))?,
-        ) {
-            (false, Some(key)) => Some((key, chain)),
-            _ => {
-                tracing::info!(
-                    label = SIGN_KEY_LABEL,
-                    "no signing key with a certificate: the gateway does not sign"
-                );
-                None
-            }
+        let chain: Vec<Certificate> = certificate_of(hsm, SIGN_KEY_LABEL)?
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| Certificate::from_der(d).ok())
+            .collect();
+        let signer = if chain.is_empty() {
+            tracing::info!(
+                label = SIGN_KEY_LABEL,
+                "no signing key with a certificate: the gateway does not sign"
+            );
+            None
+        } else {
+            let key = hsm
+                .signer(SIGN_KEY_LABEL)
+                .map_err(|e| KeyLoadError::missing(SIGN_KEY_LABEL, e))?;
+            Some((key, chain))
         };
         Ok(GatewayKeys {
             smime,
@@ -176,31 +178,60 @@ impl KeyStore {
     }
 }
 
-/// `Ok(None)` for a token answer that says "not there / not usable",
-/// `Err` when the token could not be reached at all.
-fn unless_unreachable<T>(
-    result: Result<T, sealgate_hsm::Error>,
-) -> Result<Option<T>, sealgate_hsm::Error> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(e) if e.is_temporary() => Err(e),
-        Err(_) => Ok(None),
+/// Why the gateway's keys could not be loaded: the key store is then
+/// unavailable (mail that needs it waits), never "not set up".
+#[derive(Debug, thiserror::Error)]
+pub enum KeyLoadError {
+    /// The token could not be reached or answered with an error.
+    #[error("token: {0}")]
+    Token(#[from] sealgate_hsm::Error),
+    /// A key the gateway set up (it holds its certificate) is not on the token.
+    #[error(
+        "the key {label:?} has a certificate but the token cannot produce it ({why}); \
+         is the token's storage missing or replaced?"
+    )]
+    Missing { label: String, why: String },
+    /// The gateway's OpenPGP identity exists but does not load.
+    #[error("the gateway's OpenPGP identity does not load: {0}")]
+    Openpgp(String),
+}
+
+impl KeyLoadError {
+    fn missing(label: &str, e: sealgate_hsm::Error) -> KeyLoadError {
+        if e.is_temporary() {
+            KeyLoadError::Token(e)
+        } else {
+            KeyLoadError::Missing {
+                label: label.to_owned(),
+                why: e.to_string(),
+            }
+        }
     }
 }
 
-/// The OpenPGP identity in `dir`, if `sealgate pgp init` created one.
-fn load_openpgp(hsm: &Hsm, dir: &Path) -> Result<Option<GatewayIdentity>, sealgate_hsm::Error> {
+/// The certificate chain of a token key: `None` when it has none anywhere
+/// (never set up to open or sign mail); an error when the token could not
+/// be asked.
+fn certificate_of(hsm: &Hsm, label: &str) -> Result<Option<Vec<Vec<u8>>>, KeyLoadError> {
+    match hsm.certificate_chain(label) {
+        Ok(chain) if !chain.is_empty() => Ok(Some(chain)),
+        Ok(_) | Err(sealgate_hsm::Error::NoCertificate(_)) => Ok(None),
+        // A certificate file that does not read is not "no certificate".
+        Err(e) => Err(KeyLoadError::Token(e)),
+    }
+}
+
+/// The OpenPGP identity in `dir`, if `sealgate pgp init` created one; one
+/// that exists and does not load is an error.
+fn load_openpgp(hsm: &Hsm, dir: &Path) -> Result<Option<GatewayIdentity>, KeyLoadError> {
     if !dir.join("gateway.toml").exists() {
         tracing::info!(dir = %dir.display(), "no gateway OpenPGP identity: OpenPGP mail for the gateway is not opened");
         return Ok(None);
     }
     match GatewayIdentity::load(hsm, dir) {
         Ok(identity) => Ok(Some(identity)),
-        Err(sealgate_openpgp::Error::Hsm(e)) if e.is_temporary() => Err(e),
-        Err(e) => {
-            tracing::error!(error = %e, "gateway OpenPGP identity not usable: OpenPGP mail for the gateway is not opened");
-            Ok(None)
-        }
+        Err(sealgate_openpgp::Error::Hsm(e)) if e.is_temporary() => Err(KeyLoadError::Token(e)),
+        Err(e) => Err(KeyLoadError::Openpgp(e.to_string())),
     }
 }
 

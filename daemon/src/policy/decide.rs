@@ -49,6 +49,9 @@ pub struct Decision {
     pub neutral_subject: bool,
     /// The subject keyword that matched and is to be removed, if any.
     pub strip_keyword: Option<String>,
+    /// Keys taken from mail are enough for encrypt-required
+    /// ([`Settings::trust_harvested_keys`]).
+    pub trust_harvested_keys: bool,
     pub source: Source,
     /// Why, in words: the conditions that held and any guard that changed the action.
     pub because: Vec<String>,
@@ -165,9 +168,25 @@ pub fn decide(policy: &Policy, facts: &MessageFacts, recipient: &Recipient) -> D
         sign,
         neutral_subject,
         strip_keyword,
+        trust_harvested_keys: inherited(|s| s.trust_harvested_keys).unwrap_or(false),
         source,
         because,
     }
+}
+
+/// Whether keys taken from mail are enough for encrypt-required mail to
+/// `address` ([`Settings::trust_harvested_keys`], address → domain → global).
+pub fn trusts_harvested_keys(policy: &Policy, address: &str) -> bool {
+    let recipient = Recipient {
+        address: address.to_ascii_lowercase(),
+        internal: false,
+    };
+    let (address_settings, domain_settings) = settings_for(policy, &recipient);
+    address_settings
+        .and_then(|(_, s)| s.trust_harvested_keys)
+        .or_else(|| domain_settings.and_then(|(_, s)| s.trust_harvested_keys))
+        .or(policy.config.settings.trust_harvested_keys)
+        .unwrap_or(false)
 }
 
 /// Settings with the pattern they were configured under.

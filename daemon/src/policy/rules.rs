@@ -111,6 +111,12 @@ pub struct Settings {
     pub sign: Option<bool>,
     /// Replace the visible subject of encrypted mail by a neutral one.
     pub neutral_subject: Option<bool>,
+    /// Keys taken from mail (Autocrypt headers, signatures: trust on first
+    /// use) are enough for encrypt-required mail and release held mail.
+    /// Default `false`: whoever controls the path to the recipient can put
+    /// a key into mail under the recipient's address, so such keys serve
+    /// encrypt-if-possible only.
+    pub trust_harvested_keys: Option<bool>,
 }
 
 /// One rule: conditions (all must hold) and what to do.

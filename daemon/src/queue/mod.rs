@@ -62,12 +62,12 @@ impl Queue {
     /// Opens the spool and state; the receiver goes to [`scheduler::run`].
     pub fn open(
         config: &Config,
-        db: &sled::Db,
+        db: &crate::db::Db,
     ) -> io::Result<(Queue, mpsc::UnboundedReceiver<SchedulerRequest>)> {
         let spool = Spool::open(&config.data_dir.join("spool"))?;
-        let state = QueueState::open(db).map_err(io::Error::other)?;
-        let tracker = Tracker::open(db, &config.node_name).map_err(io::Error::other)?;
-        let directory = crate::directory::Directory::open(db).map_err(io::Error::other)?;
+        let state = QueueState::open(db);
+        let tracker = Tracker::open(db, &config.node_name);
+        let directory = crate::directory::Directory::open(db);
         let (tx, rx) = mpsc::unbounded_channel();
         Ok((
             Queue {

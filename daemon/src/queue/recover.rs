@@ -84,29 +84,7 @@ pub fn reconcile(queue: &Queue) -> std::io::Result<Recovery> {
             },
         }
     }
-    let file_set: std::collections::HashSet<&String> = files.iter().collect();
-    for entry in state.all() {
-        if !file_set.contains(&entry.queue_id) {
-            if entry.is_open() {
-                tracing::warn!(
-                    queue_id = %entry.queue_id,
-                    sender = %entry.sender_text(),
-                    "queue state has no spool file: finished before a crash lost its last state update; entry removed"
-                );
-                queue.tracker().record(
-                    &entry.queue_id,
-                    EventKind::Deleted,
-                    Direction::Out,
-                    &entry.sender_text(),
-                    "",
-                    "local",
-                    "queue state without spool file at start-up (finished before a crash); entry removed",
-                );
-                recovery.state_without_file.push(entry.queue_id.clone());
-            }
-            let _ = state.remove(&entry.queue_id);
-        }
-    }
+    recovery.state_without_file = drop_ghosts(queue)?;
     tracing::info!(
         scheduled = recovery.scheduled.len(),
         requeued_without_state = recovery.requeued_without_state,
@@ -116,4 +94,43 @@ pub fn reconcile(queue: &Queue) -> std::io::Result<Recovery> {
         "queue reconciled"
     );
     Ok(recovery)
+}
+
+/// Removes queue state whose spool file is gone: a message that finished
+/// (or was deleted) while a crash or a storage failure lost the state's
+/// last update. Each is reported (log and tracking event). Safe while the
+/// daemon runs: the state is read before the files are listed, and a file
+/// is always written before its state and removed before it, so a state
+/// entry read here without a file in the later listing has finished.
+pub fn drop_ghosts(queue: &Queue) -> std::io::Result<Vec<String>> {
+    let entries = queue.state().all().map_err(std::io::Error::other)?;
+    let files: std::collections::HashSet<String> = queue.spool().list()?.into_iter().collect();
+    let mut dropped = Vec::new();
+    for entry in entries {
+        if files.contains(&entry.queue_id) {
+            continue;
+        }
+        if entry.is_open() {
+            tracing::warn!(
+                queue_id = %entry.queue_id,
+                sender = %entry.sender_text(),
+                "queue state has no spool file: the message finished before its last state update was lost; entry removed"
+            );
+            queue.tracker().record(
+                &entry.queue_id,
+                EventKind::Deleted,
+                Direction::Out,
+                &entry.sender_text(),
+                "",
+                "local",
+                "queue state without spool file (finished before a crash or storage failure lost its last update); entry removed",
+            );
+            dropped.push(entry.queue_id.clone());
+        }
+        queue
+            .state()
+            .remove(&entry.queue_id)
+            .map_err(std::io::Error::other)?;
+    }
+    Ok(dropped)
 }

@@ -105,8 +105,9 @@ pub async fn run(
                     let _ = reply.send(result);
                 }
                 Some(SchedulerRequest::KeysArrived(addresses)) => {
-                    for id in release_held_for(&queue, &addresses, &in_flight) {
-                        due.push(Reverse((now_ms(), id)));
+                    match release_held_for(&queue, &addresses, &in_flight) {
+                        Ok(ids) => due.extend(ids.into_iter().map(|id| Reverse((now_ms(), id)))),
+                        Err(e) => tracing::error!(error = %e, ?addresses, "queue state not readable: held mail for these addresses is not released"),
                     }
                 }
                 Some(SchedulerRequest::ReloadKeys(reloaded)) => keys = Arc::new(reloaded),
@@ -280,6 +281,65 @@ async fn send_invitations(
     }
 }
 
+/// Whether notices about `envelope` may go to its sender: it came from an
+/// internal network (our own users), or the gateway wrote it. Mail from
+/// outside carries whatever MAIL FROM its client chose.
+pub(crate) fn sender_verified(config: &Config, envelope: &crate::envelope::Envelope) -> bool {
+    envelope.client_ip == "local"
+        || envelope
+            .client_ip
+            .parse()
+            .is_ok_and(|ip| config.is_internal(ip))
+}
+
+/// What happens to a recipient the gateway itself cannot deliver (policy
+/// refusal, a message that cannot be processed): bounced with a notice to
+/// the sender, or, for mail from outside, quarantined for an
+/// administrator (no notice: the sender is not verified).
+fn refuse(
+    queue: &Queue,
+    config: &Config,
+    message: &crate::queue::spool::SpooledMessage,
+    index: usize,
+    state: &mut crate::queue::state::RecipientState,
+    (by, reason): (&str, String),
+    failed: &mut Vec<(usize, String, String)>,
+) {
+    let queue_id = message.queue_id.as_str();
+    let sender = message.envelope.sender_text();
+    let rcpt = state.recipient.address.to_string();
+    if sender_verified(config, &message.envelope) {
+        queue.tracker().record(
+            queue_id,
+            EventKind::Bounced,
+            Direction::Out,
+            &sender,
+            &rcpt,
+            by,
+            &reason,
+        );
+        failed.push((index, reason.clone(), String::new()));
+        state.status = RecipientStatus::Bounced { reason };
+    } else {
+        let reason = format!(
+            "{reason}; quarantined instead of bounced: the message came from outside and its sender is not verified"
+        );
+        queue.tracker().record(
+            queue_id,
+            EventKind::Quarantined,
+            Direction::Out,
+            &sender,
+            &rcpt,
+            by,
+            &reason,
+        );
+        state.status = RecipientStatus::Quarantined {
+            reason,
+            since_ms: now_ms(),
+        };
+    }
+}
+
 /// Sends the sender one RFC 3464 report about `items` (recipient index,
 /// reason, remote host) with `action`, through the queue, and records it.
 /// `Ok` when there was nothing to send, no report is due (`<>`, NOTIFY), or
@@ -293,6 +353,16 @@ async fn send_report(
     items: &[(usize, String, String)],
 ) -> Result<(), ()> {
     let queue_id = message.queue_id.as_str();
+    if !sender_verified(config, &message.envelope) && !items.is_empty() {
+        // A notice to an address nobody verified is backscatter: anyone
+        // can put a victim's address in MAIL FROM.
+        tracing::info!(
+            queue_id,
+            sender,
+            "no delivery notice: the message came from outside and its sender is not verified"
+        );
+        return Ok(());
+    }
     let reported: Vec<_> = items
         .iter()
         .filter_map(|(i, reason, remote)| {
@@ -394,7 +464,7 @@ pub(crate) fn release_held_for(
     queue: &Queue,
     keys: &[String],
     in_flight: &HashSet<String>,
-) -> Vec<String> {
+) -> sled::Result<Vec<String>> {
     let wanted = |address: &str| {
         let address = address.to_ascii_lowercase();
         let domain = address
@@ -405,7 +475,7 @@ pub(crate) fn release_held_for(
             .any(|k| k.eq_ignore_ascii_case(&address) || k.eq_ignore_ascii_case(&domain))
     };
     let mut released = Vec::new();
-    for mut entry in queue.state().all() {
+    for mut entry in queue.state().all()? {
         if in_flight.contains(&entry.queue_id) {
             continue;
         }
@@ -434,7 +504,7 @@ pub(crate) fn release_held_for(
             }
         }
     }
-    released
+    Ok(released)
 }
 
 /// Backoff: `initial × 2^(attempts-1)`, capped.
@@ -531,22 +601,17 @@ async fn attempt(
                 );
             }
             for (i, reason) in plan.refused {
-                let rcpt = address_of(&entry, i);
-                queue.tracker().record(
-                    queue_id,
-                    EventKind::Bounced,
-                    Direction::Out,
-                    &sender,
-                    &rcpt,
-                    "policy",
-                    &reason,
-                );
                 if let Some(state) = entry.recipients.get_mut(i) {
-                    state.status = RecipientStatus::Bounced {
-                        reason: reason.clone(),
-                    };
+                    refuse(
+                        queue,
+                        config,
+                        &message,
+                        i,
+                        state,
+                        ("policy", reason),
+                        &mut failed,
+                    );
                 }
-                failed.push((i, reason, String::new()));
             }
             let mut waiting = plan.waiting;
             let mut sendable = Vec::new();
@@ -680,19 +745,15 @@ async fn attempt(
         Err(PipelineError::Permanent(reason)) => {
             for &i in &pending {
                 if let Some(state) = entry.recipients.get_mut(i) {
-                    queue.tracker().record(
-                        queue_id,
-                        EventKind::Bounced,
-                        Direction::Out,
-                        &sender,
-                        &state.recipient.address.to_string(),
-                        "pipeline",
-                        &reason,
+                    refuse(
+                        queue,
+                        config,
+                        &message,
+                        i,
+                        state,
+                        ("pipeline", reason.clone()),
+                        &mut failed,
                     );
-                    failed.push((i, reason.clone(), String::new()));
-                    state.status = RecipientStatus::Bounced {
-                        reason: reason.clone(),
-                    };
                 }
             }
         }

@@ -31,6 +31,9 @@ const MAGIC: &[u8] = b"SEALGATE-SPOOL/1\n";
 const END: &[u8] = b"\nEND ";
 /// Most messages made durable by one group commit.
 const MAX_BATCH: usize = 512;
+/// Free space a spool write leaves for the state store (sled), so that a
+/// full spool never takes the queue's index down with it.
+const STATE_RESERVE: u64 = crate::db::REOPEN_RESERVE;
 /// Largest envelope record we read back (1000 recipients fit easily).
 const MAX_ENVELOPE_LEN: usize = 4 * 1024 * 1024;
 
@@ -116,6 +119,16 @@ impl Spool {
         body: &[u8],
     ) -> io::Result<()> {
         let record = encode(envelope, header, body)?;
+        // Asked afresh for every message (the session's answer is cached):
+        // fast senders must not fill the disk to the last byte, and the
+        // state store needs room to keep working.
+        let needed = (record.len() as u64).saturating_add(STATE_RESERVE);
+        if !crate::db::has_room(&self.root, needed) {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("less than {needed} octets free for the spool"),
+            ));
+        }
         let tmp_path = self.root.join("tmp").join(queue_id);
         let final_path = self.path_of(queue_id);
         let write_path = tmp_path.clone();
@@ -125,7 +138,12 @@ impl Spool {
                 .create_new(true)
                 .mode(0o600)
                 .open(&write_path)?;
-            file.write_all(&record)?;
+            if let Err(e) = file.write_all(&record) {
+                // A half-written file would keep the disk full.
+                drop(file);
+                let _ = fs::remove_file(&write_path);
+                return Err(e);
+            }
             Ok(file)
         })
         .await

@@ -146,17 +146,17 @@ impl QueueEntry {
 /// The sled trees behind the queue.
 #[derive(Clone)]
 pub struct QueueState {
-    entries: sled::Tree,
+    entries: crate::db::Tree,
     /// Held recipient address (lower case) → when they were last invited (ms).
-    invitations: sled::Tree,
+    invitations: crate::db::Tree,
 }
 
 impl QueueState {
-    pub fn open(db: &sled::Db) -> sled::Result<QueueState> {
-        Ok(QueueState {
-            entries: db.open_tree("queue")?,
-            invitations: db.open_tree("invitations")?,
-        })
+    pub fn open(db: &crate::db::Db) -> QueueState {
+        QueueState {
+            entries: db.tree("queue"),
+            invitations: db.tree("invitations"),
+        }
     }
 
     /// Claims the right to invite `address` now: true when it was never
@@ -216,31 +216,28 @@ impl QueueState {
         Ok(())
     }
 
-    /// Every entry, oldest first; records that do not decode are skipped and logged.
-    pub fn all(&self) -> Vec<QueueEntry> {
-        self.entries
-            .iter()
-            .filter_map(|item| match item {
-                Ok((key, value)) => match serde_json::from_slice(&value) {
-                    Ok(entry) => Some(entry),
-                    Err(e) => {
-                        tracing::warn!(key = %String::from_utf8_lossy(&key), error = %e, "undecodable queue record skipped");
-                        None
-                    }
-                },
+    /// Every entry, oldest first; records that do not decode are skipped
+    /// and logged. A storage error ends the walk (sled's iterator may
+    /// return the same error again without moving on).
+    pub fn all(&self) -> sled::Result<Vec<QueueEntry>> {
+        let mut entries = Vec::new();
+        for item in self.entries.iter()? {
+            let (key, value) = item?;
+            match serde_json::from_slice(&value) {
+                Ok(entry) => entries.push(entry),
                 Err(e) => {
-                    tracing::warn!(error = %e, "queue state read error");
-                    None
+                    tracing::warn!(key = %String::from_utf8_lossy(&key), error = %e, "undecodable queue record skipped");
                 }
-            })
-            .collect()
+            }
+        }
+        Ok(entries)
     }
 
-    pub fn len(&self) -> usize {
+    pub fn len(&self) -> sled::Result<usize> {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> sled::Result<bool> {
         self.entries.is_empty()
     }
 }

@@ -338,7 +338,11 @@ async fn receive_message(
             .map(|()| queue_id)
             .map_err(|e| {
                 tracing::error!(session_id = session.session_id(), error = %e, "spool write failed; message not accepted");
-                SessionError::StorageFailed
+                if e.kind() == io::ErrorKind::StorageFull {
+                    SessionError::InsufficientStorage
+                } else {
+                    SessionError::StorageFailed
+                }
             }),
         Err(e) => {
             tracing::warn!(session_id = session.session_id(), error = %e, "distribution list expansion failed; message not accepted");
