@@ -23,6 +23,7 @@ pub mod policy;
 pub mod queue;
 pub mod setup_token;
 pub mod smtp;
+pub mod store;
 pub mod tls;
 pub mod tracking;
 pub mod util;
