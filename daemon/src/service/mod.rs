@@ -57,6 +57,23 @@ pub struct Ctx {
     pub started_at_ms: u64,
 }
 
+impl Ctx {
+    /// The service's view of an opened data directory.
+    pub fn of(opened: &crate::daemon::Opened, keys: Keys, online: bool) -> Ctx {
+        Ctx {
+            live: opened.live.clone(),
+            settings: opened.settings.clone(),
+            shared: opened.shared.clone(),
+            queue: opened.queue.clone(),
+            keys,
+            audit: crate::audit::Audit::new(opened.shared.clone()),
+            db: opened.db.clone(),
+            online,
+            started_at_ms: crate::envelope::now_ms(),
+        }
+    }
+}
+
 /// The service.
 #[derive(Clone)]
 pub struct AdminService {
