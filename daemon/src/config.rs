@@ -43,6 +43,12 @@ pub struct Config {
     pub ldap: Option<crate::expand::ldap::LdapConfig>,
     /// Invitations to held recipients (`[invitations]`).
     pub invitations: InvitationConfig,
+    /// Authenticated TLS to next hops (`[outbound_tls]`).
+    pub outbound_tls: sealgate_api::settings::trust::OutboundTlsSettings,
+    /// Key discovery when the directory has none (`[discovery]`).
+    pub discovery: sealgate_api::settings::trust::DiscoverySettings,
+    /// S/MIME trust anchors, revocation, ciphers (`[smime]`).
+    pub smime: sealgate_api::settings::trust::SmimeTrustSettings,
 }
 
 /// Invitations: a recipient whose mail is held (encryption required, no
@@ -182,6 +188,9 @@ impl Default for Config {
             groups: std::collections::BTreeMap::new(),
             ldap: None,
             invitations: InvitationConfig::default(),
+            outbound_tls: Default::default(),
+            discovery: Default::default(),
+            smime: Default::default(),
         }
     }
 }

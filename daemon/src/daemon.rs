@@ -151,7 +151,22 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         );
     }
     let setup_token = crate::setup_token::ensure(&config.data_dir)?;
-    let deliverer = Arc::new(Deliverer::new(config.clone())?);
+    let outbound_tls = Arc::new(
+        crate::outbound_tls::OutboundTls::new(
+            &config.outbound_tls,
+            &config.delivery.require_tls_domains,
+            config.delivery.dns_server,
+            std::time::Duration::from_secs(config.delivery.timeout_secs),
+            &db,
+        )
+        .map_err(|e| std::io::Error::other(format!("outbound_tls: {e}")))?,
+    );
+    tokio::spawn(crate::outbound_tls::report::run(
+        outbound_tls.clone(),
+        queue.clone(),
+        config.hostname.clone(),
+    ));
+    let deliverer = Arc::new(Deliverer::new(config.clone(), outbound_tls)?);
     crate::control::serve(config.data_dir.clone(), queue.clone()).await?;
     let policy = Arc::new(config.policy().map_err(std::io::Error::other)?);
     let keys = load_gateway_keys(&config).await;

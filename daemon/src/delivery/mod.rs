@@ -2,9 +2,12 @@
 //! configured route (local outbox, smart host, or MX) and reports a result
 //! per recipient.
 //!
-//! Never decides policy: it delivers what the pipeline produced. A domain in
-//! `require_tls_domains` is only ever sent over STARTTLS; if TLS cannot be
-//! had, the recipients are deferred, never sent in clear.
+//! Never decides policy: it delivers what the pipeline produced. The
+//! outbound TLS policy (`outbound_tls`) says per recipient domain which
+//! hosts to try and what TLS each must give (a domain in
+//! `require_tls_domains` at least STARTTLS); if that cannot be had, the
+//! recipients are deferred with the reason, never sent in clear or over
+//! an unauthenticated connection the policy does not allow.
 
 pub mod mx;
 pub mod outbox;
@@ -13,7 +16,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, DeliveryMode, split_host_port};
 use crate::envelope::Envelope;
-use crate::smtp::address::Address;
+use crate::outbound_tls::{Hop, OutboundTls, RouteError, report};
 use crate::smtp::client::{ClientError, SmtpClient, Transaction};
 
 /// What happened to one recipient.
@@ -40,10 +43,11 @@ pub struct Deliverer {
     config: Arc<Config>,
     client: SmtpClient,
     resolver: Option<mx::MxResolver>,
+    tls: Arc<OutboundTls>,
 }
 
 impl Deliverer {
-    pub fn new(config: Arc<Config>) -> std::io::Result<Deliverer> {
+    pub fn new(config: Arc<Config>, tls: Arc<OutboundTls>) -> std::io::Result<Deliverer> {
         let resolver = match config.delivery.mode {
             DeliveryMode::Mx => Some(mx::MxResolver::new(config.delivery.dns_server)?),
             DeliveryMode::Outbox => {
@@ -65,16 +69,8 @@ impl Deliverer {
             ),
             config,
             resolver,
+            tls,
         })
-    }
-
-    fn requires_tls(&self, address: &Address) -> bool {
-        let domain = address.domain_lower();
-        self.config
-            .delivery
-            .require_tls_domains
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(&domain))
     }
 
     /// Delivers `content` from `envelope.sender` to `recipients` (queue index, address).
@@ -100,73 +96,63 @@ impl Deliverer {
                     return defer_all(recipients, "no smart host configured", "");
                 };
                 let mut results = Vec::new();
-                for require_tls in [false, true] {
-                    let group: Vec<_> = recipients
-                        .iter()
-                        .filter(|(_, r)| self.requires_tls(&r.address) == require_tls)
-                        .copied()
-                        .collect();
-                    if group.is_empty() {
-                        continue;
+                // Recipients whose domains ask the same TLS of the relay
+                // share a transaction.
+                let mut groups: Vec<(Hop, Vec<(usize, &crate::envelope::EnvelopeRecipient)>)> =
+                    Vec::new();
+                for (domain, group) in by_domain(recipients) {
+                    match self.tls.relay_hop(&domain, &host, port).await {
+                        Ok(tls) => match groups
+                            .iter_mut()
+                            .find(|(hop, _)| hop.tls.pool_id() == tls.pool_id())
+                        {
+                            Some((_, members)) => members.extend(group),
+                            None => groups.push((
+                                Hop {
+                                    name: host.clone(),
+                                    address: host.clone(),
+                                    tls,
+                                    policy: report::PolicyRef::none(&domain),
+                                },
+                                group,
+                            )),
+                        },
+                        Err(RouteError::Temporary(e) | RouteError::Permanent(e)) => {
+                            results.extend(defer_all(&group, &e, &host));
+                        }
                     }
+                }
+                for (hop, group) in groups {
                     results.extend(
-                        self.send_to_hosts(
-                            std::slice::from_ref(&host),
-                            port,
-                            require_tls,
-                            envelope,
-                            &group,
-                            content,
-                        )
-                        .await,
+                        self.send_to_hops(&[hop], port, envelope, &group, content)
+                            .await,
                     );
                 }
                 results
             }
             DeliveryMode::Mx => {
-                let mut by_domain: std::collections::BTreeMap<
-                    String,
-                    Vec<(usize, &crate::envelope::EnvelopeRecipient)>,
-                > = Default::default();
-                for r in recipients {
-                    by_domain
-                        .entry(r.1.address.domain_lower())
-                        .or_default()
-                        .push(*r);
-                }
                 let mut results = Vec::new();
-                for (domain, group) in by_domain {
-                    let hosts = match &self.resolver {
-                        Some(resolver) => resolver.lookup(&domain).await,
-                        None => Err(mx::MxError::Temporary("no resolver".into())),
-                    };
-                    match hosts {
-                        Ok(hosts) => {
-                            let hosts = match &self.resolver {
-                                Some(resolver) => resolver.connect_addresses(&hosts).await,
-                                None => hosts,
-                            };
-                            let require_tls = group
-                                .first()
-                                .is_some_and(|(_, r)| self.requires_tls(&r.address));
-                            results.extend(
-                                self.send_to_hosts(
-                                    &hosts,
-                                    self.config.delivery.mx_port,
-                                    require_tls,
-                                    envelope,
-                                    &group,
-                                    content,
-                                )
-                                .await,
-                            );
+                let port = self.config.delivery.mx_port;
+                for (domain, group) in by_domain(recipients) {
+                    let route = match &self.resolver {
+                        Some(resolver) => {
+                            self.tls
+                                .route(&domain, port, resolver, crate::envelope::now_ms())
+                                .await
                         }
-                        Err(mx::MxError::Temporary(e)) => results.extend(defer_all(
+                        None => Err(RouteError::Temporary("no resolver".into())),
+                    };
+                    match route {
+                        Ok(hops) => results.extend(
+                            self.send_to_hops(&hops, port, envelope, &group, content)
+                                .await,
+                        ),
+                        Err(RouteError::Temporary(e)) => results.extend(defer_all(
                             &group,
-                            &format!("DNS lookup for {domain} failed: {e}"),
+                            &format!("delivery to {domain}: {e}"),
                             "",
                         )),
-                        Err(mx::MxError::Permanent(e)) => {
+                        Err(RouteError::Permanent(e)) => {
                             results.extend(group.iter().map(|(i, _)| RecipientResult {
                                 index: *i,
                                 outcome: Outcome::Bounced(format!("domain {domain}: {e}")),
@@ -180,12 +166,12 @@ impl Deliverer {
         }
     }
 
-    /// Tries `hosts` in order until one gives an answer about the recipients.
-    async fn send_to_hosts(
+    /// Tries `hops` in order until one gives an answer about the
+    /// recipients; each attempt counts for the domain's TLS report.
+    async fn send_to_hops(
         &self,
-        hosts: &[String],
+        hops: &[Hop],
         port: u16,
-        require_tls: bool,
         envelope: &Envelope,
         recipients: &[(usize, &crate::envelope::EnvelopeRecipient)],
         content: &[u8],
@@ -204,20 +190,32 @@ impl Deliverer {
         };
         let mut last_error = "no mail exchanger".to_string();
         let mut last_remote = String::new();
-        for host in hosts {
-            let remote = format!("{host}:{port}");
-            match self
-                .client
-                .send(host, port, require_tls, &transaction)
-                .await
-            {
-                Ok(outcomes) => {
+        for hop in hops {
+            let remote = if hop.name == hop.address {
+                format!("{}:{port}", hop.address)
+            } else {
+                format!("{}:{port} ({})", hop.address, hop.name)
+            };
+            let attempt = self.client.send(hop, port, &transaction).await;
+            self.report_attempt(hop, &attempt);
+            match attempt {
+                Ok(sent) => {
+                    let tls = sent.tls;
                     return recipients
                         .iter()
-                        .zip(outcomes)
+                        .zip(sent.outcomes)
                         .map(|((index, _), outcome)| RecipientResult {
                             index: *index,
-                            outcome,
+                            // What protected the hop, for tracking.
+                            outcome: match (outcome, &tls) {
+                                (Outcome::Delivered(reply), Some(tls)) => {
+                                    Outcome::Delivered(format!("{reply} (TLS: {tls})"))
+                                }
+                                (Outcome::Delivered(reply), None) => {
+                                    Outcome::Delivered(format!("{reply} (no TLS)"))
+                                }
+                                (other, _) => other,
+                            },
                             remote: remote.clone(),
                         })
                         .collect();
@@ -244,6 +242,43 @@ impl Deliverer {
         }
         defer_all(recipients, &last_error, &last_remote)
     }
+
+    /// Counts an attempt for the TLS report of the domain's published policy.
+    fn report_attempt(&self, hop: &Hop, attempt: &Result<crate::smtp::client::Sent, ClientError>) {
+        if hop.policy.kind == "no-policy-found" && hop.tls.allows_clear() {
+            return;
+        }
+        let reports = &self.tls.reports;
+        match attempt {
+            Ok(_) => reports.success(&hop.policy),
+            Err(ClientError::TlsRequired(why)) => reports.failure(
+                &hop.policy,
+                &hop.name,
+                &hop.address,
+                report::Failure::StarttlsNotSupported,
+                why,
+            ),
+            Err(ClientError::Tls { error, .. }) => reports.failure(
+                &hop.policy,
+                &hop.name,
+                &hop.address,
+                report::Failure::of_tls_error(error),
+                &error.to_string(),
+            ),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Recipients grouped by domain (lower case), in domain order.
+fn by_domain<'a>(
+    recipients: &[(usize, &'a crate::envelope::EnvelopeRecipient)],
+) -> std::collections::BTreeMap<String, Vec<(usize, &'a crate::envelope::EnvelopeRecipient)>> {
+    let mut out: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+    for r in recipients {
+        out.entry(r.1.address.domain_lower()).or_default().push(*r);
+    }
+    out
 }
 
 fn defer_all(

@@ -21,6 +21,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub mod policy;
+pub mod trust;
 
 pub use policy::PolicyConfig;
 
