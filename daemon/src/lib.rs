@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod db;
 pub mod delivery;
 pub mod directory;
+pub mod discovery;
 pub mod dnssec;
 pub mod envelope;
 pub mod expand;
