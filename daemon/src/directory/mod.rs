@@ -38,6 +38,17 @@ pub enum Trust {
     Manual,
 }
 
+impl Trust {
+    /// The name shown to users (`harvested`, `verified`, `manual`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trust::Harvested => "harvested",
+            Trust::Verified => "verified",
+            Trust::Manual => "manual",
+        }
+    }
+}
+
 /// One certificate or key in the directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {

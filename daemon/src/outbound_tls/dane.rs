@@ -242,7 +242,8 @@ mod tests {
             .unwrap()
             .self_signed(&key)
             .unwrap();
-        (c.der().clone(), key.public_key_der())
+        let spki = spki(c.der()).unwrap();
+        (c.der().clone(), spki)
     }
 
     fn sha256(b: &[u8]) -> Vec<u8> {

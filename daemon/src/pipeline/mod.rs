@@ -171,7 +171,7 @@ pub fn process(
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    let opened = unwrap::unwrap(&message.content, context.keys)?;
+    let opened = unwrap::unwrap(&message.content, context.keys, context.directory)?;
     let (content, verdict, opened_from, carried): (&[u8], Option<&str>, _, &[_]) = match &opened {
         unwrap::Unwrapped::AsIs => (&message.content, None, None, &[]),
         unwrap::Unwrapped::Opened {
