@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod queue;
 pub mod setup_token;
+pub mod smime_trust;
 pub mod smtp;
 pub mod store;
 pub mod tls;

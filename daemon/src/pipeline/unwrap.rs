@@ -412,6 +412,7 @@ fn smime_signature_word(inner: &[u8]) -> &'static str {
             Verdict::Valid => "valid",
             Verdict::ValidButUntrusted(_) => "valid-untrusted",
             Verdict::SignerMismatch => "signer-mismatch",
+            Verdict::Revoked(_) => "revoked",
             Verdict::NotFullySigned => "not-fully-signed",
             Verdict::Invalid(_) if top_level_signed => "invalid",
             _ => "none",
