@@ -16,6 +16,7 @@ pub mod db;
 pub mod delivery;
 pub mod directory;
 pub mod discovery;
+pub mod dkim;
 pub mod dnssec;
 pub mod envelope;
 pub mod expand;
