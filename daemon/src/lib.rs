@@ -32,5 +32,6 @@ pub mod smtp;
 pub mod store;
 pub mod tls;
 pub mod tracking;
+pub mod trust;
 pub mod util;
 pub mod web;
