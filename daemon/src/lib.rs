@@ -7,6 +7,7 @@
 //! to [`delivery`], and [`tracking`] records every step. `docs/ARCHITECTURE.md`
 //! in the repository tells the whole story.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -21,11 +22,15 @@ pub mod dnssec;
 pub mod envelope;
 pub mod expand;
 pub mod https;
+pub mod keys;
 pub mod logging;
 pub mod outbound_tls;
 pub mod pipeline;
 pub mod policy;
 pub mod queue;
+pub mod reason;
+pub mod service;
+pub mod settings;
 pub mod setup_token;
 pub mod smime_trust;
 pub mod smtp;

@@ -149,16 +149,17 @@ def send(gw: Gateway, rcpts: list[str], subject: str, body: str = "", sender: st
 
 
 def queue_entries(gw: Gateway) -> list[dict]:
-    return json.loads(gw.cli("queue", "list", "--json").stdout)["entries"]
+    return json.loads(gw.cli("queue", "list", "--json").stdout)
 
 
 def recipient_states(gw: Gateway) -> dict[str, dict]:
-    """address -> status (`{"state": "deferred", "reason": ...}`) of queued recipients."""
+    """address -> {"state": "deferred", "reason": text, "code": "4.7.5"} of queued recipients."""
     out = {}
     for e in queue_entries(gw):
         for r in e["recipients"]:
-            a = r["recipient"]["address"]
-            out[f"{a['local']}@{a['domain']}"] = r["status"]
+            reason = r.get("reason") or {}
+            out[r["address"]] = {"state": r["state"], "reason": reason.get("text", ""),
+                                 "code": reason.get("code", "")}
     return out
 
 
@@ -166,7 +167,7 @@ def events(gw: Gateway, **filters) -> list[dict]:
     args = ["track", "--json"]
     for k, v in filters.items():
         args += [f"--{k}", v]
-    return json.loads(gw.cli(*args).stdout)["events"]
+    return json.loads(gw.cli(*args).stdout)
 
 
 def wait_until(predicate, timeout: float = 30.0, step: float = 0.2, what: str = "condition"):

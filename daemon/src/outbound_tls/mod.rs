@@ -181,29 +181,87 @@ pub trait MxHosts: Sync {
     ) -> std::pin::Pin<Box<dyn Future<Output = Vec<String>> + Send + 'a>>;
 }
 
-/// The outbound TLS policy with its caches (shared by every delivery).
+/// What outlives settings versions: the MTA-STS cache, the TLS report
+/// counts, and the policy of the version in force (built once per version).
 pub struct OutboundTls {
+    sts: mta_sts::MtaSts,
+    pub reports: report::Reports,
+    current: std::sync::Mutex<Option<(String, Arc<TlsPolicy>)>>,
+}
+
+impl OutboundTls {
+    /// The caches; the MTA-STS policies persist in `db` (tree `mta_sts`).
+    pub fn new(db: &crate::db::Db) -> OutboundTls {
+        OutboundTls {
+            sts: mta_sts::MtaSts::new(db),
+            reports: report::Reports::new(),
+            current: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The policy of `config`'s settings version (built on first use).
+    pub fn policy(&self, config: &crate::config::Config) -> Result<Arc<TlsPolicy>, String> {
+        let key = serde_json::to_string(&(
+            &config.outbound_tls,
+            &config.delivery.require_tls_domains,
+            config.delivery.dns_server,
+            config.delivery.timeout_secs,
+        ))
+        .map_err(|e| e.to_string())?;
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((k, policy)) = current.as_ref()
+            && *k == key
+        {
+            return Ok(policy.clone());
+        }
+        let policy = Arc::new(TlsPolicy::new(
+            &config.outbound_tls,
+            &config.delivery.require_tls_domains,
+            config.delivery.dns_server,
+            std::time::Duration::from_secs(config.delivery.timeout_secs),
+        )?);
+        *current = Some((key, policy.clone()));
+        Ok(policy)
+    }
+
+    /// The hops for `domain` reached by MX on `port` under `policy`,
+    /// each with its requirement, best first.
+    pub async fn route(
+        &self,
+        policy: &TlsPolicy,
+        domain: &str,
+        port: u16,
+        mx: &dyn MxHosts,
+        now_ms: u64,
+    ) -> Result<Vec<Hop>, RouteError> {
+        policy.route(self, domain, port, mx, now_ms).await
+    }
+}
+
+/// The outbound TLS policy of one settings version.
+pub struct TlsPolicy {
     settings: OutboundTlsSettings,
     require_tls_domains: Vec<String>,
     provider: Arc<CryptoProvider>,
     /// `verify` and MTA-STS: one configuration, the name given per connection.
     webpki_config: Option<Arc<ClientConfig>>,
     dns: SecureDns,
-    sts: mta_sts::MtaSts,
-    pub reports: report::Reports,
+    https: Arc<crate::https::HttpsClient>,
 }
 
-impl OutboundTls {
+impl TlsPolicy {
     /// Builds the policy: the root store (system bundle if enabled, plus
     /// the configured anchors; an anchor file that does not read is an
-    /// error), the DNSSEC stub on `dns_server`, the MTA-STS cache in `db`.
+    /// error), the DNSSEC stub on `dns_server`.
     pub fn new(
         settings: &OutboundTlsSettings,
         require_tls_domains: &[String],
         dns_server: Option<std::net::SocketAddr>,
         timeout: std::time::Duration,
-        db: &crate::db::Db,
-    ) -> Result<OutboundTls, String> {
+    ) -> Result<TlsPolicy, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let roots = crate::https::root_store(settings.system_roots, &settings.trust_anchors)?;
         let webpki_config = if roots.is_empty() {
@@ -229,7 +287,7 @@ impl OutboundTls {
             dns_server,
             mta_sts::FETCH_TIMEOUT,
         )?);
-        Ok(OutboundTls {
+        Ok(TlsPolicy {
             settings: settings.clone(),
             require_tls_domains: require_tls_domains
                 .iter()
@@ -237,10 +295,13 @@ impl OutboundTls {
                 .collect(),
             provider,
             webpki_config,
-            sts: mta_sts::MtaSts::new(db, https.clone(), dns.clone()),
             dns,
-            reports: report::Reports::new(https),
+            https,
         })
+    }
+
+    pub fn https(&self) -> &Arc<crate::https::HttpsClient> {
+        &self.https
     }
 
     pub fn settings(&self) -> &OutboundTlsSettings {
@@ -278,10 +339,9 @@ impl OutboundTls {
         level
     }
 
-    /// The hops for `domain` reached by MX on `port`, each with its
-    /// requirement, best first.
-    pub async fn route(
+    async fn route(
         &self,
+        shared: &OutboundTls,
         domain: &str,
         port: u16,
         mx: &dyn MxHosts,
@@ -295,16 +355,18 @@ impl OutboundTls {
                 self.plain_route(&domain, mx, requirement, report::PolicyRef::none(&domain))
                     .await
             }
-            TlsLevel::Dane => match self.dane_route(&domain, port, true).await? {
+            TlsLevel::Dane => match self.dane_route(shared, &domain, port, true).await? {
                 DaneRoute::Hops(hops) => Ok(hops),
                 DaneRoute::NotPublished(why) => Err(RouteError::Temporary(format!(
                     "TLS policy dane for {domain}: {why}; not sent without DANE"
                 ))),
             },
-            TlsLevel::MtaSts => self.sts_route(&domain, mx, true, now_ms).await,
-            TlsLevel::Auto => match self.dane_route(&domain, port, false).await? {
+            TlsLevel::MtaSts => self.sts_route(shared, &domain, mx, true, now_ms).await,
+            TlsLevel::Auto => match self.dane_route(shared, &domain, port, false).await? {
                 DaneRoute::Hops(hops) => Ok(hops),
-                DaneRoute::NotPublished(_) => self.sts_route(&domain, mx, false, now_ms).await,
+                DaneRoute::NotPublished(_) => {
+                    self.sts_route(shared, &domain, mx, false, now_ms).await
+                }
             },
         }
     }
@@ -482,6 +544,7 @@ impl OutboundTls {
     /// TLS, as long as some host of the domain has DANE.
     async fn dane_route(
         &self,
+        shared: &OutboundTls,
         domain: &str,
         port: u16,
         mandatory: bool,
@@ -597,7 +660,8 @@ impl OutboundTls {
             } else {
                 skipped.join("; ")
             };
-            self.reports
+            shared
+                .reports
                 .failure(&policy, "", "", report::Failure::Dnssec, &why);
             return Err(RouteError::Temporary(format!(
                 "TLS policy {} for {domain}: {why}; nothing sent",
@@ -650,13 +714,18 @@ impl OutboundTls {
     /// gets opportunistic TLS.
     async fn sts_route(
         &self,
+        shared: &OutboundTls,
         domain: &str,
         mx: &dyn MxHosts,
         mandatory: bool,
         now_ms: u64,
     ) -> Result<Vec<Hop>, RouteError> {
         let policy_ref = report::PolicyRef::sts(domain);
-        let cached = match self.sts.lookup(domain, now_ms).await {
+        let cached = match shared
+            .sts
+            .lookup(domain, now_ms, &self.https, &self.dns)
+            .await
+        {
             mta_sts::Lookup::Policy(c) => c,
             mta_sts::Lookup::None if mandatory => {
                 return Err(RouteError::Temporary(format!(
@@ -674,8 +743,13 @@ impl OutboundTls {
                     .await;
             }
             mta_sts::Lookup::Failed { result_type, why } => {
-                self.reports
-                    .failure(&policy_ref, "", "", report::Failure::Sts(result_type), &why);
+                shared.reports.failure(
+                    &policy_ref,
+                    "",
+                    "",
+                    report::Failure::Sts(result_type),
+                    &why,
+                );
                 return Err(RouteError::Temporary(format!(
                     "MTA-STS policy of {domain} could not be fetched: {why}; not sent until it can"
                 )));
@@ -696,7 +770,7 @@ impl OutboundTls {
                         hosts.join(", "),
                         cached.policy.mx.join(", ")
                     );
-                    self.reports.failure(
+                    shared.reports.failure(
                         &policy_ref,
                         "",
                         "",
@@ -762,16 +836,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn policy(settings: OutboundTlsSettings, require: &[&str]) -> OutboundTls {
-        let dir =
-            std::env::temp_dir().join(format!("sealgate-tls-{}", crate::util::new_session_id()));
-        let db = crate::db::Db::open(&dir).unwrap();
-        OutboundTls::new(
+    fn policy(settings: OutboundTlsSettings, require: &[&str]) -> TlsPolicy {
+        TlsPolicy::new(
             &settings,
             &require.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
             Some("127.0.0.1:53".parse().unwrap()),
             std::time::Duration::from_secs(1),
-            &db,
         )
         .unwrap()
     }

@@ -203,27 +203,19 @@ pub enum Lookup {
 /// node's state store (tree `mta_sts`), so it survives restarts.
 pub struct MtaSts {
     tree: crate::db::Tree,
+    /// Policies with when their record was last looked at (ms): the
+    /// record is asked at most once a minute.
     memory: Mutex<HashMap<String, (Cached, u64)>>,
-    /// When the record was last looked at, per domain (ms): the record is
-    /// asked at most once a minute.
-    https: std::sync::Arc<crate::https::HttpsClient>,
-    dns: crate::dnssec::SecureDns,
 }
 
 /// How often the TXT record is looked at for a domain with a cached policy.
 const RECHECK_MS: u64 = 60_000;
 
 impl MtaSts {
-    pub fn new(
-        db: &crate::db::Db,
-        https: std::sync::Arc<crate::https::HttpsClient>,
-        dns: crate::dnssec::SecureDns,
-    ) -> MtaSts {
+    pub fn new(db: &crate::db::Db) -> MtaSts {
         MtaSts {
             tree: db.tree("mta_sts"),
             memory: Mutex::new(HashMap::new()),
-            https,
-            dns,
         }
     }
 
@@ -249,7 +241,13 @@ impl MtaSts {
 
     /// The policy for `domain` now: the cached one while its record id is
     /// unchanged, else a fresh fetch (a failed fetch keeps the cache).
-    pub async fn lookup(&self, domain: &str, now_ms: u64) -> Lookup {
+    pub async fn lookup(
+        &self,
+        domain: &str,
+        now_ms: u64,
+        https: &crate::https::HttpsClient,
+        dns: &crate::dnssec::SecureDns,
+    ) -> Lookup {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let remembered = self
             .memory
@@ -267,7 +265,7 @@ impl MtaSts {
             .map(|(c, _)| c)
             .or_else(|| self.stored(&domain))
             .filter(|c| now_ms < c.expires_ms);
-        let record = self.record(&domain).await;
+        let record = record(dns, &domain).await;
         let id = match (record, &cached) {
             (Ok(Some(r)), _) => r.id,
             // No record: a cached policy stays in force until it expires
@@ -292,7 +290,7 @@ impl MtaSts {
             self.remember_checked(&domain, &c, now_ms);
             return Lookup::Policy(c);
         }
-        match self.fetch(&domain).await {
+        match fetch(https, &domain).await {
             Ok(policy) => {
                 let fresh = Cached {
                     id,
@@ -319,58 +317,59 @@ impl MtaSts {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(domain.to_owned(), (cached.clone(), now_ms));
     }
+}
 
-    /// The domain's `_mta-sts` record: `Ok(None)` when there is none (or
-    /// none that is STSv1).
-    async fn record(&self, domain: &str) -> Result<Option<StsRecord>, String> {
-        let answer = self
-            .dns
-            .query(
-                &format!("_mta-sts.{domain}"),
-                hickory_proto::rr::RecordType::TXT,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let records: Vec<StsRecord> = answer
-            .records()
-            .iter()
-            .filter_map(|r| match r {
-                hickory_proto::rr::RData::TXT(txt) => {
-                    let joined: Vec<u8> = txt
-                        .txt_data
-                        .iter()
-                        .flat_map(|s| s.iter().copied())
-                        .collect();
-                    std::str::from_utf8(&joined)
-                        .ok()
-                        .and_then(|t| parse_record(t).ok())
-                }
-                _ => None,
-            })
-            .collect();
-        // RFC 8461 §3.1: more than one STSv1 record is as if none.
-        Ok(match records.as_slice() {
-            [one] => Some(one.clone()),
+/// The domain's `_mta-sts` record: `Ok(None)` when there is none (or
+/// none that is STSv1).
+async fn record(dns: &crate::dnssec::SecureDns, domain: &str) -> Result<Option<StsRecord>, String> {
+    let answer = dns
+        .query(
+            &format!("_mta-sts.{domain}"),
+            hickory_proto::rr::RecordType::TXT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let records: Vec<StsRecord> = answer
+        .records()
+        .iter()
+        .filter_map(|r| match r {
+            hickory_proto::rr::RData::TXT(txt) => {
+                let joined: Vec<u8> = txt
+                    .txt_data
+                    .iter()
+                    .flat_map(|s| s.iter().copied())
+                    .collect();
+                std::str::from_utf8(&joined)
+                    .ok()
+                    .and_then(|t| parse_record(t).ok())
+            }
             _ => None,
         })
-    }
+        .collect();
+    // RFC 8461 §3.1: more than one STSv1 record is as if none.
+    Ok(match records.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    })
+}
 
-    async fn fetch(&self, domain: &str) -> Result<Policy, (&'static str, String)> {
-        let url = format!("https://mta-sts.{domain}/.well-known/mta-sts.txt");
-        let body = self
-            .https
-            .get(&url, MAX_POLICY_SIZE, Some("text/plain"))
-            .await
-            .map_err(|e| {
-                let kind = if e.is_certificate() {
-                    "sts-webpki-invalid"
-                } else {
-                    "sts-policy-fetch-error"
-                };
-                (kind, format!("{url}: {e}"))
-            })?;
-        parse_policy(&body).map_err(|e| ("sts-policy-invalid", format!("{url}: {e}")))
-    }
+async fn fetch(
+    https: &crate::https::HttpsClient,
+    domain: &str,
+) -> Result<Policy, (&'static str, String)> {
+    let url = format!("https://mta-sts.{domain}/.well-known/mta-sts.txt");
+    let body = https
+        .get(&url, MAX_POLICY_SIZE, Some("text/plain"))
+        .await
+        .map_err(|e| {
+            let kind = if e.is_certificate() {
+                "sts-webpki-invalid"
+            } else {
+                "sts-policy-fetch-error"
+            };
+            (kind, format!("{url}: {e}"))
+        })?;
+    parse_policy(&body).map_err(|e| ("sts-policy-invalid", format!("{url}: {e}")))
 }
 
 /// How long one policy fetch may take.

@@ -132,7 +132,6 @@ struct Counts {
 
 /// The counts of the current period.
 pub struct Reports {
-    https: Arc<crate::https::HttpsClient>,
     period: Mutex<Period>,
 }
 
@@ -142,9 +141,8 @@ struct Period {
 }
 
 impl Reports {
-    pub fn new(https: Arc<crate::https::HttpsClient>) -> Reports {
+    pub fn new() -> Reports {
         Reports {
-            https,
             period: Mutex::new(Period {
                 start_ms: crate::envelope::now_ms(),
                 policies: BTreeMap::new(),
@@ -179,6 +177,14 @@ impl Reports {
                 entry.1 = why.chars().take(200).collect();
             }
         });
+    }
+
+    /// When the current period began (ms).
+    pub fn started_ms(&self) -> u64 {
+        self.period
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .start_ms
     }
 
     /// Ends the period: its counts, and a new period from `now_ms`.
@@ -301,40 +307,65 @@ pub fn parse_record(text: &str) -> Result<Vec<Rua>, String> {
     Ok(out)
 }
 
-/// Sends the reports every `interval_secs`, for as long as the daemon runs.
-pub async fn run(tls: Arc<super::OutboundTls>, queue: crate::queue::Queue, hostname: String) {
-    let settings = tls.settings().report.clone();
-    if !settings.enabled {
-        return;
+impl Default for Reports {
+    fn default() -> Self {
+        Reports::new()
     }
-    let interval = std::time::Duration::from_secs(settings.interval_secs.max(1));
+}
+
+/// Sends the reports every `interval_secs` of the settings in force, for
+/// as long as the daemon runs (a period ends when its interval passed).
+pub async fn run(
+    tls: Arc<super::OutboundTls>,
+    queue: crate::queue::Queue,
+    live: Arc<crate::settings::live::Live>,
+) {
     loop {
-        tokio::time::sleep(interval).await;
+        let config = live.get().config.clone();
+        let settings = config.outbound_tls.report.clone();
+        let interval_ms = settings.interval_secs.max(1).saturating_mul(1000);
+        let since = crate::envelope::now_ms().saturating_sub(tls.reports.started_ms());
+        if since < interval_ms {
+            let wait = (interval_ms - since).min(60_000);
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            continue;
+        }
         let now = crate::envelope::now_ms();
         let (start, counts) = tls.reports.take(now);
-        for (policy, c) in counts {
-            let organization = settings
-                .organization
-                .clone()
-                .unwrap_or_else(|| hostname.clone());
-            let contact = settings
-                .contact
-                .clone()
-                .unwrap_or_else(|| format!("postmaster@{hostname}"));
+        if !settings.enabled || counts.is_empty() {
+            continue;
+        }
+        let policy = match tls.policy(&config) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS reports not sent: no outbound TLS policy");
+                continue;
+            }
+        };
+        let hostname = config.hostname.clone();
+        let organization = settings
+            .organization
+            .clone()
+            .unwrap_or_else(|| hostname.clone());
+        let contact = settings
+            .contact
+            .clone()
+            .unwrap_or_else(|| format!("postmaster@{hostname}"));
+        for (domain_policy, c) in counts {
             if let Err(e) = send_one(
-                &tls,
+                &policy,
                 &queue,
                 &hostname,
                 &organization,
                 &contact,
                 start,
                 now,
-                &policy,
+                &domain_policy,
                 &c,
             )
             .await
             {
-                tracing::info!(domain = %policy.domain, error = %e, "TLS report not sent");
+                tracing::info!(domain = %domain_policy.domain, error = %e, "TLS report not sent");
             }
         }
     }
@@ -342,7 +373,7 @@ pub async fn run(tls: Arc<super::OutboundTls>, queue: crate::queue::Queue, hostn
 
 #[allow(clippy::too_many_arguments)]
 async fn send_one(
-    tls: &super::OutboundTls,
+    tls: &super::TlsPolicy,
     queue: &crate::queue::Queue,
     hostname: &str,
     organization: &str,
@@ -418,8 +449,7 @@ async fn send_one(
     for rua in ruas {
         match rua {
             Rua::Https(url) => tls
-                .reports
-                .https
+                .https()
                 .post(&url, "application/tlsrpt+json", json.clone())
                 .await
                 .map_err(|e| format!("{url}: {e}"))?,

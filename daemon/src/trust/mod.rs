@@ -30,6 +30,7 @@
 //! Pure: decisions over values, no storage. Trusts its inputs.
 
 pub mod review;
+pub mod settings;
 
 use serde::{Deserialize, Serialize};
 
