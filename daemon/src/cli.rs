@@ -312,10 +312,16 @@ async fn offline(config: &Config, request: WireRequest) -> Result<serde_json::Va
         shared: opened.shared.clone(),
         queue: opened.queue,
         keys: crate::keys::Keys::with(crate::keys::KeyStore::NotSetUp),
-        audit: crate::audit::Audit::new(opened.shared),
+        audit: crate::audit::Audit::new(opened.shared.clone()),
         db: opened.db.clone(),
         online: false,
         started_at_ms: crate::envelope::now_ms(),
+        trust: std::sync::Arc::new(crate::trust::services::Services::new(
+            opened.shared.clone(),
+            std::sync::Arc::new(crate::outbound_tls::OutboundTls::new(&opened.db)),
+            Some(opened.db.clone()),
+            None,
+        )),
     });
     let answer = service
         .call(&Actor::local_root(), &request.op, request.args)

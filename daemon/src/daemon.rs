@@ -94,6 +94,12 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         queue.clone(),
         live.clone(),
     ));
+    let trust = Arc::new(crate::trust::services::Services::new(
+        shared.clone(),
+        outbound_tls.clone(),
+        Some(db.clone()),
+        Some(queue.clone()),
+    ));
     let deliverer = Arc::new(Deliverer::new(&live.get().config, outbound_tls)?);
     let keys = crate::keys::Keys::open(&config).await;
     tokio::spawn(keys.clone().follow(config.clone()));
@@ -107,6 +113,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         db: db.clone(),
         online: true,
         started_at_ms: crate::envelope::now_ms(),
+        trust: trust.clone(),
     });
     crate::control::serve(config.data_dir.clone(), Arc::new(service)).await?;
     tokio::spawn(crate::settings::live::follow(live.clone(), settings));
@@ -120,6 +127,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         live.clone(),
         keys,
         deliverer,
+        trust.clone(),
         requests,
         recovery.scheduled.clone(),
     ));

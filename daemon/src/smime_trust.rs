@@ -244,27 +244,29 @@ impl SmimeTrust {
         self.wake.notify_one();
     }
 
-    /// Fetches what is wanted and refreshes what is held, until the daemon stops.
-    pub async fn run(self: Arc<Self>) {
-        let refresh = Duration::from_secs(self.settings.crl_refresh_secs.max(60));
-        let mut next_refresh = tokio::time::Instant::now() + refresh;
+    /// Fetches what is wanted and refreshes what is held, for as long as
+    /// this instance is in use (a new settings version builds a new one).
+    pub async fn run(me: std::sync::Weak<SmimeTrust>) {
+        let mut last_refresh = tokio::time::Instant::now();
         loop {
-            tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep_until(next_refresh) => {
-                    next_refresh = tokio::time::Instant::now() + refresh;
-                    self.refresh_all();
-                }
+            let Some(this) = me.upgrade() else { return };
+            let refresh = Duration::from_secs(this.settings.crl_refresh_secs.max(60));
+            if last_refresh.elapsed() >= refresh {
+                this.refresh_all();
+                last_refresh = tokio::time::Instant::now();
             }
-            let batch: Vec<(String, Certificate)> = self
+            let batch: Vec<(String, Certificate)> = this
                 .wanted
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .drain()
                 .collect();
             for (url, issuer) in batch {
-                self.fetch(&url, &issuer).await;
+                this.fetch(&url, &issuer).await;
             }
+            // Wake on a new wish, or look again within a minute (to notice
+            // that this instance was replaced, and for the refresh).
+            let _ = tokio::time::timeout(Duration::from_secs(60), this.wake.notified()).await;
         }
     }
 

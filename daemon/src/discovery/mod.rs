@@ -110,7 +110,8 @@ impl Discovery {
         &self.settings
     }
 
-    /// The addresses whose lookups finish, as they finish.
+    /// As lookups finish: the address looked up, or `@domain` for a
+    /// partner gateway's lookup (the key that releases held mail).
     pub fn completed(&self) -> tokio::sync::broadcast::Receiver<String> {
         self.completed.subscribe()
     }
@@ -159,7 +160,11 @@ impl Discovery {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(&key);
-            let _ = me.completed.send(key);
+            let released = match &domain {
+                Some(d) => format!("@{d}"),
+                None => key,
+            };
+            let _ = me.completed.send(released);
         });
         Status::Pending
     }

@@ -55,6 +55,8 @@ pub struct Ctx {
     /// for the CLI working on a stopped daemon's data directory.
     pub online: bool,
     pub started_at_ms: u64,
+    /// The trust machinery (review queue, discovery, anchors and CRLs).
+    pub trust: Arc<crate::trust::services::Services>,
 }
 
 /// The service.

@@ -29,91 +29,16 @@
 //!
 //! Pure: decisions over values, no storage. Trusts its inputs.
 
+pub mod offer;
+pub mod resolve;
 pub mod review;
+pub mod services;
 pub mod settings;
 
-use serde::{Deserialize, Serialize};
-
-/// How a key came to the directory, weakest first (so `>=` means "at
-/// least as trusted").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Level {
-    /// Harvested from mail without an authenticated sender (trust on first use).
-    #[serde(alias = "harvested")]
-    Harvested,
-    /// Harvested from mail whose From domain passed DKIM (aligned).
-    HarvestedDkim,
-    /// Provided by a recipient authenticated in the portal.
-    Portal,
-    /// From the corporate LDAP directory.
-    Ldap,
-    /// Published by the recipient domain's Web Key Directory (verified HTTPS).
-    Wkd,
-    /// Published in the recipient's DNSSEC-signed zone (SMIMEA, OPENPGPKEY).
-    Dane,
-    /// An S/MIME certificate chained to a configured anchor, revocation checked.
-    #[serde(alias = "verified")]
-    Anchored,
-    /// Imported by an administrator.
-    #[serde(alias = "manual")]
-    Admin,
-}
-
-impl Level {
-    pub const ALL: [Level; 8] = [
-        Level::Admin,
-        Level::Anchored,
-        Level::Dane,
-        Level::Wkd,
-        Level::Ldap,
-        Level::Portal,
-        Level::HarvestedDkim,
-        Level::Harvested,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Harvested => "harvested",
-            Level::HarvestedDkim => "harvested-dkim",
-            Level::Portal => "portal",
-            Level::Ldap => "ldap",
-            Level::Wkd => "wkd",
-            Level::Dane => "dane",
-            Level::Anchored => "anchored",
-            Level::Admin => "admin",
-        }
-    }
-
-    /// What it means, for `directory show` and the admin UI.
-    pub fn explain(self) -> &'static str {
-        match self {
-            Level::Harvested => "taken from mail (trust on first use)",
-            Level::HarvestedDkim => "taken from mail whose sender's domain signed it (DKIM)",
-            Level::Portal => "provided by the recipient in the portal",
-            Level::Ldap => "from the corporate LDAP directory",
-            Level::Wkd => "published by the recipient's domain (Web Key Directory)",
-            Level::Dane => "published by the recipient's domain (DNSSEC, DANE)",
-            Level::Anchored => "chained to a trust anchor, revocation checked",
-            Level::Admin => "imported by an administrator",
-        }
-    }
-
-    /// Whether the key was taken from mail.
-    pub fn is_harvested(self) -> bool {
-        matches!(self, Level::Harvested | Level::HarvestedDkim)
-    }
-
-    pub fn parse(text: &str) -> Option<Level> {
-        Level::ALL.into_iter().find(|l| l.as_str() == text)
-    }
-}
-
-impl std::fmt::Display for Level {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// How a key came to the directory, weakest first: the directory's trust
+/// level (`sealgate_api::ops::directory::Trust`; "manual" is the
+/// administrator's level).
+pub use sealgate_api::ops::directory::Trust as Level;
 
 /// The least a key must be trusted for mail that must be encrypted, by
 /// default: an administrator's, anchored, DANE, WKD or LDAP key, or the portal.
@@ -253,7 +178,7 @@ mod tests {
 
     #[test]
     fn levels_order_and_names() {
-        assert!(Level::Admin > Level::Anchored);
+        assert!(Level::Manual > Level::Anchored);
         assert!(Level::Anchored > Level::Dane);
         assert!(Level::Dane > Level::Wkd);
         assert!(Level::Wkd > Level::Ldap);
@@ -265,9 +190,10 @@ mod tests {
         }
         // Entries stored before the levels existed still read.
         let old: Level = serde_json::from_str("\"manual\"").unwrap_or(Level::Harvested);
-        assert_eq!(old, Level::Admin);
+        assert_eq!(old, Level::Manual);
         let old: Level = serde_json::from_str("\"verified\"").unwrap_or(Level::Harvested);
         assert_eq!(old, Level::Anchored);
+        assert_eq!(Level::parse("Harvested-DKIM"), Some(Level::HarvestedDkim));
     }
 
     #[test]
@@ -317,7 +243,7 @@ mod tests {
             ),
             (
                 "harvested with DKIM over admin",
-                vec![known("aa", Level::Admin)],
+                vec![known("aa", Level::Manual)],
                 candidate("bb", Level::HarvestedDkim),
                 vec![],
                 review,
@@ -331,7 +257,7 @@ mod tests {
             ),
             (
                 "LDAP under admin",
-                vec![known("aa", Level::Admin)],
+                vec![known("aa", Level::Manual)],
                 candidate("bb", Level::Ldap),
                 vec![],
                 review,
@@ -352,8 +278,8 @@ mod tests {
             ),
             (
                 "pinned elsewhere",
-                vec![known("aa", Level::Admin)],
-                candidate("bb", Level::Admin),
+                vec![known("aa", Level::Manual)],
+                candidate("bb", Level::Manual),
                 vec!["aa".into()],
                 |c| matches!(c, Pinned(_)),
             ),
@@ -368,7 +294,7 @@ mod tests {
                 "old key unusable now",
                 vec![Known {
                     usable: false,
-                    ..known("aa", Level::Admin)
+                    ..known("aa", Level::Manual)
                 }],
                 candidate("bb", Level::Harvested),
                 vec![],
@@ -385,7 +311,7 @@ mod tests {
             ..candidate("bb", Level::Harvested)
         };
         assert!(matches!(
-            judge_change(&vouched, &[known("aa", Level::Admin)], &[]),
+            judge_change(&vouched, &[known("aa", Level::Manual)], &[]),
             Accept(_)
         ));
         // ... but not by a key that is not the current one.
@@ -394,7 +320,7 @@ mod tests {
             ..candidate("bb", Level::Harvested)
         };
         assert!(matches!(
-            judge_change(&stranger, &[known("aa", Level::Admin)], &[]),
+            judge_change(&stranger, &[known("aa", Level::Manual)], &[]),
             Review(_)
         ));
     }
