@@ -39,6 +39,7 @@ pub mod queue;
 pub mod settings;
 pub mod status;
 pub mod tracking;
+pub mod trust;
 
 /// What the handlers work on.
 pub struct Ctx {
@@ -82,7 +83,7 @@ impl AdminService {
     ) -> Result<serde_json::Value, ServiceError> {
         use sealgate_api::ops::{
             audit as a, directory as d, keys as k, policy as p, queue as q, settings as s,
-            status as st, tracking as t,
+            status as st, tracking as t, trust as tr,
         };
         match name {
             q::QueueList::NAME => self.run(actor, args, queue::list).await,
@@ -117,6 +118,15 @@ impl AdminService {
             p::PolicyExplain::NAME => self.run(actor, args, policy::explain).await,
             st::Status::NAME => self.run(actor, args, status::status).await,
             a::AuditSearch::NAME => self.run(actor, args, audit::search).await,
+            tr::ReviewList::NAME => self.run(actor, args, trust::list).await,
+            tr::ReviewShow::NAME => self.run(actor, args, trust::show).await,
+            tr::ReviewAccept::NAME => self.run(actor, args, trust::accept).await,
+            tr::ReviewReject::NAME => self.run(actor, args, trust::reject).await,
+            tr::AnchorsList::NAME => self.run(actor, args, trust::anchors).await,
+            tr::CrlList::NAME => self.run(actor, args, trust::crl_list).await,
+            tr::CrlUpload::NAME => self.run(actor, args, trust::crl_upload).await,
+            tr::DiscoveryLookup::NAME => self.run(actor, args, trust::discover).await,
+            tr::PublishRecords::NAME => self.run(actor, args, trust::publish).await,
             _ => Err(ServiceError::UnknownOperation(name.to_owned())),
         }
     }
