@@ -306,23 +306,11 @@ async fn offline(config: &Config, request: WireRequest) -> Result<serde_json::Va
     // The spool is the truth: bring the index up to date before answering.
     crate::queue::recover::reconcile(&opened.queue)
         .map_err(|e| ServiceError::failed(format!("queue reconciliation: {e}")))?;
-    let service = crate::service::AdminService::new(crate::service::Ctx {
-        live: opened.live,
-        settings: opened.settings,
-        shared: opened.shared.clone(),
-        queue: opened.queue,
-        keys: crate::keys::Keys::with(crate::keys::KeyStore::NotSetUp),
-        audit: crate::audit::Audit::new(opened.shared.clone()),
-        db: opened.db.clone(),
-        online: false,
-        started_at_ms: crate::envelope::now_ms(),
-        trust: std::sync::Arc::new(crate::trust::services::Services::new(
-            opened.shared.clone(),
-            std::sync::Arc::new(crate::outbound_tls::OutboundTls::new(&opened.db)),
-            Some(opened.db.clone()),
-            None,
-        )),
-    });
+    let service = crate::service::AdminService::new(crate::service::Ctx::of(
+        &opened,
+        crate::keys::Keys::with(crate::keys::KeyStore::NotSetUp),
+        false,
+    ));
     let answer = service
         .call(&Actor::local_root(), &request.op, request.args)
         .await;
@@ -673,13 +661,17 @@ fn settings_verb(config: &Config, cmd: SettingsCommand) -> ExitCode {
     }
 }
 
-/// A value given on the command line: TOML (`50`, `true`, `"x"`, `["a"]`),
-/// or else plain text.
+/// A value given on the command line: JSON or TOML (`50`, `true`, `"x"`,
+/// `["a"]`, `[{"name": "r", …}]`, `{ name = "r" }`), or else plain text.
 fn toml_value(text: &str) -> serde_json::Value {
-    toml::from_str::<toml::Table>(&format!("v = {text}"))
+    serde_json::from_str(text)
         .ok()
-        .and_then(|mut t| t.remove("v"))
-        .and_then(|v| serde_json::to_value(v).ok())
+        .or_else(|| {
+            toml::from_str::<toml::Table>(&format!("v = {text}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .and_then(|v| serde_json::to_value(v).ok())
+        })
         .unwrap_or_else(|| serde_json::Value::String(text.to_owned()))
 }
 

@@ -64,6 +64,11 @@ pub fn open(file: Config) -> std::io::Result<Opened> {
 
 /// Runs the daemon until a termination signal.
 pub async fn run(config: Config) -> std::io::Result<()> {
+    let opened = open(config)?;
+    let config = opened.live.bootstrap().clone();
+    let keys = crate::keys::Keys::open(&config).await;
+    let service =
+        crate::service::AdminService::new(crate::service::Ctx::of(&opened, keys.clone(), true));
     let Opened {
         db,
         shared,
@@ -71,8 +76,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         live,
         queue,
         requests,
-    } = open(config)?;
-    let config = live.bootstrap().clone();
+    } = opened;
     let recovery = recover::reconcile(&queue)?;
     tokio::spawn(db.clone().recover({
         let queue = queue.clone();
@@ -88,33 +92,17 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         );
     }
     let setup_token = crate::setup_token::ensure(&config.data_dir)?;
-    let outbound_tls = Arc::new(crate::outbound_tls::OutboundTls::new(&db));
+    // One outbound TLS state (policies, MTA-STS cache, TLS-RPT counts)
+    // for the deliverer, the reports and the trust machinery.
+    let trust = service.ctx().trust.clone();
+    let outbound_tls = trust.outbound_tls().clone();
     tokio::spawn(crate::outbound_tls::report::run(
         outbound_tls.clone(),
         queue.clone(),
         live.clone(),
     ));
-    let trust = Arc::new(crate::trust::services::Services::new(
-        shared.clone(),
-        outbound_tls.clone(),
-        Some(db.clone()),
-        Some(queue.clone()),
-    ));
     let deliverer = Arc::new(Deliverer::new(&live.get().config, outbound_tls)?);
-    let keys = crate::keys::Keys::open(&config).await;
     tokio::spawn(keys.clone().follow(config.clone()));
-    let service = crate::service::AdminService::new(crate::service::Ctx {
-        live: live.clone(),
-        settings: settings.clone(),
-        shared: shared.clone(),
-        queue: queue.clone(),
-        keys: keys.clone(),
-        audit: crate::audit::Audit::new(shared.clone()),
-        db: db.clone(),
-        online: true,
-        started_at_ms: crate::envelope::now_ms(),
-        trust: trust.clone(),
-    });
     crate::control::serve(config.data_dir.clone(), Arc::new(service)).await?;
     tokio::spawn(crate::settings::live::follow(live.clone(), settings));
     tokio::spawn(crate::tracking::retention::run(
@@ -191,6 +179,8 @@ fn print_banner(config: &Config, queued: usize, setup_token: Option<&str>) {
     );
     println!("  sealgate queue list            # what is waiting");
     println!("  sealgate track --to you@example.net   # what happened");
+    println!("  sealgate status                # settings version, queue, key store");
+    println!("  sealgate settings history      # every change, who made it, and why");
     println!("Stop with Ctrl-C.");
 }
 

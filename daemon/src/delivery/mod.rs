@@ -22,11 +22,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::address::Address;
 use crate::config::{Config, DeliveryMode, split_host_port};
 use crate::envelope::{Envelope, EnvelopeRecipient};
 use crate::outbound_tls::{Hop, OutboundTls, RouteError, TlsPolicy, report};
 use crate::reason::Reason;
-use crate::smtp::address::Address;
 use crate::smtp::client::{ClientError, Sent, SmtpClient, Transaction};
 
 pub use crate::smtp::client::Outcome;

@@ -454,7 +454,7 @@ async fn send_one(
                 .await
                 .map_err(|e| format!("{url}: {e}"))?,
             Rua::Mail(to) => {
-                let recipient = crate::smtp::address::Address::parse(&to)
+                let recipient = crate::address::Address::parse(&to)
                     .ok_or_else(|| format!("`{to}` is not an address"))?;
                 let content = report_mail(
                     hostname,
@@ -467,7 +467,7 @@ async fn send_one(
                 );
                 let envelope = crate::envelope::Envelope {
                     gateway_notice: true,
-                    sender: crate::smtp::address::Address::parse(contact),
+                    sender: crate::address::Address::parse(contact),
                     ..crate::envelope::Envelope::from_gateway(
                         recipient,
                         hostname,

@@ -60,6 +60,32 @@ pub struct Ctx {
     pub trust: Arc<crate::trust::services::Services>,
 }
 
+impl Ctx {
+    /// The service's view of an opened data directory. Online, the trust
+    /// machinery wakes the scheduler when keys arrive; offline there is no
+    /// scheduler to wake (the daemon looks at held mail when it starts).
+    pub fn of(opened: &crate::daemon::Opened, keys: Keys, online: bool) -> Ctx {
+        let trust = Arc::new(crate::trust::services::Services::new(
+            opened.shared.clone(),
+            Arc::new(crate::outbound_tls::OutboundTls::new(&opened.db)),
+            Some(opened.db.clone()),
+            online.then(|| opened.queue.clone()),
+        ));
+        Ctx {
+            live: opened.live.clone(),
+            settings: opened.settings.clone(),
+            shared: opened.shared.clone(),
+            queue: opened.queue.clone(),
+            keys,
+            audit: crate::audit::Audit::new(opened.shared.clone()),
+            db: opened.db.clone(),
+            online,
+            started_at_ms: crate::envelope::now_ms(),
+            trust,
+        }
+    }
+}
+
 /// The service.
 #[derive(Clone)]
 pub struct AdminService {

@@ -18,10 +18,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::address::Address;
 use crate::envelope::EnvelopeRecipient;
 use crate::outbound_tls::{Hop, TlsFacts, TlsRequirement};
 use crate::reason::Reason;
-use crate::smtp::address::Address;
 use crate::smtp::command::Ret;
 
 use super::stream::MaybeTls;
