@@ -7,9 +7,9 @@ use base64::Engine as _;
 use sealgate_api::ops::Done;
 use sealgate_api::ops::directory::DirectoryItem;
 use sealgate_api::ops::trust::{
-    Anchor, AnchorsList, CrlInfo, CrlList, CrlUpload, Discovered, DiscoveryLookup,
-    DiscoveryResult, KeyReview, KeyReviewDetail, PublishRecords, Published, ReviewAccept,
-    ReviewList, ReviewReject, ReviewShow,
+    Anchor, AnchorsList, CrlInfo, CrlList, CrlUpload, Discovered, DiscoveryLookup, DiscoveryResult,
+    KeyReview, KeyReviewDetail, PublishRecords, Published, ReviewAccept, ReviewList, ReviewReject,
+    ReviewShow,
 };
 use sealgate_api::{Actor, ServiceError};
 
@@ -49,7 +49,17 @@ fn find(ctx: &Ctx, id: &str) -> Result<Pending, ServiceError> {
 }
 
 pub async fn list(ctx: Arc<Ctx>, _: Actor, _: ReviewList) -> Result<Vec<KeyReview>, ServiceError> {
-    blocking(move || Ok(ctx.trust.reviews.all().map_err(storage)?.iter().map(view).collect())).await
+    blocking(move || {
+        Ok(ctx
+            .trust
+            .reviews
+            .all()
+            .map_err(storage)?
+            .iter()
+            .map(view)
+            .collect())
+    })
+    .await
 }
 
 pub async fn show(
@@ -260,9 +270,7 @@ pub async fn discover(
             let smime = ctx2.trust.smime(&config).ok();
             let entries: Vec<Entry> = found
                 .iter()
-                .flat_map(|d| {
-                    crate::trust::resolve::discovered_entries(d, smime.as_deref(), now)
-                })
+                .flat_map(|d| crate::trust::resolve::discovered_entries(d, smime.as_deref(), now))
                 .collect();
             let offered = crate::trust::offer::offer(
                 ctx2.queue.directory(),

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::operation;
 use super::directory::{DirectoryItem, Trust};
+use super::operation;
 use crate::{Area, Permission};
 
 /// A key change waiting for review.
