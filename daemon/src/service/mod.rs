@@ -62,8 +62,10 @@ pub struct Ctx {
 
 impl Ctx {
     /// The service's view of an opened data directory. Online, the trust
-    /// machinery wakes the scheduler when keys arrive; offline there is no
-    /// scheduler to wake (the daemon looks at held mail when it starts).
+    /// machinery wakes the scheduler when keys arrive (a review decided,
+    /// a lookup done); offline there is no scheduler to wake, so mail held
+    /// for the address stays held until `queue release`, a later key or
+    /// the end of its hold.
     pub fn of(opened: &crate::daemon::Opened, keys: Keys, online: bool) -> Ctx {
         let trust = Arc::new(crate::trust::services::Services::new(
             opened.shared.clone(),
