@@ -353,7 +353,15 @@ mod tests {
         ));
         // No anchor for it: untrusted whatever the CRL says.
         assert!(matches!(
-            check(&good, &[], &[other.cert.clone()], now(), enc, &NoCrls).verdict,
+            check(
+                &good,
+                &[],
+                std::slice::from_ref(&other.cert),
+                now(),
+                enc,
+                &NoCrls
+            )
+            .verdict,
             PathVerdict::Untrusted(_)
         ));
         // Expired by now: untrusted.

@@ -207,19 +207,21 @@ mod tests {
         assert!(possible.allows(Level::Harvested));
     }
 
-    /// One row: what is there, what comes, the pins, what happens.
+    /// One row: its name, what is there, what comes, the pins, what must happen.
+    type Case = (
+        &'static str,
+        Vec<Known>,
+        Candidate,
+        Vec<String>,
+        fn(&Change) -> bool,
+    );
+
     #[test]
     fn key_changes() {
         use Change::*;
         let review = |c: &Change| matches!(c, Review(_));
         let accept = |c: &Change| matches!(c, Accept(_));
-        let cases: Vec<(
-            &str,
-            Vec<Known>,
-            Candidate,
-            Vec<String>,
-            fn(&Change) -> bool,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "first key",
                 vec![],
