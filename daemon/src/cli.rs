@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sealgate_api::ops::{audit, directory, keys, policy, queue, settings, status, tracking};
+use sealgate_api::ops::{audit, directory, keys, policy, queue, settings, status, tracking, trust};
 use sealgate_api::{Actor, Operation, Service, ServiceError, WireRequest, WireResponse};
 
 use crate::config::Config;
@@ -70,6 +70,26 @@ pub enum Command {
     /// S/MIME: decrypt, encrypt, sign or verify a message (stdin to stdout).
     #[command(subcommand)]
     Smime(sealgate_smime::cli::SmimeCommand),
+    /// Key changes waiting for review: list, show both keys, accept, reject.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Every key change waiting for review.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One key change: the key that turned up and the keys in use, side by side.
+    Show { id: String },
+    /// Use the new key from now on (as an administrator's); the keys it
+    /// replaces leave the directory and mail held for the address is looked
+    /// at again.
+    Accept { id: String },
+    /// Drop the new key; the current key stays in use.
+    Reject { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,6 +397,7 @@ pub fn dispatch(config: &Config, command: Command) -> ExitCode {
         Command::Policy(PolicyCommand::Explain(args)) => policy_explain(config, &args),
         Command::Keys(k) => keys_verb(config, k),
         Command::Pgp(p) => pgp_verb(config, p),
+        Command::Review(r) => review_verb(config, r),
         Command::Run
         | Command::CheckConfig
         | Command::Hsm(_)
@@ -798,6 +819,52 @@ fn directory_verb(config: &Config, cmd: DirectoryCommand) -> ExitCode {
             false,
             |e| println!("removed {} ({})", e.fingerprint, e.subject),
         ),
+    }
+}
+
+fn review_verb(config: &Config, cmd: ReviewCommand) -> ExitCode {
+    let done = |d: &sealgate_api::ops::Done| println!("{}", d.text);
+    match cmd {
+        ReviewCommand::List { json } => {
+            run(config, &trust::ReviewList::default(), json, |reviews| {
+                if reviews.is_empty() {
+                    println!("No key changes wait for review.");
+                }
+                for r in reviews {
+                    println!(
+                        "{}  {} {} ({})  since {}  seen {}x  replaces {}\n    {}",
+                        r.id,
+                        r.trust.as_str(),
+                        r.source,
+                        r.address,
+                        iso8601_ms(r.since_ms),
+                        r.seen,
+                        if r.current.is_empty() {
+                            "nothing".to_owned()
+                        } else {
+                            r.current.join(", ")
+                        },
+                        r.why
+                    );
+                }
+            })
+        }
+        ReviewCommand::Show { id } => run(config, &trust::ReviewShow { id }, false, |d| {
+            println!("{} for {}: {}", d.review.id, d.review.address, d.review.why);
+            println!("new key:");
+            print_entry(&d.candidate.entry);
+            print!("{}", d.candidate.armored);
+            println!("keys in use:");
+            if d.current.is_empty() {
+                println!("  none");
+            }
+            for item in &d.current {
+                print_entry(&item.entry);
+                print!("{}", item.armored);
+            }
+        }),
+        ReviewCommand::Accept { id } => run(config, &trust::ReviewAccept { id }, false, done),
+        ReviewCommand::Reject { id } => run(config, &trust::ReviewReject { id }, false, done),
     }
 }
 

@@ -62,6 +62,12 @@ pub struct Config {
     pub invitations: InvitationSettings,
     /// Message tracking (`[tracking]`).
     pub tracking: TrackingSettings,
+    /// Authenticated TLS to next hops (`[outbound_tls]`).
+    pub outbound_tls: sealgate_api::settings::trust::OutboundTlsSettings,
+    /// Key discovery when the directory has none (`[discovery]`).
+    pub discovery: sealgate_api::settings::trust::DiscoverySettings,
+    /// S/MIME trust anchors, revocation, ciphers (`[smime]`).
+    pub smime: sealgate_api::settings::trust::SmimeTrustSettings,
 }
 
 /// The SMTP listener (bootstrap: `listen`) and its limits and certificate
@@ -246,6 +252,9 @@ impl Config {
             ldap: s.ldap.clone(),
             invitations: s.invitations.clone(),
             tracking: s.tracking.clone(),
+            outbound_tls: s.outbound_tls.clone(),
+            discovery: s.discovery.clone(),
+            smime: s.smime.clone(),
         }
     }
 
@@ -262,6 +271,9 @@ impl Config {
             ldap: self.ldap.clone(),
             invitations: self.invitations.clone(),
             tracking: self.tracking.clone(),
+            outbound_tls: self.outbound_tls.clone(),
+            discovery: self.discovery.clone(),
+            smime: self.smime.clone(),
         }
     }
 
@@ -428,6 +440,7 @@ pub fn check_settings(s: &Settings) -> Vec<FieldError> {
             ));
         }
     }
+    errors.extend(crate::trust::settings::check(s));
     errors
 }
 

@@ -92,7 +92,16 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         );
     }
     let setup_token = crate::setup_token::ensure(&config.data_dir)?;
-    let deliverer = Arc::new(Deliverer::new(&live.get().config)?);
+    // One outbound TLS state (policies, MTA-STS cache, TLS-RPT counts)
+    // for the deliverer, the reports and the trust machinery.
+    let trust = service.ctx().trust.clone();
+    let outbound_tls = trust.outbound_tls().clone();
+    tokio::spawn(crate::outbound_tls::report::run(
+        outbound_tls.clone(),
+        queue.clone(),
+        live.clone(),
+    ));
+    let deliverer = Arc::new(Deliverer::new(&live.get().config, outbound_tls)?);
     tokio::spawn(keys.clone().follow(config.clone()));
     crate::control::serve(config.data_dir.clone(), Arc::new(service)).await?;
     tokio::spawn(crate::settings::live::follow(live.clone(), settings));
@@ -106,6 +115,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         live.clone(),
         keys,
         deliverer,
+        trust.clone(),
         requests,
         recovery.scheduled.clone(),
     ));

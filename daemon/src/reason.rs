@@ -71,6 +71,12 @@ pub enum Reason {
     Quarantined { explanation: String },
     /// Encryption is required and there is no usable certificate or key.
     NoKey { detail: String },
+    /// The recipient's key is being looked up (key discovery): it waits,
+    /// without a notice, and is looked at again when the lookup ends.
+    KeyLookup { detail: String },
+    /// A different key turned up for the recipient and waits for an
+    /// administrator's review: which key is theirs is in question.
+    KeyReview { detail: String },
     /// The fail-closed guard stopped a copy that had to be encrypted.
     GuardStopped { detail: String },
     /// The gateway's key store (the token) is not available now.
@@ -122,6 +128,8 @@ impl Reason {
             Reason::Network { .. }
             | Reason::TlsRequired { .. }
             | Reason::NoKey { .. }
+            | Reason::KeyLookup { .. }
+            | Reason::KeyReview { .. }
             | Reason::GuardStopped { .. }
             | Reason::KeyStoreUnavailable { .. }
             | Reason::Quarantined { .. }
@@ -160,6 +168,8 @@ impl Reason {
             },
             Reason::TlsRequired { .. }
             | Reason::NoKey { .. }
+            | Reason::KeyLookup { .. }
+            | Reason::KeyReview { .. }
             | Reason::GuardStopped { .. }
             | Reason::KeyStoreUnavailable { .. }
             | Reason::Undecryptable { .. }
@@ -191,6 +201,10 @@ impl Reason {
             Reason::PolicyRefused { explanation } => format!("refused by policy ({explanation})"),
             Reason::Quarantined { explanation } => explanation.clone(),
             Reason::NoKey { detail } => format!("encryption required and {detail}"),
+            Reason::KeyLookup { detail } => format!("waiting for key discovery: {detail}"),
+            Reason::KeyReview { detail } => {
+                format!("waiting for an administrator to review a key change: {detail}")
+            }
             Reason::KeyStoreUnavailable { detail } => {
                 format!("the key store is unavailable ({detail})")
             }

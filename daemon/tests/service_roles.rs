@@ -60,6 +60,9 @@ fn sample(name: &str) -> serde_json::Value {
         }),
         "settings.rollback" => json!({"to": 1}),
         "policy.explain" => json!({"message": message, "recipients": ["b@ext.example"]}),
+        "review.show" | "review.accept" | "review.reject" => json!({"id": "b@ext.example/00"}),
+        "crl.upload" => json!({"data": ""}),
+        "discovery.lookup" => json!({"address": "b@ext.example"}),
         _ => json!({}),
     }
 }
@@ -180,6 +183,15 @@ fn needs(name: &str) -> sealgate_api::Permission {
         policy::PolicyExplain,
         status::Status,
         audit::AuditSearch,
+        trust::ReviewList,
+        trust::ReviewShow,
+        trust::ReviewAccept,
+        trust::ReviewReject,
+        trust::AnchorsList,
+        trust::CrlList,
+        trust::CrlUpload,
+        trust::DiscoveryLookup,
+        trust::PublishRecords,
     );
     panic!("{name}: not in the table")
 }

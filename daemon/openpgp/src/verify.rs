@@ -11,7 +11,9 @@
 //! `From` address; a certificate found only in the mail itself (Autocrypt,
 //! attached key, a signature's Key Block — inside an encrypted message
 //! taken by `Collector` as the signature packets pass, before Sequoia asks
-//! for certificates) yields `ValidUnknownKey`.
+//! for certificates) yields `ValidUnknownKey`; a signature whose key is
+//! neither known nor carried cannot be checked: `UnknownSigner`, which is
+//! not `Invalid` (nothing says it is bad, only that nobody can tell).
 //!
 //! Trusts: the caller's `known` certificates and Sequoia's standard policy.
 //! Everything in the message is attacker-controlled.
@@ -53,10 +55,16 @@ pub enum Verdict {
         /// The `From` address of the message.
         from: String,
     },
-    /// The signature is bad, or its key is unknown or unusable.
+    /// The signature is bad, or its key is unusable.
     Invalid {
         /// Why.
         reason: String,
+    },
+    /// No certificate for the signing key: neither the caller knows it
+    /// nor did the mail carry it, so the signature cannot be checked.
+    UnknownSigner {
+        /// The issuer's key ID or fingerprint, hex.
+        issuer: String,
     },
     /// Only part of the message is covered by a signature.
     NotFullySigned,
@@ -213,10 +221,11 @@ pub(crate) fn verdict(outcomes: &[Outcome], from: &str, known: &[Cert]) -> Verdi
     }
     let mut best: Option<Verdict> = None;
     let rank = |v: &Verdict| match v {
-        Verdict::Valid { .. } => 5,
-        Verdict::ValidUnknownKey { .. } => 4,
-        Verdict::SignerMismatch { .. } => 3,
-        Verdict::NotFullySigned => 2,
+        Verdict::Valid { .. } => 6,
+        Verdict::ValidUnknownKey { .. } => 5,
+        Verdict::SignerMismatch { .. } => 4,
+        Verdict::NotFullySigned => 3,
+        Verdict::UnknownSigner { .. } => 2,
         Verdict::Invalid { .. } => 1,
         Verdict::Unsigned => 0,
     };
@@ -228,8 +237,8 @@ pub(crate) fn verdict(outcomes: &[Outcome], from: &str, known: &[Cert]) -> Verdi
                     reason: reason.clone(),
                 };
             }
-            Outcome::MissingKey { issuer } => Verdict::Invalid {
-                reason: format!("no certificate for signing key {issuer}"),
+            Outcome::MissingKey { issuer } => Verdict::UnknownSigner {
+                issuer: issuer.clone(),
             },
             Outcome::Good {
                 fingerprint,
@@ -336,7 +345,10 @@ pub fn verify(message: &[u8], known: &[Cert], limits: &Limits) -> Result<Verdict
         }
     }
     let v = verdict(&outcomes, &from, known);
-    if unsigned_text && !outcomes.is_empty() && !matches!(v, Verdict::Invalid { .. }) {
+    if unsigned_text
+        && !outcomes.is_empty()
+        && !matches!(v, Verdict::Invalid { .. } | Verdict::UnknownSigner { .. })
+    {
         return Ok(Verdict::NotFullySigned);
     }
     Ok(v)

@@ -356,9 +356,12 @@ fn gpg_signatures_verify_with_verdicts() {
     let m = signed_message("Alice <alice@example.org>", entity, &sig, "pgp-sha256");
     let v = verify(&m, &[p.alice.clone()], &lim).unwrap();
     assert!(matches!(v, Verdict::Valid { .. }), "{v:?}");
-    // Unknown key, not in the mail: invalid (cannot be checked).
+    // Unknown key, not in the mail: cannot be checked, which is not "bad".
     let v = verify(&m, &[], &lim).unwrap();
-    assert!(matches!(v, Verdict::Invalid { .. }), "{v:?}");
+    assert!(
+        matches!(&v, Verdict::UnknownSigner { issuer } if !issuer.is_empty()),
+        "{v:?}"
+    );
     // Wrong sender.
     let m2 = signed_message("bob@example.org", entity, &sig, "pgp-sha256");
     let v = verify(&m2, &[p.alice.clone()], &lim).unwrap();
@@ -622,12 +625,20 @@ fn key_block_inside_encrypted_mail_is_carried() {
         "{:?}",
         d.verdict
     );
-    // Without --include-key-block: nothing carried, no certificate to check.
+    // Without --include-key-block: nothing carried, no certificate to
+    // check: an unknown signer, not an invalid signature ...
     let plain = sign_encrypt(false, INNER);
     let d = decrypt(id, &pgp_mime(from, &plain), &[], &lim).unwrap();
     assert!(d.carried_certs.is_empty());
     assert!(
-        matches!(d.verdict, Verdict::Invalid { .. }),
+        matches!(d.verdict, Verdict::UnknownSigner { .. }),
+        "{:?}",
+        d.verdict
+    );
+    // ... and valid when the caller knows the signer (the directory).
+    let d = decrypt(id, &pgp_mime(from, &plain), &[p.alice.clone()], &lim).unwrap();
+    assert!(
+        matches!(d.verdict, Verdict::Valid { .. }),
         "{:?}",
         d.verdict
     );
@@ -660,7 +671,7 @@ fn key_block_inside_encrypted_mail_is_carried() {
     let d = decrypt(id, &m, &[], &lim).unwrap();
     assert!(d.carried_certs.is_empty(), "{:?}", d.carried_certs);
     assert!(
-        matches!(d.verdict, Verdict::Invalid { .. }),
+        matches!(d.verdict, Verdict::UnknownSigner { .. }),
         "{:?}",
         d.verdict
     );

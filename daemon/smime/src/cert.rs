@@ -72,6 +72,9 @@ pub struct Certificate {
     pub eku_email: Option<bool>,
     /// Basic constraints: CA flag and path length.
     pub ca: Option<(bool, Option<u32>)>,
+    /// The CRL distribution points' URIs (`http://…`, `ldap://…`), at most
+    /// [`MAX_CRL_URLS`].
+    pub crl_urls: Vec<String>,
     /// DER of the signed TBSCertificate.
     pub tbs: Vec<u8>,
     /// Signature algorithm OID content octets.
@@ -95,7 +98,12 @@ pub struct KeyUsageBits {
     pub key_agreement: bool,
     /// keyCertSign.
     pub key_cert_sign: bool,
+    /// cRLSign.
+    pub crl_sign: bool,
 }
+
+/// Most CRL distribution point URIs kept per certificate.
+pub const MAX_CRL_URLS: usize = 8;
 
 impl Certificate {
     /// Parses one DER certificate.
@@ -117,6 +125,7 @@ impl Certificate {
         let mut key_usage = None;
         let mut eku_email = None;
         let mut ca = None;
+        let mut crl_urls = Vec::new();
         for ext in tbs.extensions() {
             match ext.parsed_extension() {
                 ParsedExtension::SubjectAlternativeName(san) => {
@@ -134,12 +143,30 @@ impl Certificate {
                         key_encipherment: ku.key_encipherment(),
                         key_agreement: ku.key_agreement(),
                         key_cert_sign: ku.key_cert_sign(),
+                        crl_sign: ku.crl_sign(),
                     })
                 }
                 ParsedExtension::ExtendedKeyUsage(eku) => {
                     eku_email = Some(eku.email_protection || eku.any)
                 }
                 ParsedExtension::BasicConstraints(bc) => ca = Some((bc.ca, bc.path_len_constraint)),
+                ParsedExtension::CRLDistributionPoints(points) => {
+                    for point in points.iter() {
+                        if let Some(x509_parser::extensions::DistributionPointName::FullName(
+                            names,
+                        )) = &point.distribution_point
+                        {
+                            for name in names {
+                                if let GeneralName::URI(uri) = name
+                                    && crl_urls.len() < MAX_CRL_URLS
+                                    && uri.len() <= 2048
+                                {
+                                    crl_urls.push((*uri).to_owned());
+                                }
+                            }
+                        }
+                    }
+                }
                 ParsedExtension::UnsupportedExtension { .. } if ext.critical => {
                     return Err(Error::Certificate(
                         "unsupported critical extension".to_owned(),
@@ -173,6 +200,7 @@ impl Certificate {
             key_usage,
             eku_email,
             ca,
+            crl_urls,
             tbs: tbs.as_ref().to_vec(),
             signature_alg: x.signature_algorithm.algorithm.as_bytes().to_vec(),
             signature_params: signature_params(der_bytes)?,

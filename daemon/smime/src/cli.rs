@@ -230,6 +230,7 @@ pub fn run_on(cmd: SmimeCommand, settings: &HsmSettings, input: &[u8]) -> Outcom
                 Verdict::SignerMismatch => (11, "signer-mismatch".to_owned()),
                 Verdict::NotFullySigned => (12, "not-fully-signed".to_owned()),
                 Verdict::Invalid(r) => (13, format!("invalid: {r}")),
+                Verdict::Revoked(r) => (14, format!("revoked: {r}")),
             };
             Ok((
                 v.content,

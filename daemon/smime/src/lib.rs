@@ -29,6 +29,7 @@
 pub mod cert;
 pub mod cli;
 pub mod content;
+pub mod crl;
 pub mod der;
 pub mod efail;
 pub mod envelope;
@@ -38,6 +39,7 @@ pub mod oid;
 pub mod recipient;
 pub mod sign;
 pub mod signed;
+pub mod trust;
 pub mod verify;
 
 pub use cert::Certificate;
@@ -46,7 +48,7 @@ pub use envelope::{EncryptOptions, EnvelopeKind};
 pub use error::Error;
 pub use recipient::{GatewayKey, KeyProtection, RsaTransport};
 pub use sign::{SignOptions, SigningIdentity, sign_message};
-pub use verify::{Verdict, Verification, verify_message};
+pub use verify::{Verdict, Verification, verify_message, verify_message_checked};
 
 /// What [`decrypt_message`] found out besides the plaintext.
 #[derive(Debug, Clone, PartialEq, Eq)]

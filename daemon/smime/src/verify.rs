@@ -6,8 +6,9 @@
 //! attributes; a certificate path from the signer to one of the configured
 //! trust anchors (each signature, validity at signing time and now, CA and
 //! keyCertSign for issuers, path length, emailProtection EKU and a signing
-//! key usage for the signer); and the signer's address against the `From`
-//! address. A signature that covers only part of the message is
+//! key usage for the signer, and revocation by the issuers' CRLs when the
+//! caller gives a [`CrlSource`]: see [`crate::trust`]); and the signer's
+//! address against the `From` address. A signature that covers only part of the message is
 //! [`Verdict::NotFullySigned`]. The signer's chain and SMIMECapabilities
 //! are returned for the certificate directory (harvesting).
 //!
@@ -21,6 +22,7 @@ use crate::error::Error;
 use crate::mime;
 use crate::oid;
 use crate::signed::{self, Capability, Digest};
+use crate::trust::{self, CrlSource, PathVerdict, Purpose};
 
 /// The verdict on a signed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,9 @@ pub enum Verdict {
     ValidButUntrusted(String),
     /// The signature is good but the certificate names other addresses than From.
     SignerMismatch,
+    /// The signature is good but the signer's certificate (or one on its
+    /// path) was revoked by its issuer; what and when.
+    Revoked(String),
     /// The signature does not verify over the received content; the reason.
     Invalid(String),
     /// Only a part of the message is signed.
@@ -68,10 +73,38 @@ pub fn from_address(value: &str) -> Option<String> {
     addr.contains('@').then(|| addr.to_ascii_lowercase())
 }
 
-/// Verifies a signed message against `anchors` at time `now` (Unix seconds).
+/// Verifies a signed message against `anchors` at time `now` (Unix
+/// seconds), without revocation checks.
 pub fn verify_message(
     input: &[u8],
     anchors: &[Certificate],
+    now: i64,
+) -> Result<Verification, Error> {
+    verify_message_checked(
+        input,
+        &Checks {
+            anchors,
+            pool: &[],
+            crls: &trust::NoCrls,
+        },
+        now,
+    )
+}
+
+/// What a signer's certificate is checked against.
+pub struct Checks<'a> {
+    /// Trust anchors.
+    pub anchors: &'a [Certificate],
+    /// Issuers to build paths with besides the message's (the directory's).
+    pub pool: &'a [Certificate],
+    /// Revocation lists.
+    pub crls: &'a dyn CrlSource,
+}
+
+/// Verifies a signed message with anchors, extra issuers and CRLs.
+pub fn verify_message_checked(
+    input: &[u8],
+    checks: &Checks<'_>,
     now: i64,
 ) -> Result<Verification, Error> {
     let outer = mime::parse(input)?;
@@ -95,11 +128,11 @@ pub fn verify_message(
             return Err(Error::WrongType(format!("{other} is not a signed message")));
         }
     };
-    verify_cms(
+    verify_cms_checked(
         &sig_der,
         detached.then_some(content.as_slice()),
         from.as_deref(),
-        anchors,
+        checks,
         now,
     )
 }
@@ -146,12 +179,33 @@ fn invalid(reason: &str, content: Vec<u8>) -> Verification {
 }
 
 /// Verifies a DER/BER SignedData; `detached` is the content when it is not
-/// embedded.
+/// embedded. No revocation checks.
 pub fn verify_cms(
     sig_der: &[u8],
     detached: Option<&[u8]>,
     from: Option<&str>,
     anchors: &[Certificate],
+    now: i64,
+) -> Result<Verification, Error> {
+    verify_cms_checked(
+        sig_der,
+        detached,
+        from,
+        &Checks {
+            anchors,
+            pool: &[],
+            crls: &trust::NoCrls,
+        },
+        now,
+    )
+}
+
+/// [`verify_cms`] with extra issuers and CRLs.
+pub fn verify_cms_checked(
+    sig_der: &[u8],
+    detached: Option<&[u8]>,
+    from: Option<&str>,
+    checks: &Checks<'_>,
     now: i64,
 ) -> Result<Verification, Error> {
     let ci = der::read(sig_der)?.0.expect(tag::SEQUENCE, "ContentInfo")?;
@@ -214,7 +268,7 @@ pub fn verify_cms(
     // the first signer's identity is reported.
     let mut result = None;
     for si in &infos {
-        let r = check_signer(si, &content, e_type.body, &certs, from, anchors, now)?;
+        let r = check_signer(si, &content, e_type.body, &certs, from, checks, now)?;
         if !matches!(r.verdict, Verdict::Valid) || result.is_none() {
             let stop = matches!(r.verdict, Verdict::Invalid(_));
             result = Some(r);
@@ -233,7 +287,7 @@ fn check_signer(
     e_type: &[u8],
     certs: &[Certificate],
     from: Option<&str>,
-    anchors: &[Certificate],
+    checks: &Checks<'_>,
     now: i64,
 ) -> Result<Verification, Error> {
     let mut f = si.expect(tag::SEQUENCE, "SignerInfo")?.children();
@@ -323,103 +377,33 @@ fn check_signer(
         return Ok(invalid("the signature does not verify", content.to_vec()));
     }
 
-    let chain = build_chain(signer, certs, anchors);
-    let trust = check_path(&chain, anchors, now, signing_time);
+    let mut pool = certs.to_vec();
+    pool.extend(checks.pool.iter().take(cert::MAX_CERTS).cloned());
+    let path = trust::check(
+        signer,
+        &pool,
+        checks.anchors,
+        now,
+        Purpose::Sign { signing_time },
+        checks.crls,
+    );
     let from_ok = from.is_some_and(|a| signer.has_email(a));
-    let verdict = match (from_ok, trust) {
+    let verdict = match (from_ok, path.verdict) {
         (false, _) => Verdict::SignerMismatch,
-        (true, Err(reason)) => Verdict::ValidButUntrusted(reason),
-        (true, Ok(())) => Verdict::Valid,
+        (true, PathVerdict::Revoked { depth, at }) => Verdict::Revoked(format!(
+            "certificate {depth} of the signer's path was revoked at {at} (Unix time)"
+        )),
+        (true, PathVerdict::Untrusted(reason)) => Verdict::ValidButUntrusted(reason),
+        (true, PathVerdict::RevocationUnknown(reason)) => {
+            Verdict::ValidButUntrusted(format!("revocation not checked: {reason}"))
+        }
+        (true, PathVerdict::Anchored { .. }) => Verdict::Valid,
     };
     Ok(Verification {
         verdict,
-        signer_chain: chain,
+        signer_chain: path.chain,
         capabilities,
         signing_time,
         content: content.to_vec(),
     })
-}
-
-/// The issuer of `c` among `pool` whose signature over `c` verifies.
-fn find_issuer<'a>(c: &Certificate, pool: &'a [Certificate]) -> Option<&'a Certificate> {
-    pool.iter()
-        .find(|i| i.subject == c.issuer && signed_by(c, i))
-}
-
-fn signed_by(c: &Certificate, issuer: &Certificate) -> bool {
-    let Ok(dig) = signed::cert_signature_digest(&c.signature_alg) else {
-        return false;
-    };
-    signed::verify_signature(issuer, &c.signature_alg, dig, &c.tbs, &c.signature).is_ok()
-}
-
-/// Most certificates in a path.
-const MAX_PATH: usize = 8;
-
-/// The signer followed by issuers found in the message or the anchors, up
-/// to a self-signed certificate or an anchor.
-fn build_chain(
-    signer: &Certificate,
-    certs: &[Certificate],
-    anchors: &[Certificate],
-) -> Vec<Certificate> {
-    let mut chain = vec![signer.clone()];
-    while chain.len() < MAX_PATH {
-        let Some(last) = chain.last() else { break };
-        if anchors.iter().any(|a| a.der() == last.der()) {
-            break;
-        }
-        let next = find_issuer(last, anchors).or_else(|| find_issuer(last, certs));
-        match next {
-            Some(n) if !chain.iter().any(|c| c.der() == n.der()) => chain.push(n.clone()),
-            _ => break,
-        }
-    }
-    chain
-}
-
-/// Checks a built chain: ends at an anchor, each issuer may issue, times
-/// and the signer's usages are right.
-fn check_path(
-    chain: &[Certificate],
-    anchors: &[Certificate],
-    now: i64,
-    signing_time: Option<i64>,
-) -> Result<(), String> {
-    let last = chain.last().ok_or("empty chain")?;
-    if !anchors.iter().any(|a| a.der() == last.der()) {
-        return Err("no path to a trust anchor".to_owned());
-    }
-    for (depth, c) in chain.iter().enumerate() {
-        if !c.valid_at(now) {
-            return Err(format!("certificate {depth} is not valid now"));
-        }
-        if signing_time.is_some_and(|t| !c.valid_at(t)) {
-            return Err(format!("certificate {depth} was not valid at signing time"));
-        }
-        if depth > 0 {
-            let is_ca = matches!(c.ca, Some((true, _)));
-            let may_sign = c.key_usage.is_none_or(|k| k.key_cert_sign);
-            if !is_ca || !may_sign {
-                return Err(format!("certificate {depth} may not issue certificates"));
-            }
-            if let Some((_, Some(max))) = c.ca {
-                // Intermediates below this CA (not counting the signer).
-                if (depth - 1) as u32 > max {
-                    return Err(format!("path length exceeded at certificate {depth}"));
-                }
-            }
-        }
-    }
-    let signer = chain.first().ok_or("empty chain")?;
-    if signer.eku_email == Some(false) {
-        return Err("the signer's certificate is not for e-mail protection".to_owned());
-    }
-    if signer
-        .key_usage
-        .is_some_and(|k| !k.digital_signature && !k.non_repudiation)
-    {
-        return Err("the signer's key usage does not allow signing".to_owned());
-    }
-    Ok(())
 }

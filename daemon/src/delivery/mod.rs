@@ -8,9 +8,12 @@
 //! host, or the domain's MX hosts). So inbound mail for our domains goes to
 //! the internal server while the rest goes by MX or smart host.
 //!
-//! Never decides policy: it delivers what the pipeline produced. A domain in
-//! `require_tls_domains` is only ever sent over STARTTLS; if TLS cannot be
-//! had, the recipients are deferred, never sent in clear.
+//! Never decides policy: it delivers what the pipeline produced. The
+//! outbound TLS policy (`outbound_tls`) says per recipient domain which
+//! hosts to try and what TLS each must give (a domain in
+//! `require_tls_domains` at least STARTTLS); if that cannot be had, the
+//! recipients are deferred with the reason, never sent in clear or over a
+//! connection the policy does not allow.
 
 pub mod mx;
 pub mod outbox;
@@ -22,8 +25,9 @@ use std::sync::{Arc, Mutex};
 use crate::address::Address;
 use crate::config::{Config, DeliveryMode, split_host_port};
 use crate::envelope::{Envelope, EnvelopeRecipient};
+use crate::outbound_tls::{Hop, OutboundTls, RouteError, TlsPolicy, report};
 use crate::reason::Reason;
-use crate::smtp::client::{SmtpClient, Transaction};
+use crate::smtp::client::{ClientError, Sent, SmtpClient, Transaction};
 
 pub use crate::smtp::client::Outcome;
 
@@ -84,11 +88,12 @@ impl Route {
 pub struct Deliverer {
     client: SmtpClient,
     resolvers: Mutex<HashMap<Option<SocketAddr>, Arc<mx::MxResolver>>>,
+    tls: Arc<OutboundTls>,
 }
 
 impl Deliverer {
     /// The deliverer; removes what an interrupted run left in the outbox.
-    pub fn new(config: &Config) -> std::io::Result<Deliverer> {
+    pub fn new(config: &Config, tls: Arc<OutboundTls>) -> std::io::Result<Deliverer> {
         let removed = outbox::remove_leftovers(&config.outbox_dir())?;
         if removed > 0 {
             tracing::info!(
@@ -102,6 +107,7 @@ impl Deliverer {
                 std::time::Duration::from_secs(config.delivery.timeout_secs),
             ),
             resolvers: Mutex::new(HashMap::new()),
+            tls,
         })
     }
 
@@ -113,15 +119,6 @@ impl Deliverer {
         let resolver = Arc::new(mx::MxResolver::new(dns_server)?);
         resolvers.insert(dns_server, resolver.clone());
         Ok(resolver)
-    }
-
-    fn requires_tls(config: &Config, address: &Address) -> bool {
-        let domain = address.domain_lower();
-        config
-            .delivery
-            .require_tls_domains
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(&domain))
     }
 
     /// Delivers `content` from `envelope.sender` to `recipients` (queue
@@ -137,14 +134,11 @@ impl Deliverer {
             &config.hostname,
             std::time::Duration::from_secs(config.delivery.timeout_secs),
         );
-        let mut groups: BTreeMap<(Route, bool), Vec<(usize, &EnvelopeRecipient)>> = BTreeMap::new();
+        let mut groups: BTreeMap<Route, Vec<(usize, &EnvelopeRecipient)>> = BTreeMap::new();
         let mut results = Vec::new();
         for r in recipients {
             match Route::of(config, &r.1.address) {
-                Ok(route) => groups
-                    .entry((route, Self::requires_tls(config, &r.1.address)))
-                    .or_default()
-                    .push(*r),
+                Ok(route) => groups.entry(route).or_default().push(*r),
                 Err(why) => results.extend(defer_all(
                     std::slice::from_ref(r),
                     &Reason::Local {
@@ -155,21 +149,91 @@ impl Deliverer {
                 )),
             }
         }
-        for ((route, require_tls), group) in groups {
-            let sent = match route {
-                Route::Outbox => {
+        let needs_tls = groups.keys().any(|r| !matches!(r, Route::Outbox));
+        let policy = if needs_tls {
+            match self.tls.policy(config) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let reason = Reason::Local {
+                        detail: format!("outbound TLS policy: {e}"),
+                        config: true,
+                    };
+                    for group in groups.values() {
+                        results.extend(defer_all(group, &reason, ""));
+                    }
+                    return results;
+                }
+            }
+        } else {
+            None
+        };
+        for (route, group) in groups {
+            let sent = match (route, &policy) {
+                (Route::Outbox, _) => {
                     outbox::deliver(&config.outbox_dir(), envelope, &group, content).await
                 }
-                Route::Host { host, port } => {
-                    self.send_to_hosts(&[host], port, require_tls, envelope, &group, content)
+                (Route::Host { host, port }, Some(policy)) => {
+                    self.send_by_relay(policy, &host, port, envelope, &group, content)
                         .await
                 }
-                Route::Mx(domain) => {
-                    self.send_by_mx(config, &domain, require_tls, envelope, &group, content)
+                (Route::Mx(domain), Some(policy)) => {
+                    self.send_by_mx(config, policy, &domain, envelope, &group, content)
                         .await
                 }
+                (_, None) => defer_all(&group, &Reason::local("no outbound TLS policy"), ""),
             };
             results.extend(sent);
+        }
+        results
+    }
+
+    /// To one relay (a route, the internal server, the smart host):
+    /// recipients whose domains ask the same TLS of it share a transaction.
+    async fn send_by_relay(
+        &self,
+        policy: &TlsPolicy,
+        host: &str,
+        port: u16,
+        envelope: &Envelope,
+        group: &[(usize, &EnvelopeRecipient)],
+        content: &[u8],
+    ) -> Vec<RecipientResult> {
+        let mut results = Vec::new();
+        let mut by_requirement: Vec<(Hop, Vec<(usize, &EnvelopeRecipient)>)> = Vec::new();
+        let mut by_domain: BTreeMap<String, Vec<(usize, &EnvelopeRecipient)>> = BTreeMap::new();
+        for r in group {
+            by_domain
+                .entry(r.1.address.domain_lower())
+                .or_default()
+                .push(*r);
+        }
+        for (domain, members) in by_domain {
+            match policy.relay_hop(&domain, host, port).await {
+                Ok(tls) => match by_requirement
+                    .iter_mut()
+                    .find(|(hop, _)| hop.tls.pool_id() == tls.pool_id())
+                {
+                    Some((_, list)) => list.extend(members),
+                    None => by_requirement.push((
+                        Hop {
+                            name: host.to_owned(),
+                            address: host.to_owned(),
+                            tls,
+                            policy: report::PolicyRef::none(&domain),
+                        },
+                        members,
+                    )),
+                },
+                Err(RouteError::Temporary(e) | RouteError::Permanent(e)) => results.extend(
+                    defer_all(&members, &Reason::TlsRequired { detail: e }, host),
+                ),
+            }
+        }
+        for (hop, members) in by_requirement {
+            results.extend(
+                self.send_to_hops(&[hop], port, envelope, &members, content)
+                    .await,
+            );
         }
         results
     }
@@ -177,8 +241,8 @@ impl Deliverer {
     async fn send_by_mx(
         &self,
         config: &Config,
+        policy: &TlsPolicy,
         domain: &str,
-        require_tls: bool,
         envelope: &Envelope,
         group: &[(usize, &EnvelopeRecipient)],
         content: &[u8],
@@ -187,29 +251,39 @@ impl Deliverer {
             Ok(resolver) => resolver,
             Err(e) => return defer_all(group, &Reason::local(format!("no DNS resolver: {e}")), ""),
         };
-        match resolver.lookup(domain).await {
-            Ok(hosts) => {
-                let hosts = resolver.connect_addresses(&hosts).await;
-                self.send_to_hosts(
-                    &hosts,
-                    config.delivery.mx_port,
-                    require_tls,
-                    envelope,
-                    group,
-                    content,
-                )
-                .await
+        let port = config.delivery.mx_port;
+        let route = self
+            .tls
+            .route(
+                policy,
+                domain,
+                port,
+                resolver.as_ref(),
+                crate::envelope::now_ms(),
+            )
+            .await;
+        match route {
+            Ok(hops) => {
+                self.send_to_hops(&hops, port, envelope, group, content)
+                    .await
             }
-            Err(mx::MxError::Temporary(e)) => defer_all(
+            Err(RouteError::Temporary(e)) if e.starts_with("DNS lookup for") => defer_all(
                 group,
                 &Reason::Dns {
-                    detail: format!("DNS lookup for {domain} failed: {e}"),
+                    detail: e,
                     permanent: false,
                     null_mx: false,
                 },
                 "",
             ),
-            Err(mx::MxError::Permanent(e)) => {
+            Err(RouteError::Temporary(e)) => defer_all(
+                group,
+                &Reason::TlsRequired {
+                    detail: format!("delivery to {domain}: {e}"),
+                },
+                "",
+            ),
+            Err(RouteError::Permanent(e)) => {
                 let reason = Reason::Dns {
                     null_mx: e.contains("null MX"),
                     detail: format!("domain {domain}: {e}"),
@@ -227,12 +301,12 @@ impl Deliverer {
         }
     }
 
-    /// Tries `hosts` in order until one gives an answer about the recipients.
-    async fn send_to_hosts(
+    /// Tries `hops` in order until one gives an answer about the
+    /// recipients; each attempt counts for the domain's TLS report.
+    async fn send_to_hops(
         &self,
-        hosts: &[String],
+        hops: &[Hop],
         port: u16,
-        require_tls: bool,
         envelope: &Envelope,
         recipients: &[(usize, &EnvelopeRecipient)],
         content: &[u8],
@@ -255,20 +329,32 @@ impl Deliverer {
             null_mx: false,
         };
         let mut last_remote = String::new();
-        for host in hosts {
-            let remote = format!("{host}:{port}");
-            match self
-                .client
-                .send(host, port, require_tls, &transaction)
-                .await
-            {
-                Ok(outcomes) => {
+        for hop in hops {
+            let remote = if hop.name == hop.address {
+                format!("{}:{port}", hop.address)
+            } else {
+                format!("{}:{port} ({})", hop.address, hop.name)
+            };
+            let attempt = self.client.send(hop, port, &transaction).await;
+            self.report_attempt(hop, &attempt);
+            match attempt {
+                Ok(sent) => {
+                    let tls = sent.tls;
                     return recipients
                         .iter()
-                        .zip(outcomes)
+                        .zip(sent.outcomes)
                         .map(|((index, _), outcome)| RecipientResult {
                             index: *index,
-                            outcome,
+                            // What protected the hop, for tracking.
+                            outcome: match (outcome, &tls) {
+                                (Outcome::Delivered(reply), Some(tls)) => {
+                                    Outcome::Delivered(format!("{reply} (TLS: {tls})"))
+                                }
+                                (Outcome::Delivered(reply), None) => {
+                                    Outcome::Delivered(format!("{reply} (no TLS)"))
+                                }
+                                (other, _) => other,
+                            },
                             remote: remote.clone(),
                         })
                         .collect();
@@ -292,6 +378,32 @@ impl Deliverer {
             }
         }
         defer_all(recipients, &last_error, &last_remote)
+    }
+
+    /// Counts an attempt for the TLS report of the domain's published policy.
+    fn report_attempt(&self, hop: &Hop, attempt: &Result<Sent, ClientError>) {
+        if hop.policy.kind == "no-policy-found" && hop.tls.allows_clear() {
+            return;
+        }
+        let reports = &self.tls.reports;
+        match attempt {
+            Ok(_) => reports.success(&hop.policy),
+            Err(ClientError::TlsRequired(why)) => reports.failure(
+                &hop.policy,
+                &hop.name,
+                &hop.address,
+                report::Failure::StarttlsNotSupported,
+                why,
+            ),
+            Err(ClientError::Tls { error, .. }) => reports.failure(
+                &hop.policy,
+                &hop.name,
+                &hop.address,
+                report::Failure::of_tls_error(error),
+                &error.to_string(),
+            ),
+            Err(_) => {}
+        }
     }
 }
 

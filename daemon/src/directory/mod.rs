@@ -46,6 +46,15 @@ pub struct Entry {
     /// The certificate (DER) or key (binary OpenPGP), base64 in storage.
     #[serde(with = "b64")]
     pub data: Vec<u8>,
+    /// The content ciphers the holder announced (S/MIME
+    /// SMIMECapabilities of its signatures: `aes256-gcm`, `aes256-cbc`, …);
+    /// empty when unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// Issuers the certificate came with (intermediate CAs, DER), for
+    /// building its path to a trust anchor when it is used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "b64_list")]
+    pub issuers: Vec<Vec<u8>>,
 }
 
 impl Entry {
@@ -55,11 +64,34 @@ impl Entry {
     }
 
     /// The index keys: each address, or `@domain`.
-    fn index_keys(&self) -> Vec<String> {
+    pub fn index_keys(&self) -> Vec<String> {
         match &self.domain {
             Some(d) => vec![format!("@{d}")],
             None => self.addresses.clone(),
         }
+    }
+}
+
+mod b64_list {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            data.iter()
+                .map(|d| base64::engine::general_purpose::STANDARD.encode(d)),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|t| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(t.as_bytes())
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect()
     }
 }
 
@@ -151,6 +183,54 @@ impl Directory {
         source: &str,
         now_ms: u64,
     ) -> Result<Vec<Entry>, DirectoryError> {
+        let entries = parse_openpgp(input, trust, source, now_ms)?;
+        self.store(entries)
+    }
+
+    /// Imports S/MIME certificates (PEM with one or many, or DER). With
+    /// `domain`, each becomes the gateway certificate of that partner domain.
+    /// CA certificates in a bundle are skipped. Returns the stored entries.
+    pub fn import_x509(
+        &self,
+        input: &[u8],
+        domain: Option<&str>,
+        trust: Trust,
+        source: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Entry>, DirectoryError> {
+        let entries = parse_x509(input, domain, trust, source, now_ms)?;
+        self.store(entries)
+    }
+
+    /// Stores parsed entries (each merged with what the directory knew of
+    /// the same fingerprint) and makes them durable.
+    pub fn store(&self, entries: Vec<Entry>) -> Result<Vec<Entry>, DirectoryError> {
+        let mut stored = Vec::with_capacity(entries.len());
+        for entry in entries {
+            stored.push(self.remember(entry)?);
+        }
+        // Unlike queue state, entries cannot be rebuilt from the spool.
+        self.shared.flush()?;
+        Ok(stored)
+    }
+
+    /// Replaces an entry as it is (an administrator's decision: no merge).
+    pub fn replace(&self, entry: &Entry) -> Result<(), DirectoryError> {
+        self.put(entry)?;
+        self.shared.flush()?;
+        Ok(())
+    }
+}
+
+/// Parses OpenPGP certificates (public parts only) into entries for the
+/// e-mail addresses of their user IDs, without storing them.
+pub fn parse_openpgp(
+    input: &[u8],
+    trust: Trust,
+    source: &str,
+    now_ms: u64,
+) -> Result<Vec<Entry>, DirectoryError> {
+    {
         let limits = sealgate_openpgp::Limits::default();
         let certs = sealgate_openpgp::parse_certs(input, &limits)
             .map_err(|e| DirectoryError::Certificate(e.to_string()))?;
@@ -175,29 +255,31 @@ impl Directory {
                 first_seen_ms: now_ms,
                 last_seen_ms: now_ms,
                 data: s.binary,
+                capabilities: Vec::new(),
+                issuers: Vec::new(),
             };
-            stored.push(self.remember(entry)?);
+            stored.push(entry);
         }
         if stored.is_empty() {
             return Err(DirectoryError::Certificate(
                 "no OpenPGP certificate found".into(),
             ));
         }
-        self.shared.flush()?;
         Ok(stored)
     }
+}
 
-    /// Imports S/MIME certificates (PEM with one or many, or DER). With
-    /// `domain`, each becomes the gateway certificate of that partner domain.
-    /// CA certificates in a bundle are skipped. Returns the stored entries.
-    pub fn import_x509(
-        &self,
-        input: &[u8],
-        domain: Option<&str>,
-        trust: Trust,
-        source: &str,
-        now_ms: u64,
-    ) -> Result<Vec<Entry>, DirectoryError> {
+/// Parses S/MIME certificates (PEM with one or many, or DER) into
+/// entries, without storing them. With `domain`, each becomes the gateway
+/// certificate of that partner domain. CA certificates are skipped.
+pub fn parse_x509(
+    input: &[u8],
+    domain: Option<&str>,
+    trust: Trust,
+    source: &str,
+    now_ms: u64,
+) -> Result<Vec<Entry>, DirectoryError> {
+    {
         let domain = domain
             .map(|d| {
                 let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
@@ -242,25 +324,32 @@ impl Directory {
                 first_seen_ms: now_ms,
                 last_seen_ms: now_ms,
                 data: facts.der,
+                capabilities: Vec::new(),
+                issuers: Vec::new(),
             };
-            stored.push(self.remember(entry)?);
+            stored.push(entry);
         }
         if stored.is_empty() {
             return Err(DirectoryError::OnlyCa);
         }
-        // Unlike queue state, entries cannot be rebuilt from the spool.
-        self.shared.flush()?;
         Ok(stored)
     }
+}
 
+impl Directory {
     /// Stores `entry`, keeping what an earlier import of the same
     /// fingerprint knew: its source, when it was first seen, and its trust
     /// if higher (never lower what an administrator put in).
     fn remember(&self, mut entry: Entry) -> Result<Entry, DirectoryError> {
         if let Some(previous) = self.get(&entry.fingerprint)? {
+            if previous.trust > entry.trust {
+                entry.source = previous.source;
+            }
             entry.trust = entry.trust.max(previous.trust);
-            entry.source = previous.source;
             entry.first_seen_ms = previous.first_seen_ms;
+            if entry.capabilities.is_empty() {
+                entry.capabilities = previous.capabilities;
+            }
         }
         self.put(&entry)?;
         Ok(entry)
@@ -513,7 +602,7 @@ mod tests {
         assert_eq!(best.fingerprint, newer[0].fingerprint);
         // A harvested certificate is not enough where more trust is asked.
         assert!(
-            d.best_for("bob@ext.example", &[Kind::Smime], later, Trust::Verified)
+            d.best_for("bob@ext.example", &[Kind::Smime], later, Trust::Anchored)
                 .unwrap()
                 .is_none()
         );

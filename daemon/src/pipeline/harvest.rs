@@ -1,73 +1,197 @@
-//! Harvest stage: certificates and keys that arrive with mail go into the
-//! directory, so the next message to their owner can be encrypted, and mail
-//! held for them is released.
+//! Harvest stage: certificates and keys that arrive with mail are offered
+//! to the directory (through the trust model, `crate::trust`), so the next
+//! message to their owner can be encrypted, and mail held for them is
+//! released where they are trusted enough.
 //!
 //! Taken: the signer's certificate of a good S/MIME signature whose
 //! certificate names the `From` address (the usual way a correspondent
-//! "sends their certificate": a signed reply), and OpenPGP certificates
-//! from `Autocrypt:` headers, attached keys, and the Key Block subpacket of
-//! OpenPGP signatures (GnuPG's `--include-key-block`; for signatures inside
-//! mail encrypted for the gateway the unwrap stage hands them over, as the
-//! decrypted MIME no longer shows them) whose user IDs name the `From`
-//! address. Entries are stored as `harvested` with the queue ID as
-//! source (no trust anchors are configured yet, so nothing is `verified`);
-//! the directory never lowers the trust of what an administrator imported,
-//! and resolution prefers higher trust, so harvested material cannot
-//! displace a certificate an administrator put in. A harvested key is
-//! trust on first use (anyone on the path can send mail under the
-//! recipient's address): it serves encrypt-if-possible, and serves
-//! encrypt-required mail (and releases held mail) only where the policy's
-//! `trust_harvested_keys` says so.
+//! "sends their certificate": a signed reply), with the capabilities the
+//! signature announced (so AES-GCM is used where the holder reads it), and
+//! OpenPGP certificates from `Autocrypt:` headers, attached keys, and the
+//! Key Block subpacket of OpenPGP signatures (GnuPG's
+//! `--include-key-block`; for signatures inside mail encrypted for the
+//! gateway the unwrap stage hands them over, as the decrypted MIME no
+//! longer shows them) whose user IDs name the `From` address.
+//!
+//! How much they are believed: a key taken from mail is trust on first
+//! use (`harvested`: anyone on the path can send mail under the
+//! recipient's address); mail whose `From` domain passed DKIM (aligned,
+//! verified here through the gateway's DNS) was at least sent by that
+//! domain's mail system (`harvested-dkim`); an S/MIME certificate that
+//! chains to a configured anchor, revocation checked, is `anchored`. A key
+//! that differs from the one the directory has for the address goes to
+//! the review queue unless the old key vouches for it (the mail is signed
+//! by it) or it is stronger on its own; see `crate::trust::judge_change`.
+//! Held mail is released only where the key's level meets the policy's
+//! `required_trust` for the address.
 //!
 //! Trusts nothing in the message: the engines parse it within their limits
-//! and check the signature; the `From` binding is checked here. Best
-//! effort: a failure to harvest never stops the message.
+//! and check the signature; the `From` binding and the DKIM alignment are
+//! checked here. Best effort: a failure to harvest never stops the message.
 
-use crate::directory::{Directory, Entry, Trust};
+use crate::directory::{Entry, Trust};
 
-/// The addresses (or `@domain`s) whose keys were stored while harvesting
-/// `content` and `carried` (the OpenPGP certificates the signatures inside
-/// an opened message carried, [`super::unwrap::Unwrapped::Opened`]), for
-/// releasing mail held for them.
+/// What harvesting did, for the plan.
+#[derive(Debug, Default)]
+pub struct Harvested {
+    /// Addresses (or `@domain`s) whose held mail may be released now.
+    pub release: Vec<String>,
+    /// For tracking: what was taken, how it was judged, DKIM.
+    pub note: Option<String>,
+}
+
+/// Harvests `content` (and `carried`: the OpenPGP certificates the
+/// signatures inside an opened message carried,
+/// [`super::unwrap::Unwrapped::Opened`]).
 pub fn harvest(
     content: &[u8],
     carried: &[sealgate_openpgp::Cert],
-    directory: &Directory,
+    context: &super::Context<'_>,
     queue_id: &str,
     now_ms: u64,
-) -> Vec<String> {
+) -> Harvested {
     // One parse decides whether the engines need to look at all: most mail
     // carries no signature and no key, and this runs for every message.
     let Some(parsed) = mail_parser::MessageParser::default().parse(content) else {
-        return Vec::new();
+        return Harvested::default();
     };
     let Some(from) = parsed
         .header_raw("From")
         .and_then(sealgate_smime::verify::from_address)
     else {
-        return Vec::new();
+        return Harvested::default();
     };
     let carries = Carries::of(&parsed);
-    let source = format!("harvested:{queue_id}");
-    let mut stored = Vec::new();
+    if !carries.smime_signature && !carries.openpgp_material && carried.is_empty() {
+        return Harvested::default();
+    }
+    let dkim = dkim_of(content, &from, context);
+    let level = if dkim.aligned() {
+        Trust::HarvestedDkim
+    } else {
+        Trust::Harvested
+    };
+    let source = format!("harvested:{queue_id} dkim={}", dkim.describe());
+    let mut candidates = Vec::new();
     if carries.smime_signature {
-        stored.extend(smime_signer(content, &from, directory, &source, now_ms));
+        candidates.extend(smime_signer(
+            content, &from, level, &source, context, now_ms,
+        ));
     }
+    let mut vouched_by = None;
     if carries.openpgp_material {
-        stored.extend(openpgp_keys(content, &from, directory, &source, now_ms));
+        candidates.extend(openpgp_keys(content, &from, level, &source, now_ms));
+        vouched_by = openpgp_signer(content, &from, context);
     }
-    stored.extend(store_openpgp(carried, &from, directory, &source, now_ms));
-    let mut addresses: Vec<String> = stored.into_iter().flat_map(|e| e.addresses).collect();
-    addresses.sort();
-    addresses.dedup();
-    if !addresses.is_empty() {
-        tracing::info!(
-            queue_id,
-            ?addresses,
-            "certificates harvested from the message"
-        );
+    candidates.extend(store_openpgp(carried, &from, level, &source, now_ms));
+    if candidates.is_empty() {
+        return Harvested::default();
     }
-    addresses
+    let policy = context.policy;
+    let pins = |address: &str| crate::policy::decide::pinned_keys(policy, address);
+    let offered = match crate::trust::offer::offer(
+        context.directory,
+        &context.trust.reviews,
+        candidates,
+        &pins,
+        vouched_by.as_deref(),
+        now_ms,
+    ) {
+        Ok(offered) => offered,
+        Err(e) => {
+            tracing::warn!(queue_id, error = %e, "harvested keys not stored");
+            return Harvested::default();
+        }
+    };
+    let mut release = Vec::new();
+    for entry in &offered.stored {
+        for key in entry.index_keys() {
+            let needs = crate::policy::decide::required_trust(policy, key.trim_start_matches('@'));
+            if entry.trust >= needs {
+                release.push(key);
+            }
+        }
+    }
+    release.sort();
+    release.dedup();
+    let mut said = Vec::new();
+    for e in &offered.stored {
+        said.push(format!(
+            "{} {} for {} stored as {}",
+            match e.kind {
+                crate::directory::Kind::Smime => "certificate",
+                crate::directory::Kind::Openpgp => "OpenPGP key",
+            },
+            crate::trust::short(&e.fingerprint),
+            e.addresses.join(", "),
+            e.trust
+        ));
+    }
+    for p in &offered.set_aside {
+        said.push(format!(
+            "key {} for {} set aside for review ({})",
+            crate::trust::short(&p.candidate.fingerprint),
+            p.address,
+            p.why
+        ));
+    }
+    let note = format!(
+        "keys taken from this message (From {from}, DKIM {}): {}",
+        dkim.describe(),
+        said.join("; ")
+    );
+    tracing::info!(queue_id, %note, "harvest");
+    Harvested {
+        release,
+        note: Some(note),
+    }
+}
+
+/// What DKIM says about the message's `From` domain (a few seconds at
+/// most: the signers' keys are asked through the gateway's DNS).
+fn dkim_of(content: &[u8], from: &str, context: &super::Context<'_>) -> crate::dkim::Dkim {
+    let domain = from.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+    let Ok(verifier) = context.trust.dkim(context.config) else {
+        return crate::dkim::Dkim::TempError {
+            reason: "no DKIM verifier".into(),
+        };
+    };
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return crate::dkim::Dkim::TempError {
+            reason: "no runtime".into(),
+        };
+    };
+    // The pipeline runs on a blocking thread (block_in_place): waiting here is allowed.
+    handle
+        .block_on(tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            verifier.verify(content, domain),
+        ))
+        .unwrap_or_else(|_| crate::dkim::Dkim::TempError {
+            reason: "no answer in 5 s".into(),
+        })
+}
+
+/// The fingerprint of a directory key for `from` that made a good OpenPGP
+/// signature over the message: it vouches for keys the message carries.
+fn openpgp_signer(content: &[u8], from: &str, context: &super::Context<'_>) -> Option<String> {
+    let limits = sealgate_openpgp::Limits::default();
+    let known: Vec<sealgate_openpgp::Cert> = context
+        .directory
+        .lookup(from)
+        .ok()?
+        .iter()
+        .filter(|e| e.kind == crate::directory::Kind::Openpgp)
+        .filter_map(|e| sealgate_openpgp::parse_certs(&e.data, &limits).ok())
+        .flatten()
+        .collect();
+    if known.is_empty() {
+        return None;
+    }
+    match sealgate_openpgp::verify(content, &known, &limits) {
+        Ok(sealgate_openpgp::Verdict::Valid { signer }) => Some(signer.to_ascii_lowercase()),
+        _ => None,
+    }
 }
 
 /// What a message may carry for the directory, judged from its structure.
@@ -117,17 +241,23 @@ impl Carries {
     }
 }
 
-/// The signer certificate of a good S/MIME signature by the `From` address.
+/// The signer certificate of a good S/MIME signature by the `From`
+/// address, with its announced capabilities and the issuers that came
+/// with it; `anchored` when it chains to a configured anchor.
 fn smime_signer(
     content: &[u8],
     from: &str,
-    directory: &Directory,
+    level: Trust,
     source: &str,
+    context: &super::Context<'_>,
     now_ms: u64,
 ) -> Vec<Entry> {
     use sealgate_smime::verify::Verdict;
     let now_secs = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
-    let Ok(verification) = sealgate_smime::verify::verify_message(content, &[], now_secs) else {
+    let smime = context.trust.smime(context.config).ok();
+    let anchors = smime.as_ref().map_or(&[][..], |s| s.anchors());
+    let Ok(verification) = sealgate_smime::verify::verify_message(content, anchors, now_secs)
+    else {
         return Vec::new();
     };
     if !matches!(
@@ -142,39 +272,80 @@ fn smime_signer(
     if !signer.emails.iter().any(|a| a.eq_ignore_ascii_case(from)) {
         return Vec::new();
     }
-    directory
-        .import_x509(signer.der(), None, Trust::Harvested, source, now_ms)
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "harvested S/MIME certificate not stored");
+    let issuers: Vec<sealgate_smime::Certificate> =
+        verification.signer_chain.iter().skip(1).cloned().collect();
+    let anchored = smime.as_ref().is_some_and(|s| {
+        matches!(
+            s.check(signer, &issuers, sealgate_smime::trust::Purpose::Encrypt)
+                .verdict,
+            sealgate_smime::trust::PathVerdict::Anchored { .. }
+        )
+    });
+    let level = if anchored {
+        level.max(Trust::Anchored)
+    } else {
+        level
+    };
+    let capabilities = capability_names(&verification.capabilities);
+    match crate::directory::parse_x509(signer.der(), None, level, source, now_ms) {
+        Ok(entries) => entries
+            .into_iter()
+            .map(|mut e| {
+                e.capabilities = capabilities.clone();
+                e.issuers = issuers
+                    .iter()
+                    .filter(|c| !anchors.iter().any(|a| a.der() == c.der()))
+                    .map(|c| c.der().to_vec())
+                    .collect();
+                e
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "harvested S/MIME certificate not usable");
             Vec::new()
+        }
+    }
+}
+
+/// The announced content ciphers by name (`aes256-gcm`, `aes256-cbc`, …).
+pub fn capability_names(caps: &[sealgate_smime::signed::Capability]) -> Vec<String> {
+    use sealgate_smime::oid;
+    caps.iter()
+        .filter_map(|c| {
+            let name = match c.oid.as_slice() {
+                o if o == oid::AES256_GCM => "aes256-gcm",
+                o if o == oid::AES192_GCM => "aes192-gcm",
+                o if o == oid::AES128_GCM => "aes128-gcm",
+                o if o == oid::AES256_CBC => "aes256-cbc",
+                o if o == oid::AES192_CBC => "aes192-cbc",
+                o if o == oid::AES128_CBC => "aes128-cbc",
+                o if o == oid::DES_EDE3_CBC => "des-ede3-cbc",
+                _ => return None,
+            };
+            Some(name.to_owned())
         })
+        .collect()
 }
 
 /// OpenPGP certificates in the message whose user IDs name the `From` address.
-fn openpgp_keys(
-    content: &[u8],
-    from: &str,
-    directory: &Directory,
-    source: &str,
-    now_ms: u64,
-) -> Vec<Entry> {
+fn openpgp_keys(content: &[u8], from: &str, level: Trust, source: &str, now_ms: u64) -> Vec<Entry> {
     let limits = sealgate_openpgp::Limits::default();
     let Ok(certs) = sealgate_openpgp::harvest(content, &limits) else {
         return Vec::new();
     };
-    store_openpgp(&certs, from, directory, source, now_ms)
+    store_openpgp(&certs, from, level, source, now_ms)
 }
 
-/// Stores those of `certs` (found by the engine, valid under its policy)
-/// whose user IDs name the `From` address, as harvested.
+/// Entries for those of `certs` (found by the engine, valid under its
+/// policy) whose user IDs name the `From` address.
 fn store_openpgp(
     certs: &[sealgate_openpgp::Cert],
     from: &str,
-    directory: &Directory,
+    level: Trust,
     source: &str,
     now_ms: u64,
 ) -> Vec<Entry> {
-    let mut stored = Vec::new();
+    let mut out = Vec::new();
     for cert in certs {
         let Ok(summary) = sealgate_openpgp::summarize(cert) else {
             continue;
@@ -182,12 +353,12 @@ fn store_openpgp(
         if !summary.emails.iter().any(|e| e.eq_ignore_ascii_case(from)) {
             continue;
         }
-        match directory.import_openpgp(&summary.binary, Trust::Harvested, source, now_ms) {
-            Ok(entries) => stored.extend(entries),
-            Err(e) => tracing::warn!(error = %e, "harvested OpenPGP certificate not stored"),
+        match crate::directory::parse_openpgp(&summary.binary, level, source, now_ms) {
+            Ok(entries) => out.extend(entries),
+            Err(e) => tracing::warn!(error = %e, "harvested OpenPGP certificate not usable"),
         }
     }
-    stored
+    out
 }
 
 #[cfg(test)]

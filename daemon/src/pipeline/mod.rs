@@ -31,7 +31,6 @@ pub mod resolve;
 pub mod unwrap;
 
 use crate::config::Config;
-use crate::directory::Trust;
 use crate::envelope::Envelope;
 use crate::policy::{Action, Decision, Policy};
 use crate::reason::Reason;
@@ -84,6 +83,8 @@ pub struct Context<'a> {
     pub directory: &'a crate::directory::Directory,
     /// The gateway's own keys: loaded, not set up, or unavailable.
     pub keys: &'a crate::keys::KeyStore,
+    /// The trust machinery: review queue, discovery, anchors and CRLs, DKIM.
+    pub trust: &'a crate::trust::services::Services,
 }
 
 /// How a group of recipients gets the message itself (not encrypted by us).
@@ -183,7 +184,7 @@ pub fn process(
         })
         .collect();
     let sender = envelope.sender_text_or_empty();
-    let opened = unwrap::unwrap(content, context.keys)?;
+    let opened = unwrap::unwrap(content, context.keys, context.directory)?;
     let (clear, verdict, opened_from, carried): (&[u8], Option<&str>, _, &[_]) = match &opened {
         unwrap::Unwrapped::AsIs => (content, None, None, &[]),
         unwrap::Unwrapped::Opened {
@@ -193,18 +194,10 @@ pub fn process(
             carried,
         } => (content, Some(verdict.as_str()), Some(*wrapping), carried),
     };
-    // Mail held for these addresses is decided again only where a key
-    // taken from mail may serve encrypt-required mail.
-    plan.harvested = harvest::harvest(
-        clear,
-        carried,
-        context.directory,
-        queue_id,
-        crate::envelope::now_ms(),
-    )
-    .into_iter()
-    .filter(|address| crate::policy::decide::trusts_harvested_keys(context.policy, address))
-    .collect();
+    // Mail held for these addresses is decided again where a key that
+    // came with this message is trusted enough for it.
+    let harvested = harvest::harvest(clear, carried, context, queue_id, crate::envelope::now_ms());
+    plan.harvested = harvested.release;
     let origin = decide::Origin {
         sender: &sender,
         client_ip: envelope.client_ip.parse().ok(),
@@ -282,8 +275,8 @@ pub fn process(
             }
             Action::EncryptRequired | Action::EncryptIfPossible => {
                 let required = decision.action == Action::EncryptRequired;
-                match find_method(context.directory, context.policy, address, decision, now)? {
-                    Ok(method) => {
+                match find_method(context, address, decision, now)? {
+                    crate::trust::resolve::Found::Method(method) => {
                         let key = CopyKey::of(
                             &method,
                             decision,
@@ -301,10 +294,14 @@ pub fn process(
                             }),
                         }
                     }
-                    Err(why_not) if required => plan
+                    // A lookup runs, or a key change waits for review.
+                    crate::trust::resolve::Found::Wait(reason) => {
+                        plan.dispositions.push((*index, Disposition::Hold(reason)));
+                    }
+                    crate::trust::resolve::Found::None(why_not) if required => plan
                         .dispositions
                         .push((*index, Disposition::Hold(Reason::NoKey { detail: why_not }))),
-                    Err(why_not) => {
+                    crate::trust::resolve::Found::None(why_not) => {
                         notes.push((
                             *index,
                             format!("{why_not}: sent in clear as the policy allows"),
@@ -324,6 +321,10 @@ pub fn process(
     }
     for ((index, _), decision) in recipients.iter().zip(&decisions) {
         let mut explanation = decision.explain();
+        if let Some(note) = &harvested.note {
+            explanation.push_str("; ");
+            explanation.push_str(note);
+        }
         for (_, note) in notes.iter().filter(|(i, _)| i == index) {
             explanation.push_str("; ");
             explanation.push_str(note);
@@ -334,39 +335,26 @@ pub fn process(
     Ok(plan)
 }
 
-/// The key to encrypt `address`'s copy with: `Ok(Err(why not))` when
-/// there is none the decision accepts (keys taken from mail are trust on
-/// first use: whoever controls the path can put one there, so they serve
-/// encrypt-required mail only where the policy says so); `Err` when the
-/// directory cannot be read (defer: never "no key").
+/// The key to encrypt `address`'s copy with, under the trust model
+/// (`crate::trust::resolve`): a method, a wait (a lookup runs, a key
+/// change waits for review), or why there is none the decision accepts
+/// (keys taken from mail are trust on first use: whoever controls the path
+/// can put one there, so they serve encrypt-required mail only where the
+/// policy's `required_trust` allows). `Err` when the directory cannot be
+/// read (defer: never "no key").
 pub fn find_method(
-    directory: &crate::directory::Directory,
-    policy: &Policy,
+    context: &Context<'_>,
     address: &str,
     decision: &Decision,
     now: u64,
-) -> Result<Result<resolve::Method, String>, Reason> {
-    let required = decision.action == Action::EncryptRequired;
-    let min_trust = if required && !decision.trust_harvested_keys {
-        Trust::Verified
-    } else {
-        Trust::Harvested
-    };
-    let methods = &policy.config.methods;
-    let lookup = |min_trust| {
-        resolve::method(directory, address, methods, now, min_trust)
-            .map_err(|e| Reason::local(format!("key directory not readable: {e}")))
-    };
-    if let Some(method) = lookup(min_trust)? {
-        return Ok(Ok(method));
+) -> Result<crate::trust::resolve::Found, Reason> {
+    crate::trust::resolve::Resolver {
+        directory: context.directory,
+        services: context.trust,
+        config: context.config,
+        methods: &context.policy.config.methods,
     }
-    if min_trust > Trust::Harvested && lookup(Trust::Harvested)?.is_some() {
-        return Ok(Err(format!(
-            "the only key for {address} was taken from mail (trust on first use), \
-             which encrypt-required mail does not accept"
-        )));
-    }
-    Ok(Err(format!("no certificate or key for {address} yet")))
+    .method_for(address, decision, now)
 }
 
 /// The addresses in the To and Cc fields (lower case): recipients a copy

@@ -36,8 +36,10 @@ impl Method {
             .as_ref()
             .map_or_else(|| e.addresses.join(", "), |d| format!("domain {d}"));
         format!(
-            "{what} {} ({target})",
-            e.fingerprint.get(..16).unwrap_or(&e.fingerprint)
+            "{what} {} ({target}), trust {} ({})",
+            e.fingerprint.get(..16).unwrap_or(&e.fingerprint),
+            e.trust,
+            e.trust.explain()
         )
     }
 }

@@ -14,10 +14,13 @@
 //! the gateway's OpenPGP identity (`<data>/openpgp`, keys on the token),
 //! after reading whom the message is addressed to. The certificates that
 //! OpenPGP signatures inside carried (GnuPG's `--include-key-block`) are
-//! handed on for the harvest stage.
+//! handed on for the harvest stage. Signatures inside are checked against
+//! the key directory's certificates for the `From` address, so the verdict
+//! tells a valid signature (with the signer's trust level) from an
+//! invalid one and from one whose signer nobody knows.
 //!
-//! Trusts: the token and the gateway's own certificates; nothing in the
-//! message (the engines parse it within their limits).
+//! Trusts: the token and the gateway's own certificates, the directory;
+//! nothing in the message (the engines parse it within their limits).
 
 use sealgate_openpgp::GatewayIdentity;
 use sealgate_smime::efail::CbcVerdict;
@@ -50,7 +53,11 @@ pub enum Unwrapped {
 /// deferred: it may be for the gateway, and passing it on would deliver
 /// ciphertext nobody can read (or, worse, skip the recipient's own
 /// encryption). Without a key store the message is not even looked at.
-pub fn unwrap(content: &[u8], store: &KeyStore) -> Result<Unwrapped, Reason> {
+pub fn unwrap(
+    content: &[u8],
+    store: &KeyStore,
+    directory: &crate::directory::Directory,
+) -> Result<Unwrapped, Reason> {
     if matches!(store, KeyStore::NotSetUp) {
         return Ok(Unwrapped::AsIs);
     }
@@ -65,7 +72,7 @@ pub fn unwrap(content: &[u8], store: &KeyStore) -> Result<Unwrapped, Reason> {
         _ => return Ok(Unwrapped::AsIs),
     };
     match (wrapping, keys.openpgp()) {
-        (Some(Wrapping::Openpgp), Some(identity)) => unwrap_openpgp(content, identity),
+        (Some(Wrapping::Openpgp), Some(identity)) => unwrap_openpgp(content, identity, directory),
         (Some(Wrapping::Openpgp), None) => Ok(Unwrapped::AsIs),
         // The S/MIME engine judges the rest itself (it also knows the
         // legacy forms the parse stage does not name).
@@ -76,7 +83,11 @@ pub fn unwrap(content: &[u8], store: &KeyStore) -> Result<Unwrapped, Reason> {
 
 /// Opens an OpenPGP message addressed to the gateway's identity; mail for
 /// anyone else passes through as it is.
-fn unwrap_openpgp(content: &[u8], identity: &GatewayIdentity) -> Result<Unwrapped, Reason> {
+fn unwrap_openpgp(
+    content: &[u8],
+    identity: &GatewayIdentity,
+    directory: &crate::directory::Directory,
+) -> Result<Unwrapped, Reason> {
     let limits = sealgate_openpgp::Limits::default();
     let addressed = match sealgate_openpgp::addressees(content, &limits) {
         Ok(found) => found.include(identity),
@@ -87,7 +98,8 @@ fn unwrap_openpgp(content: &[u8], identity: &GatewayIdentity) -> Result<Unwrappe
     if !addressed {
         return Ok(Unwrapped::AsIs);
     }
-    match sealgate_openpgp::decrypt(identity, content, &[], &limits) {
+    let known = known_signers(content, directory)?;
+    match sealgate_openpgp::decrypt(identity, content, &known, &limits) {
         Ok(decrypted) => Ok(Unwrapped::Opened {
             content: decrypted.message.to_vec(),
             wrapping: Wrapping::Openpgp,
@@ -97,7 +109,7 @@ fn unwrap_openpgp(content: &[u8], identity: &GatewayIdentity) -> Result<Unwrappe
                     sealgate_openpgp::Format::PgpMime => "pgp-mime",
                     _ => "inline",
                 },
-                signature_word(&decrypted.verdict)
+                signature_verdict(&decrypted.verdict, directory)
             ),
             carried: decrypted.carried_certs,
         }),
@@ -110,16 +122,59 @@ fn unwrap_openpgp(content: &[u8], identity: &GatewayIdentity) -> Result<Unwrappe
     }
 }
 
-/// One word for the verdict header: what the signatures inside established.
-fn signature_word(verdict: &sealgate_openpgp::Verdict) -> &'static str {
+/// The directory's OpenPGP certificates for the `From` address of the
+/// (still encrypted) message: the signers the verdict can call known. A
+/// directory that cannot be read defers the message (a signature must not
+/// be called unknown because storage failed).
+fn known_signers(
+    content: &[u8],
+    directory: &crate::directory::Directory,
+) -> Result<Vec<sealgate_openpgp::Cert>, Reason> {
+    let Some(from) = mail_parser::MessageParser::default()
+        .parse_headers(content)
+        .and_then(|h| {
+            h.header_raw("From")
+                .and_then(sealgate_smime::verify::from_address)
+        })
+    else {
+        return Ok(Vec::new());
+    };
+    let entries = directory
+        .lookup(&from)
+        .map_err(|e| Reason::local(format!("key directory not readable: {e}")))?;
+    let limits = sealgate_openpgp::Limits::default();
+    Ok(entries
+        .iter()
+        .filter(|e| e.kind == crate::directory::Kind::Openpgp)
+        .filter_map(|e| sealgate_openpgp::parse_certs(&e.data, &limits).ok())
+        .flatten()
+        .collect())
+}
+
+/// The verdict header's words for the signatures inside: `valid` with the
+/// signer and its trust in the directory, `valid-unknown-key` (good, by a
+/// key only the mail carried), `signer-mismatch`, `invalid`,
+/// `unknown-signer` (nobody knows the key: not checkable), or `none`.
+fn signature_verdict(
+    verdict: &sealgate_openpgp::Verdict,
+    directory: &crate::directory::Directory,
+) -> String {
     use sealgate_openpgp::Verdict;
     match verdict {
-        Verdict::Valid { .. } => "valid",
-        Verdict::ValidUnknownKey { .. } => "valid-unknown-key",
-        Verdict::SignerMismatch { .. } => "signer-mismatch",
-        Verdict::Invalid { .. } => "invalid",
-        Verdict::NotFullySigned => "not-fully-signed",
-        _ => "none",
+        Verdict::Valid { signer } => {
+            let trust = directory
+                .get(&signer.to_ascii_lowercase())
+                .ok()
+                .flatten()
+                .map_or("unknown", |e| e.trust.as_str());
+            format!("valid; signer={signer}; trust={trust}")
+        }
+        Verdict::ValidUnknownKey { signer } => format!("valid-unknown-key; signer={signer}"),
+        Verdict::SignerMismatch { signer, .. } => format!("signer-mismatch; signer={signer}"),
+        Verdict::Invalid { .. } => "invalid".to_owned(),
+        Verdict::UnknownSigner { issuer } => format!("unknown-signer; issuer={issuer}"),
+        Verdict::NotFullySigned => "not-fully-signed".to_owned(),
+        _ => "none".to_owned(),
     }
 }
 
@@ -148,6 +203,7 @@ fn smime_signature_word(inner: &[u8]) -> &'static str {
             Verdict::Valid => "valid",
             Verdict::ValidButUntrusted(_) => "valid-untrusted",
             Verdict::SignerMismatch => "signer-mismatch",
+            Verdict::Revoked(_) => "revoked",
             Verdict::NotFullySigned => "not-fully-signed",
             Verdict::Invalid(_) if top_level_signed => "invalid",
             _ => "none",

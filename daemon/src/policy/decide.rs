@@ -49,9 +49,13 @@ pub struct Decision {
     pub neutral_subject: bool,
     /// The subject keyword that matched and is to be removed, if any.
     pub strip_keyword: Option<String>,
-    /// Keys taken from mail are enough for encrypt-required
-    /// ([`Settings::trust_harvested_keys`]).
-    pub trust_harvested_keys: bool,
+    /// The least trust level a key needs for encrypt-required mail
+    /// ([`Settings::required_trust`], or `trust_harvested_keys`).
+    pub required_trust: crate::directory::Trust,
+    /// The keys this recipient is pinned to (empty: not pinned).
+    pub pinned_keys: Vec<String>,
+    /// Signed mail to this recipient carries the gateway's Autocrypt key.
+    pub autocrypt: bool,
     pub source: Source,
     /// Why, in words: the conditions that held and any guard that changed the action.
     pub because: Vec<String>,
@@ -179,15 +183,25 @@ pub fn decide(policy: &Policy, facts: &MessageFacts, recipient: &Recipient) -> D
         sign,
         neutral_subject,
         strip_keyword,
-        trust_harvested_keys: inherited(|s| s.trust_harvested_keys).unwrap_or(false),
+        required_trust: address_settings
+            .and_then(|(_, s)| s.required_trust())
+            .or_else(|| domain_settings.and_then(|(_, s)| s.required_trust()))
+            .or_else(|| config.settings.required_trust())
+            .unwrap_or(crate::directory::Trust::DEFAULT_REQUIRED),
+        pinned_keys: address_settings
+            .and_then(|(_, s)| s.pinned_keys.clone())
+            .or_else(|| domain_settings.and_then(|(_, s)| s.pinned_keys.clone()))
+            .unwrap_or_default(),
+        autocrypt: inherited(|s| s.autocrypt).unwrap_or(false),
         source,
         because,
     }
 }
 
-/// Whether keys taken from mail are enough for encrypt-required mail to
-/// `address` ([`Settings::trust_harvested_keys`], address → domain → global).
-pub fn trusts_harvested_keys(policy: &Policy, address: &str) -> bool {
+/// The least trust level encrypt-required mail to `address` needs
+/// ([`Settings::required_trust`] or `trust_harvested_keys`, address →
+/// domain → global; default `portal`).
+pub fn required_trust(policy: &Policy, address: &str) -> crate::directory::Trust {
     let recipient = Recipient {
         address: address.to_ascii_lowercase(),
         internal: false,
@@ -195,10 +209,24 @@ pub fn trusts_harvested_keys(policy: &Policy, address: &str) -> bool {
     };
     let (address_settings, domain_settings) = settings_for(policy, &recipient);
     address_settings
-        .and_then(|(_, s)| s.trust_harvested_keys)
-        .or_else(|| domain_settings.and_then(|(_, s)| s.trust_harvested_keys))
-        .or(policy.config.settings.trust_harvested_keys)
-        .unwrap_or(false)
+        .and_then(|(_, s)| s.required_trust())
+        .or_else(|| domain_settings.and_then(|(_, s)| s.required_trust()))
+        .or_else(|| policy.config.settings.required_trust())
+        .unwrap_or(crate::directory::Trust::DEFAULT_REQUIRED)
+}
+
+/// The keys `address` (or its domain) is pinned to (empty: not pinned).
+pub fn pinned_keys(policy: &Policy, address: &str) -> Vec<String> {
+    let recipient = Recipient {
+        address: address.to_ascii_lowercase(),
+        internal: false,
+        released: false,
+    };
+    let (address_settings, domain_settings) = settings_for(policy, &recipient);
+    address_settings
+        .and_then(|(_, s)| s.pinned_keys.clone())
+        .or_else(|| domain_settings.and_then(|(_, s)| s.pinned_keys.clone()))
+        .unwrap_or_default()
 }
 
 /// Settings with the pattern they were configured under.

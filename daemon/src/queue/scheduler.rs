@@ -42,6 +42,7 @@ pub async fn run(
     live: Arc<crate::settings::Live>,
     keys: crate::keys::Keys,
     deliverer: Arc<Deliverer>,
+    trust: Arc<crate::trust::services::Services>,
     mut requests: mpsc::UnboundedReceiver<SchedulerRequest>,
     initial: Vec<(u64, QueueId)>,
 ) {
@@ -66,6 +67,7 @@ pub async fn run(
             let runtime = live.get();
             let keys = keys.current();
             let deliverer = deliverer.clone();
+            let trust = trust.clone();
             let done = done_tx.clone();
             tokio::spawn(async move {
                 let context = pipeline::Context {
@@ -73,6 +75,7 @@ pub async fn run(
                     policy: &runtime.policy,
                     directory: queue.directory(),
                     keys: &keys,
+                    trust: &trust,
                 };
                 let next = attempt(&queue, &context, runtime.version, &deliverer, &queue_id).await;
                 let _ = done.send((queue_id, next));
@@ -557,12 +560,18 @@ async fn apply_plan(
                 refuse(ledger, config, message, i, reason, "policy", notices)
             }
             Disposition::Hold(reason) => {
+                // A key lookup is a short wait: no notice. A review asks the
+                // administrator, not the recipient: no invitation.
+                let lookup = matches!(reason, Reason::KeyLookup { .. });
                 if let Some(r) = ledger.entry.recipients.get_mut(i)
                     && !r.hold_notified
+                    && !lookup
                 {
                     r.hold_notified = true;
                     notices.delayed.push((i, reason.clone()));
-                    newly_held.push(i);
+                    if !matches!(reason, Reason::KeyReview { .. }) {
+                        newly_held.push(i);
+                    }
                 }
                 ledger.set(
                     i,

@@ -39,6 +39,7 @@ pub mod queue;
 pub mod settings;
 pub mod status;
 pub mod tracking;
+pub mod trust;
 
 /// What the handlers work on.
 pub struct Ctx {
@@ -55,11 +56,23 @@ pub struct Ctx {
     /// for the CLI working on a stopped daemon's data directory.
     pub online: bool,
     pub started_at_ms: u64,
+    /// The trust machinery (review queue, discovery, anchors and CRLs).
+    pub trust: Arc<crate::trust::services::Services>,
 }
 
 impl Ctx {
-    /// The service's view of an opened data directory.
+    /// The service's view of an opened data directory. Online, the trust
+    /// machinery wakes the scheduler when keys arrive (a review decided,
+    /// a lookup done); offline there is no scheduler to wake, so mail held
+    /// for the address stays held until `queue release`, a later key or
+    /// the end of its hold.
     pub fn of(opened: &crate::daemon::Opened, keys: Keys, online: bool) -> Ctx {
+        let trust = Arc::new(crate::trust::services::Services::new(
+            opened.shared.clone(),
+            Arc::new(crate::outbound_tls::OutboundTls::new(&opened.db)),
+            Some(opened.db.clone()),
+            online.then(|| opened.queue.clone()),
+        ));
         Ctx {
             live: opened.live.clone(),
             settings: opened.settings.clone(),
@@ -70,6 +83,7 @@ impl Ctx {
             db: opened.db.clone(),
             online,
             started_at_ms: crate::envelope::now_ms(),
+            trust,
         }
     }
 }
@@ -97,7 +111,7 @@ impl AdminService {
     ) -> Result<serde_json::Value, ServiceError> {
         use sealgate_api::ops::{
             audit as a, directory as d, keys as k, policy as p, queue as q, settings as s,
-            status as st, tracking as t,
+            status as st, tracking as t, trust as tr,
         };
         match name {
             q::QueueList::NAME => self.run(actor, args, queue::list).await,
@@ -132,6 +146,15 @@ impl AdminService {
             p::PolicyExplain::NAME => self.run(actor, args, policy::explain).await,
             st::Status::NAME => self.run(actor, args, status::status).await,
             a::AuditSearch::NAME => self.run(actor, args, audit::search).await,
+            tr::ReviewList::NAME => self.run(actor, args, trust::list).await,
+            tr::ReviewShow::NAME => self.run(actor, args, trust::show).await,
+            tr::ReviewAccept::NAME => self.run(actor, args, trust::accept).await,
+            tr::ReviewReject::NAME => self.run(actor, args, trust::reject).await,
+            tr::AnchorsList::NAME => self.run(actor, args, trust::anchors).await,
+            tr::CrlList::NAME => self.run(actor, args, trust::crl_list).await,
+            tr::CrlUpload::NAME => self.run(actor, args, trust::crl_upload).await,
+            tr::DiscoveryLookup::NAME => self.run(actor, args, trust::discover).await,
+            tr::PublishRecords::NAME => self.run(actor, args, trust::publish).await,
             _ => Err(ServiceError::UnknownOperation(name.to_owned())),
         }
     }

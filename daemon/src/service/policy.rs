@@ -98,21 +98,23 @@ pub async fn explain(
         .map_err(|e| ServiceError::invalid("message", format!("cannot be processed: {e}")))?;
         let now = crate::envelope::now_ms();
         let directory = ctx.queue.directory();
+        let keys = ctx.keys.current();
+        let context = crate::pipeline::Context {
+            config: &runtime.config,
+            policy: &runtime.policy,
+            directory,
+            keys: &keys,
+            trust: &ctx.trust,
+        };
         decisions
             .into_iter()
             .map(|d| {
                 let (key, outcome) = match d.action {
                     Action::EncryptRequired | Action::EncryptIfPossible => {
-                        match crate::pipeline::find_method(
-                            directory,
-                            &runtime.policy,
-                            &d.recipient,
-                            &d,
-                            now,
-                        )
-                        .map_err(|r| ServiceError::Unavailable { what: r.text() })?
+                        match crate::pipeline::find_method(&context, &d.recipient, &d, now)
+                            .map_err(|r| ServiceError::Unavailable { what: r.text() })?
                         {
-                            Ok(method) => {
+                            crate::trust::resolve::Found::Method(method) => {
                                 let e = method.entry();
                                 let described = method.describe();
                                 (
@@ -125,10 +127,17 @@ pub async fn explain(
                                     format!("encrypted for {described}"),
                                 )
                             }
-                            Err(why) if d.action == Action::EncryptRequired => {
+                            crate::trust::resolve::Found::Wait(reason) => {
+                                (None, format!("waits: {}", reason.text()))
+                            }
+                            crate::trust::resolve::Found::None(why)
+                                if d.action == Action::EncryptRequired =>
+                            {
                                 (None, format!("held: encryption required and {why}"))
                             }
-                            Err(why) => (None, format!("sent in clear: {why}")),
+                            crate::trust::resolve::Found::None(why) => {
+                                (None, format!("sent in clear: {why}"))
+                            }
                         }
                     }
                     Action::Sign => (None, "signed, not encrypted".to_owned()),

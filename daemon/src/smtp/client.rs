@@ -1,7 +1,9 @@
 //! The outbound SMTP client: one transaction per call, with PIPELINING when
-//! offered, opportunistic STARTTLS (mandatory when the caller requires it),
-//! DSN parameters passed on, dot-stuffing, and a pool of idle connections
-//! per destination so a busy queue does not reconnect for every message.
+//! offered, STARTTLS as the hop's [`TlsRequirement`] demands (opportunistic,
+//! mandatory, or authenticated by the outbound TLS policy's verifier: see
+//! `outbound_tls`), DSN parameters passed on, dot-stuffing, and a pool of
+//! idle connections per destination and requirement so a busy queue does
+//! not reconnect for every message.
 //!
 //! Trusts nothing the server says: replies are read with a line and line
 //! count limit and every read has a timeout. What goes out never contains a
@@ -18,6 +20,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::address::Address;
 use crate::envelope::EnvelopeRecipient;
+use crate::outbound_tls::{Hop, TlsFacts, TlsRequirement};
 use crate::reason::Reason;
 use crate::smtp::command::Ret;
 
@@ -83,10 +86,18 @@ pub enum ClientError {
     Rejected(RemoteReply),
     #[error("server sent a malformed reply")]
     Protocol,
-    #[error("TLS is required for this destination but the server does not offer STARTTLS")]
-    TlsRequired,
-    #[error("TLS handshake failed: {0}")]
-    Tls(io::Error),
+    #[error(
+        "{0} for this destination, but the server does not offer STARTTLS (or refused it); not sent in clear"
+    )]
+    TlsRequired(String),
+    #[error("TLS handshake failed ({requirement}): {error}")]
+    Tls {
+        requirement: String,
+        /// The requirement was a policy's (TLS required or authenticated),
+        /// not opportunistic TLS.
+        policy: bool,
+        error: io::Error,
+    },
 }
 
 /// What one transaction sends.
@@ -104,6 +115,15 @@ struct Connection {
     stream: MaybeTls,
     input: Vec<u8>,
     extensions: Vec<String>,
+    /// What TLS the connection has, if any.
+    tls: Option<TlsFacts>,
+}
+
+/// A transaction's result: an outcome per recipient and the connection's TLS.
+#[derive(Debug)]
+pub struct Sent {
+    pub outcomes: Vec<Outcome>,
+    pub tls: Option<TlsFacts>,
 }
 
 impl Connection {
@@ -173,40 +193,38 @@ impl SmtpClient {
         }
     }
 
-    /// Sends one transaction to `host:port`; per-recipient outcomes on success.
+    /// Sends one transaction to `hop` on `port`, meeting its TLS
+    /// requirement; per-recipient outcomes on success.
     pub async fn send(
         &self,
-        host: &str,
+        hop: &Hop,
         port: u16,
-        require_tls: bool,
         tx: &Transaction<'_>,
-    ) -> Result<Vec<Outcome>, ClientError> {
-        let key = format!("{host}:{port}:{require_tls}");
+    ) -> Result<Sent, ClientError> {
+        let key = format!("{}:{port}:{}:{}", hop.address, hop.name, hop.tls.pool_id());
         let stuffed = dot_stuff(tx.content);
         if let Some(mut conn) = self.checkout(&key) {
             // A pooled connection may have been closed by the server; an
             // error before any recipient was accepted is retried afresh.
             match self.transaction(&mut conn, tx, &stuffed).await {
                 Ok(outcomes) => {
+                    let tls = conn.tls.clone();
                     self.checkin(key, conn);
-                    return Ok(outcomes);
+                    return Ok(Sent { outcomes, tls });
                 }
                 Err(ClientError::Io(_) | ClientError::Timeout | ClientError::Protocol) => {}
                 Err(other) => return Err(other),
             }
         }
-        let mut conn = self.connect(host, port, require_tls).await?;
+        let mut conn = self.connect(hop, port).await?;
         let outcomes = self.transaction(&mut conn, tx, &stuffed).await?;
+        let tls = conn.tls.clone();
         self.checkin(key, conn);
-        Ok(outcomes)
+        Ok(Sent { outcomes, tls })
     }
 
-    async fn connect(
-        &self,
-        host: &str,
-        port: u16,
-        require_tls: bool,
-    ) -> Result<Connection, ClientError> {
+    async fn connect(&self, hop: &Hop, port: u16) -> Result<Connection, ClientError> {
+        let host = hop.address.as_str();
         let target = format!("{host}:{port}");
         let tcp = tokio::time::timeout(self.timeout(), TcpStream::connect((host, port)))
             .await
@@ -222,33 +240,69 @@ impl SmtpClient {
             stream: MaybeTls::Plain(tcp),
             input: Vec::new(),
             extensions: Vec::new(),
+            tls: None,
         };
         let greeting = self.read_reply(&mut conn).await?;
         if greeting.code != 220 {
             return Err(rejected(&greeting));
         }
         self.ehlo(&mut conn).await?;
-        if conn.has("STARTTLS") {
-            self.write(&mut conn, b"STARTTLS\r\n").await?;
-            let reply = self.read_reply(&mut conn).await?;
-            if reply.code == 220 {
-                conn.input.clear();
-                let tcp = conn.stream.take_plain()?;
-                // Opportunistic TLS authenticates nobody; the name only feeds SNI.
-                let name = rustls::pki_types::ServerName::try_from(host.to_string())
-                    .unwrap_or_else(|_| placeholder_server_name());
-                let tls = tokio::time::timeout(self.timeout(), self.tls.connect(name, tcp))
-                    .await
-                    .map_err(|_| ClientError::Timeout)?
-                    .map_err(ClientError::Tls)?;
-                conn.stream = MaybeTls::Client(Box::new(tls));
-                self.ehlo(&mut conn).await?;
-            } else if require_tls {
-                return Err(ClientError::TlsRequired);
-            }
-        } else if require_tls {
-            return Err(ClientError::TlsRequired);
+        let requirement = &hop.tls;
+        if matches!(requirement, TlsRequirement::Never) {
+            return Ok(conn);
         }
+        let refused = || ClientError::TlsRequired(requirement.describe());
+        if !conn.has("STARTTLS") {
+            return if requirement.allows_clear() {
+                Ok(conn)
+            } else {
+                Err(refused())
+            };
+        }
+        self.write(&mut conn, b"STARTTLS\r\n").await?;
+        let reply = self.read_reply(&mut conn).await?;
+        if reply.code != 220 {
+            return if requirement.allows_clear() {
+                Ok(conn)
+            } else {
+                Err(refused())
+            };
+        }
+        conn.input.clear();
+        let tcp = conn.stream.take_plain()?;
+        let (connector, sni, auth) = match requirement {
+            TlsRequirement::Authenticated(a) => (
+                TlsConnector::from(a.config.clone()),
+                a.name.as_str(),
+                Some(a),
+            ),
+            // Unauthenticated TLS: the name only feeds SNI.
+            _ => (self.tls.clone(), hop.name.as_str(), None),
+        };
+        let name = rustls::pki_types::ServerName::try_from(sni.to_string())
+            .unwrap_or_else(|_| placeholder_server_name());
+        let tls = tokio::time::timeout(self.timeout(), connector.connect(name, tcp))
+            .await
+            .map_err(|_| ClientError::Timeout)?
+            .map_err(|error| ClientError::Tls {
+                requirement: requirement.describe(),
+                policy: !requirement.allows_clear(),
+                error,
+            })?;
+        let session = tls.get_ref().1;
+        conn.tls = Some(TlsFacts {
+            version: session
+                .protocol_version()
+                .map(|v| format!("{v:?}").replace("TLSv1_", "TLSv1."))
+                .unwrap_or_default(),
+            cipher: session
+                .negotiated_cipher_suite()
+                .map(|c| format!("{:?}", c.suite()))
+                .unwrap_or_default(),
+            verified: auth.map(|a| a.method.verified_by()),
+        });
+        conn.stream = MaybeTls::Client(Box::new(tls));
+        self.ehlo(&mut conn).await?;
         Ok(conn)
     }
 
@@ -506,9 +560,11 @@ impl ClientError {
     pub fn reason(&self) -> Reason {
         match self {
             ClientError::Rejected(reply) => reply.reason(),
-            ClientError::TlsRequired => Reason::TlsRequired {
-                detail: self.to_string(),
-            },
+            ClientError::TlsRequired(_) | ClientError::Tls { policy: true, .. } => {
+                Reason::TlsRequired {
+                    detail: self.to_string(),
+                }
+            }
             ClientError::Connect(..) => Reason::Network {
                 detail: self.to_string(),
                 no_answer: true,
@@ -516,7 +572,7 @@ impl ClientError {
             ClientError::Io(_)
             | ClientError::Timeout
             | ClientError::Protocol
-            | ClientError::Tls(_) => Reason::Network {
+            | ClientError::Tls { policy: false, .. } => Reason::Network {
                 detail: self.to_string(),
                 no_answer: false,
             },

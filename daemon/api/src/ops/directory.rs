@@ -7,25 +7,96 @@ use super::operation;
 use crate::settings::policy::KeyKind;
 use crate::{Area, Permission};
 
-/// How much a directory entry is believed, weakest first.
+/// How much a directory entry is believed: where it came from, weakest
+/// first (so `>=` means "at least as trusted"). See the daemon's `trust`
+/// module for what each level allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Trust {
-    /// Taken from mail (a signature, an Autocrypt header): trust on first use.
+    /// Taken from mail without an authenticated sender: trust on first use.
     Harvested,
-    /// Checked: a chain to a configured anchor, or a verified signature.
-    Verified,
+    /// Taken from mail whose From domain passed DKIM (aligned).
+    HarvestedDkim,
+    /// Provided by a recipient authenticated in the portal.
+    Portal,
+    /// From the corporate LDAP directory.
+    Ldap,
+    /// Published by the recipient domain's Web Key Directory (verified HTTPS).
+    Wkd,
+    /// Published in the recipient's DNSSEC-signed zone (SMIMEA, OPENPGPKEY).
+    Dane,
+    /// An S/MIME certificate chained to a configured anchor, revocation checked.
+    #[serde(alias = "verified")]
+    Anchored,
     /// Imported by an administrator.
     Manual,
 }
 
 impl Trust {
+    /// The least level encrypt-required mail accepts unless the policy
+    /// says otherwise: an administrator's, anchored, DANE, WKD or LDAP
+    /// key, or one from the portal.
+    pub const DEFAULT_REQUIRED: Trust = Trust::Portal;
+
+    /// Every level, strongest first.
+    pub const ALL: [Trust; 8] = [
+        Trust::Manual,
+        Trust::Anchored,
+        Trust::Dane,
+        Trust::Wkd,
+        Trust::Ldap,
+        Trust::Portal,
+        Trust::HarvestedDkim,
+        Trust::Harvested,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Trust::Harvested => "harvested",
-            Trust::Verified => "verified",
+            Trust::HarvestedDkim => "harvested-dkim",
+            Trust::Portal => "portal",
+            Trust::Ldap => "ldap",
+            Trust::Wkd => "wkd",
+            Trust::Dane => "dane",
+            Trust::Anchored => "anchored",
             Trust::Manual => "manual",
         }
+    }
+
+    /// What it means, for `directory show` and the admin UI.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Trust::Harvested => "taken from mail (trust on first use)",
+            Trust::HarvestedDkim => "taken from mail whose sender's domain signed it (DKIM)",
+            Trust::Portal => "provided by the recipient in the portal",
+            Trust::Ldap => "from the corporate LDAP directory",
+            Trust::Wkd => "published by the recipient's domain (Web Key Directory)",
+            Trust::Dane => "published by the recipient's domain (DNSSEC, DANE)",
+            Trust::Anchored => "chained to a trust anchor, revocation checked",
+            Trust::Manual => "imported by an administrator",
+        }
+    }
+
+    /// Whether it was taken from mail.
+    pub fn is_harvested(self) -> bool {
+        matches!(self, Trust::Harvested | Trust::HarvestedDkim)
+    }
+
+    /// The level named `text` (`manual`, `anchored`, …, `harvested`).
+    pub fn parse(text: &str) -> Option<Trust> {
+        let text = text.trim().to_ascii_lowercase();
+        let text = if text == "verified" {
+            "anchored"
+        } else {
+            text.as_str()
+        };
+        Trust::ALL.into_iter().find(|l| l.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

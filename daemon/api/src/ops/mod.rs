@@ -12,6 +12,7 @@ pub mod queue;
 pub mod settings;
 pub mod status;
 pub mod tracking;
+pub mod trust;
 
 /// Declares the [`crate::Operation`] impl of a request struct.
 macro_rules! operation {
@@ -89,4 +90,13 @@ pub const ALL: &[&str] = &[
     <policy::PolicyExplain as crate::Operation>::NAME,
     <status::Status as crate::Operation>::NAME,
     <audit::AuditSearch as crate::Operation>::NAME,
+    <trust::ReviewList as crate::Operation>::NAME,
+    <trust::ReviewShow as crate::Operation>::NAME,
+    <trust::ReviewAccept as crate::Operation>::NAME,
+    <trust::ReviewReject as crate::Operation>::NAME,
+    <trust::AnchorsList as crate::Operation>::NAME,
+    <trust::CrlList as crate::Operation>::NAME,
+    <trust::CrlUpload as crate::Operation>::NAME,
+    <trust::DiscoveryLookup as crate::Operation>::NAME,
+    <trust::PublishRecords as crate::Operation>::NAME,
 ];

@@ -21,6 +21,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub mod policy;
+pub mod trust;
 
 pub use policy::PolicyConfig;
 
@@ -45,6 +46,12 @@ pub struct Settings {
     /// Invitations to held recipients.
     pub invitations: InvitationSettings,
     pub tracking: TrackingSettings,
+    /// Authenticated TLS to next hops: levels per domain, anchors, TLS-RPT.
+    pub outbound_tls: trust::OutboundTlsSettings,
+    /// Where keys are looked for when the directory has none.
+    pub discovery: trust::DiscoverySettings,
+    /// S/MIME trust anchors, CRLs, ciphers by capability.
+    pub smime: trust::SmimeTrustSettings,
 }
 
 impl Default for Settings {
@@ -60,6 +67,9 @@ impl Default for Settings {
             ldap: None,
             invitations: InvitationSettings::default(),
             tracking: TrackingSettings::default(),
+            outbound_tls: trust::OutboundTlsSettings::default(),
+            discovery: trust::DiscoverySettings::default(),
+            smime: trust::SmimeTrustSettings::default(),
         }
     }
 }

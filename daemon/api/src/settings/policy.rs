@@ -165,8 +165,34 @@ pub struct RecipientSettings {
     /// use) are enough for encrypt-required mail and release held mail.
     /// Default `false`: whoever controls the path to the recipient can put
     /// a key into mail under the recipient's address, so such keys serve
-    /// encrypt-if-possible only.
+    /// encrypt-if-possible only. Shorthand: `true` is `required_trust =
+    /// "harvested"`, `false` the default.
     pub trust_harvested_keys: Option<bool>,
+    /// The least trust level a key needs for encrypt-required mail (and to
+    /// release held mail): `manual`, `anchored`, `dane`, `wkd`, `ldap`,
+    /// `portal` (the default: an administrator's, anchored, DANE, WKD or
+    /// LDAP key, or one from the portal), `harvested-dkim` (keys from mail
+    /// whose sender's domain signed it), `harvested` (trust on first use).
+    pub required_trust: Option<crate::ops::directory::Trust>,
+    /// Pin this address or domain to these keys (fingerprints): only they
+    /// are used for it; any other key that turns up waits for review.
+    pub pinned_keys: Option<Vec<String>>,
+    /// Put the gateway's OpenPGP key in an `Autocrypt:` header of the mail
+    /// the gateway signs (outbound).
+    pub autocrypt: Option<bool>,
+}
+
+impl RecipientSettings {
+    /// The level this settings table asks of keys for encrypt-required
+    /// mail, if it says: `required_trust`, else `trust_harvested_keys`.
+    pub fn required_trust(&self) -> Option<crate::ops::directory::Trust> {
+        use crate::ops::directory::Trust;
+        self.required_trust.or(match self.trust_harvested_keys {
+            Some(true) => Some(Trust::Harvested),
+            Some(false) => Some(Trust::DEFAULT_REQUIRED),
+            None => None,
+        })
+    }
 }
 
 /// One rule: conditions (all must hold) and what to do.

@@ -1,0 +1,363 @@
+//! The trust model's operations: the review queue of key changes, S/MIME
+//! anchors and CRLs, key discovery on demand, and what we publish.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use sealgate_api::ops::Done;
+use sealgate_api::ops::directory::DirectoryItem;
+use sealgate_api::ops::trust::{
+    Anchor, AnchorsList, CrlInfo, CrlList, CrlUpload, Discovered, DiscoveryLookup, DiscoveryResult,
+    KeyReview, KeyReviewDetail, PublishRecords, Published, ReviewAccept, ReviewList, ReviewReject,
+    ReviewShow,
+};
+use sealgate_api::{Actor, ServiceError};
+
+use super::{Ctx, blocking, storage};
+use crate::directory::{Entry, Kind, Trust};
+use crate::trust::review::Pending;
+
+fn view(p: &Pending) -> KeyReview {
+    KeyReview {
+        id: p.id.clone(),
+        address: p.address.clone(),
+        fingerprint: p.candidate.fingerprint.clone(),
+        trust: p.candidate.trust,
+        source: p.candidate.source.clone(),
+        why: p.why.clone(),
+        since_ms: p.since_ms,
+        seen: p.seen,
+        current: p.current.clone(),
+    }
+}
+
+fn item(e: &Entry) -> DirectoryItem {
+    DirectoryItem {
+        entry: super::directory::view(e),
+        armored: super::directory::armored(e),
+    }
+}
+
+fn find(ctx: &Ctx, id: &str) -> Result<Pending, ServiceError> {
+    ctx.trust
+        .reviews
+        .find(id)
+        .map_err(storage)?
+        .ok_or_else(|| ServiceError::NotFound {
+            what: format!("key change {id} (see `review list`)"),
+        })
+}
+
+pub async fn list(ctx: Arc<Ctx>, _: Actor, _: ReviewList) -> Result<Vec<KeyReview>, ServiceError> {
+    blocking(move || {
+        Ok(ctx
+            .trust
+            .reviews
+            .all()
+            .map_err(storage)?
+            .iter()
+            .map(view)
+            .collect())
+    })
+    .await
+}
+
+pub async fn show(
+    ctx: Arc<Ctx>,
+    _: Actor,
+    op: ReviewShow,
+) -> Result<KeyReviewDetail, ServiceError> {
+    blocking(move || {
+        let p = find(&ctx, &op.id)?;
+        let directory = ctx.queue.directory();
+        let current: Vec<DirectoryItem> = directory
+            .lookup(&p.address)?
+            .iter()
+            .filter(|e| e.kind == p.candidate.kind)
+            .map(item)
+            .collect();
+        Ok(KeyReviewDetail {
+            review: view(&p),
+            candidate: item(&p.candidate),
+            current,
+        })
+    })
+    .await
+}
+
+pub async fn accept(ctx: Arc<Ctx>, actor: Actor, op: ReviewAccept) -> Result<Done, ServiceError> {
+    blocking(move || {
+        let p = find(&ctx, &op.id)?;
+        let directory = ctx.queue.directory();
+        let mut entry = p.candidate.clone();
+        entry.source = format!(
+            "review accepted by {} (was {}: {})",
+            actor.name, entry.trust, entry.source
+        );
+        // An administrator vouched for it.
+        entry.trust = Trust::Manual;
+        let stored = directory.store(vec![entry.clone()])?;
+        // The keys it replaces leave, where it covers all they served.
+        let mut removed = Vec::new();
+        for fp in &p.current {
+            if let Some(old) = directory.get(fp)?
+                && old.kind == entry.kind
+                && old.fingerprint != entry.fingerprint
+                && old
+                    .index_keys()
+                    .iter()
+                    .all(|k| entry.index_keys().contains(k))
+            {
+                directory.remove(&old.fingerprint)?;
+                removed.push(old.fingerprint);
+            }
+        }
+        ctx.trust.reviews.remove(&p.id).map_err(storage)?;
+        ctx.trust.keys_arrived(vec![p.address.clone()]);
+        Ok(Done {
+            text: format!(
+                "key {} for {} accepted{}",
+                crate::trust::short(&entry.fingerprint),
+                p.address,
+                if removed.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; replaced {}",
+                        removed
+                            .iter()
+                            .map(|f| crate::trust::short(f).to_owned())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ),
+            changed: stored.into_iter().map(|e| e.fingerprint).collect(),
+            ..Done::default()
+        })
+    })
+    .await
+}
+
+pub async fn reject(ctx: Arc<Ctx>, _: Actor, op: ReviewReject) -> Result<Done, ServiceError> {
+    blocking(move || {
+        let p = find(&ctx, &op.id)?;
+        ctx.trust.reviews.remove(&p.id).map_err(storage)?;
+        // Mail that waited on the review goes with the key in use.
+        ctx.trust.keys_arrived(vec![p.address.clone()]);
+        Ok(Done {
+            text: format!(
+                "key {} for {} rejected; the current key stays in use",
+                crate::trust::short(&p.candidate.fingerprint),
+                p.address
+            ),
+            changed: vec![p.id],
+            ..Done::default()
+        })
+    })
+    .await
+}
+
+fn smime(ctx: &Ctx) -> Result<Arc<crate::smime_trust::SmimeTrust>, ServiceError> {
+    let config = ctx.live.get().config.clone();
+    ctx.trust
+        .smime(&config)
+        .map_err(|e| ServiceError::invalid("smime.trust_anchors", e))
+}
+
+pub async fn anchors(ctx: Arc<Ctx>, _: Actor, _: AnchorsList) -> Result<Vec<Anchor>, ServiceError> {
+    blocking(move || {
+        let trust = smime(&ctx)?;
+        Ok(trust
+            .anchors()
+            .iter()
+            .map(|c| {
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, c.der());
+                Anchor {
+                    subject: x509_parser::parse_x509_certificate(c.der())
+                        .map(|(_, x)| x.subject().to_string())
+                        .unwrap_or_default(),
+                    fingerprint: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+                    not_after_ms: u64::try_from(c.not_after).unwrap_or(0).saturating_mul(1000),
+                }
+            })
+            .collect())
+    })
+    .await
+}
+
+fn crl_view(c: crate::smime_trust::CrlInfo) -> CrlInfo {
+    CrlInfo {
+        origin: c.origin,
+        issuer: c.issuer,
+        this_update_ms: c.this_update_ms,
+        next_update_ms: c.next_update_ms,
+        revoked: c.revoked,
+    }
+}
+
+pub async fn crl_list(ctx: Arc<Ctx>, _: Actor, _: CrlList) -> Result<Vec<CrlInfo>, ServiceError> {
+    blocking(move || Ok(smime(&ctx)?.list().into_iter().map(crl_view).collect())).await
+}
+
+pub async fn crl_upload(ctx: Arc<Ctx>, _: Actor, op: CrlUpload) -> Result<CrlInfo, ServiceError> {
+    blocking(move || {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(op.data.as_bytes())
+            .map_err(|e| ServiceError::invalid("data", format!("not base64: {e}")))?;
+        let trust = smime(&ctx)?;
+        // Issuers the directory knows besides the anchors: intermediates
+        // that came with certificates.
+        let issuers: Vec<sealgate_smime::Certificate> = ctx
+            .queue
+            .directory()
+            .all()?
+            .iter()
+            .flat_map(|e| e.issuers.iter())
+            .filter_map(|d| sealgate_smime::Certificate::from_der(d).ok())
+            .collect();
+        let info = trust
+            .upload(&bytes, &issuers)
+            .map_err(|e| ServiceError::invalid("data", e))?;
+        Ok(crl_view(info))
+    })
+    .await
+}
+
+pub async fn discover(
+    ctx: Arc<Ctx>,
+    _: Actor,
+    op: DiscoveryLookup,
+) -> Result<DiscoveryResult, ServiceError> {
+    let address = op.address.trim().to_ascii_lowercase();
+    if !address.contains('@') {
+        return Err(ServiceError::invalid("address", "not a mail address"));
+    }
+    let config = ctx.live.get().config.clone();
+    let discovery = ctx
+        .trust
+        .discovery(&config)
+        .map_err(|e| ServiceError::invalid("discovery", e))?;
+    let Some(discovery) = discovery else {
+        return Ok(DiscoveryResult {
+            address,
+            status: "off".into(),
+            found: Vec::new(),
+            error: Some("no [discovery] order is set".into()),
+        });
+    };
+    discovery.forget(&address);
+    let status = discovery.lookup(&address, None).await;
+    let (status_word, found, error) = match &status {
+        crate::discovery::Status::Found(found) => ("found", found.to_vec(), None),
+        crate::discovery::Status::Missing => ("missing", Vec::new(), None),
+        crate::discovery::Status::Failed(why) => ("failed", Vec::new(), Some(why.to_string())),
+        crate::discovery::Status::Pending => ("pending", Vec::new(), None),
+    };
+    let listed: Vec<Discovered> = found
+        .iter()
+        .map(|d| Discovered {
+            source: crate::discovery::source_name(d.source).to_owned(),
+            origin: d.origin.clone(),
+            kind: d.kind,
+            domain: d.domain.clone(),
+        })
+        .collect();
+    if !found.is_empty() {
+        let ctx2 = ctx.clone();
+        blocking(move || {
+            let now = crate::envelope::now_ms();
+            let smime = ctx2.trust.smime(&config).ok();
+            let entries: Vec<Entry> = found
+                .iter()
+                .flat_map(|d| crate::trust::resolve::discovered_entries(d, smime.as_deref(), now))
+                .collect();
+            let offered = crate::trust::offer::offer(
+                ctx2.queue.directory(),
+                &ctx2.trust.reviews,
+                entries,
+                &|_: &str| Vec::new(),
+                None,
+                now,
+            )?;
+            ctx2.trust.keys_arrived(offered.addresses());
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(DiscoveryResult {
+        address,
+        status: status_word.into(),
+        found: listed,
+        error,
+    })
+}
+
+pub async fn publish(
+    ctx: Arc<Ctx>,
+    _: Actor,
+    _: PublishRecords,
+) -> Result<Vec<Published>, ServiceError> {
+    blocking(move || {
+        let config = ctx.live.get().config.clone();
+        let mut out = Vec::new();
+        let mut keys: Vec<(String, Kind, Vec<u8>)> = Vec::new();
+        if let Some(identity) = ctx.keys.current().keys().and_then(|k| k.openpgp()) {
+            let binary = identity
+                .export_binary()
+                .map_err(|e| ServiceError::failed(format!("gateway OpenPGP key: {e}")))?;
+            for address in identity.email_addresses() {
+                keys.push((address.to_ascii_lowercase(), Kind::Openpgp, binary.clone()));
+            }
+        }
+        for e in ctx.queue.directory().all()? {
+            for address in &e.addresses {
+                let ours = address
+                    .rsplit_once('@')
+                    .is_some_and(|(_, d)| config.is_local_domain(d));
+                if ours && e.usable(crate::envelope::now_ms()) {
+                    keys.push((address.clone(), e.kind, e.data.clone()));
+                }
+            }
+        }
+        for (address, kind, data) in keys {
+            let Some((local, domain)) = address.rsplit_once('@') else {
+                continue;
+            };
+            let label = crate::discovery::dane::label(local);
+            match kind {
+                Kind::Openpgp => {
+                    out.push(Published {
+                        address: address.clone(),
+                        kind: "OPENPGPKEY".into(),
+                        name: format!("{label}._openpgpkey.{domain}."),
+                        data: base64::engine::general_purpose::STANDARD.encode(&data),
+                    });
+                    let hash = crate::discovery::wkd::local_part_hash(local);
+                    for path in [
+                        format!("/.well-known/openpgpkey/{domain}/hu/{hash}"),
+                        format!("/.well-known/openpgpkey/hu/{hash}"),
+                    ] {
+                        out.push(Published {
+                            address: address.clone(),
+                            kind: "WKD".into(),
+                            name: path,
+                            data: String::new(),
+                        });
+                    }
+                }
+                Kind::Smime => out.push(Published {
+                    address: address.clone(),
+                    kind: "SMIMEA".into(),
+                    name: format!("{label}._smimecert.{domain}."),
+                    data: format!(
+                        "3 0 0 {}",
+                        data.iter().map(|b| format!("{b:02X}")).collect::<String>()
+                    ),
+                }),
+            }
+        }
+        Ok(out)
+    })
+    .await
+}
