@@ -37,10 +37,14 @@ pub enum Space {
     Accounts,
     /// Web sessions: id → session (JSON).
     Sessions,
+    /// Cluster members: node name → its last heartbeat (JSON).
+    Nodes,
+    /// Facts about the cluster itself: `ca` → the cluster CA certificate (PEM).
+    Cluster,
 }
 
 impl Space {
-    pub const ALL: [Space; 7] = [
+    pub const ALL: [Space; 9] = [
         Space::Settings,
         Space::Audit,
         Space::Directory,
@@ -48,6 +52,8 @@ impl Space {
         Space::Invitations,
         Space::Accounts,
         Space::Sessions,
+        Space::Nodes,
+        Space::Cluster,
     ];
 
     /// The name: the sled tree on a single node (the existing trees keep
@@ -61,6 +67,8 @@ impl Space {
             Space::Invitations => "invitations",
             Space::Accounts => "accounts",
             Space::Sessions => "sessions",
+            Space::Nodes => "nodes",
+            Space::Cluster => "cluster",
         }
     }
 }
