@@ -43,6 +43,8 @@ pub struct Config {
     pub ldap: Option<crate::expand::ldap::LdapConfig>,
     /// Invitations to held recipients (`[invitations]`).
     pub invitations: InvitationConfig,
+    /// Shared state in PostgreSQL for a cluster of nodes (`[cluster]`); absent: a single node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// Invitations: a recipient whose mail is held (encryption required, no
@@ -182,6 +184,7 @@ impl Default for Config {
             groups: std::collections::BTreeMap::new(),
             ldap: None,
             invitations: InvitationConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -342,6 +345,9 @@ impl Config {
                 "invitations.from",
                 format!("`{from}` is not a mail address (local@domain)"),
             ));
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.check()?;
         }
         for domain in &self.relay.domains {
             if domain.is_empty() || domain.contains(['@', ' ', '[', ']']) {

@@ -8,6 +8,7 @@
 //! in the repository tells the whole story.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod control;
