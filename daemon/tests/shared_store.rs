@@ -5,7 +5,12 @@
 //! The PostgreSQL cases need root (the server runs as `postgres`) and the
 //! `cluster-tests` feature: `scripts/test-cluster` runs them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::time::Duration;
 

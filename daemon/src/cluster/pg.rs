@@ -534,25 +534,22 @@ impl Shared {
         };
         let now_up = conn.is_some();
         let was_up = std::mem::replace(&mut *lock(&slot.conn), conn).is_some();
-        match (was_up, now_up) {
-            (false, true) => {
-                if self.up.fetch_add(1, Ordering::SeqCst) == 0 {
-                    tracing::info!(database = %self.name, "the cluster database is reachable");
-                    *lock(&self.last_error) = None;
-                }
-            }
-            (true, false) => {
-                if self.up.fetch_sub(1, Ordering::SeqCst) == 1 {
-                    tracing::error!(
-                        database = %self.name,
-                        error = ?lock(&self.last_error).as_deref(),
-                        "the cluster database cannot be reached: mail keeps flowing with the last \
-                         settings and the cached key directory; recipients whose keys cannot be \
-                         looked up wait in the queue; administrative changes are refused until it returns"
-                    );
-                }
-            }
-            _ => {}
+        let live = match (was_up, now_up) {
+            (false, true) => self.up.fetch_add(1, Ordering::SeqCst) + 1,
+            (true, false) => self.up.fetch_sub(1, Ordering::SeqCst).saturating_sub(1),
+            _ => return,
+        };
+        if now_up && live == 1 {
+            tracing::info!(database = %self.name, "the cluster database is reachable");
+            *lock(&self.last_error) = None;
+        } else if !now_up && live == 0 {
+            tracing::error!(
+                database = %self.name,
+                error = ?lock(&self.last_error).as_deref(),
+                "the cluster database cannot be reached: mail keeps flowing with the last \
+                 settings and the cached key directory; recipients whose keys cannot be \
+                 looked up wait in the queue; administrative changes are refused until it returns"
+            );
         }
     }
 }
