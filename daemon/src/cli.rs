@@ -55,6 +55,9 @@ pub enum Command {
     /// S/MIME: decrypt, encrypt, sign or verify a message (stdin to stdout).
     #[command(subcommand)]
     Smime(sealgate_smime::cli::SmimeCommand),
+    /// Several nodes as one gateway: init, join, status, tracking on every node.
+    #[command(subcommand)]
+    Cluster(crate::cluster::cli::ClusterCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -134,6 +134,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     let config = Arc::new(config);
     let db = open_db(&config)?;
+    let shared = crate::cluster::Shared::open(&config, &db).map_err(std::io::Error::other)?;
     let (queue, requests) = Queue::open(&config, &db)?;
     let recovery = recover::reconcile(&queue)?;
     tokio::spawn(db.clone().recover({
@@ -150,6 +151,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             })?,
         );
     }
+    let _cluster = crate::cluster::start(&config, &shared, &queue).await?;
     let setup_token = crate::setup_token::ensure(&config.data_dir)?;
     let deliverer = Arc::new(Deliverer::new(config.clone())?);
     crate::control::serve(config.data_dir.clone(), queue.clone()).await?;

@@ -74,6 +74,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Smime(cmd) => sealgate_smime::cli::run(cmd, &config.hsm_settings()),
+        Command::Cluster(cmd) => sealgate::cluster::cli::run(cmd, &config),
         Command::Track(t) => match cli::track_query(&t) {
             Ok(query) => run_control(&config, Request::Track { query }, t.json),
             Err(e) => {

@@ -18,11 +18,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::store::{SharedStore, SledStore};
+use crate::store::{SharedStore, SledStore, Space};
 
+pub mod cli;
 pub mod config;
+pub mod identity;
+pub mod node;
+pub mod peer;
 pub mod pg;
 pub mod pgtls;
+pub mod setup;
 
 pub use config::ClusterConfig;
 
@@ -65,4 +70,100 @@ impl Shared {
             Shared::Cluster(s) => s.clone(),
         }
     }
+}
+
+/// The newest settings version in the store (keys are versions, u64
+/// big-endian), 0 when there is none.
+pub fn latest_settings_version(store: &dyn SharedStore) -> u64 {
+    store
+        .last(Space::Settings)
+        .ok()
+        .flatten()
+        .and_then(|(key, _)| <[u8; 8]>::try_from(key.as_slice()).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// Days before its expiry from which a node certificate is reported.
+const RENEW_WARNING_DAYS: u64 = 30;
+
+/// Starts what a node runs for its cluster: on a cluster node its
+/// cluster API (mutual TLS) and its heartbeat; on a single appliance
+/// nothing. Returns the view the `cluster.*` operations use. A cluster
+/// node that has not joined does not start.
+pub async fn start(
+    config: &Config,
+    shared: &Shared,
+    queue: &crate::queue::Queue,
+) -> std::io::Result<Arc<node::ClusterView>> {
+    let store = shared.store();
+    let database = match shared {
+        Shared::Cluster(pg) => Some(pg.clone()),
+        Shared::Single(_) => None,
+    };
+    let settings_version: Box<dyn Fn() -> u64 + Send + Sync> = {
+        let store = store.clone();
+        Box::new(move || latest_settings_version(&*store))
+    };
+    let local: Arc<dyn peer::LocalNode> = Arc::new(node::DaemonNode {
+        name: config.node_name.clone(),
+        address: config
+            .cluster
+            .as_ref()
+            .map(ClusterConfig::advertised)
+            .unwrap_or_default(),
+        started_at_ms: crate::envelope::now_ms(),
+        queue: queue.clone(),
+        settings_version,
+        database: database.clone(),
+    });
+    let Some(cluster) = &config.cluster else {
+        return Ok(Arc::new(node::ClusterView {
+            node: config.node_name.clone(),
+            store,
+            local: Some(local),
+            peers: None,
+            database: None,
+        }));
+    };
+    let identity = identity::Identity::load(&config.data_dir, &config.node_name)
+        .map_err(std::io::Error::other)?;
+    if let Some(not_after) = identity.not_after_ms() {
+        let left_days = not_after.saturating_sub(crate::envelope::now_ms()) / 86_400_000;
+        if left_days < RENEW_WARNING_DAYS {
+            tracing::warn!(
+                days = left_days,
+                "this node's cluster certificate expires soon: run `sealgate cluster join --renew`"
+            );
+        }
+    }
+    let server = identity.server_config().map_err(std::io::Error::other)?;
+    let client = identity.client_config().map_err(std::io::Error::other)?;
+    let listener = tokio::net::TcpListener::bind(cluster.listen)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {} (cluster.listen): {e}", cluster.listen),
+            )
+        })?;
+    let id = setup::node_id(&config.data_dir, false).map_err(std::io::Error::other)?;
+    tokio::spawn(peer::serve(listener, server, local.clone()));
+    tokio::spawn(node::heartbeat(
+        store.clone(),
+        local.clone(),
+        id,
+        cluster.heartbeat(),
+    ));
+    tracing::info!(
+        listen = %cluster.listen,
+        advertise = %cluster.advertised(),
+        "cluster node: shared state in the cluster database, peers over mutual TLS"
+    );
+    Ok(Arc::new(node::ClusterView {
+        node: config.node_name.clone(),
+        store,
+        local: Some(local),
+        peers: Some(peer::PeerClient::new(client, cluster.peer_timeout())),
+        database,
+    }))
 }

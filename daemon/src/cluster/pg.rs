@@ -327,6 +327,28 @@ impl PgStore {
     fn changed(&self, space: Space) {
         self.shared.changed(space);
     }
+
+    /// Writes many pairs into `space` at once (overwriting), for
+    /// `sealgate cluster init`: one statement per call, so a page is
+    /// written whole or not at all, and a repeated import is harmless.
+    pub fn import(&self, space: Space, pairs: Pairs) -> Result<(), StoreError> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let (keys, values): (Vec<Vec<u8>>, Vec<Vec<u8>>) = pairs.into_iter().unzip();
+        self.run(move |c| async move {
+            c.client
+                .execute(
+                    "INSERT INTO sealgate_kv (space, key, value) \
+                     SELECT $1, k, v FROM unnest($2::bytea[], $3::bytea[]) AS t(k, v) \
+                     ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value",
+                    &[&space.name(), &keys, &values],
+                )
+                .await
+        })?;
+        self.changed(space);
+        Ok(())
+    }
 }
 
 impl SharedStore for PgStore {

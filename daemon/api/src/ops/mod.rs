@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod audit;
+pub mod cluster;
 pub mod directory;
 pub mod keys;
 pub mod policy;
@@ -89,4 +90,6 @@ pub const ALL: &[&str] = &[
     <policy::PolicyExplain as crate::Operation>::NAME,
     <status::Status as crate::Operation>::NAME,
     <audit::AuditSearch as crate::Operation>::NAME,
+    <cluster::ClusterStatus as crate::Operation>::NAME,
+    <cluster::ClusterTrack as crate::Operation>::NAME,
 ];

@@ -1,0 +1,286 @@
+//! `sealgate cluster init|join|status|track`.
+//!
+//! `init` and `join` set a node up (see `setup`); `status` and `track`
+//! look at the whole cluster from this node's command line: they read the
+//! members from the cluster database and ask every node over the cluster
+//! API with this node's identity, as the daemon does, so they work
+//! whether or not this node's daemon runs (and show it as not answering
+//! when it does not).
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use sealgate_api::ops::cluster::{ClusterReport, ClusterTrackResult};
+use sealgate_api::ops::tracking::TrackQuery;
+
+use super::node::ClusterView;
+use super::peer::PeerClient;
+use crate::config::Config;
+use crate::util::iso8601_ms;
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Make this node the first node of a cluster: create the cluster CA
+    /// on the token and copy this node's shared state (settings, audit,
+    /// key directory, accounts, invitations) into the cluster database.
+    /// Stop the daemon first; set `[cluster]` in the bootstrap file.
+    Init {
+        /// A name for the cluster (in its CA certificate).
+        #[arg(long, default_value = "sealgate")]
+        name: String,
+    },
+    /// Add this node to an existing cluster (its token must be the
+    /// cluster's): issue its certificate and register it.
+    Join {
+        /// Issue a new certificate for a node that joined before.
+        #[arg(long)]
+        renew: bool,
+    },
+    /// Every node: version, settings version, queue, whether it answers.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search message tracking on every node.
+    Track(crate::cli::TrackArgs),
+}
+
+/// Runs a `cluster` verb.
+pub fn run(command: ClusterCommand, config: &Config) -> ExitCode {
+    match command {
+        ClusterCommand::Init { name } => match super::setup::init(config, &name) {
+            Ok(report) => {
+                println!(
+                    "Node {} is the first node of cluster {name:?} ({}).",
+                    config.node_name, report.database
+                );
+                if report.ca_created {
+                    println!(
+                        "  cluster CA: created on the token (key `{}`)",
+                        super::identity::CA_LABEL
+                    );
+                } else {
+                    println!(
+                        "  cluster CA: the token's existing `{}`",
+                        super::identity::CA_LABEL
+                    );
+                }
+                for (space, n) in &report.copied {
+                    println!("  copied {n:>7} {}", space.name());
+                }
+                println!(
+                    "Start the daemon; on the other nodes (same token), run `sealgate cluster join`."
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e.to_string(), e.is_temporary()),
+        },
+        ClusterCommand::Join { renew } => match super::setup::join(config, renew) {
+            Ok(report) => {
+                println!(
+                    "Node {} is a member of cluster {:?} ({}), {} node(s) in all.",
+                    config.node_name, report.cluster, report.database, report.members
+                );
+                if let Some(ms) = report.not_after_ms {
+                    println!("  node certificate valid until {}", iso8601_ms(ms));
+                }
+                for (space, n) in &report.local_state_left {
+                    println!(
+                        "  note: this node's own {} ({n}) stays in its local database and is not used in the cluster",
+                        space.name()
+                    );
+                }
+                println!("Start (or restart) the daemon.");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e.to_string(), e.is_temporary()),
+        },
+        ClusterCommand::Status { json } => {
+            let report = match with_view(config, |view| async move { view.status().await }) {
+                Ok(r) => r,
+                Err(e) => return fail(&e, true),
+            };
+            if json {
+                return print_json(&report);
+            }
+            print_status(&report);
+            ExitCode::SUCCESS
+        }
+        ClusterCommand::Track(args) => {
+            let local = match crate::cli::track_query(&args) {
+                Ok(q) => q,
+                Err(e) => return fail(&e, false),
+            };
+            let query = TrackQuery {
+                sender: local.sender,
+                recipient: local.recipient,
+                queue_id: local.queue_id,
+                since_ms: local.since_ms,
+                until_ms: local.until_ms,
+                limit: local.limit,
+            };
+            let result =
+                match with_view(config, move |view| async move { view.track(&query).await }) {
+                    Ok(r) => r,
+                    Err(e) => return fail(&e, true),
+                };
+            if args.json {
+                return print_json(&result);
+            }
+            print_track(&result);
+            if result.nodes.iter().all(|n| n.answered) {
+                ExitCode::SUCCESS
+            } else {
+                // Part of the answer is missing: say so to scripts too.
+                ExitCode::from(75)
+            }
+        }
+    }
+}
+
+fn fail(text: &str, temporary: bool) -> ExitCode {
+    eprintln!("sealgate: {text}");
+    ExitCode::from(if temporary { 75 } else { 1 })
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string(), false),
+    }
+}
+
+/// Builds a view of the cluster from the command line and runs `f` on it.
+fn with_view<T, F, Fut>(config: &Config, f: F) -> Result<T, String>
+where
+    F: FnOnce(ClusterView) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let cluster = config
+        .cluster
+        .as_ref()
+        .ok_or("this node is a single appliance: no [cluster] table in its bootstrap file")?;
+    let identity = super::identity::Identity::load(&config.data_dir, &config.node_name)
+        .map_err(|e| e.to_string())?;
+    let client = identity.client_config().map_err(|e| e.to_string())?;
+    let store = super::pg::PgStore::open(
+        cluster,
+        &config.node_name,
+        None,
+        cluster.query_timeout() * 2,
+    )
+    .map_err(|e| e.to_string())?;
+    let store = std::sync::Arc::new(store);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let view = ClusterView {
+        node: config.node_name.clone(),
+        store: store.clone(),
+        local: None,
+        peers: Some(PeerClient::new(client, cluster.peer_timeout())),
+        database: Some(store),
+    };
+    Ok(runtime.block_on(f(view)))
+}
+
+fn print_status(report: &ClusterReport) {
+    if let Some(db) = &report.database {
+        println!(
+            "Cluster database {}: {}",
+            db.database,
+            if db.connected {
+                "connected".to_owned()
+            } else {
+                format!(
+                    "NOT REACHABLE ({})",
+                    db.last_error.as_deref().unwrap_or("no answer")
+                )
+            }
+        );
+    }
+    println!(
+        "{:<16} {:<22} {:<14} {:<8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6}  LAST HEARTBEAT",
+        "NODE",
+        "ADDRESS",
+        "ANSWERS",
+        "VERSION",
+        "SETTINGS",
+        "MSGS",
+        "SCHED",
+        "DEFER",
+        "HELD",
+        "QUAR"
+    );
+    let now = crate::envelope::now_ms();
+    for n in &report.nodes {
+        let answers = match (n.answers, n.latency_ms) {
+            (true, Some(ms)) => format!("yes ({ms} ms)"),
+            (true, None) => "yes".to_owned(),
+            (false, _) => "NO".to_owned(),
+        };
+        let heartbeat = n.last_heartbeat_ms.map_or_else(
+            || "-".to_owned(),
+            |ms| format!("{} s ago", now.saturating_sub(ms) / 1000),
+        );
+        let q = &n.state.queue;
+        println!(
+            "{:<16} {:<22} {:<14} {:<8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6}  {heartbeat}",
+            n.name,
+            n.address,
+            answers,
+            n.state.version,
+            n.state.settings_version,
+            q.messages,
+            q.scheduled,
+            q.deferred,
+            q.held,
+            q.quarantined
+        );
+        if let Some(e) = &n.error {
+            println!("    {}: {e}", n.name);
+        }
+    }
+}
+
+fn print_track(result: &ClusterTrackResult) {
+    if result.events.is_empty() {
+        println!("No events match.");
+    }
+    for e in &result.events {
+        println!(
+            "{}  {:<12} {:<3} {:<9} {}  {} -> {}  [{}] {}",
+            iso8601_ms(e.time_ms),
+            e.node,
+            format!("{:?}", e.direction).to_lowercase(),
+            e.kind.as_str(),
+            e.queue_id,
+            e.sender,
+            e.recipient,
+            e.remote,
+            e.detail
+        );
+    }
+    if result.truncated {
+        println!("(more events match: narrow the search or raise --limit)");
+    }
+    for n in &result.nodes {
+        if n.answered {
+            println!(
+                "node {}: answered, {} events, {} ms",
+                n.node, n.events, n.elapsed_ms
+            );
+        } else {
+            println!(
+                "node {}: DID NOT ANSWER ({})",
+                n.node,
+                n.error.as_deref().unwrap_or("?")
+            );
+        }
+    }
+}
