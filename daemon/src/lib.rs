@@ -7,6 +7,7 @@
 //! to [`delivery`], and [`tracking`] records every step. `docs/ARCHITECTURE.md`
 //! in the repository tells the whole story.
 
+pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -18,10 +19,14 @@ pub mod delivery;
 pub mod directory;
 pub mod envelope;
 pub mod expand;
+pub mod keys;
 pub mod logging;
 pub mod pipeline;
 pub mod policy;
 pub mod queue;
+pub mod reason;
+pub mod service;
+pub mod settings;
 pub mod setup_token;
 pub mod smtp;
 pub mod store;

@@ -1,20 +1,16 @@
 //! `sealgate cluster init|join|status|track`.
 //!
-//! `init` and `join` set a node up (see `setup`); `status` and `track`
-//! look at the whole cluster from this node's command line: they read the
-//! members from the cluster database and ask every node over the cluster
-//! API with this node's identity, as the daemon does, so they work
-//! whether or not this node's daemon runs (and show it as not answering
-//! when it does not).
+//! `init` and `join` set a node up (see `setup`); they work on the
+//! database and the token directly. `status` and `track` are the service's
+//! `cluster.status` and `cluster.track`, through the daemon's control
+//! socket, or on a stopped daemon's data directory (which then asks the
+//! other nodes over the cluster API with this node's identity).
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use sealgate_api::ops::cluster::{ClusterReport, ClusterTrackResult};
-use sealgate_api::ops::tracking::TrackQuery;
+use sealgate_api::ops::cluster::{ClusterReport, ClusterStatus, ClusterTrack, ClusterTrackResult};
 
-use super::node::ClusterView;
-use super::peer::PeerClient;
 use crate::config::Config;
 use crate::util::iso8601_ms;
 
@@ -96,9 +92,9 @@ pub fn run(command: ClusterCommand, config: &Config) -> ExitCode {
             Err(e) => fail(&e.to_string(), e.is_temporary()),
         },
         ClusterCommand::Status { json } => {
-            let report = match with_view(config, |view| async move { view.status().await }) {
+            let report = match crate::cli::call(config, &ClusterStatus {}) {
                 Ok(r) => r,
-                Err(e) => return fail(&e, true),
+                Err(e) => return fail(&e.to_string(), e.is_temporary()),
             };
             if json {
                 return print_json(&report);
@@ -107,23 +103,14 @@ pub fn run(command: ClusterCommand, config: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         ClusterCommand::Track(args) => {
-            let local = match crate::cli::track_query(&args) {
+            let query = match crate::cli::track_query(&args) {
                 Ok(q) => q,
                 Err(e) => return fail(&e, false),
             };
-            let query = TrackQuery {
-                sender: local.sender,
-                recipient: local.recipient,
-                queue_id: local.queue_id,
-                since_ms: local.since_ms,
-                until_ms: local.until_ms,
-                limit: local.limit,
+            let result = match crate::cli::call(config, &ClusterTrack { query }) {
+                Ok(r) => r,
+                Err(e) => return fail(&e.to_string(), e.is_temporary()),
             };
-            let result =
-                match with_view(config, move |view| async move { view.track(&query).await }) {
-                    Ok(r) => r,
-                    Err(e) => return fail(&e, true),
-                };
             if args.json {
                 return print_json(&result);
             }
@@ -151,42 +138,6 @@ fn print_json<T: serde::Serialize>(value: &T) -> ExitCode {
         }
         Err(e) => fail(&e.to_string(), false),
     }
-}
-
-/// Builds a view of the cluster from the command line and runs `f` on it.
-fn with_view<T, F, Fut>(config: &Config, f: F) -> Result<T, String>
-where
-    F: FnOnce(ClusterView) -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    let cluster = config
-        .cluster
-        .as_ref()
-        .ok_or("this node is a single appliance: no [cluster] table in its bootstrap file")?;
-    let identity = super::identity::Identity::load(&config.data_dir, &config.node_name)
-        .map_err(|e| e.to_string())?;
-    let client = identity.client_config().map_err(|e| e.to_string())?;
-    let store = super::pg::PgStore::open(
-        cluster,
-        &config.node_name,
-        None,
-        cluster.query_timeout() * 2,
-    )
-    .map_err(|e| e.to_string())?;
-    let store = std::sync::Arc::new(store);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let view = ClusterView {
-        node: config.node_name.clone(),
-        store: store.clone(),
-        local: None,
-        peers: Some(PeerClient::new(client, cluster.peer_timeout())),
-        database: Some(store),
-    };
-    Ok(runtime.block_on(f(view)))
 }
 
 fn print_status(report: &ClusterReport) {

@@ -63,6 +63,14 @@ impl Shared {
         }
     }
 
+    /// The cluster database, on a cluster node.
+    pub fn database(&self) -> Option<Arc<pg::PgStore>> {
+        match self {
+            Shared::Single(_) => None,
+            Shared::Cluster(pg) => Some(pg.clone()),
+        }
+    }
+
     /// The store as the trait the rest of the daemon uses.
     pub fn store(&self) -> Arc<dyn SharedStore> {
         match self {
@@ -83,6 +91,50 @@ pub fn latest_settings_version(store: &dyn SharedStore) -> u64 {
         .map_or(0, u64::from_be_bytes)
 }
 
+/// The view the `cluster.*` operations use, without starting anything
+/// (the CLI on a stopped daemon's data directory): this node answers for
+/// itself, the peers are asked over the cluster API when this node has
+/// joined a cluster.
+pub fn view(
+    config: &Config,
+    shared: &Shared,
+    queue: &crate::queue::Queue,
+    live: Arc<crate::settings::Live>,
+) -> Arc<node::ClusterView> {
+    let peers = config.cluster.as_ref().and_then(|cluster| {
+        let identity = identity::Identity::load(&config.data_dir, &config.node_name).ok()?;
+        let client = identity.client_config().ok()?;
+        Some(peer::PeerClient::new(client, cluster.peer_timeout()))
+    });
+    Arc::new(node::ClusterView {
+        node: config.node_name.clone(),
+        store: shared.store(),
+        local: Some(local_node(config, shared, queue, live)),
+        peers,
+        database: shared.database(),
+    })
+}
+
+fn local_node(
+    config: &Config,
+    shared: &Shared,
+    queue: &crate::queue::Queue,
+    live: Arc<crate::settings::Live>,
+) -> Arc<dyn peer::LocalNode> {
+    Arc::new(node::DaemonNode {
+        name: config.node_name.clone(),
+        address: config
+            .cluster
+            .as_ref()
+            .map(ClusterConfig::advertised)
+            .unwrap_or_default(),
+        started_at_ms: crate::envelope::now_ms(),
+        queue: queue.clone(),
+        settings_version: Box::new(move || live.get().version),
+        database: shared.database(),
+    })
+}
+
 /// Days before its expiry from which a node certificate is reported.
 const RENEW_WARNING_DAYS: u64 = 30;
 
@@ -94,32 +146,13 @@ pub async fn start(
     config: &Config,
     shared: &Shared,
     queue: &crate::queue::Queue,
+    live: Arc<crate::settings::Live>,
 ) -> std::io::Result<Arc<node::ClusterView>> {
-    let store = shared.store();
-    let database = match shared {
-        Shared::Cluster(pg) => Some(pg.clone()),
-        Shared::Single(_) => None,
-    };
-    let settings_version: Box<dyn Fn() -> u64 + Send + Sync> = {
-        let store = store.clone();
-        Box::new(move || latest_settings_version(&*store))
-    };
-    let local: Arc<dyn peer::LocalNode> = Arc::new(node::DaemonNode {
-        name: config.node_name.clone(),
-        address: config
-            .cluster
-            .as_ref()
-            .map(ClusterConfig::advertised)
-            .unwrap_or_default(),
-        started_at_ms: crate::envelope::now_ms(),
-        queue: queue.clone(),
-        settings_version,
-        database: database.clone(),
-    });
+    let local = local_node(config, shared, queue, live);
     let Some(cluster) = &config.cluster else {
         return Ok(Arc::new(node::ClusterView {
             node: config.node_name.clone(),
-            store,
+            store: shared.store(),
             local: Some(local),
             peers: None,
             database: None,
@@ -149,7 +182,7 @@ pub async fn start(
     let id = setup::node_id(&config.data_dir, false).map_err(std::io::Error::other)?;
     tokio::spawn(peer::serve(listener, server, local.clone()));
     tokio::spawn(node::heartbeat(
-        store.clone(),
+        shared.store(),
         local.clone(),
         id,
         cluster.heartbeat(),
@@ -161,9 +194,9 @@ pub async fn start(
     );
     Ok(Arc::new(node::ClusterView {
         node: config.node_name.clone(),
-        store,
+        store: shared.store(),
         local: Some(local),
         peers: Some(peer::PeerClient::new(client, cluster.peer_timeout())),
-        database,
+        database: shared.database(),
     }))
 }

@@ -126,28 +126,12 @@ pub fn queue_counts(queue: &crate::queue::Queue) -> QueueCounts {
     counts
 }
 
-/// This node's tracking events matching `query`, in the API's terms.
+/// This node's tracking events matching `query`.
 pub fn local_track(queue: &crate::queue::Queue, query: &TrackQuery) -> Result<Vec<Event>, String> {
-    let local = crate::tracking::Query {
-        sender: query.sender.clone(),
-        recipient: query.recipient.clone(),
-        queue_id: query.queue_id.clone(),
-        since_ms: query.since_ms,
-        until_ms: query.until_ms,
-        limit: query.limit,
-    };
-    let events = queue
+    queue
         .tracker()
-        .search(&local)
-        .map_err(|e| format!("tracking store: {e}"))?;
-    Ok(events
-        .into_iter()
-        .filter_map(|e| {
-            serde_json::to_value(e)
-                .ok()
-                .and_then(|v| serde_json::from_value(v).ok())
-        })
-        .collect())
+        .search(query)
+        .map_err(|e| format!("tracking store: {e}"))
 }
 
 /// Writes this node's heartbeat every `every`, until the daemon stops.

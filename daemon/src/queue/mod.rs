@@ -26,22 +26,22 @@ use crate::tracking::{Direction, EventKind, Tracker};
 use spool::Spool;
 use state::{QueueEntry, QueueState};
 
+/// Where the scheduler answers an administrative request.
+pub type Reply = tokio::sync::oneshot::Sender<Result<(), sealgate_api::ServiceError>>;
+
 /// What the scheduler is asked to do from outside its loop.
 #[derive(Debug)]
 pub enum SchedulerRequest {
     /// A new message is in the queue: try it now.
     Wake(String),
     /// Retry a queued message now.
-    Retry(String, tokio::sync::oneshot::Sender<Result<(), String>>),
+    Retry(String, Reply),
     /// Delete a queued message (every pending recipient).
-    Delete(String, tokio::sync::oneshot::Sender<Result<(), String>>),
+    Delete(String, Reply),
     /// Release held and quarantined recipients: decide and try them again now.
-    Release(String, tokio::sync::oneshot::Sender<Result<(), String>>),
+    Release(String, Reply),
     /// Keys arrived for these addresses (or `@domain`s): release what is held for them.
     KeysArrived(Vec<String>),
-    /// The gateway's own keys were loaded again from the token (SIGHUP, or
-    /// the token came back): attempts from now on use these.
-    ReloadKeys(crate::pipeline::unwrap::KeyStore),
 }
 
 /// Shared handle to the queue.
@@ -63,11 +63,12 @@ impl Queue {
     pub fn open(
         config: &Config,
         db: &crate::db::Db,
+        shared: Arc<dyn crate::store::SharedStore>,
     ) -> io::Result<(Queue, mpsc::UnboundedReceiver<SchedulerRequest>)> {
         let spool = Spool::open(&config.data_dir.join("spool"))?;
-        let state = QueueState::open(db);
+        let state = QueueState::open(db, shared.clone());
         let tracker = Tracker::open(db, &config.node_name);
-        let directory = crate::directory::Directory::open(db);
+        let directory = crate::directory::Directory::open(shared);
         let (tx, rx) = mpsc::unbounded_channel();
         Ok((
             Queue {

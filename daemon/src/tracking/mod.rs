@@ -7,72 +7,11 @@
 //! range scan; sender and recipient filters are applied to that range.
 //! Trusts: its callers (the daemon's own modules).
 
-use serde::{Deserialize, Serialize};
+pub mod retention;
 
 use crate::envelope::now_ms;
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Received,
-    Deferred,
-    Delivered,
-    Bounced,
-    Expired,
-    Deleted,
-    DsnSent,
-    /// What the policy decided for a recipient, and why.
-    Policy,
-    /// Encryption required and no method yet: kept, not sent.
-    Held,
-    /// Put aside by policy for an administrator.
-    Quarantined,
-    /// An administrator released held or quarantined recipients.
-    Released,
-    /// A held recipient was sent an invitation to provide a certificate or key.
-    Invited,
-}
-
-/// Which way the message moves at this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Entering this node.
-    In,
-    /// Leaving this node.
-    Out,
-}
-
-/// One tracking event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    pub time_ms: u64,
-    pub node: String,
-    pub queue_id: String,
-    pub kind: EventKind,
-    pub direction: Direction,
-    pub sender: String,
-    /// Empty for message-level events that concern every recipient.
-    pub recipient: String,
-    /// The remote host (client IP when received, next hop when sent).
-    pub remote: String,
-    /// The reply text or reason.
-    pub detail: String,
-}
-
-/// A search over tracking events; empty fields match everything.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Query {
-    /// Substring of the sender address, case-insensitive.
-    pub sender: Option<String>,
-    /// Substring of the recipient address, case-insensitive.
-    pub recipient: Option<String>,
-    pub queue_id: Option<String>,
-    pub since_ms: Option<u64>,
-    pub until_ms: Option<u64>,
-    pub limit: Option<usize>,
-}
+pub use sealgate_api::ops::tracking::{Direction, Event, EventKind, TrackQuery as Query};
 
 /// The tracking store.
 #[derive(Clone)]
@@ -82,6 +21,8 @@ pub struct Tracker {
     node: String,
     /// Events not written yet because the state store failed.
     backlog: std::sync::Arc<std::sync::Mutex<Backlog>>,
+    /// The settings version events are recorded under.
+    version: Option<u64>,
 }
 
 /// Encoded events (key, value) waiting for the state store.
@@ -100,6 +41,16 @@ impl Tracker {
             db: db.clone(),
             node: node.to_string(),
             backlog: Default::default(),
+            version: None,
+        }
+    }
+
+    /// The same store, recording events under settings version `version`
+    /// (the one the work they describe was done under).
+    pub fn with_version(&self, version: u64) -> Tracker {
+        Tracker {
+            version: Some(version),
+            ..self.clone()
         }
     }
 
@@ -130,6 +81,9 @@ impl Tracker {
             recipient: recipient.to_string(),
             remote: remote.to_string(),
             detail: detail.to_string(),
+            settings_version: self.version,
+            subject: None,
+            message_id: None,
         };
         tracing::info!(
             queue_id,
@@ -189,6 +143,23 @@ impl Tracker {
         for (key, value) in waiting {
             self.store(key, value);
         }
+    }
+
+    /// Removes up to `batch` events older than `before_ms`; returns how
+    /// many (0: nothing older is left).
+    pub fn prune(&self, before_ms: u64, batch: usize) -> sled::Result<usize> {
+        let mut old = Vec::with_capacity(batch.min(4096));
+        for item in self.events.range(..before_ms.to_be_bytes().to_vec())? {
+            let (key, _) = item?;
+            old.push(key);
+            if old.len() >= batch {
+                break;
+            }
+        }
+        for key in &old {
+            self.events.remove(key)?;
+        }
+        Ok(old.len())
     }
 
     /// Events matching `query`, oldest first. A storage error ends the
