@@ -64,6 +64,9 @@ pub fn run(command: ClusterCommand, config: &Config) -> ExitCode {
                 for (space, n) in &report.copied {
                     println!("  copied {n:>7} {}", space.name());
                 }
+                if report.settings_imported {
+                    println!("  settings: the bootstrap file's, as version 1");
+                }
                 println!(
                     "Start the daemon; on the other nodes (same token), run `sealgate cluster join`."
                 );
@@ -112,9 +115,12 @@ pub fn run(command: ClusterCommand, config: &Config) -> ExitCode {
                 Err(e) => return fail(&e.to_string(), e.is_temporary()),
             };
             if args.json {
-                return print_json(&result);
+                if print_json(&result) != ExitCode::SUCCESS {
+                    return ExitCode::FAILURE;
+                }
+            } else {
+                print_track(&result);
             }
-            print_track(&result);
             if result.nodes.iter().all(|n| n.answered) {
                 ExitCode::SUCCESS
             } else {

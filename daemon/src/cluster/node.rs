@@ -163,7 +163,10 @@ pub async fn heartbeat(
                 id,
                 joined_ms,
             };
-            register(&*store, &member)
+            register(&*store, &member)?;
+            // Reading the members keeps the read cache's answer fresh, so
+            // that the cluster views know them while the database is away.
+            members(&*store).map(|_| ())
         })
         .await;
         if let Ok(Err(e)) = written {

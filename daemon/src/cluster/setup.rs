@@ -100,6 +100,9 @@ pub struct InitReport {
     /// Pairs copied, per space.
     pub copied: Vec<(Space, usize)>,
     pub ca_created: bool,
+    /// The node had no settings versions: the bootstrap file's settings
+    /// became the cluster's version 1.
+    pub settings_imported: bool,
 }
 
 fn open_database(config: &Config) -> Result<PgStore, SetupError> {
@@ -121,7 +124,7 @@ pub fn init(config: &Config, cluster_name: &str) -> Result<InitReport, SetupErro
     let cluster = config.cluster.as_ref().ok_or(SetupError::NotConfigured)?;
     identity::check_name(&config.node_name)?;
     let db = crate::daemon::open_db(config).map_err(|e| SetupError::LocalDb(e.to_string()))?;
-    let pg = open_database(config)?;
+    let pg = std::sync::Arc::new(open_database(config)?);
     if pg.get(Space::Cluster, b"ca")?.is_some() {
         return Err(SetupError::AlreadyInitialised);
     }
@@ -140,6 +143,7 @@ pub fn init(config: &Config, cluster_name: &str) -> Result<InitReport, SetupErro
         }
         report.copied.push((space, copy_space(&sled, &pg, space)?));
     }
+    report.settings_imported = import_settings(config, pg.clone())?;
     let id = node_id(&config.data_dir, true)?;
     identity::issue_node(
         &hsm,
@@ -148,11 +152,43 @@ pub fn init(config: &Config, cluster_name: &str) -> Result<InitReport, SetupErro
         &hosts(&cluster.advertised()),
         &config.data_dir,
     )?;
-    node::register(&pg, &new_member(config, &pg, id))?;
+    node::register(&*pg, &new_member(config, &*pg, id))?;
     pg.put(Space::Cluster, b"name", cluster_name.as_bytes())?;
     pg.put(Space::Cluster, b"ca", identity::pem_of(&[ca]).as_bytes())?;
     let _ = db.flush();
     Ok(report)
+}
+
+/// A node that never ran has no settings versions to copy: its bootstrap
+/// file's settings become the cluster's version 1 now, as the daemon's
+/// first start would do, so that nodes starting together do not race to
+/// import their own files.
+fn import_settings(config: &Config, pg: std::sync::Arc<PgStore>) -> Result<bool, SetupError> {
+    let settings = crate::settings::SettingsStore::new(pg.clone());
+    if settings.current()?.is_some() {
+        return Ok(false);
+    }
+    let actor = sealgate_api::Actor::bootstrap_file();
+    let meta = settings
+        .commit(
+            None,
+            config.settings(),
+            &actor,
+            Some("imported from the bootstrap file by `sealgate cluster init`".into()),
+            None,
+        )
+        .map_err(|e| SetupError::Io(format!("settings: {e}")))?;
+    if let Err(e) = crate::audit::Audit::new(pg).record(
+        &actor,
+        "settings.import",
+        serde_json::json!({ "version": meta.version }),
+        sealgate_api::ops::audit::AuditOutcome::Done,
+        0,
+        meta.version,
+    ) {
+        tracing::warn!(error = %e, "audit record of the settings import not written");
+    }
+    Ok(true)
 }
 
 /// Copies one space from the node's sled into the database, page by page.
