@@ -673,13 +673,17 @@ fn settings_verb(config: &Config, cmd: SettingsCommand) -> ExitCode {
     }
 }
 
-/// A value given on the command line: TOML (`50`, `true`, `"x"`, `["a"]`),
-/// or else plain text.
+/// A value given on the command line: JSON or TOML (`50`, `true`, `"x"`,
+/// `["a"]`, `[{"name": "r", …}]`, `{ name = "r" }`), or else plain text.
 fn toml_value(text: &str) -> serde_json::Value {
-    toml::from_str::<toml::Table>(&format!("v = {text}"))
+    serde_json::from_str(text)
         .ok()
-        .and_then(|mut t| t.remove("v"))
-        .and_then(|v| serde_json::to_value(v).ok())
+        .or_else(|| {
+            toml::from_str::<toml::Table>(&format!("v = {text}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .and_then(|v| serde_json::to_value(v).ok())
+        })
         .unwrap_or_else(|| serde_json::Value::String(text.to_owned()))
 }
 

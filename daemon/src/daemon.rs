@@ -184,6 +184,8 @@ fn print_banner(config: &Config, queued: usize, setup_token: Option<&str>) {
     );
     println!("  sealgate queue list            # what is waiting");
     println!("  sealgate track --to you@example.net   # what happened");
+    println!("  sealgate status                # settings version, queue, key store");
+    println!("  sealgate settings history      # every change, who made it, and why");
     println!("Stop with Ctrl-C.");
 }
 

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    point_softhsm_at(&config.hsm_settings());
     match args.command {
         Command::Run => {
             sealgate::logging::init();
@@ -57,6 +58,21 @@ fn main() -> ExitCode {
         Command::Smime(cmd) => sealgate_smime::cli::run(cmd, &config.hsm_settings()),
         Command::Cluster(cmd) => sealgate::cluster::cli::run(cmd, &config),
         other => cli::dispatch(&config, other),
+    }
+}
+
+/// SoftHSM reads its token directory from the file `SOFTHSM2_CONF` names:
+/// the bootstrap file's `[hsm]` table says which (by default the token in
+/// the data directory), so neither the daemon nor a verb depends on the
+/// caller's environment. A missing file is reported when the token is
+/// opened, with what to do.
+#[allow(unsafe_code)]
+fn point_softhsm_at(settings: &sealgate_hsm::HsmSettings) {
+    let conf = settings.softhsm_conf();
+    if settings.is_softhsm() && conf.exists() {
+        // SAFETY: at the start of main, before any other thread exists, so
+        // nothing reads the environment concurrently.
+        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
     }
 }
 

@@ -40,8 +40,10 @@ def provisioned_gateway(tmp_path, settings: dict | None = None) -> Gateway:
     tmp_path/gateway.pem for senders. `settings` is added to the test
     configuration (default: the policy tests' POLICY)."""
     data = tmp_path / "gw" / "data"
-    conf = data / "hsm" / "softhsm2.conf"
-    env = {"SOFTHSM2_CONF": str(conf), "PATH": f"{sealgate_on_path(tmp_path)}:{os.environ['PATH']}"}
+    # No SOFTHSM2_CONF for the daemon and the verbs: the bootstrap file's
+    # [hsm] table (by default the token in the data directory) says where
+    # the token is (hsm/provision sets it for itself).
+    env = {"PATH": f"{sealgate_on_path(tmp_path)}:{os.environ['PATH']}"}
     gw = Gateway(tmp_path / "gw", {"policy": POLICY, **(settings or {})}, env=env)
     subprocess.run([str(REPO / "hsm" / "provision"), str(data)], env=gw.env, check=True,
                    capture_output=True, timeout=300)
