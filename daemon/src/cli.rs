@@ -309,7 +309,7 @@ async fn offline(config: &Config, request: WireRequest) -> Result<serde_json::Va
     // The spool is the truth: bring the index up to date before answering.
     crate::queue::recover::reconcile(&opened.queue)
         .map_err(|e| ServiceError::failed(format!("queue reconciliation: {e}")))?;
-    let cluster = crate::cluster::view(config, &opened.cluster, &opened.queue, opened.live.clone());
+    let cluster = crate::cluster::view(&opened.cluster, &opened.queue, opened.live.clone());
     let service = crate::service::AdminService::new(crate::service::Ctx {
         live: opened.live,
         settings: opened.settings,

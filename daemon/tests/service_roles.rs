@@ -26,6 +26,7 @@ fn service() -> AdminService {
         ..sealgate::config::Config::default()
     };
     let opened = sealgate::daemon::open(config).unwrap();
+    let cluster = sealgate::cluster::view(&opened.cluster, &opened.queue, opened.live.clone());
     AdminService::new(Ctx {
         live: opened.live,
         settings: opened.settings,
@@ -36,6 +37,7 @@ fn service() -> AdminService {
         db: opened.db,
         online: false,
         started_at_ms: 0,
+        cluster,
     })
 }
 
@@ -186,6 +188,8 @@ fn needs(name: &str) -> sealgate_api::Permission {
         policy::PolicyExplain,
         status::Status,
         audit::AuditSearch,
+        cluster::ClusterStatus,
+        cluster::ClusterTrack,
     );
     panic!("{name}: not in the table")
 }

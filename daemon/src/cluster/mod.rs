@@ -96,11 +96,12 @@ pub fn latest_settings_version(store: &dyn SharedStore) -> u64 {
 /// itself, the peers are asked over the cluster API when this node has
 /// joined a cluster.
 pub fn view(
-    config: &Config,
     shared: &Shared,
     queue: &crate::queue::Queue,
     live: Arc<crate::settings::Live>,
 ) -> Arc<node::ClusterView> {
+    let config = live.bootstrap().clone();
+    let config = &*config;
     let peers = config.cluster.as_ref().and_then(|cluster| {
         let identity = identity::Identity::load(&config.data_dir, &config.node_name).ok()?;
         let client = identity.client_config().ok()?;
