@@ -68,16 +68,26 @@ pub fn open(file: Config) -> std::io::Result<Opened> {
 
 /// Runs the daemon until a termination signal.
 pub async fn run(config: Config) -> std::io::Result<()> {
+    let opened = open(config)?;
+    let config = opened.live.bootstrap().clone();
+    let keys = crate::keys::Keys::open(&config).await;
+    // On a cluster node: the cluster API and the heartbeat (nothing on a
+    // single appliance); the service answers `cluster.*` with this view.
+    let cluster =
+        crate::cluster::start(&config, &opened.cluster, &opened.queue, opened.live.clone()).await?;
+    let service = crate::service::AdminService::new(crate::service::Ctx {
+        cluster,
+        ..crate::service::Ctx::of(&opened, keys.clone(), true)
+    });
     let Opened {
         db,
         shared,
-        cluster,
+        cluster: _,
         settings,
         live,
         queue,
         requests,
-    } = open(config)?;
-    let config = live.bootstrap().clone();
+    } = opened;
     let recovery = recover::reconcile(&queue)?;
     tokio::spawn(db.clone().recover({
         let queue = queue.clone();
@@ -94,21 +104,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     }
     let setup_token = crate::setup_token::ensure(&config.data_dir)?;
     let deliverer = Arc::new(Deliverer::new(&live.get().config)?);
-    let keys = crate::keys::Keys::open(&config).await;
     tokio::spawn(keys.clone().follow(config.clone()));
-    let cluster = crate::cluster::start(&config, &cluster, &queue, live.clone()).await?;
-    let service = crate::service::AdminService::new(crate::service::Ctx {
-        live: live.clone(),
-        settings: settings.clone(),
-        shared: shared.clone(),
-        queue: queue.clone(),
-        keys: keys.clone(),
-        audit: crate::audit::Audit::new(shared.clone()),
-        db: db.clone(),
-        online: true,
-        started_at_ms: crate::envelope::now_ms(),
-        cluster,
-    });
     crate::control::serve(config.data_dir.clone(), Arc::new(service)).await?;
     tokio::spawn(crate::settings::live::follow(live.clone(), settings));
     tokio::spawn(crate::tracking::retention::run(

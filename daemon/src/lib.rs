@@ -7,6 +7,7 @@
 //! to [`delivery`], and [`tracking`] records every step. `docs/ARCHITECTURE.md`
 //! in the repository tells the whole story.
 
+pub mod address;
 pub mod audit;
 pub mod cli;
 pub mod cluster;

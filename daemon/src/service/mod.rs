@@ -60,6 +60,26 @@ pub struct Ctx {
     pub cluster: Arc<crate::cluster::node::ClusterView>,
 }
 
+impl Ctx {
+    /// The service's view of an opened data directory. Its cluster view
+    /// starts nothing (the CLI on a stopped daemon); the daemon puts the
+    /// view of its started cluster node in its place.
+    pub fn of(opened: &crate::daemon::Opened, keys: Keys, online: bool) -> Ctx {
+        Ctx {
+            live: opened.live.clone(),
+            settings: opened.settings.clone(),
+            shared: opened.shared.clone(),
+            queue: opened.queue.clone(),
+            keys,
+            audit: crate::audit::Audit::new(opened.shared.clone()),
+            db: opened.db.clone(),
+            online,
+            started_at_ms: crate::envelope::now_ms(),
+            cluster: crate::cluster::view(&opened.cluster, &opened.queue, opened.live.clone()),
+        }
+    }
+}
+
 /// The service.
 #[derive(Clone)]
 pub struct AdminService {
