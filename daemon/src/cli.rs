@@ -70,6 +70,9 @@ pub enum Command {
     /// S/MIME: decrypt, encrypt, sign or verify a message (stdin to stdout).
     #[command(subcommand)]
     Smime(sealgate_smime::cli::SmimeCommand),
+    /// Several nodes as one gateway: init, join, status, tracking on every node.
+    #[command(subcommand)]
+    Cluster(crate::cluster::cli::ClusterCommand),
     /// Key changes waiting for review: list, show both keys, accept, reject.
     #[command(subcommand)]
     Review(ReviewCommand),
@@ -402,7 +405,8 @@ pub fn dispatch(config: &Config, command: Command) -> ExitCode {
         | Command::CheckConfig
         | Command::Hsm(_)
         | Command::Smime(_)
-        | Command::Console(_) => usage("not a service verb"),
+        | Command::Console(_)
+        | Command::Cluster(_) => usage("not a service verb"),
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Config {
     pub discovery: sealgate_api::settings::trust::DiscoverySettings,
     /// S/MIME trust anchors, revocation, ciphers (`[smime]`).
     pub smime: sealgate_api::settings::trust::SmimeTrustSettings,
+    /// Shared state in PostgreSQL for a cluster of nodes (`[cluster]`, bootstrap); absent: a single node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// The SMTP listener (bootstrap: `listen`) and its limits and certificate
@@ -219,14 +221,16 @@ impl Config {
     /// The configuration of one settings version: this one's bootstrap
     /// keys with `settings`.
     pub fn with_settings(&self, settings: &Settings) -> Config {
-        Config::with_settings_of(
+        let mut config = Config::with_settings_of(
             self.node_name.clone(),
             self.data_dir.clone(),
             self.smtp.listen.clone(),
             self.web.clone(),
             self.hsm.clone(),
             settings,
-        )
+        );
+        config.cluster = self.cluster.clone();
+        config
     }
 
     fn with_settings_of(
@@ -255,6 +259,7 @@ impl Config {
             outbound_tls: s.outbound_tls.clone(),
             discovery: s.discovery.clone(),
             smime: s.smime.clone(),
+            cluster: None,
         }
     }
 
@@ -288,6 +293,9 @@ impl Config {
         }
         if self.node_name.is_empty() {
             errors.push(FieldError::new("node_name", "must not be empty"));
+        }
+        if let Some(Err((key, what))) = self.cluster.as_ref().map(|c| c.check()) {
+            errors.push(FieldError::new(key, what));
         }
         errors
     }

@@ -37,6 +37,8 @@ fn after_store_reopened(queue: &Queue) {
 pub struct Opened {
     pub db: crate::db::Db,
     pub shared: Arc<dyn crate::store::SharedStore>,
+    /// Where the shared store lives: this node's sled, or the cluster database.
+    pub cluster: crate::cluster::Shared,
     pub settings: crate::settings::SettingsStore,
     pub live: Arc<crate::settings::Live>,
     pub queue: Queue,
@@ -47,7 +49,8 @@ pub struct Opened {
 pub fn open(file: Config) -> std::io::Result<Opened> {
     std::fs::create_dir_all(&file.data_dir)?;
     let db = open_db(&file)?;
-    let shared: Arc<dyn crate::store::SharedStore> = Arc::new(crate::store::SledStore::new(&db));
+    let cluster = crate::cluster::Shared::open(&file, &db).map_err(std::io::Error::other)?;
+    let shared = cluster.store();
     let settings = crate::settings::SettingsStore::new(shared.clone());
     let audit = crate::audit::Audit::new(shared.clone());
     let live = Arc::new(crate::settings::live::start(file, &settings, &audit)?);
@@ -55,6 +58,7 @@ pub fn open(file: Config) -> std::io::Result<Opened> {
     Ok(Opened {
         db,
         shared,
+        cluster,
         settings,
         live,
         queue,
@@ -67,11 +71,18 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let opened = open(config)?;
     let config = opened.live.bootstrap().clone();
     let keys = crate::keys::Keys::open(&config).await;
-    let service =
-        crate::service::AdminService::new(crate::service::Ctx::of(&opened, keys.clone(), true));
+    // On a cluster node: the cluster API and the heartbeat (nothing on a
+    // single appliance); the service answers `cluster.*` with this view.
+    let cluster =
+        crate::cluster::start(&config, &opened.cluster, &opened.queue, opened.live.clone()).await?;
+    let service = crate::service::AdminService::new(crate::service::Ctx {
+        cluster,
+        ..crate::service::Ctx::of(&opened, keys.clone(), true)
+    });
     let Opened {
         db,
         shared,
+        cluster: _,
         settings,
         live,
         queue,

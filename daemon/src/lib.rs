@@ -10,6 +10,7 @@
 pub mod address;
 pub mod audit;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod control;

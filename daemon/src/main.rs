@@ -56,6 +56,7 @@ fn main() -> ExitCode {
         },
         Command::Console(args) => sealgate::console::run(args),
         Command::Smime(cmd) => sealgate_smime::cli::run(cmd, &config.hsm_settings()),
+        Command::Cluster(cmd) => sealgate::cluster::cli::run(cmd, &config),
         other => cli::dispatch(&config, other),
     }
 }

@@ -39,10 +39,14 @@ pub enum Space {
     Sessions,
     /// Key changes waiting for review: `address/fingerprint` → pending (JSON).
     Reviews,
+    /// Cluster members: node name → its last heartbeat (JSON).
+    Nodes,
+    /// Facts about the cluster itself: `ca` → the cluster CA certificate (PEM).
+    Cluster,
 }
 
 impl Space {
-    pub const ALL: [Space; 8] = [
+    pub const ALL: [Space; 10] = [
         Space::Settings,
         Space::Audit,
         Space::Directory,
@@ -51,6 +55,8 @@ impl Space {
         Space::Accounts,
         Space::Sessions,
         Space::Reviews,
+        Space::Nodes,
+        Space::Cluster,
     ];
 
     /// The name: the sled tree on a single node (the existing trees keep
@@ -65,6 +71,8 @@ impl Space {
             Space::Accounts => "accounts",
             Space::Sessions => "sessions",
             Space::Reviews => "key_reviews",
+            Space::Nodes => "nodes",
+            Space::Cluster => "cluster",
         }
     }
 }

@@ -192,6 +192,8 @@ fn needs(name: &str) -> sealgate_api::Permission {
         trust::CrlUpload,
         trust::DiscoveryLookup,
         trust::PublishRecords,
+        cluster::ClusterStatus,
+        cluster::ClusterTrack,
     );
     panic!("{name}: not in the table")
 }

@@ -32,6 +32,7 @@ use crate::settings::{Live, SettingsStore};
 use crate::store::SharedStore;
 
 pub mod audit;
+pub mod cluster;
 pub mod directory;
 pub mod keys;
 pub mod policy;
@@ -58,6 +59,8 @@ pub struct Ctx {
     pub started_at_ms: u64,
     /// The trust machinery (review queue, discovery, anchors and CRLs).
     pub trust: Arc<crate::trust::services::Services>,
+    /// The cluster as this node sees it (a cluster of one on a single appliance).
+    pub cluster: Arc<crate::cluster::node::ClusterView>,
 }
 
 impl Ctx {
@@ -65,7 +68,9 @@ impl Ctx {
     /// machinery wakes the scheduler when keys arrive (a review decided,
     /// a lookup done); offline there is no scheduler to wake, so mail held
     /// for the address stays held until `queue release`, a later key or
-    /// the end of its hold.
+    /// the end of its hold. Its cluster view starts nothing (the CLI on a
+    /// stopped daemon); the daemon puts the view of its started cluster
+    /// node in its place.
     pub fn of(opened: &crate::daemon::Opened, keys: Keys, online: bool) -> Ctx {
         let trust = Arc::new(crate::trust::services::Services::new(
             opened.shared.clone(),
@@ -84,6 +89,7 @@ impl Ctx {
             online,
             started_at_ms: crate::envelope::now_ms(),
             trust,
+            cluster: crate::cluster::view(&opened.cluster, &opened.queue, opened.live.clone()),
         }
     }
 }
@@ -110,8 +116,8 @@ impl AdminService {
         args: serde_json::Value,
     ) -> Result<serde_json::Value, ServiceError> {
         use sealgate_api::ops::{
-            audit as a, directory as d, keys as k, policy as p, queue as q, settings as s,
-            status as st, tracking as t, trust as tr,
+            audit as a, cluster as c, directory as d, keys as k, policy as p, queue as q,
+            settings as s, status as st, tracking as t, trust as tr,
         };
         match name {
             q::QueueList::NAME => self.run(actor, args, queue::list).await,
@@ -155,6 +161,8 @@ impl AdminService {
             tr::CrlUpload::NAME => self.run(actor, args, trust::crl_upload).await,
             tr::DiscoveryLookup::NAME => self.run(actor, args, trust::discover).await,
             tr::PublishRecords::NAME => self.run(actor, args, trust::publish).await,
+            c::ClusterStatus::NAME => self.run(actor, args, cluster::status).await,
+            c::ClusterTrack::NAME => self.run(actor, args, cluster::track).await,
             _ => Err(ServiceError::UnknownOperation(name.to_owned())),
         }
     }

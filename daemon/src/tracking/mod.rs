@@ -184,9 +184,17 @@ impl Tracker {
                     .is_none_or(|r| e.recipient.to_lowercase().contains(r))
                 && query.queue_id.as_ref().is_none_or(|q| &e.queue_id == q)
         };
+        let prefilter = RawFilter::new(&[
+            sender.as_deref(),
+            recipient.as_deref(),
+            query.queue_id.as_deref(),
+        ]);
         let mut found = Vec::new();
         for item in self.events.range(start..end)? {
             let (_, value) = item?;
+            if !prefilter.may_match(&value) {
+                continue;
+            }
             if let Ok(event) = serde_json::from_slice::<Event>(&value)
                 && wanted(&event)
             {
@@ -197,5 +205,74 @@ impl Tracker {
             }
         }
         Ok(found)
+    }
+}
+
+/// A quick look at an event's raw JSON before it is decoded: an event
+/// whose bytes do not contain every filter (ASCII case folded) cannot
+/// match, so a filtered search over many events decodes only the few that
+/// may. serde_json writes printable ASCII unescaped except `"` and `\`
+/// (control characters become escapes), so only filters made of the
+/// other printable ASCII characters take part; a hit is checked
+/// on the decoded event as before. An event with any non-ASCII byte is
+/// always decoded: Unicode lower-casing can turn a non-ASCII character
+/// into an ASCII one (the Kelvin sign into `k`), which byte folding would
+/// miss.
+struct RawFilter {
+    needles: Vec<memchr::memmem::Finder<'static>>,
+    folded: std::cell::RefCell<Vec<u8>>,
+}
+
+impl RawFilter {
+    fn new(filters: &[Option<&str>]) -> RawFilter {
+        let needles = filters
+            .iter()
+            .flatten()
+            .filter(|f| !f.is_empty() && f.bytes().all(written_as_is))
+            .map(|f| memchr::memmem::Finder::new(f.to_ascii_lowercase().as_bytes()).into_owned())
+            .collect();
+        RawFilter {
+            needles,
+            folded: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Whether `raw` may hold an event that matches; false only when it
+    /// cannot.
+    fn may_match(&self, raw: &[u8]) -> bool {
+        if self.needles.is_empty() || !raw.is_ascii() {
+            return true;
+        }
+        let mut folded = self.folded.borrow_mut();
+        folded.clear();
+        folded.extend(raw.iter().map(u8::to_ascii_lowercase));
+        self.needles.iter().all(|n| n.find(&folded).is_some())
+    }
+}
+
+/// Whether serde_json writes byte `b` of a string as it is.
+fn written_as_is(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
+}
+
+#[cfg(test)]
+mod raw_filter_tests {
+    use super::RawFilter;
+
+    #[test]
+    fn the_raw_look_never_hides_a_match() {
+        let raw =
+            br#"{"sender":"Alice@Example.ORG","recipient":"bob@ext.example","queue_id":"01AB"}"#;
+        assert!(RawFilter::new(&[Some("alice@example.org"), None, None]).may_match(raw));
+        assert!(RawFilter::new(&[Some("example.org"), Some("bob"), Some("01AB")]).may_match(raw));
+        assert!(!RawFilter::new(&[Some("carol")]).may_match(raw));
+        // Filters it cannot judge on the raw bytes let everything through.
+        assert!(RawFilter::new(&[Some("jürgen")]).may_match(raw));
+        assert!(RawFilter::new(&[Some("a\"b")]).may_match(raw));
+        assert!(RawFilter::new(&[Some("a\nb")]).may_match(raw));
+        assert!(RawFilter::new(&[]).may_match(raw));
+        // "\u{212A}" (Kelvin sign) lower-cases to an ASCII "k".
+        let kelvin = "{\"sender\":\"\u{212A}arl@example.org\"}".as_bytes();
+        assert!(RawFilter::new(&[Some("karl")]).may_match(kelvin));
     }
 }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod audit;
+pub mod cluster;
 pub mod directory;
 pub mod keys;
 pub mod policy;
@@ -99,4 +100,6 @@ pub const ALL: &[&str] = &[
     <trust::CrlUpload as crate::Operation>::NAME,
     <trust::DiscoveryLookup as crate::Operation>::NAME,
     <trust::PublishRecords as crate::Operation>::NAME,
+    <cluster::ClusterStatus as crate::Operation>::NAME,
+    <cluster::ClusterTrack as crate::Operation>::NAME,
 ];
