@@ -129,6 +129,56 @@ fn after_store_reopened(queue: &Queue) {
     }
 }
 
+/// The web front end over the admin service, and the web listener's limits.
+fn web_app(
+    config: &Arc<Config>,
+    db: &crate::db::Db,
+    queue: &Queue,
+) -> (axum::Router, sealgate_webui::Limits) {
+    use crate::accounts::{Accounts, Timeouts, setup::Setup};
+    use crate::service::{AdminService, Ctx, StoreSettings};
+    use crate::store::{SharedStore, SledStore};
+    let store: Arc<dyn SharedStore> = Arc::new(SledStore::new(db));
+    let accounts = Arc::new(Accounts::new(
+        store.clone(),
+        Timeouts {
+            idle: std::time::Duration::from_secs(config.web.session_idle_secs),
+            absolute: std::time::Duration::from_secs(config.web.session_max_secs),
+        },
+    ));
+    let settings = Arc::new(StoreSettings {
+        store: store.clone(),
+        config: config.clone(),
+    });
+    let setup = Arc::new(Setup::new(
+        config.data_dir.clone(),
+        accounts.clone(),
+        store.clone(),
+        settings.clone(),
+    ));
+    let service = AdminService::new(Ctx {
+        config: config.clone(),
+        queue: queue.clone(),
+        store,
+        accounts,
+        setup,
+        settings,
+        started_ms: crate::envelope::now_ms(),
+    });
+    let metrics_token = std::fs::read_to_string(config.data_dir.join("metrics-token"))
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let state =
+        sealgate_webui::WebState::new(Arc::new(service), config.node_name.clone(), metrics_token);
+    let limits = sealgate_webui::Limits {
+        max_connections: config.web.max_connections,
+        max_connections_per_ip: config.web.max_connections_per_ip,
+        ..sealgate_webui::Limits::default()
+    };
+    (sealgate_webui::app(state, &limits), limits)
+}
+
 /// Runs the daemon until a termination signal.
 pub async fn run(config: Config) -> std::io::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
@@ -174,11 +224,16 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             queue.clone(),
         ));
     }
-    for listener in web_listeners {
-        let state = crate::web::WebState {
-            data_dir: config.data_dir.clone(),
-        };
-        tokio::spawn(crate::web::serve(listener, tls.clone(), state));
+    if !web_listeners.is_empty() {
+        let (app, limits) = web_app(&config, &db, &queue);
+        for listener in web_listeners {
+            tokio::spawn(sealgate_webui::serve(
+                listener,
+                tls.clone(),
+                app.clone(),
+                limits.clone(),
+            ));
+        }
     }
     print_banner(&config, recovery.scheduled.len(), setup_token.as_deref());
     wait_for_shutdown().await;
@@ -209,11 +264,21 @@ fn print_banner(config: &Config, queued: usize, setup_token: Option<&str>) {
     println!("  outbound mail:           {delivery}");
     println!("  messages in queue:       {queued}");
     if let Some(web) = config.web.listen.first() {
-        println!("  web setup (HTTPS):       https://{web}/setup");
+        println!("  administration (HTTPS):  https://{web}/");
         if let Some(token) = setup_token {
-            println!(
-                "  one-time setup token:    {token}   (shown here only; never served over HTTP)"
-            );
+            // Under systemd standard output goes to the journal: the token
+            // is for the console (and a developer's terminal) only.
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            if terminal && std::env::var_os("JOURNAL_STREAM").is_none() {
+                println!(
+                    "  one-time setup token:    {token}   (type it into the setup page; shown on this terminal only)"
+                );
+            } else {
+                println!(
+                    "  setup:                   open the address above with the setup token shown on the console ({})",
+                    crate::setup_token::path(&config.data_dir).display()
+                );
+            }
         }
     }
     println!();

@@ -7,6 +7,7 @@
 //! to [`delivery`], and [`tracking`] records every step. `docs/ARCHITECTURE.md`
 //! in the repository tells the whole story.
 
+pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -21,10 +22,10 @@ pub mod logging;
 pub mod pipeline;
 pub mod policy;
 pub mod queue;
+pub mod service;
 pub mod setup_token;
 pub mod smtp;
 pub mod store;
 pub mod tls;
 pub mod tracking;
 pub mod util;
-pub mod web;

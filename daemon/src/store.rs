@@ -37,10 +37,12 @@ pub enum Space {
     Accounts,
     /// Web sessions: id → session (JSON).
     Sessions,
+    /// The setup wizard's draft: `draft` → draft (JSON).
+    Setup,
 }
 
 impl Space {
-    pub const ALL: [Space; 7] = [
+    pub const ALL: [Space; 8] = [
         Space::Settings,
         Space::Audit,
         Space::Directory,
@@ -48,6 +50,7 @@ impl Space {
         Space::Invitations,
         Space::Accounts,
         Space::Sessions,
+        Space::Setup,
     ];
 
     /// The name: the sled tree on a single node (the existing trees keep
@@ -61,6 +64,7 @@ impl Space {
             Space::Invitations => "invitations",
             Space::Accounts => "accounts",
             Space::Sessions => "sessions",
+            Space::Setup => "setup",
         }
     }
 }
