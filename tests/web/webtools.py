@@ -82,13 +82,15 @@ class Client:
     Sec-Fetch-Site/Origin on POST unless told otherwise."""
     port: int
     cookies: dict[str, str] = field(default_factory=dict)
+    source: str | None = None
 
     def request(self, method: str, path: str, form: dict | None = None, headers: dict | None = None,
                 body: bytes | None = None, browser: bool = True) -> Reply:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=30)
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=30,
+                                           source_address=(self.source, 0) if self.source else None)
         h = {"Host": f"127.0.0.1:{self.port}"}
         if self.cookies:
             h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -106,6 +108,7 @@ class Client:
             hs: dict[str, list[str]] = {}
             for k, v in r.getheaders():
                 hs.setdefault(k.lower(), []).append(v)
+            self.last_set_cookie = hs.get("set-cookie", [])
             for c in hs.get("set-cookie", []):
                 name, _, rest = c.partition("=")
                 value = rest.split(";", 1)[0]
@@ -190,6 +193,50 @@ class Browser:
         d.save_screenshot(str(path))
         d.set_window_size(self.width, 900)
         return path
+
+    def shots(self, name: str) -> None:
+        """Screenshots of the current page at 1280 px and 375 px."""
+        width = self.width
+        for w in (1280, 375):
+            self.resize(w)
+            self.screenshot(name)
+        self.resize(width)
+
+    def open(self, url: str) -> None:
+        self.driver.get(url)
+
+    def fill(self, field_id: str, text: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        el = self.driver.find_element(By.ID, field_id)
+        el.clear()
+        el.send_keys(text)
+
+    def click(self, css: str, navigates: bool = False) -> None:
+        """Clicks; with `navigates`, waits until the next page has loaded."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        old = self.driver.find_element(By.TAG_NAME, "html")
+        self.driver.find_element(By.CSS_SELECTOR, css).click()
+        if navigates:
+            WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(old))
+
+    def submit(self) -> None:
+        """Submits the page's main form (its last submit button in <main>)."""
+        self.click("main form:not([action='/logout']) button[type=submit]:last-of-type", navigates=True)
+
+    def text(self, css: str = "main") -> str:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, css).text
+
+    @property
+    def path(self) -> str:
+        from urllib.parse import urlparse
+
+        return urlparse(self.driver.current_url).path
 
     def close(self) -> None:
         try:

@@ -15,7 +15,7 @@
 //! - Logins: the same answer for an unknown account, a wrong password
 //!   and a wrong or missing code (an unknown name still costs an Argon2
 //!   verification); per account name, after 5 failures each further one
-//!   doubles the wait (1 s … 15 min). The failures are counted in memory
+//!   doubles the wait (2 s … 15 min). The failures are counted in memory
 //!   per node (names that do not exist are counted the same way).
 //!
 //! Trusts: its callers (the service) for the actor; nothing in a request.
@@ -285,7 +285,8 @@ impl Accounts {
             });
         f.count = f.count.saturating_add(1);
         if f.count > FREE_FAILURES {
-            let doublings = (f.count - FREE_FAILURES - 1).min(20);
+            // 2 s, 4 s, 8 s … after the free ones.
+            let doublings = (f.count - FREE_FAILURES).min(20);
             f.until = now + Duration::from_secs(1u64 << doublings).min(MAX_DELAY);
         }
     }
@@ -357,7 +358,8 @@ impl Accounts {
             self.store.remove(Space::Sessions, &key)?;
             return Err(gone());
         }
-        if touch && now.saturating_sub(stored.last_seen_ms) >= TOUCH_EVERY_MS {
+        let idle_ms = u64::try_from(self.timeouts.idle.as_millis()).unwrap_or(u64::MAX);
+        if touch && now.saturating_sub(stored.last_seen_ms) >= TOUCH_EVERY_MS.min(idle_ms / 4) {
             stored.last_seen_ms = now;
             let new = Self::encode(&stored)?;
             // Lost to a concurrent touch or logout: either way nothing to redo.
