@@ -124,6 +124,21 @@ impl FromRequestParts<WebState> for Account {
     }
 }
 
+impl Account {
+    /// `Some(403 page)` when the role cannot do what `needs` names: the
+    /// page is refused before the service is asked (which checks again
+    /// and audits the denial when asked).
+    pub fn refuse(&self, needs: sealgate_api::Permission) -> Option<Response> {
+        if self.session.role.allows(needs) {
+            return None;
+        }
+        Some(crate::error::service_error(&ServiceError::Denied {
+            operation: format!("{needs:?}"),
+            role: self.session.role,
+        }))
+    }
+}
+
 fn login_redirect() -> Response {
     let mut response = Redirect::to("/login").into_response();
     // A dead session's cookie is removed, so the browser stops presenting it.

@@ -71,6 +71,11 @@ pub async fn view_accounts_get(
     account: Account,
     Query(q): Query<Done>,
 ) -> Response {
+    if let Some(refused) =
+        account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Accounts))
+    {
+        return refused;
+    }
     accounts_page(
         &state,
         &account,
@@ -94,6 +99,11 @@ pub async fn view_accounts_post(
     account: Account,
     axum::Form(form): axum::Form<CreateForm>,
 ) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Write(
+        sealgate_api::Area::Accounts,
+    )) {
+        return refused;
+    }
     let Ok(role) = form.role.parse::<Role>() else {
         return accounts_page(
             &state,
@@ -132,6 +142,11 @@ pub async fn view_accounts_update_post(
     account: Account,
     axum::Form(form): axum::Form<UpdateForm>,
 ) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Write(
+        sealgate_api::Area::Accounts,
+    )) {
+        return refused;
+    }
     let result = match form.op.as_str() {
         "disable" | "enable" => run(
             state.service(),

@@ -36,6 +36,10 @@ pub async fn view_audit_get(
     account: Account,
     Query(q): Query<AuditQuery>,
 ) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Audit))
+    {
+        return refused;
+    }
     let hours = q
         .hours
         .trim()

@@ -40,6 +40,11 @@ pub async fn view_dashboard_get(
     account: Account,
     Query(q): Query<DashboardQuery>,
 ) -> Response {
+    if let Some(refused) =
+        account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Status))
+    {
+        return refused;
+    }
     let status = match run(state.service(), &account.actor, &Status {}).await {
         Ok(s) => s,
         Err(e) => return crate::error::service_error(&e),

@@ -74,6 +74,11 @@ pub async fn view_directory_get(
     account: Account,
     Query(q): Query<DirectoryQuery>,
 ) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Read(
+        sealgate_api::Area::Directory,
+    )) {
+        return refused;
+    }
     page(&state, &account, q.q, q.done.as_deref(), Errors::default()).await
 }
 
@@ -84,6 +89,11 @@ pub async fn view_directory_import_post(
     account: Account,
     request: axum::extract::Request,
 ) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Write(
+        sealgate_api::Area::Directory,
+    )) {
+        return refused;
+    }
     let form = match crate::views::multipart::read(request).await {
         Ok(f) => f,
         Err(e) => return crate::WebError::BadRequest(e).into_response(),
@@ -135,6 +145,11 @@ pub async fn view_directory_remove_post(
     account: Account,
     axum::Form(form): axum::Form<RemoveForm>,
 ) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Write(
+        sealgate_api::Area::Directory,
+    )) {
+        return refused;
+    }
     let op = DirectoryRemove {
         fingerprint: form.fingerprint,
     };
@@ -149,6 +164,11 @@ pub async fn view_directory_download_get(
     account: Account,
     Path(fingerprint): Path<String>,
 ) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Read(
+        sealgate_api::Area::Directory,
+    )) {
+        return refused;
+    }
     if !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
         return crate::WebError::NotFound.into_response();
     }

@@ -22,6 +22,10 @@ struct KeysPage {
 }
 
 pub async fn view_keys_get(State(state): State<WebState>, account: Account) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Keys))
+    {
+        return refused;
+    }
     match run(state.service(), &account.actor, &KeysList {}).await {
         Ok(k) => render(&KeysPage {
             chrome: Chrome::for_account(&state, &account, "Keys", "/keys"),
@@ -39,6 +43,10 @@ pub async fn view_keys_download_get(
     account: Account,
     Path(label): Path<String>,
 ) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Keys))
+    {
+        return refused;
+    }
     if !label
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

@@ -114,6 +114,11 @@ pub async fn view_policy_get(
     account: Account,
     Query(q): Query<PolicyQuery>,
 ) -> Response {
+    if let Some(refused) =
+        account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Policy))
+    {
+        return refused;
+    }
     show(
         &state,
         &account,
@@ -191,6 +196,11 @@ pub async fn view_policy_post(
     account: Account,
     axum::Form(a): axum::Form<RuleAction>,
 ) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Write(
+        sealgate_api::Area::Settings,
+    )) {
+        return refused;
+    }
     let current = match run(
         state.service(),
         &account.actor,
@@ -259,6 +269,11 @@ struct DryRunPage {
 }
 
 pub async fn view_dry_run_get(State(state): State<WebState>, account: Account) -> Response {
+    if let Some(refused) =
+        account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Policy))
+    {
+        return refused;
+    }
     render(&DryRunPage {
         chrome: Chrome::for_account(&state, &account, "Policy dry run", "/policy"),
         message: String::new(),
@@ -275,6 +290,11 @@ pub async fn view_dry_run_post(
     account: Account,
     request: axum::extract::Request,
 ) -> Response {
+    if let Some(refused) =
+        account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Policy))
+    {
+        return refused;
+    }
     let form = match super::multipart::read(request).await {
         Ok(f) => f,
         Err(e) => return crate::WebError::BadRequest(e).into_response(),

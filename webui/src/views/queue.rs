@@ -67,6 +67,10 @@ pub async fn view_queue_get(
     account: Account,
     Query(q): Query<QueueQuery>,
 ) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Queue))
+    {
+        return refused;
+    }
     let filter = QueueFilter {
         state: parse_state(&q.state),
         sender: opt(&q.sender),
@@ -114,6 +118,10 @@ pub async fn view_queue_message_get(
     account: Account,
     Path(id): Path<String>,
 ) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Queue))
+    {
+        return refused;
+    }
     match run(state.service(), &account.actor, &QueueShow { id }).await {
         Ok(d) => render(&MessagePage {
             chrome: Chrome::for_account(&state, &account, "Queued message", "/queue"),
@@ -130,6 +138,11 @@ pub async fn view_queue_action_post(
     account: Account,
     body: String,
 ) -> Response {
+    if let Some(refused) =
+        account.refuse(sealgate_api::Permission::Write(sealgate_api::Area::Queue))
+    {
+        return refused;
+    }
     let mut action = String::new();
     let mut ids = Vec::new();
     for (k, v) in form_pairs(&body) {

@@ -39,6 +39,11 @@ pub async fn view_settings_get(
     account: Account,
     Query(q): Query<Done>,
 ) -> Response {
+    if let Some(refused) =
+        account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Settings))
+    {
+        return refused;
+    }
     let current = match run(
         state.service(),
         &account.actor,
@@ -88,6 +93,11 @@ pub async fn view_settings_post(
     account: Account,
     axum::Form(form): axum::Form<SettingsForm>,
 ) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Write(
+        sealgate_api::Area::Settings,
+    )) {
+        return refused;
+    }
     let again = |meta: VersionMeta, errors: Errors, form: &SettingsForm| {
         let mut r = render(&SettingsPage {
             chrome: Chrome::for_account(&state, &account, "Settings", "/settings"),
@@ -161,6 +171,11 @@ pub async fn view_history_get(
     account: Account,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
+    if let Some(refused) =
+        account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Settings))
+    {
+        return refused;
+    }
     let versions = match run(
         state.service(),
         &account.actor,
@@ -207,6 +222,11 @@ pub async fn view_rollback_post(
     account: Account,
     axum::Form(form): axum::Form<RollbackForm>,
 ) -> Response {
+    if let Some(refused) = account.refuse(sealgate_api::Permission::Write(
+        sealgate_api::Area::Settings,
+    )) {
+        return refused;
+    }
     let op = SettingsRollback {
         to: form.to,
         base_version: None,

@@ -59,6 +59,11 @@ pub async fn view_tracking_get(
     account: Account,
     Query(q): Query<TrackingQuery>,
 ) -> Response {
+    if let Some(refused) =
+        account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Tracking))
+    {
+        return refused;
+    }
     let hours = q
         .hours
         .trim()
@@ -125,6 +130,11 @@ pub async fn view_tracking_message_get(
     account: Account,
     Path(id): Path<String>,
 ) -> Response {
+    if let Some(refused) =
+        account.refuse(sealgate_api::Permission::Read(sealgate_api::Area::Tracking))
+    {
+        return refused;
+    }
     let query = TrackQuery {
         queue_id: Some(id.clone()),
         limit: Some(2000),
