@@ -163,7 +163,7 @@ class Browser:
     """Headless Chromium over WebDriver, with a page-level record of
     every script error and every request that left for another origin."""
 
-    def __init__(self, workdir: Path, width: int = 1280, height: int = 900):
+    def __init__(self, workdir: Path, width: int = 1280, height: int = 900, trap_port: int | None = None):
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
@@ -174,6 +174,10 @@ class Browser:
                   "--ignore-certificate-errors", "--disable-dev-shm-usage",
                   f"--user-data-dir={workdir / 'chromium-profile'}", f"--window-size={width},{height}"):
             opts.add_argument(a)
+        if trap_port:
+            # Every host name resolves to the trap: a request a payload
+            # makes to any other origin lands there and is recorded.
+            opts.add_argument(f"--host-resolver-rules=MAP * 127.0.0.1:{trap_port}, EXCLUDE 127.0.0.1")
         opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
         self.driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
         self.driver.set_page_load_timeout(30)
@@ -214,14 +218,24 @@ class Browser:
 
     def click(self, css: str, navigates: bool = False) -> None:
         """Clicks; with `navigates`, waits until the next page has loaded."""
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions
-        from selenium.webdriver.support.ui import WebDriverWait
 
-        old = self.driver.find_element(By.TAG_NAME, "html")
+        if navigates:
+            # A mark on the old document: the new one does not have it.
+            self.driver.execute_script("window.__sgOld = true;")
         self.driver.find_element(By.CSS_SELECTOR, css).click()
         if navigates:
-            WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(old))
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    if self.driver.execute_script(
+                            "return window.__sgOld === undefined && document.readyState === 'complete'"):
+                        return
+                except WebDriverException:
+                    pass  # between documents
+                time.sleep(0.02)
+            raise AssertionError(f"clicking {css} did not load a page")
 
     def submit(self) -> None:
         """Submits the page's main form (its last submit button in <main>)."""
@@ -243,3 +257,128 @@ class Browser:
             self.driver.quit()
         except Exception:
             pass
+
+
+class Trap:
+    """A loopback TCP listener that records every connection (a request
+    that left the page for another origin)."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.hits: list[bytes] = []
+        self._stop = False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            data = b""
+            try:
+                conn.settimeout(0.5)
+                while len(data) < 16384:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                    if data.startswith(b"\x16\x03") and len(data) >= 5 + int.from_bytes(data[3:5], "big"):
+                        break
+                    if b"\r\n\r\n" in data:
+                        break
+                self.hits.append(data or b"(connected)")
+            except OSError:
+                self.hits.append(data or b"(connected)")
+            finally:
+                conn.close()
+
+    # The browser's own services (time, search engine, updates): not a page's doing.
+    BROWSER_HOSTS = ("google.com", "gstatic.com", "googleapis.com", "gvt1.com", "duckduckgo.com",
+                     "chromium.org", "googleusercontent.com")
+
+    @staticmethod
+    def host(hit: bytes) -> str:
+        """The host a hit was for: the TLS ClientHello's server name, or
+        the Host header of plain HTTP."""
+        import re as _re
+
+        if hit.startswith(b"\x16\x03"):
+            try:
+                i = 5 + 4 + 2 + 32
+                i += 1 + hit[i]
+                i += 2 + int.from_bytes(hit[i:i + 2], "big")
+                i += 1 + hit[i]
+                end = i + 2 + int.from_bytes(hit[i:i + 2], "big")
+                i += 2
+                while i + 4 <= min(end, len(hit)):
+                    kind = int.from_bytes(hit[i:i + 2], "big")
+                    size = int.from_bytes(hit[i + 2:i + 4], "big")
+                    if kind == 0:
+                        n = int.from_bytes(hit[i + 7:i + 9], "big")
+                        return hit[i + 9:i + 9 + n].decode(errors="replace")
+                    i += 4 + size
+            except IndexError:
+                pass
+            return "(TLS without a name)"
+        m = _re.search(rb"(?im)^host:\s*([^\r\n:]+)", hit)
+        return m.group(1).decode(errors="replace") if m else repr(hit[:60])
+
+    def page_hits(self) -> list[str]:
+        """Hosts reached, leaving out the browser's own services."""
+        hosts = [self.host(h) for h in self.hits]
+        return [h for h in hosts if not any(h == b or h.endswith("." + b) for b in self.BROWSER_HOSTS)]
+
+    def close(self):
+        self._stop = True
+        self.sock.close()
+
+
+INERT_CHECK = """
+const bad = [];
+const scripts = [...document.scripts].filter(s => !s.src.endsWith('/static/app.js'));
+if (scripts.length) bad.push('script elements: ' + scripts.length);
+for (const tag of ['iframe', 'frame', 'object', 'embed', 'base', 'meta[http-equiv]', 'form[action^="javascript"]', 'link[rel=import]']) {
+  const n = document.querySelectorAll('main ' + tag + ', body > ' + tag).length;
+  if (n) bad.push(tag + ': ' + n);
+}
+for (const e of document.querySelectorAll('*')) {
+  for (const a of e.attributes) {
+    if (a.name.startsWith('on')) bad.push('handler ' + e.tagName + '[' + a.name + ']');
+    if (/^\s*(javascript|vbscript|data):/i.test(a.value) && ['href','src','action','formaction','xlink:href','data'].includes(a.name)) bad.push('url ' + e.tagName + '[' + a.name + ']');
+  }
+}
+if (window.__sealgate_xss) bad.push('a payload ran');
+return bad;
+"""
+
+
+def assert_inert(b: "Browser", trap: Trap, origin: str, what: str) -> None:
+    """No script ran (no dialog, no element or handler a payload made),
+    and no request left the page (trap and network log)."""
+    import json
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        alert = b.driver.switch_to.alert
+        text = alert.text
+        alert.dismiss()
+        raise AssertionError(f"{what}: a dialog opened ({text!r}): a script ran")
+    except NoAlertPresentException:
+        pass
+    bad = b.driver.execute_script(INERT_CHECK)
+    assert not bad, f"{what}: {bad}"
+    for entry in b.driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent" and \
+                msg["params"].get("documentURL", "").startswith(origin):
+            url = msg["params"]["request"]["url"]
+            assert url.startswith(origin) or url.startswith("data:"), f"{what}: a request left the page: {url[:200]}"
+    hits = trap.page_hits()
+    assert not hits, f"{what}: the trap was reached for {hits[:5]}"
