@@ -58,6 +58,11 @@ def test_the_whole_wizard_in_chromium(gateways, browser):
         b.click("input[name=mode][value=smarthost]")
         b.fill("smarthost", f"127.0.0.1:{sink.port}")
         b.fill("internal_server", f"127.0.0.1:{sink.port}")
+        # The test button talks to the real smtp-sink and shows what happened.
+        b.click("button[formaction='/setup/delivery/test'][value=smarthost]", navigates=True)
+        result = b.text("#test-result")
+        assert "works" in result and "greeting" in result and "EHLO" in result, result
+        b.shots("setup-delivery-test")
         b.submit()
         assert b.path == "/setup/certificate"
         b.shots("setup-certificate")

@@ -226,6 +226,12 @@ class Browser:
             self.driver.execute_script("window.__sgOld = true;")
         self.driver.find_element(By.CSS_SELECTOR, css).click()
         if navigates:
+            self._wait_for_new_page(css)
+
+    def _wait_for_new_page(self, what: str) -> None:
+        from selenium.common.exceptions import WebDriverException
+
+        if True:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 try:
@@ -235,11 +241,18 @@ class Browser:
                 except WebDriverException:
                     pass  # between documents
                 time.sleep(0.02)
-            raise AssertionError(f"clicking {css} did not load a page")
+            raise AssertionError(f"{what}: no new page loaded")
 
     def submit(self) -> None:
-        """Submits the page's main form (its last submit button in <main>)."""
-        self.click("main form:not([action='/logout']) button[type=submit]:last-of-type", navigates=True)
+        """Submits the page's main form (the last plain submit button in <main>)."""
+        from selenium.webdriver.common.by import By
+
+        buttons = self.driver.find_elements(
+            By.CSS_SELECTOR, "main form:not([action='/logout']) button[type=submit]:not([formaction])")
+        assert buttons, "no submit button on the page"
+        self.driver.execute_script("window.__sgOld = true;")
+        buttons[-1].click()
+        self._wait_for_new_page("submit")
 
     def text(self, css: str = "main") -> str:
         from selenium.webdriver.common.by import By

@@ -56,10 +56,11 @@ impl Throttle {
     pub fn failed(&self, ip: IpAddr) -> Duration {
         let now = Instant::now();
         let mut entries = self.lock();
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&ip) {
-            if let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.last).map(|(k, _)| *k) {
-                entries.remove(&oldest);
-            }
+        if entries.len() >= MAX_ENTRIES
+            && !entries.contains_key(&ip)
+            && let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.last).map(|(k, _)| *k)
+        {
+            entries.remove(&oldest);
         }
         let entry = entries.entry(ip).or_insert(Entry {
             failures: 0,

@@ -144,7 +144,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -430,7 +430,7 @@ impl Accounts {
             }
             out.push(info);
         }
-        out.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+        out.sort_by_key(|s| std::cmp::Reverse(s.created_ms));
         Ok(out)
     }
 

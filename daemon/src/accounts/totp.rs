@@ -27,7 +27,8 @@ pub fn code(secret: &[u8], counter: u64) -> u32 {
     let offset = usize::from(mac.last().copied().unwrap_or(0) & 0x0f);
     let word = mac
         .get(offset..offset + 4)
-        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_be_bytes);
     (word & 0x7fff_ffff) % 1_000_000
 }
 

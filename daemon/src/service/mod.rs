@@ -13,6 +13,7 @@
 //! [`Permission::Public`] operations only).
 
 pub mod accounts;
+pub mod delivery_test;
 pub mod setup;
 
 use std::sync::Arc;
@@ -159,7 +160,7 @@ fn dispatch(
     name: &str,
     args: serde_json::Value,
 ) -> Result<serde_json::Value, ServiceError> {
-    use sealgate_api::ops::{accounts as a, setup as s, status as st};
+    use sealgate_api::ops::{accounts as a, delivery as d, setup as s, status as st};
     match name {
         a::Login::NAME => typed::<a::Login>(ctx, actor, args, accounts::login),
         a::EnrolTotp::NAME => typed::<a::EnrolTotp>(ctx, actor, args, accounts::enrol_totp),
@@ -184,6 +185,7 @@ fn dispatch(
         }
         s::SetupFinish::NAME => typed::<s::SetupFinish>(ctx, actor, args, setup::finish),
         st::Status::NAME => typed::<st::Status>(ctx, actor, args, status),
+        d::DeliveryTest::NAME => typed::<d::DeliveryTest>(ctx, actor, args, delivery),
         other => Err(ServiceError::UnknownOperation(other.to_owned())),
     }
 }
@@ -205,6 +207,16 @@ impl sealgate_api::Service for AdminService {
                 .map_err(|e| ServiceError::failed(format!("operation stopped: {e}")))?
         })
     }
+}
+
+/// `delivery.test` (from the blocking thread the service runs on).
+fn delivery(
+    ctx: &Ctx,
+    _actor: &Actor,
+    op: sealgate_api::ops::delivery::DeliveryTest,
+) -> Result<sealgate_api::ops::delivery::DeliveryTestReport, ServiceError> {
+    let (_, settings) = ctx.settings.current()?;
+    tokio::runtime::Handle::current().block_on(delivery_test::run(&settings.hostname, &op))
 }
 
 /// `status` (interim: what the node knows without the settings store).
@@ -266,7 +278,7 @@ pub struct StoreSettings {
 }
 
 impl StoreSettings {
-    fn from_config(&self) -> Settings {
+    fn bootstrap(&self) -> Settings {
         let c = &self.config;
         let mut s = Settings {
             hostname: c.hostname.clone(),
@@ -297,7 +309,7 @@ impl SettingsPort for StoreSettings {
                     })?;
                 Ok((version, stored.settings))
             }
-            None => Ok((0, self.from_config())),
+            None => Ok((0, self.bootstrap())),
         }
     }
 

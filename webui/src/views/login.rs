@@ -218,12 +218,11 @@ pub async fn view_enrol_post(
 }
 
 pub async fn view_logout_post(State(state): State<WebState>, parts: Parts) -> Response {
-    if let Some(id) = session::presented(&parts.headers) {
-        if let Err(e) =
+    if let Some(id) = session::presented(&parts.headers)
+        && let Err(e) =
             sealgate_api::run(state.service(), &session::anonymous(&parts), &Logout { id }).await
-        {
-            tracing::warn!(error = %e, "web: logout failed");
-        }
+    {
+        tracing::warn!(error = %e, "web: logout failed");
     }
     let mut response = Redirect::to("/login").into_response();
     response

@@ -24,6 +24,9 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use std::ops::Not;
+
+use sealgate_api::ops::delivery::{DeliveryTest, DeliveryTestReport};
 use sealgate_api::ops::keys::{KeyStoreView, KeysList};
 use sealgate_api::ops::setup::{
     CertificateChoice, SetupAdmin, SetupAdminConfirm, SetupDraft, SetupDraftGet, SetupFinish,
@@ -65,6 +68,7 @@ pub fn routes() -> Router<WebState> {
             "/setup/delivery",
             get(view_delivery_get).post(view_delivery_post),
         )
+        .route("/setup/delivery/test", post(view_delivery_test_post))
         .route(
             "/setup/certificate",
             get(view_certificate_get).post(view_certificate_post),
@@ -521,6 +525,7 @@ pub async fn view_identity_post(
 struct DeliveryPage {
     chrome: Chrome,
     steps: Vec<StepItem>,
+    test: Option<(String, DeliveryTestReport)>,
     mode: String,
     smarthost: String,
     require_tls: String,
@@ -534,6 +539,7 @@ pub async fn view_delivery_get(State(state): State<WebState>, s: SetupSession) -
     render(&DeliveryPage {
         chrome: wizard_chrome(&state, "Setup: delivery"),
         steps: steps("delivery", &d.step),
+        test: None,
         mode: match delivery.mode {
             DeliveryMode::Smarthost => "smarthost",
             _ => "mx",
@@ -601,6 +607,7 @@ pub async fn view_delivery_post(
             let mut r = render(&DeliveryPage {
                 chrome: wizard_chrome(&state, "Setup: delivery"),
                 steps: steps("delivery", &d.step),
+                test: None,
                 mode: form.mode,
                 smarthost: form.smarthost,
                 require_tls: form.require_tls,
@@ -611,6 +618,67 @@ pub async fn view_delivery_post(
             r
         }
     }
+}
+
+#[derive(Deserialize)]
+pub struct DeliveryTestForm {
+    #[serde(flatten)]
+    form: DeliveryForm,
+    /// Which host to try: `smarthost` or `internal_server`.
+    test: String,
+}
+
+/// `POST /setup/delivery/test`: the form's host tried, the form shown
+/// again with what happened (nothing is saved).
+pub async fn view_delivery_test_post(
+    State(state): State<WebState>,
+    s: SetupSession,
+    Form(t): Form<DeliveryTestForm>,
+) -> Response {
+    let d = step_draft!(state, s);
+    let target = if t.test == "internal_server" {
+        t.form.internal_server.trim().to_owned()
+    } else {
+        t.form.smarthost.trim().to_owned()
+    };
+    let mut errors = Errors::default();
+    let mut test = None;
+    match target.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
+        Some((host, Ok(port))) if !host.is_empty() => {
+            let op = DeliveryTest {
+                host: host.trim_matches(['[', ']']).to_owned(),
+                port,
+                require_tls: lines(&t.form.require_tls).is_empty().not(),
+            };
+            match run(state.service(), &s.actor, &op).await {
+                Ok(report) => test = Some((target.clone(), report)),
+                Err(e) => errors = Errors::one(&format!("delivery.{}", t.test), &e.to_string()),
+            }
+        }
+        _ => {
+            errors = Errors::one(
+                &format!(
+                    "delivery.{}",
+                    if t.test == "internal_server" {
+                        "internal_server"
+                    } else {
+                        "smarthost"
+                    }
+                ),
+                "Name the host as host:port to test it.",
+            );
+        }
+    }
+    render(&DeliveryPage {
+        chrome: wizard_chrome(&state, "Setup: delivery"),
+        steps: steps("delivery", &d.step),
+        test,
+        mode: t.form.mode,
+        smarthost: t.form.smarthost,
+        require_tls: t.form.require_tls,
+        internal_server: t.form.internal_server,
+        errors,
+    })
 }
 
 // ---- 5. certificate ----------------------------------------------------

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 pub mod accounts;
 pub mod audit;
 pub mod dashboard;
+pub mod delivery;
 pub mod directory;
 pub mod keys;
 pub mod policy;
@@ -94,6 +95,7 @@ pub const ALL: &[&str] = &[
     <audit::AuditSearch as crate::Operation>::NAME,
     <tracking::TrackMessages as crate::Operation>::NAME,
     <dashboard::DashboardTraffic as crate::Operation>::NAME,
+    <delivery::DeliveryTest as crate::Operation>::NAME,
     <accounts::Login as crate::Operation>::NAME,
     <accounts::EnrolTotp as crate::Operation>::NAME,
     <accounts::SessionCheck as crate::Operation>::NAME,
