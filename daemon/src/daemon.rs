@@ -4,111 +4,13 @@
 
 use std::sync::Arc;
 
-use tokio_rustls::TlsAcceptor;
-
 use crate::config::{Config, DeliveryMode};
 use crate::delivery::Deliverer;
-use crate::pipeline::unwrap::KeyStore;
 use crate::queue::{Queue, SchedulerRequest, recover, scheduler};
 
 /// Opens the state store (sled) of a data directory.
 pub fn open_db(config: &Config) -> std::io::Result<crate::db::Db> {
     crate::db::Db::open(&config.data_dir.join("db"))
-}
-
-/// The gateway's own keys, if a token is set up (configured, or a SoftHSM2
-/// token in the data directory) and its keys have certificates. A token
-/// that is set up but cannot be opened is `Unavailable`: mail that may be
-/// encrypted for the gateway then waits instead of passing unopened.
-async fn load_gateway_keys(config: &Config) -> KeyStore {
-    let settings = config.hsm_settings();
-    if config.hsm.is_none() && !settings.softhsm_conf().exists() {
-        tracing::info!("no key store set up: mail encrypted for the gateway is not opened");
-        return KeyStore::NotSetUp;
-    }
-    let openpgp_dir = config.data_dir.join("openpgp");
-    let opened = tokio::task::spawn_blocking(move || {
-        let hsm = sealgate_hsm::Hsm::open(&settings)?;
-        crate::pipeline::unwrap::GatewayKeys::load(
-            &hsm,
-            crate::pipeline::unwrap::SMIME_KEY_LABELS,
-            &openpgp_dir,
-        )
-    })
-    .await;
-    // An unavailable key store is reported by the caller, once per change.
-    match opened {
-        Ok(Ok(keys)) if !keys.is_empty() => {
-            tracing::info!(?keys, "gateway decryption keys loaded from the token");
-            KeyStore::Ready(Arc::new(keys))
-        }
-        Ok(Ok(_)) => {
-            tracing::info!(
-                "the token has no decryption key with a certificate: mail encrypted for the gateway is not opened"
-            );
-            KeyStore::NotSetUp
-        }
-        Ok(Err(e)) => KeyStore::Unavailable(e.to_string()),
-        Err(e) => KeyStore::Unavailable(format!("loading the gateway keys stopped: {e}")),
-    }
-}
-
-/// Logs an unavailable key store when it becomes so or its reason changes,
-/// not on every retry.
-fn report_unavailable(previous: Option<&KeyStore>, current: &KeyStore) {
-    let KeyStore::Unavailable(why) = current else {
-        return;
-    };
-    if let Some(KeyStore::Unavailable(before)) = previous
-        && before == why
-    {
-        return;
-    }
-    tracing::error!(
-        error = %why,
-        "key store unavailable: mail that needs the gateway's keys (encrypted for it, or to be signed) waits; \
-         it is tried again every {} s",
-        KEY_STORE_RETRY.as_secs()
-    );
-}
-
-/// How often an unavailable key store is tried again.
-const KEY_STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// Loads the gateway's keys again on every SIGHUP (`systemctl reload`), so
-/// keys or certificates added to the token (`sealgate keys self-sign`,
-/// `sealgate pgp init`, a token set up after start) take effect without a
-/// restart; and, while the key store is unavailable, every
-/// [`KEY_STORE_RETRY`] until it opens.
-async fn reload_keys(config: Arc<Config>, queue: Queue, mut current: KeyStore) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = signal(SignalKind::hangup())
-        .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP"))
-        .ok();
-    loop {
-        let retry = matches!(current, KeyStore::Unavailable(_));
-        tokio::select! {
-            Some(()) = async { hangup.as_mut()?.recv().await } => {
-                tracing::info!("SIGHUP: loading the gateway keys again");
-            }
-            () = tokio::time::sleep(KEY_STORE_RETRY), if retry => {}
-            // No SIGHUP stream and nothing to retry: keys load only at start.
-            else => return,
-        }
-        let loaded = load_gateway_keys(&config).await;
-        report_unavailable(Some(&current), &loaded);
-        current = loaded;
-        if retry && matches!(current, KeyStore::Unavailable(_)) {
-            continue;
-        }
-        if queue
-            .request(SchedulerRequest::ReloadKeys(current.clone()))
-            .is_err()
-        {
-            return;
-        }
-        tracing::info!("gateway keys reloaded: delivery attempts from now on use them");
-    }
 }
 
 /// What the state store lost while it was failing is made good once it is
@@ -129,48 +31,47 @@ fn after_store_reopened(queue: &Queue) {
     }
 }
 
+/// The parts every front end needs, opened on a data directory: the
+/// state store, the shared store, the settings in force (importing the
+/// bootstrap file's settings on the first start), the queue.
+pub struct Opened {
+    pub db: crate::db::Db,
+    pub shared: Arc<dyn crate::store::SharedStore>,
+    pub settings: crate::settings::SettingsStore,
+    pub live: Arc<crate::settings::Live>,
+    pub queue: Queue,
+    pub requests: tokio::sync::mpsc::UnboundedReceiver<SchedulerRequest>,
+}
+
+/// Opens a data directory for the daemon or for the CLI on a stopped one.
+pub fn open(file: Config) -> std::io::Result<Opened> {
+    std::fs::create_dir_all(&file.data_dir)?;
+    let db = open_db(&file)?;
+    let shared: Arc<dyn crate::store::SharedStore> = Arc::new(crate::store::SledStore::new(&db));
+    let settings = crate::settings::SettingsStore::new(shared.clone());
+    let audit = crate::audit::Audit::new(shared.clone());
+    let live = Arc::new(crate::settings::live::start(file, &settings, &audit)?);
+    let (queue, requests) = Queue::open(live.bootstrap(), &db, shared.clone())?;
+    Ok(Opened {
+        db,
+        shared,
+        settings,
+        live,
+        queue,
+        requests,
+    })
+}
+
 /// The web front end over the admin service, and the web listener's limits.
 fn web_app(
-    config: &Arc<Config>,
-    db: &crate::db::Db,
-    queue: &Queue,
+    config: &Config,
+    service: Arc<crate::service::AdminService>,
 ) -> (axum::Router, sealgate_webui::Limits) {
-    use crate::accounts::{Accounts, Timeouts, setup::Setup};
-    use crate::service::{AdminService, Ctx, StoreSettings};
-    use crate::store::{SharedStore, SledStore};
-    let store: Arc<dyn SharedStore> = Arc::new(SledStore::new(db));
-    let accounts = Arc::new(Accounts::new(
-        store.clone(),
-        Timeouts {
-            idle: std::time::Duration::from_secs(config.web.session_idle_secs),
-            absolute: std::time::Duration::from_secs(config.web.session_max_secs),
-        },
-    ));
-    let settings = Arc::new(StoreSettings {
-        store: store.clone(),
-        config: config.clone(),
-    });
-    let setup = Arc::new(Setup::new(
-        config.data_dir.clone(),
-        accounts.clone(),
-        store.clone(),
-        settings.clone(),
-    ));
-    let service = AdminService::new(Ctx {
-        config: config.clone(),
-        queue: queue.clone(),
-        store,
-        accounts,
-        setup,
-        settings,
-        started_ms: crate::envelope::now_ms(),
-    });
     let metrics_token = std::fs::read_to_string(config.data_dir.join("metrics-token"))
         .ok()
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty());
-    let state =
-        sealgate_webui::WebState::new(Arc::new(service), config.node_name.clone(), metrics_token);
+    let state = sealgate_webui::WebState::new(service, config.node_name.clone(), metrics_token);
     let limits = sealgate_webui::Limits {
         max_connections: config.web.max_connections,
         max_connections_per_ip: config.web.max_connections_per_ip,
@@ -181,16 +82,20 @@ fn web_app(
 
 /// Runs the daemon until a termination signal.
 pub async fn run(config: Config) -> std::io::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)?;
-    let config = Arc::new(config);
-    let db = open_db(&config)?;
-    let (queue, requests) = Queue::open(&config, &db)?;
+    let Opened {
+        db,
+        shared,
+        settings,
+        live,
+        queue,
+        requests,
+    } = open(config)?;
+    let config = live.bootstrap().clone();
     let recovery = recover::reconcile(&queue)?;
     tokio::spawn(db.clone().recover({
         let queue = queue.clone();
         move || after_store_reopened(&queue)
     }));
-    let tls = crate::tls::server_config(&config)?;
     let listeners = crate::smtp::server::bind(&config).await?;
     let mut web_listeners = Vec::new();
     for addr in &config.web.listen {
@@ -201,17 +106,34 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         );
     }
     let setup_token = crate::setup_token::ensure(&config.data_dir)?;
-    let deliverer = Arc::new(Deliverer::new(config.clone())?);
-    crate::control::serve(config.data_dir.clone(), queue.clone()).await?;
-    let policy = Arc::new(config.policy().map_err(std::io::Error::other)?);
-    let keys = load_gateway_keys(&config).await;
-    report_unavailable(None, &keys);
-    tokio::spawn(reload_keys(config.clone(), queue.clone(), keys.clone()));
+    let deliverer = Arc::new(Deliverer::new(&live.get().config)?);
+    let keys = crate::keys::Keys::open(&config).await;
+    tokio::spawn(keys.clone().follow(config.clone()));
+    let (accounts, setup) = crate::accounts::open(&shared, &config);
+    let service = Arc::new(crate::service::AdminService::new(crate::service::Ctx {
+        live: live.clone(),
+        settings: settings.clone(),
+        shared: shared.clone(),
+        queue: queue.clone(),
+        keys: keys.clone(),
+        audit: crate::audit::Audit::new(shared.clone()),
+        db: db.clone(),
+        online: true,
+        started_at_ms: crate::envelope::now_ms(),
+        accounts,
+        setup,
+    }));
+    crate::control::serve(config.data_dir.clone(), service.clone()).await?;
+    tokio::spawn(crate::settings::live::follow(live.clone(), settings));
+    tokio::spawn(crate::tracking::retention::run(
+        live.clone(),
+        queue.tracker().clone(),
+        crate::audit::Audit::new(shared),
+    ));
     tokio::spawn(scheduler::run(
         queue.clone(),
-        config.clone(),
-        policy,
-        Arc::new(keys),
+        live.clone(),
+        keys,
         deliverer,
         requests,
         recovery.scheduled.clone(),
@@ -219,23 +141,28 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     for listener in listeners {
         tokio::spawn(crate::smtp::server::serve(
             listener,
-            config.clone(),
-            Some(TlsAcceptor::from(tls.clone())),
+            live.clone(),
             queue.clone(),
         ));
     }
     if !web_listeners.is_empty() {
-        let (app, limits) = web_app(&config, &db, &queue);
+        let (app, limits) = web_app(&config, service);
         for listener in web_listeners {
+            let live = live.clone();
             tokio::spawn(sealgate_webui::serve(
                 listener,
-                tls.clone(),
+                // The certificate of the settings version in force, per connection.
+                move || live.get().tls.clone(),
                 app.clone(),
                 limits.clone(),
             ));
         }
     }
-    print_banner(&config, recovery.scheduled.len(), setup_token.as_deref());
+    print_banner(
+        &live.get().config,
+        recovery.scheduled.len(),
+        setup_token.as_deref(),
+    );
     wait_for_shutdown().await;
     tracing::info!("shutting down");
     let _ = tokio::task::spawn_blocking(move || db.flush()).await;
@@ -288,6 +215,8 @@ fn print_banner(config: &Config, queued: usize, setup_token: Option<&str>) {
     );
     println!("  sealgate queue list            # what is waiting");
     println!("  sealgate track --to you@example.net   # what happened");
+    println!("  sealgate status                # settings version, queue, key store");
+    println!("  sealgate settings history      # every change, who made it, and why");
     println!("Stop with Ctrl-C.");
 }
 

@@ -180,9 +180,20 @@ impl Db {
     /// start meanwhile fail with a temporary error.
     fn reopen(&self) -> std::io::Result<()> {
         let mut current = write(&self.shared.current);
-        // Dropping the last handles closes the old database (and its file lock).
+        // Dropping the last handles closes the old database and, once
+        // sled's flusher thread has let go of it too, its file lock.
         *current = None;
-        let db = open_sled(&self.shared.path)?;
+        let mut tries = 0;
+        let db = loop {
+            match open_sled(&self.shared.path) {
+                Ok(db) => break db,
+                Err(e) if tries >= 50 => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        };
         *current = Some(Generation {
             db,
             trees: Mutex::new(HashMap::new()),

@@ -80,6 +80,14 @@ impl Envelope {
     }
 
     /// The sender for logs and DSN headers (`<>` when null).
+    /// The sender's address, or the empty string for `<>`.
+    pub fn sender_text_or_empty(&self) -> String {
+        self.sender
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
     pub fn sender_text(&self) -> String {
         self.sender
             .as_ref()

@@ -8,6 +8,7 @@
 //! in the repository tells the whole story.
 
 pub mod accounts;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -18,11 +19,14 @@ pub mod delivery;
 pub mod directory;
 pub mod envelope;
 pub mod expand;
+pub mod keys;
 pub mod logging;
 pub mod pipeline;
 pub mod policy;
 pub mod queue;
+pub mod reason;
 pub mod service;
+pub mod settings;
 pub mod setup_token;
 pub mod smtp;
 pub mod store;

@@ -36,7 +36,7 @@ def signed_reply(tmp_path, name: str, sender: str, to: str, body: str) -> bytes:
 
 
 def directory_entries(gw) -> list[dict]:
-    return json.loads(gw.cli("directory", "list", "--json").stdout)["entries"]
+    return json.loads(gw.cli("directory", "list", "--json").stdout)
 
 
 def test_signed_reply_releases_held_mail_encrypted_to_the_signer(gateway_factory, tmp_path):

@@ -81,7 +81,7 @@ def test_held_recipient_is_invited_once_and_a_signed_reply_releases_the_mail(tmp
 
         # A second held message for dan: held, the sender told, no second invitation.
         send_message(gw.port, SENDER, [DAN], msg("more figures", "the second held text"))
-        wait_status(gw, lambda e: sum(r["status"]["state"] == "held" for x in e for r in x["recipients"]) >= 2,
+        wait_status(gw, lambda e: sum(r["state"] == "held" for x in e for r in x["recipients"]) >= 2,
                     timeout=20)
         wait_outbox(gw, lambda m: sum(b"Delivery delayed" in x and SENDER in envelope_to(x) for x in m) >= 2,
                     timeout=30)

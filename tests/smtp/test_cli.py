@@ -52,9 +52,9 @@ def test_queue_verbs_with_daemon_running(stuck):
     assert sorted(queued_ids(gw)) == sorted([one, two]), listing
     assert "from alice@example.org" in listing and "from bob@example.org" in listing
     assert re.search(r"xavier@example\.net\s+deferred: .*(refused|connect)", listing, re.I), listing
-    entries = {e["queue_id"]: e for e in json.loads(gw.cli("queue", "list", "--json").stdout)["entries"]}
-    assert entries[two]["sender"] == {"local": "bob", "domain": "example.org"}
-    assert [r["recipient"]["address"]["local"] for r in entries[two]["recipients"]] == ["yvonne", "zoe"]
+    entries = {e["queue_id"]: e for e in json.loads(gw.cli("queue", "list", "--json").stdout)}
+    assert entries[two]["sender"] == "bob@example.org"
+    assert [r["address"] for r in entries[two]["recipients"]] == ["yvonne@example.net", "zoe@example.net"]
 
     show = gw.cli("queue", "show", one).stdout
     assert f"Queue id:  {one}" in show
@@ -62,22 +62,22 @@ def test_queue_verbs_with_daemon_running(stuck):
     assert "Subject: cli-one" in show
     assert "Received: from client.test" in show
     missing = gw.cli("queue", "show", "0" * 20, check=False)
-    assert missing.returncode != 0 and "not in the queue" in missing.stderr, missing
+    assert missing.returncode != 0 and "not found" in missing.stderr, missing
 
     before = entries[one]["attempts"]
     r = gw.cli("queue", "retry", one)
     assert f"{one}: scheduled for immediate retry" in r.stdout
-    wait(lambda: {e["queue_id"]: e for e in json.loads(gw.cli("queue", "list", "--json").stdout)["entries"]}
+    wait(lambda: {e["queue_id"]: e for e in json.loads(gw.cli("queue", "list", "--json").stdout)}
          [one]["attempts"] > before, what="retry attempt")
 
     r = gw.cli("queue", "delete", two)
     assert f"{two}: deleted" in r.stdout
     assert queued_ids(gw) == [one]
     assert not (gw.data_dir / "spool" / "queue" / two).exists()
-    events = json.loads(gw.cli("track", "--id", two, "--json").stdout)["events"]
+    events = json.loads(gw.cli("track", "--id", two, "--json").stdout)
     assert sorted(e["kind"] for e in events if e["kind"] == "deleted") == ["deleted", "deleted"]
     again = gw.cli("queue", "delete", two, check=False)
-    assert again.returncode != 0 and "not in the queue" in again.stderr
+    assert again.returncode != 0 and "not found" in again.stderr
 
 
 def test_queue_verbs_with_daemon_stopped(stuck):
@@ -88,7 +88,7 @@ def test_queue_verbs_with_daemon_stopped(stuck):
     assert "Subject: cli-two" in gw.cli("queue", "show", two).stdout
     r = gw.cli("queue", "retry", one)
     assert f"{one}: scheduled for immediate retry" in r.stdout
-    entry = [e for e in json.loads(gw.cli("queue", "list", "--json").stdout)["entries"] if e["queue_id"] == one][0]
+    entry = [e for e in json.loads(gw.cli("queue", "list", "--json").stdout) if e["queue_id"] == one][0]
     assert entry["next_attempt_ms"] == 0
     r = gw.cli("queue", "delete", two)
     assert f"{two}: deleted" in r.stdout
@@ -100,7 +100,7 @@ def test_queue_verbs_with_daemon_stopped(stuck):
 
 
 def track(gw, *args) -> list[dict]:
-    return json.loads(gw.cli("track", *args, "--json").stdout)["events"]
+    return json.loads(gw.cli("track", *args, "--json").stdout)
 
 
 def check_track(gw, t0: datetime):

@@ -116,13 +116,13 @@ def test_full_disk_is_survived_without_a_restart(small_disk, tmp_path):
             assert b"queued first" in bodies and b"Subject: after" in bodies, bodies[:500]
             deadline = time.monotonic() + 30
             while True:
-                entries = json.loads(gw.cli("queue", "list", "--json").stdout)["entries"]
+                entries = json.loads(gw.cli("queue", "list", "--json").stdout)
                 if not entries:
                     break
                 assert time.monotonic() < deadline, f"stale queue state after recovery: {entries}"
                 time.sleep(0.5)
             # What happened while the store was failing is tracked too.
-            events = json.loads(gw.cli("track", "--to", "b@example.net", "--json").stdout)["events"]
+            events = json.loads(gw.cli("track", "--to", "b@example.net", "--json").stdout)
             delivered = [e for e in events if e["kind"] == "delivered"]
             assert len({e["queue_id"] for e in delivered}) == 2, events
             assert not list((data / "spool" / "tmp").iterdir())

@@ -113,16 +113,38 @@ impl Drop for IpSlot {
     }
 }
 
-/// Serves `app` over TLS on `listener` until the process ends.
+/// The acceptor of the configuration in force, rebuilt (with ALPN) only
+/// when the configuration changes.
+#[derive(Default)]
+struct Acceptors {
+    current: Option<(Arc<rustls::ServerConfig>, TlsAcceptor)>,
+}
+
+impl Acceptors {
+    fn for_config(&mut self, config: Arc<rustls::ServerConfig>) -> TlsAcceptor {
+        if let Some((seen, acceptor)) = &self.current
+            && Arc::ptr_eq(seen, &config)
+        {
+            return acceptor.clone();
+        }
+        let mut with_alpn = (*config).clone();
+        with_alpn.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(with_alpn));
+        self.current = Some((config, acceptor.clone()));
+        acceptor
+    }
+}
+
+/// Serves `app` over TLS on `listener` until the process ends. `tls`
+/// gives the server configuration for each new connection (so a new
+/// certificate applies without a restart).
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: impl Fn() -> Arc<rustls::ServerConfig> + Send + Sync + 'static,
     app: Router,
     limits: Limits,
 ) {
-    let mut tls = (*tls).clone();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let mut acceptors = Acceptors::default();
     let total = Arc::new(Semaphore::new(limits.max_connections));
     let per_ip = Arc::new(PerIp::default());
     let limits = Arc::new(limits);
@@ -157,7 +179,7 @@ pub async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let acceptor = acceptors.for_config(tls());
         let app = app.clone();
         let limits = limits.clone();
         tokio::spawn(async move {

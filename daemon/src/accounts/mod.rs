@@ -198,6 +198,27 @@ pub fn check_name(name: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// The accounts and the setup wizard of a node, over its shared store,
+/// with the session timeouts of the bootstrap file.
+pub fn open(
+    shared: &Arc<dyn SharedStore>,
+    config: &crate::config::Config,
+) -> (Arc<Accounts>, Arc<setup::Setup>) {
+    let accounts = Arc::new(Accounts::new(
+        shared.clone(),
+        Timeouts {
+            idle: Duration::from_secs(config.web.session_idle_secs),
+            absolute: Duration::from_secs(config.web.session_max_secs),
+        },
+    ));
+    let setup = Arc::new(setup::Setup::new(
+        config.data_dir.clone(),
+        accounts.clone(),
+        shared.clone(),
+    ));
+    (accounts, setup)
+}
+
 impl Accounts {
     pub fn new(store: Arc<dyn SharedStore>, timeouts: Timeouts) -> Accounts {
         Accounts {

@@ -88,22 +88,15 @@ pub struct Setup {
     data_dir: PathBuf,
     accounts: Arc<Accounts>,
     store: Arc<dyn SharedStore>,
-    settings: Arc<dyn SettingsPort>,
     failures: Mutex<(u32, Option<Instant>)>,
 }
 
 impl Setup {
-    pub fn new(
-        data_dir: PathBuf,
-        accounts: Arc<Accounts>,
-        store: Arc<dyn SharedStore>,
-        settings: Arc<dyn SettingsPort>,
-    ) -> Setup {
+    pub fn new(data_dir: PathBuf, accounts: Arc<Accounts>, store: Arc<dyn SharedStore>) -> Setup {
         Setup {
             data_dir,
             accounts,
             store,
-            settings,
             failures: Mutex::new((0, None)),
         }
     }
@@ -179,12 +172,12 @@ impl Setup {
             .open_session(SessionKind::Setup, SETUP_ACTOR, Role::Admin, from)
     }
 
-    fn load(&self) -> Result<StoredDraft, ServiceError> {
+    fn load(&self, port: &dyn SettingsPort) -> Result<StoredDraft, ServiceError> {
         if let Some(bytes) = self.store.get(Space::Setup, DRAFT_KEY)? {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| ServiceError::failed(format!("setup draft unreadable: {e}")));
         }
-        let (base_version, settings) = self.settings.current()?;
+        let (base_version, settings) = port.current()?;
         Ok(StoredDraft {
             step: "admin".to_owned(),
             admin: None,
@@ -202,22 +195,27 @@ impl Setup {
     }
 
     /// `setup.draft`.
-    pub fn draft(&self, actor: &Actor) -> Result<SetupDraft, ServiceError> {
+    pub fn draft(
+        &self,
+        port: &dyn SettingsPort,
+        actor: &Actor,
+    ) -> Result<SetupDraft, ServiceError> {
         self.ensure_open(actor)?;
-        Ok(self.load()?.view())
+        Ok(self.load(port)?.view())
     }
 
     /// `setup.save`.
     pub fn save(
         &self,
+        port: &dyn SettingsPort,
         actor: &Actor,
         settings: Settings,
         step: &str,
         certificate: Option<CertificateChoice>,
     ) -> Result<SetupDraft, ServiceError> {
         self.ensure_open(actor)?;
-        self.settings.check(&settings)?;
-        let mut draft = self.load()?;
+        port.check(&settings)?;
+        let mut draft = self.load(port)?;
         draft.settings = settings;
         draft.step = step.to_owned();
         if let Some(c) = certificate {
@@ -230,6 +228,7 @@ impl Setup {
     /// `setup.admin`: checks name and password, answers the TOTP secret.
     pub fn admin(
         &self,
+        port: &dyn SettingsPort,
         actor: &Actor,
         name: &str,
         password_text: &str,
@@ -246,7 +245,7 @@ impl Setup {
             return Err(ServiceError::Invalid { errors });
         }
         let secret = totp::new_secret();
-        let mut draft = self.load()?;
+        let mut draft = self.load(port)?;
         draft.admin = Some(PendingAdmin {
             name: name.to_owned(),
             password_hash: password::hash(password_text).map_err(ServiceError::failed)?,
@@ -265,9 +264,14 @@ impl Setup {
     }
 
     /// `setup.admin_confirm`: the first code proves the app has the secret.
-    pub fn admin_confirm(&self, actor: &Actor, code: &str) -> Result<SetupDraft, ServiceError> {
+    pub fn admin_confirm(
+        &self,
+        port: &dyn SettingsPort,
+        actor: &Actor,
+        code: &str,
+    ) -> Result<SetupDraft, ServiceError> {
         self.ensure_open(actor)?;
-        let mut draft = self.load()?;
+        let mut draft = self.load(port)?;
         let Some(admin) = draft.admin.as_mut() else {
             return Err(ServiceError::invalid(
                 "name",
@@ -288,16 +292,20 @@ impl Setup {
     }
 
     /// `setup.finish`.
-    pub fn finish(&self, actor: &Actor) -> Result<SessionGrant, ServiceError> {
+    pub fn finish(
+        &self,
+        port: &dyn SettingsPort,
+        actor: &Actor,
+    ) -> Result<SessionGrant, ServiceError> {
         self.ensure_open(actor)?;
-        let draft = self.load()?;
+        let draft = self.load(port)?;
         let Some(admin) = draft.admin.clone().filter(|a| a.confirmed) else {
             return Err(ServiceError::invalid(
                 "admin",
                 "The administrator and their second factor are not set up yet.",
             ));
         };
-        self.settings.check(&draft.settings)?;
+        port.check(&draft.settings)?;
         let account = StoredAccount {
             name: admin.name.clone(),
             role: Role::Admin,
@@ -316,7 +324,7 @@ impl Setup {
             via: Via::Web,
             from: actor.from.clone(),
         };
-        let version = self.settings.apply(
+        let version = port.apply(
             &author,
             draft.settings.clone(),
             draft.base_version,

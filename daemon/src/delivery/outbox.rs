@@ -85,8 +85,12 @@ pub async fn deliver(
     .await;
     let outcome = match written {
         Ok(Ok(path)) => Outcome::Delivered(format!("written to {path}")),
-        Ok(Err(e)) => Outcome::Deferred(format!("outbox write failed: {e}")),
-        Err(e) => Outcome::Deferred(format!("outbox write failed: {e}")),
+        Ok(Err(e)) => Outcome::Deferred(crate::reason::Reason::local(format!(
+            "outbox write failed: {e}"
+        ))),
+        Err(e) => Outcome::Deferred(crate::reason::Reason::local(format!(
+            "outbox write failed: {e}"
+        ))),
     };
     recipients
         .iter()

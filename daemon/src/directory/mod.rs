@@ -1,5 +1,6 @@
 //! The key directory: recipients' certificates and keys, and partner
-//! domains' gateway certificates, in sled.
+//! domains' gateway certificates, in the shared store (sled on a single
+//! node; shared by every node of a cluster).
 //!
 //! Each entry keeps the certificate (or key) as received, the addresses or
 //! the domain it serves, its validity, whether it may encrypt, where it came
@@ -7,7 +8,7 @@
 //! trust level (manual, verified, harvested). The pipeline's resolve stage
 //! asks [`Directory::best_for`] which entry encrypts for a recipient.
 //!
-//! Trees: `directory` (fingerprint → entry, JSON) and `directory_index`
+//! Spaces: `directory` (fingerprint → entry, JSON) and `directory_index`
 //! (`address-or-@domain` NUL fingerprint → nothing) for lookups.
 //!
 //! Trusts: the data directory. Imported certificates are parsed by the
@@ -16,27 +17,13 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What kind of key material an entry holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// An X.509 certificate for S/MIME.
-    Smime,
-    /// An OpenPGP certificate.
-    Openpgp,
-}
+use crate::store::{SharedStore, Space, StoreError};
 
-/// How much the entry is believed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trust {
-    /// Taken from mail (a signature, an Autocrypt header) without checks.
-    Harvested,
-    /// Checked: a chain to a configured anchor, or a verified signature.
-    Verified,
-    /// Imported by an administrator.
-    Manual,
-}
+/// What kind of key material an entry holds.
+pub use sealgate_api::settings::policy::KeyKind as Kind;
+
+/// How much the entry is believed (harvested < verified < manual).
+pub use sealgate_api::ops::directory::Trust;
 
 /// One certificate or key in the directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,12 +79,15 @@ mod b64 {
     }
 }
 
-/// The directory over its sled trees.
+/// The directory over the shared store (spaces `directory` and
+/// `directory_index`), so every node of a cluster sees the same keys.
 #[derive(Clone)]
 pub struct Directory {
-    entries: crate::db::Tree,
-    index: crate::db::Tree,
+    shared: std::sync::Arc<dyn SharedStore>,
 }
+
+/// Most entries one scan returns (a directory is not a bulk store).
+const MAX_SCAN: usize = 1_000_000;
 
 /// Why a directory operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -116,18 +106,15 @@ pub enum DirectoryError {
     Storage(String),
 }
 
-impl From<sled::Error> for DirectoryError {
-    fn from(e: sled::Error) -> Self {
+impl From<StoreError> for DirectoryError {
+    fn from(e: StoreError) -> Self {
         DirectoryError::Storage(e.to_string())
     }
 }
 
 impl Directory {
-    pub fn open(db: &crate::db::Db) -> Directory {
-        Directory {
-            entries: db.tree("directory"),
-            index: db.tree("directory_index"),
-        }
+    pub fn open(shared: std::sync::Arc<dyn SharedStore>) -> Directory {
+        Directory { shared }
     }
 
     /// Imports certificates or keys: OpenPGP (armored or binary) or X.509
@@ -196,7 +183,7 @@ impl Directory {
                 "no OpenPGP certificate found".into(),
             ));
         }
-        self.entries.flush()?;
+        self.shared.flush()?;
         Ok(stored)
     }
 
@@ -262,7 +249,7 @@ impl Directory {
             return Err(DirectoryError::OnlyCa);
         }
         // Unlike queue state, entries cannot be rebuilt from the spool.
-        self.entries.flush()?;
+        self.shared.flush()?;
         Ok(stored)
     }
 
@@ -282,18 +269,22 @@ impl Directory {
     fn put(&self, entry: &Entry) -> Result<(), DirectoryError> {
         let value =
             serde_json::to_vec(entry).map_err(|e| DirectoryError::Storage(e.to_string()))?;
-        self.entries.insert(entry.fingerprint.as_bytes(), value)?;
+        self.shared
+            .put(Space::Directory, entry.fingerprint.as_bytes(), &value)?;
         for key in entry.index_keys() {
-            self.index
-                .insert(index_key(&key, &entry.fingerprint), &[][..])?;
+            self.shared.put(
+                Space::DirectoryIndex,
+                &index_key(&key, &entry.fingerprint),
+                &[],
+            )?;
         }
         Ok(())
     }
 
     pub fn get(&self, fingerprint: &str) -> Result<Option<Entry>, DirectoryError> {
         Ok(self
-            .entries
-            .get(fingerprint.as_bytes())?
+            .shared
+            .get(Space::Directory, fingerprint.as_bytes())?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
@@ -301,10 +292,12 @@ impl Directory {
     pub fn remove(&self, fingerprint: &str) -> Result<Entry, DirectoryError> {
         let entry = self.find(fingerprint)?;
         for key in entry.index_keys() {
-            self.index.remove(index_key(&key, &entry.fingerprint))?;
+            self.shared
+                .remove(Space::DirectoryIndex, &index_key(&key, &entry.fingerprint))?;
         }
-        self.entries.remove(entry.fingerprint.as_bytes())?;
-        self.entries.flush()?;
+        self.shared
+            .remove(Space::Directory, entry.fingerprint.as_bytes())?;
+        self.shared.flush()?;
         Ok(entry)
     }
 
@@ -315,10 +308,8 @@ impl Directory {
             return Err(DirectoryError::NotFound(fingerprint.to_owned()));
         }
         let hits = self
-            .entries
-            .scan_prefix(wanted.as_bytes())?
-            .take(2)
-            .collect::<Result<Vec<_>, _>>()?;
+            .shared
+            .scan_prefix(Space::Directory, wanted.as_bytes(), 2)?;
         match hits.as_slice() {
             [(_, v)] => {
                 serde_json::from_slice(v).map_err(|e| DirectoryError::Storage(e.to_string()))
@@ -327,23 +318,24 @@ impl Directory {
         }
     }
 
-    /// Every entry, by fingerprint. A storage error ends the walk: sled's
-    /// iterator may return the same error again without moving on.
+    /// Every entry, by fingerprint.
     pub fn all(&self) -> Result<Vec<Entry>, DirectoryError> {
-        let mut entries = Vec::new();
-        for item in self.entries.iter()? {
-            let (_, value) = item?;
-            entries.extend(serde_json::from_slice(&value).ok());
-        }
-        Ok(entries)
+        Ok(self
+            .shared
+            .range(Space::Directory, &[], None, false, MAX_SCAN)?
+            .into_iter()
+            .filter_map(|(_, value)| serde_json::from_slice(&value).ok())
+            .collect())
     }
 
     /// Entries indexed under an address or `@domain`.
     pub fn lookup(&self, key: &str) -> Result<Vec<Entry>, DirectoryError> {
         let prefix = index_key(&key.to_ascii_lowercase(), "");
         let mut entries = Vec::new();
-        for item in self.index.scan_prefix(&prefix)? {
-            let (k, _) = item?;
+        for (k, _) in self
+            .shared
+            .scan_prefix(Space::DirectoryIndex, &prefix, MAX_SCAN)?
+        {
             let Some(fingerprint) = k
                 .get(prefix.len()..)
                 .and_then(|f| std::str::from_utf8(f).ok())
@@ -448,7 +440,9 @@ mod tests {
             "sealgate-directory-{}",
             crate::util::new_session_id()
         ));
-        Directory::open(&crate::db::Db::open(&dir).unwrap())
+        Directory::open(std::sync::Arc::new(crate::store::SledStore::new(
+            &crate::db::Db::open(&dir).unwrap(),
+        )))
     }
 
     #[test]

@@ -58,15 +58,20 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// One line for people: `bob@x.org: encrypt-required (rule 2 "secure"): subject contains "[secure]"`.
-    pub fn explain(&self) -> String {
-        let source = match &self.source {
+    /// What decided, in words: `rule 2 "secure"`, `settings of domain x`.
+    pub fn source_text(&self) -> String {
+        match &self.source {
             Source::Rule { index, name } => format!("rule {index} \"{name}\""),
             Source::Address { pattern } => format!("settings of address {pattern}"),
             Source::Domain { pattern } => format!("settings of domain {pattern}"),
             Source::Global => "global settings".to_owned(),
             Source::Default => format!("default for {} mail", self.direction.as_str()),
-        };
+        }
+    }
+
+    /// One line for people: `bob@x.org: encrypt-required (rule 2 "secure"): subject contains "[secure]"`.
+    pub fn explain(&self) -> String {
+        let source = self.source_text();
         let mut line = format!(
             "{}: {}{} ({source})",
             self.recipient,
@@ -156,6 +161,12 @@ pub fn decide(policy: &Policy, facts: &MessageFacts, recipient: &Recipient) -> D
         }
     };
 
+    let action = if action == Action::Quarantine && recipient.released {
+        because.push("released from quarantine by an administrator".to_owned());
+        Action::EncryptIfPossible
+    } else {
+        action
+    };
     let action = apply_guards(config, facts, recipient.internal, action, &mut because);
 
     let sign =
@@ -180,6 +191,7 @@ pub fn trusts_harvested_keys(policy: &Policy, address: &str) -> bool {
     let recipient = Recipient {
         address: address.to_ascii_lowercase(),
         internal: false,
+        released: false,
     };
     let (address_settings, domain_settings) = settings_for(policy, &recipient);
     address_settings

@@ -20,7 +20,7 @@ use base64::Engine as _;
 
 use crate::config::Config;
 use crate::envelope::Envelope;
-use crate::pipeline::unwrap::KeyStore;
+use crate::keys::KeyStore;
 use crate::smtp::address::Address;
 
 /// An invitation ready to queue.

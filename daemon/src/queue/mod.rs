@@ -26,22 +26,22 @@ use crate::tracking::{Direction, EventKind, Tracker};
 use spool::Spool;
 use state::{QueueEntry, QueueState};
 
+/// Where the scheduler answers an administrative request.
+pub type Reply = tokio::sync::oneshot::Sender<Result<(), sealgate_api::ServiceError>>;
+
 /// What the scheduler is asked to do from outside its loop.
 #[derive(Debug)]
 pub enum SchedulerRequest {
     /// A new message is in the queue: try it now.
     Wake(String),
     /// Retry a queued message now.
-    Retry(String, tokio::sync::oneshot::Sender<Result<(), String>>),
+    Retry(String, Reply),
     /// Delete a queued message (every pending recipient).
-    Delete(String, tokio::sync::oneshot::Sender<Result<(), String>>),
+    Delete(String, Reply),
     /// Release held and quarantined recipients: decide and try them again now.
-    Release(String, tokio::sync::oneshot::Sender<Result<(), String>>),
+    Release(String, Reply),
     /// Keys arrived for these addresses (or `@domain`s): release what is held for them.
     KeysArrived(Vec<String>),
-    /// The gateway's own keys were loaded again from the token (SIGHUP, or
-    /// the token came back): attempts from now on use these.
-    ReloadKeys(crate::pipeline::unwrap::KeyStore),
 }
 
 /// Shared handle to the queue.
@@ -63,11 +63,12 @@ impl Queue {
     pub fn open(
         config: &Config,
         db: &crate::db::Db,
+        shared: Arc<dyn crate::store::SharedStore>,
     ) -> io::Result<(Queue, mpsc::UnboundedReceiver<SchedulerRequest>)> {
         let spool = Spool::open(&config.data_dir.join("spool"))?;
-        let state = QueueState::open(db);
+        let state = QueueState::open(db, shared.clone());
         let tracker = Tracker::open(db, &config.node_name);
-        let directory = crate::directory::Directory::open(db);
+        let directory = crate::directory::Directory::open(shared);
         let (tx, rx) = mpsc::unbounded_channel();
         Ok((
             Queue {
@@ -125,6 +126,7 @@ impl Queue {
             .store(queue_id, envelope, header, body)
             .await?;
         let size = (header.len() + body.len()) as u64;
+        let labels = crate::tracking::messages::Labels::of(body);
         tracing::info!(
             queue_id,
             session_id = %envelope.session_id,
@@ -135,7 +137,7 @@ impl Queue {
             tls = envelope.tls,
             "message accepted"
         );
-        self.register(queue_id, envelope, size, &envelope.client_ip);
+        self.register(queue_id, envelope, size, &envelope.client_ip, Some(&labels));
         Ok(())
     }
 
@@ -146,12 +148,26 @@ impl Queue {
             .spool
             .store(&queue_id, envelope, b"", content)
             .await?;
-        self.register(&queue_id, envelope, content.len() as u64, "local");
+        let labels = crate::tracking::messages::Labels::of(content);
+        self.register(
+            &queue_id,
+            envelope,
+            content.len() as u64,
+            "local",
+            Some(&labels),
+        );
         Ok(queue_id)
     }
 
     /// Records state and tracking for a spooled message and wakes the scheduler.
-    fn register(&self, queue_id: &str, envelope: &Envelope, size: u64, remote: &str) {
+    fn register(
+        &self,
+        queue_id: &str,
+        envelope: &Envelope,
+        size: u64,
+        remote: &str,
+        labels: Option<&crate::tracking::messages::Labels>,
+    ) {
         let entry = QueueEntry::new(queue_id, envelope, size);
         if let Err(e) = self.inner.state.put(&entry) {
             // The spool file is the truth; start-up reconciliation recreates the state.
@@ -159,7 +175,7 @@ impl Queue {
         }
         let sender = envelope.sender_text();
         for r in &envelope.recipients {
-            self.inner.tracker.record(
+            self.inner.tracker.record_labelled(
                 queue_id,
                 EventKind::Received,
                 Direction::In,
@@ -167,6 +183,7 @@ impl Queue {
                 &r.address.to_string(),
                 remote,
                 &format!("{size} octets"),
+                labels,
             );
         }
         let _ = self.request(SchedulerRequest::Wake(queue_id.to_string()));

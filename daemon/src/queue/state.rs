@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::{Envelope, EnvelopeRecipient};
+use crate::reason::{Reason, typed_or_text};
 use crate::smtp::address::Address;
 
 /// Where one recipient stands.
@@ -21,19 +22,33 @@ pub enum RecipientStatus {
     /// Waiting for its first or next attempt.
     Scheduled,
     /// The last attempt failed temporarily; it will be retried.
-    Deferred { reason: String },
+    Deferred {
+        #[serde(deserialize_with = "typed_or_text")]
+        reason: Reason,
+    },
     /// Accepted by the next hop (or written to the outbox).
     Delivered { reply: String },
     /// Failed for good; the sender has been told (unless they asked not to be).
-    Bounced { reason: String },
+    Bounced {
+        #[serde(deserialize_with = "typed_or_text")]
+        reason: Reason,
+    },
     /// An administrator removed it from the queue.
     Deleted,
     /// Policy requires encryption and there is no method yet: kept, never
     /// sent in clear, until a key arrives, an administrator releases it, or
     /// the hold expires.
-    Held { reason: String, since_ms: u64 },
+    Held {
+        #[serde(deserialize_with = "typed_or_text")]
+        reason: Reason,
+        since_ms: u64,
+    },
     /// Policy put it aside for an administrator to look at.
-    Quarantined { reason: String, since_ms: u64 },
+    Quarantined {
+        #[serde(deserialize_with = "typed_or_text")]
+        reason: Reason,
+        since_ms: u64,
+    },
 }
 
 impl RecipientStatus {
@@ -143,19 +158,23 @@ impl QueueEntry {
     }
 }
 
-/// The sled trees behind the queue.
+/// The queue's state (node-local sled) and the invitation claims (shared:
+/// every node of a cluster invites a recipient at most once).
 #[derive(Clone)]
 pub struct QueueState {
     entries: crate::db::Tree,
     /// Held recipient address (lower case) → when they were last invited (ms).
-    invitations: crate::db::Tree,
+    invitations: std::sync::Arc<dyn crate::store::SharedStore>,
 }
 
 impl QueueState {
-    pub fn open(db: &crate::db::Db) -> QueueState {
+    pub fn open(
+        db: &crate::db::Db,
+        shared: std::sync::Arc<dyn crate::store::SharedStore>,
+    ) -> QueueState {
         QueueState {
             entries: db.tree("queue"),
-            invitations: db.tree("invitations"),
+            invitations: shared,
         }
     }
 
@@ -167,23 +186,24 @@ impl QueueState {
         address: &str,
         now_ms: u64,
         every_ms: u64,
-    ) -> sled::Result<bool> {
+    ) -> Result<bool, crate::store::StoreError> {
+        use crate::store::Space;
         let key = address.to_ascii_lowercase();
         for _ in 0..8 {
-            let current = self.invitations.get(key.as_bytes())?;
+            let current = self.invitations.get(Space::Invitations, key.as_bytes())?;
             let last = current
                 .as_ref()
-                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
                 .map(u64::from_be_bytes);
             if last.is_some_and(|t| now_ms.saturating_sub(t) < every_ms) {
                 return Ok(false);
             }
-            let swapped = self.invitations.compare_and_swap(
+            if self.invitations.compare_and_swap(
+                Space::Invitations,
                 key.as_bytes(),
-                current,
-                Some(&now_ms.to_be_bytes()[..]),
-            )?;
-            if swapped.is_ok() {
+                current.as_deref(),
+                Some(&now_ms.to_be_bytes()),
+            )? {
                 return Ok(true);
             }
         }
@@ -191,9 +211,11 @@ impl QueueState {
     }
 
     /// Gives a claim back (the invitation could not be queued).
-    pub fn unclaim_invitation(&self, address: &str) -> sled::Result<()> {
-        self.invitations
-            .remove(address.to_ascii_lowercase().as_bytes())?;
+    pub fn unclaim_invitation(&self, address: &str) -> Result<(), crate::store::StoreError> {
+        self.invitations.remove(
+            crate::store::Space::Invitations,
+            address.to_ascii_lowercase().as_bytes(),
+        )?;
         Ok(())
     }
 

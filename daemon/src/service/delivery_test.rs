@@ -87,6 +87,16 @@ impl Steps {
     }
 }
 
+/// `delivery.test`, saying EHLO with the host name in force.
+pub async fn test(
+    ctx: std::sync::Arc<super::Ctx>,
+    _actor: sealgate_api::Actor,
+    op: DeliveryTest,
+) -> Result<DeliveryTestReport, ServiceError> {
+    let hostname = ctx.live.get().config.hostname.clone();
+    run(&hostname, &op).await
+}
+
 /// Runs the test.
 pub async fn run(hostname: &str, op: &DeliveryTest) -> Result<DeliveryTestReport, ServiceError> {
     let host = op.host.trim();

@@ -1,99 +1,91 @@
-//! The administration service as the web UI needs it now: one
-//! [`sealgate_api::Service`] that checks the actor's role, runs the
-//! operation and audits it, with the operations of the web layer
-//! (`setup.*`, `auth.*`, `accounts.*`) and a node `status`.
+//! The administration service: every administrative operation, once.
 //!
-//! Interim: the full service (queue, tracking, directory, keys, settings,
-//! policy, audit over the live settings store) is being written in
-//! main; when it lands, this dispatch table joins it and
-//! [`StoreSettings`] gives way to the settings store.
+//! The CLI (over the control socket, or on a stopped daemon's data
+//! directory), the web UI and the console all call [`AdminService`]
+//! through `sealgate_api::Service`. Here, and only here:
 //!
-//! Trusts: the actor its front end built (the web layer builds it from a
-//! session the accounts module checked; the anonymous actor reaches
-//! [`Permission::Public`] operations only).
+//! 1. the request is decoded into its typed operation;
+//! 2. the actor's role is checked against the operation's permission
+//!    (`sealgate_api::Role::allows`); a denial is audited and answered
+//!    with `ServiceError::Denied`;
+//! 3. the operation's handler runs (one file per area, each a short
+//!    function over [`Ctx`]);
+//! 4. every operation that changes something is written to the audit log
+//!    with its outcome and the settings versions before and after.
+//!
+//! Handlers hold no front-end logic (no printing, no HTML) and front ends
+//! hold no gateway logic.
+//!
+//! Trusts: the actor it is given (the front end authenticated it: the
+//! control socket's file mode, the web session, the console's physical
+//! access).
 
-pub mod accounts;
-pub mod delivery_test;
-pub mod setup;
-
+use std::future::Future;
 use std::sync::Arc;
 
-use sealgate_api::ops::audit::{AuditOutcome, AuditRecord};
-use sealgate_api::ops::status::{DiskUsage, KeyStoreState, QueueCounts, StatusReport};
-use sealgate_api::settings::{IpNetwork, Settings};
-use sealgate_api::{Actor, BoxFuture, FieldError, Operation, Permission, ServiceError};
+use sealgate_api::ops::audit::AuditOutcome;
+use sealgate_api::{Actor, BoxFuture, Operation, Service, ServiceError};
 
-use crate::accounts::Accounts;
-use crate::accounts::setup::{SettingsPort, Setup};
-use crate::envelope::now_ms;
-use crate::store::{SharedStore, Space};
+use crate::keys::Keys;
+use crate::queue::Queue;
+use crate::settings::{Live, SettingsStore};
+use crate::store::SharedStore;
 
-/// What the handlers share.
+pub mod accounts;
+pub mod audit;
+pub mod dashboard;
+pub mod delivery_test;
+pub mod directory;
+pub mod keys;
+pub mod policy;
+pub mod queue;
+pub mod settings;
+pub mod setup;
+pub mod status;
+pub mod tracking;
+
+/// What the handlers work on.
 pub struct Ctx {
-    pub config: Arc<crate::config::Config>,
-    pub queue: crate::queue::Queue,
-    pub store: Arc<dyn SharedStore>,
-    pub accounts: Arc<Accounts>,
-    pub setup: Arc<Setup>,
-    pub settings: Arc<dyn SettingsPort>,
-    pub started_ms: u64,
+    /// The settings version in force.
+    pub live: Arc<Live>,
+    pub settings: SettingsStore,
+    pub shared: Arc<dyn SharedStore>,
+    pub queue: Queue,
+    pub keys: Keys,
+    pub audit: crate::audit::Audit,
+    /// The node's state store (its health is part of the status).
+    pub db: crate::db::Db,
+    /// The daemon is running (its scheduler takes queue changes); `false`
+    /// for the CLI working on a stopped daemon's data directory.
+    pub online: bool,
+    pub started_at_ms: u64,
+    /// Web accounts and sessions.
+    pub accounts: Arc<crate::accounts::Accounts>,
+    /// The first-run setup wizard's server side.
+    pub setup: Arc<crate::accounts::setup::Setup>,
 }
 
 impl Ctx {
-    /// Appends an audit record (a failure to audit is logged, never hidden).
-    pub fn audit(
+    /// Audits a call the dispatch does not audit by itself (logins and
+    /// the setup token are public operations, audited as security events).
+    pub fn audit_event(
         &self,
         actor: &Actor,
         operation: &str,
         args: serde_json::Value,
-        outcome: Result<(), ServiceError>,
+        outcome: Result<(), &ServiceError>,
     ) {
-        let version = self.settings.current().map(|(v, _)| v).unwrap_or(0);
+        let version = self.live.get().version;
         let outcome = match outcome {
             Ok(()) => AuditOutcome::Done,
             Err(ServiceError::Denied { .. }) => AuditOutcome::Denied,
             Err(e) => AuditOutcome::Failed(e.to_string()),
         };
-        let mut record = AuditRecord {
-            seq: 0,
-            time_ms: now_ms(),
-            actor: actor.name.clone(),
-            role: actor.role,
-            via: actor.via,
-            from: actor.from.clone(),
-            operation: operation.to_owned(),
-            args,
-            outcome,
-            settings_before: version,
-            settings_after: self.settings.current().map(|(v, _)| v).unwrap_or(version),
-        };
-        for _ in 0..16 {
-            let next = match self.store.last(Space::Audit) {
-                Ok(Some((k, _))) => k
-                    .get(..8)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map_or(1, |b| u64::from_be_bytes(b) + 1),
-                Ok(None) => 1,
-                Err(e) => {
-                    tracing::error!(error = %e, operation, "audit record not written");
-                    return;
-                }
-            };
-            record.seq = next;
-            let Ok(value) = serde_json::to_vec(&record) else {
-                return;
-            };
-            match self
-                .store
-                .compare_and_swap(Space::Audit, &next.to_be_bytes(), None, Some(&value))
-            {
-                Ok(true) => return,
-                Ok(false) => continue,
-                Err(e) => {
-                    tracing::error!(error = %e, operation, "audit record not written");
-                    return;
-                }
-            }
+        if let Err(e) = self
+            .audit
+            .record(actor, operation, args, outcome, version, version)
+        {
+            tracing::error!(operation, actor = %actor.name, error = %e, "audit record not written");
         }
     }
 }
@@ -108,303 +100,168 @@ impl AdminService {
     pub fn new(ctx: Ctx) -> AdminService {
         AdminService { ctx: Arc::new(ctx) }
     }
-}
 
-/// Public operations audited by their handlers (security events); the
-/// rest of them (session lookups, setup state) are not audited.
-const SELF_AUDITED: &[&str] = &[
-    "auth.login",
-    "auth.enrol_totp",
-    "auth.logout",
-    "setup.unlock",
-];
+    pub fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
 
-fn typed<O: Operation>(
-    ctx: &Ctx,
-    actor: &Actor,
-    args: serde_json::Value,
-    handler: fn(&Ctx, &Actor, O) -> Result<O::Output, ServiceError>,
-) -> Result<serde_json::Value, ServiceError> {
-    let op: O = serde_json::from_value(args)
-        .map_err(|e| ServiceError::invalid("arguments", format!("{}: {e}", O::NAME)))?;
-    // The anonymous actor (a browser before login) reaches public operations only.
-    let anonymous = actor.name == "-";
-    if (anonymous && O::NEEDS != Permission::Public) || !actor.role.allows(O::NEEDS) {
-        let e = ServiceError::Denied {
-            operation: O::NAME.to_owned(),
-            role: actor.role,
+    async fn dispatch(
+        &self,
+        actor: &Actor,
+        name: &str,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, ServiceError> {
+        use sealgate_api::ops::{
+            accounts as ac, audit as a, dashboard as db, delivery as dl, directory as d, keys as k,
+            policy as p, queue as q, settings as s, setup as su, status as st, tracking as t,
         };
-        ctx.audit(actor, O::NAME, op.audit_args(), Err(e.clone()));
-        return Err(e);
+        match name {
+            q::QueueList::NAME => self.run(actor, args, queue::list).await,
+            q::QueueShow::NAME => self.run(actor, args, queue::show).await,
+            q::QueueRelease::NAME => self.run(actor, args, queue::release).await,
+            q::QueueRetry::NAME => self.run(actor, args, queue::retry).await,
+            q::QueueDelete::NAME => self.run(actor, args, queue::delete).await,
+            t::TrackSearch::NAME => self.run(actor, args, tracking::search).await,
+            t::TrackMessages::NAME => self.run(actor, args, tracking::messages).await,
+            db::DashboardTraffic::NAME => self.run(actor, args, dashboard::traffic).await,
+            d::DirectoryList::NAME => self.run(actor, args, directory::list).await,
+            d::DirectoryShow::NAME => self.run(actor, args, directory::show).await,
+            d::DirectoryImport::NAME => self.run(actor, args, directory::import).await,
+            d::DirectoryRemove::NAME => self.run(actor, args, directory::remove).await,
+            k::KeysList::NAME => self.run(actor, args, keys::list).await,
+            k::KeyGenerate::NAME => self.run(actor, args, keys::generate).await,
+            k::KeySelfSign::NAME => self.run(actor, args, keys::self_sign).await,
+            k::KeyCsr::NAME => self.run(actor, args, keys::csr).await,
+            k::KeyImportCert::NAME => self.run(actor, args, keys::import_cert).await,
+            k::KeyExportCert::NAME => self.run(actor, args, keys::export_cert).await,
+            k::KeyDelete::NAME => self.run(actor, args, keys::delete).await,
+            k::PgpInit::NAME => self.run(actor, args, keys::pgp_init).await,
+            k::PgpRotate::NAME => self.run(actor, args, keys::pgp_rotate).await,
+            k::PgpExport::NAME => self.run(actor, args, keys::pgp_export).await,
+            k::KeysReload::NAME => self.run(actor, args, keys::reload).await,
+            s::SettingsShow::NAME => self.run(actor, args, settings::show).await,
+            s::SettingsGet::NAME => self.run(actor, args, settings::get).await,
+            s::SettingsSet::NAME => self.run(actor, args, settings::set).await,
+            s::SettingsApply::NAME => self.run(actor, args, settings::apply).await,
+            s::SettingsDiff::NAME => self.run(actor, args, settings::diff).await,
+            s::SettingsHistory::NAME => self.run(actor, args, settings::history).await,
+            s::SettingsRollback::NAME => self.run(actor, args, settings::rollback).await,
+            s::SettingsExport::NAME => self.run(actor, args, settings::export).await,
+            p::PolicyExplain::NAME => self.run(actor, args, policy::explain).await,
+            st::Status::NAME => self.run(actor, args, status::status).await,
+            a::AuditSearch::NAME => self.run(actor, args, audit::search).await,
+            ac::Login::NAME => self.run(actor, args, accounts::login).await,
+            ac::EnrolTotp::NAME => self.run(actor, args, accounts::enrol_totp).await,
+            ac::SessionCheck::NAME => self.run(actor, args, accounts::session).await,
+            ac::Logout::NAME => self.run(actor, args, accounts::logout).await,
+            ac::AccountList::NAME => self.run(actor, args, accounts::list).await,
+            ac::AccountCreate::NAME => self.run(actor, args, accounts::create).await,
+            ac::AccountUpdate::NAME => self.run(actor, args, accounts::update).await,
+            ac::AccountResetSecondFactor::NAME => {
+                self.run(actor, args, accounts::reset_second_factor).await
+            }
+            ac::ChangePassword::NAME => self.run(actor, args, accounts::password).await,
+            ac::MySessions::NAME => self.run(actor, args, accounts::sessions).await,
+            ac::EndSession::NAME => self.run(actor, args, accounts::end_session).await,
+            su::SetupStatus::NAME => self.run(actor, args, setup::state).await,
+            su::SetupUnlock::NAME => self.run(actor, args, setup::unlock).await,
+            su::SetupDraftGet::NAME => self.run(actor, args, setup::draft).await,
+            su::SetupSave::NAME => self.run(actor, args, setup::save).await,
+            su::SetupAdmin::NAME => self.run(actor, args, setup::admin).await,
+            su::SetupAdminConfirm::NAME => self.run(actor, args, setup::admin_confirm).await,
+            su::SetupFinish::NAME => self.run(actor, args, setup::finish).await,
+            dl::DeliveryTest::NAME => self.run(actor, args, delivery_test::test).await,
+            _ => Err(ServiceError::UnknownOperation(name.to_owned())),
+        }
     }
-    let audit_args = O::NEEDS.writes().then(|| op.audit_args());
-    let result = handler(ctx, actor, op);
-    if let Some(args) = audit_args
-        && !SELF_AUDITED.contains(&O::NAME)
+
+    /// Decodes, checks the role, runs `handler`, audits, encodes.
+    async fn run<O, F, Fut>(
+        &self,
+        actor: &Actor,
+        args: serde_json::Value,
+        handler: F,
+    ) -> Result<serde_json::Value, ServiceError>
+    where
+        O: Operation,
+        F: FnOnce(Arc<Ctx>, Actor, O) -> Fut,
+        Fut: Future<Output = Result<O::Output, ServiceError>>,
     {
-        ctx.audit(
-            actor,
-            O::NAME,
-            args,
-            result.as_ref().map(|_| ()).map_err(Clone::clone),
-        );
+        let args = if args.is_null() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            args
+        };
+        let op: O = serde_json::from_value(args).map_err(|e| {
+            ServiceError::invalid(O::NAME, format!("the request does not fit: {e}"))
+        })?;
+        let before = self.ctx.live.get().version;
+        let recorded = op.audit_args();
+        // The anonymous actor (a browser before login) reaches public
+        // operations only, whatever its nominal role.
+        let anonymous = actor.name == "-" && O::NEEDS != sealgate_api::Permission::Public;
+        if anonymous || !actor.role.allows(O::NEEDS) {
+            self.audit(actor, O::NAME, recorded, AuditOutcome::Denied, before);
+            return Err(ServiceError::Denied {
+                operation: O::NAME.to_owned(),
+                role: actor.role,
+            });
+        }
+        let result = handler(self.ctx.clone(), actor.clone(), op).await;
+        if O::NEEDS.writes() {
+            let outcome = match &result {
+                Ok(_) => AuditOutcome::Done,
+                Err(e) => AuditOutcome::Failed(e.to_string()),
+            };
+            self.audit(actor, O::NAME, recorded, outcome, before);
+        }
+        let output = result?;
+        serde_json::to_value(output)
+            .map_err(|e| ServiceError::failed(format!("{}: answer not encodable: {e}", O::NAME)))
     }
-    let output = result?;
-    serde_json::to_value(output)
-        .map_err(|e| ServiceError::failed(format!("{}: answer not encodable: {e}", O::NAME)))
+
+    fn audit(
+        &self,
+        actor: &Actor,
+        operation: &str,
+        args: serde_json::Value,
+        outcome: AuditOutcome,
+        before: u64,
+    ) {
+        let after = self.ctx.live.get().version;
+        if let Err(e) = self
+            .ctx
+            .audit
+            .record(actor, operation, args, outcome, before, after)
+        {
+            tracing::error!(operation, actor = %actor.name, error = %e, "audit record not written");
+        }
+    }
 }
 
-fn dispatch(
-    ctx: &Ctx,
-    actor: &Actor,
-    name: &str,
-    args: serde_json::Value,
-) -> Result<serde_json::Value, ServiceError> {
-    use sealgate_api::ops::{accounts as a, delivery as d, setup as s, status as st};
-    match name {
-        a::Login::NAME => typed::<a::Login>(ctx, actor, args, accounts::login),
-        a::EnrolTotp::NAME => typed::<a::EnrolTotp>(ctx, actor, args, accounts::enrol_totp),
-        a::SessionCheck::NAME => typed::<a::SessionCheck>(ctx, actor, args, accounts::session),
-        a::Logout::NAME => typed::<a::Logout>(ctx, actor, args, accounts::logout),
-        a::AccountList::NAME => typed::<a::AccountList>(ctx, actor, args, accounts::list),
-        a::AccountCreate::NAME => typed::<a::AccountCreate>(ctx, actor, args, accounts::create),
-        a::AccountUpdate::NAME => typed::<a::AccountUpdate>(ctx, actor, args, accounts::update),
-        a::AccountResetSecondFactor::NAME => {
-            typed::<a::AccountResetSecondFactor>(ctx, actor, args, accounts::reset_second_factor)
-        }
-        a::ChangePassword::NAME => typed::<a::ChangePassword>(ctx, actor, args, accounts::password),
-        a::MySessions::NAME => typed::<a::MySessions>(ctx, actor, args, accounts::sessions),
-        a::EndSession::NAME => typed::<a::EndSession>(ctx, actor, args, accounts::end_session),
-        s::SetupStatus::NAME => typed::<s::SetupStatus>(ctx, actor, args, setup::state),
-        s::SetupUnlock::NAME => typed::<s::SetupUnlock>(ctx, actor, args, setup::unlock),
-        s::SetupDraftGet::NAME => typed::<s::SetupDraftGet>(ctx, actor, args, setup::draft),
-        s::SetupSave::NAME => typed::<s::SetupSave>(ctx, actor, args, setup::save),
-        s::SetupAdmin::NAME => typed::<s::SetupAdmin>(ctx, actor, args, setup::admin),
-        s::SetupAdminConfirm::NAME => {
-            typed::<s::SetupAdminConfirm>(ctx, actor, args, setup::admin_confirm)
-        }
-        s::SetupFinish::NAME => typed::<s::SetupFinish>(ctx, actor, args, setup::finish),
-        st::Status::NAME => typed::<st::Status>(ctx, actor, args, status),
-        d::DeliveryTest::NAME => typed::<d::DeliveryTest>(ctx, actor, args, delivery),
-        other => Err(ServiceError::UnknownOperation(other.to_owned())),
-    }
-}
-
-impl sealgate_api::Service for AdminService {
+impl Service for AdminService {
     fn call<'a>(
         &'a self,
         actor: &'a Actor,
         name: &'a str,
         args: serde_json::Value,
     ) -> BoxFuture<'a, Result<serde_json::Value, ServiceError>> {
-        let ctx = self.ctx.clone();
-        let actor = actor.clone();
-        let name = name.to_owned();
-        Box::pin(async move {
-            // Store calls block and password hashes take CPU: off the runtime's threads.
-            tokio::task::spawn_blocking(move || dispatch(&ctx, &actor, &name, args))
-                .await
-                .map_err(|e| ServiceError::failed(format!("operation stopped: {e}")))?
-        })
+        Box::pin(self.dispatch(actor, name, args))
     }
 }
 
-/// `delivery.test` (from the blocking thread the service runs on).
-fn delivery(
-    ctx: &Ctx,
-    _actor: &Actor,
-    op: sealgate_api::ops::delivery::DeliveryTest,
-) -> Result<sealgate_api::ops::delivery::DeliveryTestReport, ServiceError> {
-    let (_, settings) = ctx.settings.current()?;
-    tokio::runtime::Handle::current().block_on(delivery_test::run(&settings.hostname, &op))
+/// Runs blocking work (sled, the token) off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServiceError::failed(format!("the operation stopped: {e}")))?
 }
 
-/// `status` (interim: what the node knows without the settings store).
-fn status(
-    ctx: &Ctx,
-    _actor: &Actor,
-    _op: sealgate_api::ops::status::Status,
-) -> Result<StatusReport, ServiceError> {
-    let mut queue = QueueCounts::default();
-    let entries = ctx
-        .queue
-        .state()
-        .all()
-        .map_err(|e| ServiceError::Unavailable {
-            what: format!("queue state: {e}"),
-        })?;
-    queue.messages = entries.len();
-    for entry in &entries {
-        for r in &entry.recipients {
-            use crate::queue::state::RecipientStatus as S;
-            match r.status {
-                S::Scheduled => queue.scheduled += 1,
-                S::Deferred { .. } => queue.deferred += 1,
-                S::Held { .. } => queue.held += 1,
-                S::Quarantined { .. } => queue.quarantined += 1,
-                _ => {}
-            }
-        }
-    }
-    let data_disk = nix::sys::statvfs::statvfs(&ctx.config.data_dir)
-        .map(|s| DiskUsage {
-            total_bytes: s.blocks().saturating_mul(s.fragment_size()),
-            free_bytes: s.blocks_available().saturating_mul(s.fragment_size()),
-        })
-        .unwrap_or_default();
-    let (version, settings) = ctx.settings.current()?;
-    Ok(StatusReport {
-        node: ctx.config.node_name.clone(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        hostname: settings.hostname,
-        started_at_ms: ctx.started_ms,
-        settings_version: version,
-        file_settings_differ: false,
-        queue,
-        key_store: KeyStoreState::NotSetUp,
-        storage_failed: None,
-        data_disk,
-        expiring: Vec::new(),
-    })
-}
-
-/// Settings versions in the shared store's `Settings` space (version,
-/// big-endian → `SettingsVersion` JSON), read from the bootstrap file
-/// until a first version exists. Interim: the live settings store
-/// replaces it (and applies versions to the running gateway).
-pub struct StoreSettings {
-    pub store: Arc<dyn SharedStore>,
-    pub config: Arc<crate::config::Config>,
-}
-
-impl StoreSettings {
-    fn bootstrap(&self) -> Settings {
-        let c = &self.config;
-        let mut s = Settings {
-            hostname: c.hostname.clone(),
-            ..Settings::default()
-        };
-        s.relay.domains.clone_from(&c.relay.domains);
-        s.relay.internal_networks = c
-            .relay
-            .internal_networks
-            .iter()
-            .filter_map(|n| n.to_string().parse::<IpNetwork>().ok())
-            .collect();
-        s
-    }
-}
-
-impl SettingsPort for StoreSettings {
-    fn current(&self) -> Result<(u64, Settings), ServiceError> {
-        match self.store.last(Space::Settings)? {
-            Some((key, value)) => {
-                let version = key
-                    .get(..8)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map_or(0, u64::from_be_bytes);
-                let stored: sealgate_api::ops::settings::SettingsVersion =
-                    serde_json::from_slice(&value).map_err(|e| {
-                        ServiceError::failed(format!("settings version {version} unreadable: {e}"))
-                    })?;
-                Ok((version, stored.settings))
-            }
-            None => Ok((0, self.bootstrap())),
-        }
-    }
-
-    fn check(&self, settings: &Settings) -> Result<(), ServiceError> {
-        let mut errors = Vec::new();
-        if settings.hostname.trim().is_empty() || settings.hostname.contains(char::is_whitespace) {
-            errors.push(FieldError::new(
-                "hostname",
-                "a host name like mail-gw.example.com",
-            ));
-        }
-        for (i, d) in settings.relay.domains.iter().enumerate() {
-            if d.is_empty()
-                || !d
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
-            {
-                errors.push(FieldError::new(
-                    format!("relay.domains.{i}"),
-                    format!("`{d}` is not a domain name"),
-                ));
-            }
-        }
-        let host_port = |key: &str, v: &Option<String>, errors: &mut Vec<FieldError>| {
-            if let Some(v) = v {
-                let ok = v
-                    .rsplit_once(':')
-                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-                if !ok {
-                    errors.push(FieldError::new(
-                        key,
-                        format!("`{v}`: host:port, like relay.example.net:25"),
-                    ));
-                }
-            }
-        };
-        host_port(
-            "delivery.smarthost",
-            &settings.delivery.smarthost,
-            &mut errors,
-        );
-        host_port(
-            "delivery.internal_server",
-            &settings.delivery.internal_server,
-            &mut errors,
-        );
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ServiceError::Invalid { errors })
-        }
-    }
-
-    fn apply(
-        &self,
-        author: &Actor,
-        settings: Settings,
-        base: u64,
-        comment: &str,
-    ) -> Result<u64, ServiceError> {
-        self.check(&settings)?;
-        let (current, _) = self.current()?;
-        if current != base {
-            return Err(ServiceError::Conflict {
-                expected: base,
-                current,
-            });
-        }
-        let version = current + 1;
-        let record = sealgate_api::ops::settings::SettingsVersion {
-            meta: sealgate_api::ops::settings::VersionMeta {
-                version,
-                author: author.name.clone(),
-                role: author.role,
-                via: author.via,
-                time_ms: now_ms(),
-                comment: Some(comment.to_owned()),
-                restores: None,
-            },
-            settings,
-        };
-        let value = serde_json::to_vec(&record)
-            .map_err(|e| ServiceError::failed(format!("settings not encoded: {e}")))?;
-        if !self.store.compare_and_swap(
-            Space::Settings,
-            &version.to_be_bytes(),
-            None,
-            Some(&value),
-        )? {
-            return Err(ServiceError::Conflict {
-                expected: base,
-                current: version,
-            });
-        }
-        self.store.flush()?;
-        Ok(version)
+/// A storage error as the service reports it.
+pub(crate) fn storage(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Unavailable {
+        what: format!("the state store ({e})"),
     }
 }

@@ -7,81 +7,26 @@
 //! range scan; sender and recipient filters are applied to that range.
 //! Trusts: its callers (the daemon's own modules).
 
-use serde::{Deserialize, Serialize};
+pub mod messages;
+pub mod retention;
 
 use crate::envelope::now_ms;
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Received,
-    Deferred,
-    Delivered,
-    Bounced,
-    Expired,
-    Deleted,
-    DsnSent,
-    /// What the policy decided for a recipient, and why.
-    Policy,
-    /// Encryption required and no method yet: kept, not sent.
-    Held,
-    /// Put aside by policy for an administrator.
-    Quarantined,
-    /// An administrator released held or quarantined recipients.
-    Released,
-    /// A held recipient was sent an invitation to provide a certificate or key.
-    Invited,
-}
-
-/// Which way the message moves at this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Entering this node.
-    In,
-    /// Leaving this node.
-    Out,
-}
-
-/// One tracking event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    pub time_ms: u64,
-    pub node: String,
-    pub queue_id: String,
-    pub kind: EventKind,
-    pub direction: Direction,
-    pub sender: String,
-    /// Empty for message-level events that concern every recipient.
-    pub recipient: String,
-    /// The remote host (client IP when received, next hop when sent).
-    pub remote: String,
-    /// The reply text or reason.
-    pub detail: String,
-}
-
-/// A search over tracking events; empty fields match everything.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Query {
-    /// Substring of the sender address, case-insensitive.
-    pub sender: Option<String>,
-    /// Substring of the recipient address, case-insensitive.
-    pub recipient: Option<String>,
-    pub queue_id: Option<String>,
-    pub since_ms: Option<u64>,
-    pub until_ms: Option<u64>,
-    pub limit: Option<usize>,
-}
+pub use sealgate_api::ops::tracking::{Direction, Event, EventKind, TrackQuery as Query};
 
 /// The tracking store.
 #[derive(Clone)]
 pub struct Tracker {
     events: crate::db::Tree,
+    /// Recipients received and delivered per minute (minute u64 BE →
+    /// two u64 BE counters): the dashboard's chart without a scan.
+    traffic: crate::db::Tree,
     db: crate::db::Db,
     node: String,
     /// Events not written yet because the state store failed.
     backlog: std::sync::Arc<std::sync::Mutex<Backlog>>,
+    /// The settings version events are recorded under.
+    version: Option<u64>,
 }
 
 /// Encoded events (key, value) waiting for the state store.
@@ -97,9 +42,20 @@ impl Tracker {
     pub fn open(db: &crate::db::Db, node: &str) -> Tracker {
         Tracker {
             events: db.tree("events"),
+            traffic: db.tree("traffic"),
             db: db.clone(),
             node: node.to_string(),
             backlog: Default::default(),
+            version: None,
+        }
+    }
+
+    /// The same store, recording events under settings version `version`
+    /// (the one the work they describe was done under).
+    pub fn with_version(&self, version: u64) -> Tracker {
+        Tracker {
+            version: Some(version),
+            ..self.clone()
         }
     }
 
@@ -120,6 +76,25 @@ impl Tracker {
         remote: &str,
         detail: &str,
     ) {
+        self.record_labelled(
+            queue_id, kind, direction, sender, recipient, remote, detail, None,
+        );
+    }
+
+    /// Records an event with the message's Subject and Message-ID (the
+    /// `received` events carry them, for the tracking search).
+    #[allow(clippy::too_many_arguments)] // one event's fields, all plain text
+    pub fn record_labelled(
+        &self,
+        queue_id: &str,
+        kind: EventKind,
+        direction: Direction,
+        sender: &str,
+        recipient: &str,
+        remote: &str,
+        detail: &str,
+        labels: Option<&messages::Labels>,
+    ) {
         let event = Event {
             time_ms: now_ms(),
             node: self.node.clone(),
@@ -130,7 +105,11 @@ impl Tracker {
             recipient: recipient.to_string(),
             remote: remote.to_string(),
             detail: detail.to_string(),
+            settings_version: self.version,
+            subject: labels.and_then(|l| l.subject.clone()),
+            message_id: labels.and_then(|l| l.message_id.clone()),
         };
+        self.count(&event);
         tracing::info!(
             queue_id,
             event = ?kind,
@@ -189,6 +168,37 @@ impl Tracker {
         for (key, value) in waiting {
             self.store(key, value);
         }
+    }
+
+    /// Removes up to `batch` events older than `before_ms`; returns how
+    /// many (0: nothing older is left).
+    pub fn prune(&self, before_ms: u64, batch: usize) -> sled::Result<usize> {
+        let mut old = Vec::with_capacity(batch.min(4096));
+        for item in self.events.range(..before_ms.to_be_bytes().to_vec())? {
+            let (key, _) = item?;
+            old.push(key);
+            if old.len() >= batch {
+                break;
+            }
+        }
+        let mut minutes = Vec::new();
+        for item in self
+            .traffic
+            .range(..(before_ms / 60_000).to_be_bytes().to_vec())?
+        {
+            let (key, _) = item?;
+            minutes.push(key);
+            if minutes.len() >= batch {
+                break;
+            }
+        }
+        for key in &minutes {
+            self.traffic.remove(key)?;
+        }
+        for key in &old {
+            self.events.remove(key)?;
+        }
+        Ok(old.len())
     }
 
     /// Events matching `query`, oldest first. A storage error ends the

@@ -20,7 +20,8 @@ pub enum AuditOutcome {
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
-    pub seq: u64,
+    /// Unique in the log (its time, then random bits: hex).
+    pub id: String,
     pub time_ms: u64,
     pub actor: String,
     pub role: Role,

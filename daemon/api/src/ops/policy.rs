@@ -49,6 +49,8 @@ pub struct Explanation {
     pub direction: Direction,
     pub action: Action,
     pub sign: bool,
+    /// A matched subject keyword that is removed before delivery.
+    pub strip_keyword: Option<String>,
     /// `rule 2 "secure subject"`, `settings of domain x`, `default for outbound mail`.
     pub decided_by: String,
     /// The conditions that held and every guard that changed the action.

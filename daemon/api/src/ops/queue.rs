@@ -61,6 +61,12 @@ pub struct QueuedRecipient {
     /// Since when it is held or quarantined.
     pub since_ms: Option<u64>,
     pub attempts: u32,
+    /// The sender's RFC 3461 NOTIFY for it (`FAILURE,DELAY`, `NEVER`), if given.
+    #[serde(default)]
+    pub notify: Option<String>,
+    /// The original recipient (RFC 3461 ORCPT), if given.
+    #[serde(default)]
+    pub orcpt: Option<String>,
 }
 
 /// One queued message.
