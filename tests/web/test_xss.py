@@ -46,13 +46,33 @@ def test_the_corpus_is_inert_in_echoed_form_fields(gateways, trapped):
         assert_inert(b, trap, origin, f"login echo {v['id']}")
 
 
+def _chunks(text: str, size: int) -> list[str]:
+    """`text` cut into pieces of at most `size` UTF-8 octets, whole characters each."""
+    out, cur = [], ""
+    for ch in text:
+        if len((cur + ch).encode()) > size:
+            out.append(cur)
+            cur = ""
+        cur += ch
+    return out + [cur] if cur or not out else out
+
+
 def _encoded_word(text: str) -> str:
-    return "=?utf-8?b?" + base64.b64encode(text.encode()).decode() + "?="
+    """RFC 2047 encoded words, folded, so no header line passes 998 octets."""
+    return "\r\n ".join("=?utf-8?b?" + base64.b64encode(c.encode()).decode() + "?=" for c in _chunks(text, 45))
+
+
+def _filename(text: str) -> str:
+    """RFC 2231 continuations of a UTF-8 file name."""
+    whole = urllib.parse.quote(text, safe="")
+    if len(whole) < 900:
+        return "filename*=utf-8''" + whole
+    parts = [urllib.parse.quote(c, safe="") for c in _chunks(text, 60)]
+    return ";\r\n ".join(f"filename*{i}*=" + ("utf-8''" if i == 0 else "") + p for i, p in enumerate(parts))
 
 
 def _message(v: dict, n: int) -> bytes:
     payload = v["payload"]
-    name = urllib.parse.quote(payload, safe="")
     return (
         f"From: {_encoded_word(payload)} <sender{n}@example.org>\r\n"
         f"To: <held{n}@partner.example>\r\n"
@@ -62,7 +82,7 @@ def _message(v: dict, n: int) -> bytes:
         'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
         "--b\r\nContent-Type: text/plain\r\n\r\nvector " + v["id"] + "\r\n"
         "--b\r\nContent-Type: application/octet-stream\r\n"
-        f"Content-Disposition: attachment; filename*=utf-8''{name}\r\n"
+        f"Content-Disposition: attachment;\r\n {_filename(payload)}\r\n"
         "Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n"
     ).encode()
 
