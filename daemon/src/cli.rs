@@ -306,20 +306,11 @@ async fn offline(config: &Config, request: WireRequest) -> Result<serde_json::Va
     // The spool is the truth: bring the index up to date before answering.
     crate::queue::recover::reconcile(&opened.queue)
         .map_err(|e| ServiceError::failed(format!("queue reconciliation: {e}")))?;
-    let (accounts, setup) = crate::accounts::open(&opened.shared, opened.live.bootstrap());
-    let service = crate::service::AdminService::new(crate::service::Ctx {
-        live: opened.live,
-        settings: opened.settings,
-        shared: opened.shared.clone(),
-        queue: opened.queue,
-        keys: crate::keys::Keys::with(crate::keys::KeyStore::NotSetUp),
-        audit: crate::audit::Audit::new(opened.shared),
-        db: opened.db.clone(),
-        online: false,
-        started_at_ms: crate::envelope::now_ms(),
-        accounts,
-        setup,
-    });
+    let service = crate::service::AdminService::new(crate::service::Ctx::of(
+        &opened,
+        crate::keys::Keys::with(crate::keys::KeyStore::NotSetUp),
+        false,
+    ));
     let answer = service
         .call(&Actor::local_root(), &request.op, request.args)
         .await;

@@ -425,7 +425,7 @@ pub fn check_settings(s: &Settings) -> Vec<FieldError> {
         errors.extend(crate::expand::ldap::check(ldap));
     }
     if let Some(from) = &s.invitations.from
-        && crate::smtp::address::Address::parse(from).is_none()
+        && crate::address::Address::parse(from).is_none()
     {
         errors.push(FieldError::new(
             "invitations.from",

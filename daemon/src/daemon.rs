@@ -82,6 +82,11 @@ fn web_app(
 
 /// Runs the daemon until a termination signal.
 pub async fn run(config: Config) -> std::io::Result<()> {
+    let opened = open(config)?;
+    let config = opened.live.bootstrap().clone();
+    let keys = crate::keys::Keys::open(&config).await;
+    let service =
+        crate::service::AdminService::new(crate::service::Ctx::of(&opened, keys.clone(), true));
     let Opened {
         db,
         shared,
@@ -89,8 +94,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         live,
         queue,
         requests,
-    } = open(config)?;
-    let config = live.bootstrap().clone();
+    } = opened;
     let recovery = recover::reconcile(&queue)?;
     tokio::spawn(db.clone().recover({
         let queue = queue.clone();
@@ -107,22 +111,8 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     }
     let setup_token = crate::setup_token::ensure(&config.data_dir)?;
     let deliverer = Arc::new(Deliverer::new(&live.get().config)?);
-    let keys = crate::keys::Keys::open(&config).await;
     tokio::spawn(keys.clone().follow(config.clone()));
-    let (accounts, setup) = crate::accounts::open(&shared, &config);
-    let service = Arc::new(crate::service::AdminService::new(crate::service::Ctx {
-        live: live.clone(),
-        settings: settings.clone(),
-        shared: shared.clone(),
-        queue: queue.clone(),
-        keys: keys.clone(),
-        audit: crate::audit::Audit::new(shared.clone()),
-        db: db.clone(),
-        online: true,
-        started_at_ms: crate::envelope::now_ms(),
-        accounts,
-        setup,
-    }));
+    let service = Arc::new(service);
     crate::control::serve(config.data_dir.clone(), service.clone()).await?;
     tokio::spawn(crate::settings::live::follow(live.clone(), settings));
     tokio::spawn(crate::tracking::retention::run(

@@ -8,6 +8,7 @@
 //! in the repository tells the whole story.
 
 pub mod accounts;
+pub mod address;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -26,20 +26,11 @@ fn service() -> AdminService {
         ..sealgate::config::Config::default()
     };
     let opened = sealgate::daemon::open(config).unwrap();
-    let (accounts, setup) = sealgate::accounts::open(&opened.shared, opened.live.bootstrap());
-    AdminService::new(Ctx {
-        live: opened.live,
-        settings: opened.settings,
-        shared: opened.shared.clone(),
-        queue: opened.queue,
-        keys: sealgate::keys::Keys::with(sealgate::keys::KeyStore::NotSetUp),
-        audit: sealgate::audit::Audit::new(opened.shared),
-        db: opened.db,
-        online: false,
-        started_at_ms: 0,
-        accounts,
-        setup,
-    })
+    AdminService::new(Ctx::of(
+        &opened,
+        sealgate::keys::Keys::with(sealgate::keys::KeyStore::NotSetUp),
+        false,
+    ))
 }
 
 /// Arguments each operation accepts (what it does with them does not matter here).

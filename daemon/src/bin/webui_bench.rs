@@ -90,23 +90,15 @@ async fn bench(events: usize) -> Result<(), Box<dyn std::error::Error>> {
             " (flush failed)"
         }
     );
-    let (accounts, setup) = sealgate::accounts::open(&opened.shared, opened.live.bootstrap());
-    let grant = accounts.open_session(SessionKind::Account, "bench", Role::Admin, None)?;
-    let service = Arc::new(sealgate::service::AdminService::new(
-        sealgate::service::Ctx {
-            live: opened.live.clone(),
-            settings: opened.settings,
-            shared: opened.shared.clone(),
-            queue: opened.queue,
-            keys: sealgate::keys::Keys::with(sealgate::keys::KeyStore::NotSetUp),
-            audit: sealgate::audit::Audit::new(opened.shared),
-            db: opened.db,
-            online: false,
-            started_at_ms: sealgate::envelope::now_ms(),
-            accounts,
-            setup,
-        },
-    ));
+    let ctx = sealgate::service::Ctx::of(
+        &opened,
+        sealgate::keys::Keys::with(sealgate::keys::KeyStore::NotSetUp),
+        false,
+    );
+    let grant = ctx
+        .accounts
+        .open_session(SessionKind::Account, "bench", Role::Admin, None)?;
+    let service = Arc::new(sealgate::service::AdminService::new(ctx));
     let state = sealgate_webui::WebState::new(service, "bench".into(), None);
     let app = sealgate_webui::app(state, &sealgate_webui::Limits::default());
     let cookie = format!("__Host-sealgate={}", grant.id);

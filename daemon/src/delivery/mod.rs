@@ -19,10 +19,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::address::Address;
 use crate::config::{Config, DeliveryMode, split_host_port};
 use crate::envelope::{Envelope, EnvelopeRecipient};
 use crate::reason::Reason;
-use crate::smtp::address::Address;
 use crate::smtp::client::{SmtpClient, Transaction};
 
 pub use crate::smtp::client::Outcome;

@@ -55,7 +55,7 @@ pub async fn deliver(
     }
     let name = format!(
         "{}-{}.eml",
-        crate::util::new_queue_id(),
+        crate::envelope::QueueId::new(),
         envelope.session_id
     );
     let dir = dir.to_path_buf();

@@ -177,7 +177,7 @@ fn single_line(text: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use crate::smtp::address::Address;
+    use crate::address::Address;
     use crate::smtp::command::Notify;
 
     fn envelope(sender: Option<&str>, notify: Option<Notify>) -> Envelope {

@@ -18,10 +18,10 @@
 
 use base64::Engine as _;
 
+use crate::address::Address;
 use crate::config::Config;
 use crate::envelope::Envelope;
 use crate::keys::KeyStore;
-use crate::smtp::address::Address;
 
 /// An invitation ready to queue.
 #[derive(Debug)]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, QueueId};
 use crate::tracking::{Direction, EventKind, Tracker};
 
 use spool::Spool;
@@ -33,13 +33,13 @@ pub type Reply = tokio::sync::oneshot::Sender<Result<(), sealgate_api::ServiceEr
 #[derive(Debug)]
 pub enum SchedulerRequest {
     /// A new message is in the queue: try it now.
-    Wake(String),
+    Wake(QueueId),
     /// Retry a queued message now.
-    Retry(String, Reply),
+    Retry(QueueId, Reply),
     /// Delete a queued message (every pending recipient).
-    Delete(String, Reply),
+    Delete(QueueId, Reply),
     /// Release held and quarantined recipients: decide and try them again now.
-    Release(String, Reply),
+    Release(QueueId, Reply),
     /// Keys arrived for these addresses (or `@domain`s): release what is held for them.
     KeysArrived(Vec<String>),
 }
@@ -116,7 +116,7 @@ impl Queue {
     /// Takes a message from SMTP: durable in the spool before this returns.
     pub async fn accept(
         &self,
-        queue_id: &str,
+        queue_id: &QueueId,
         envelope: &Envelope,
         header: &[u8],
         body: &[u8],
@@ -128,7 +128,7 @@ impl Queue {
         let size = (header.len() + body.len()) as u64;
         let labels = crate::tracking::messages::Labels::of(body);
         tracing::info!(
-            queue_id,
+            queue_id = %queue_id,
             session_id = %envelope.session_id,
             client = %envelope.client_ip,
             sender = %envelope.sender_text(),
@@ -142,8 +142,8 @@ impl Queue {
     }
 
     /// Queues a message this gateway wrote itself (a DSN), durably.
-    pub async fn inject(&self, envelope: &Envelope, content: &[u8]) -> io::Result<String> {
-        let queue_id = crate::util::new_queue_id();
+    pub async fn inject(&self, envelope: &Envelope, content: &[u8]) -> io::Result<QueueId> {
+        let queue_id = QueueId::new();
         self.inner
             .spool
             .store(&queue_id, envelope, b"", content)
@@ -162,7 +162,7 @@ impl Queue {
     /// Records state and tracking for a spooled message and wakes the scheduler.
     fn register(
         &self,
-        queue_id: &str,
+        queue_id: &QueueId,
         envelope: &Envelope,
         size: u64,
         remote: &str,
@@ -171,12 +171,12 @@ impl Queue {
         let entry = QueueEntry::new(queue_id, envelope, size);
         if let Err(e) = self.inner.state.put(&entry) {
             // The spool file is the truth; start-up reconciliation recreates the state.
-            tracing::error!(queue_id, error = %e, "queue state not written");
+            tracing::error!(queue_id = %queue_id, error = %e, "queue state not written");
         }
         let sender = envelope.sender_text();
         for r in &envelope.recipients {
             self.inner.tracker.record_labelled(
-                queue_id,
+                queue_id.as_str(),
                 EventKind::Received,
                 Direction::In,
                 &sender,
@@ -186,6 +186,6 @@ impl Queue {
                 labels,
             );
         }
-        let _ = self.request(SchedulerRequest::Wake(queue_id.to_string()));
+        let _ = self.request(SchedulerRequest::Wake(queue_id.clone()));
     }
 }

@@ -33,6 +33,7 @@ use super::dsn::{self, ReportAction, ReportedRecipient};
 use super::spool::{SpoolReadError, SpooledMessage};
 use super::state::{QueueEntry, RecipientState, RecipientStatus};
 use super::{Queue, SchedulerRequest};
+use crate::envelope::QueueId;
 
 /// Runs the scheduler until the request channel closes. Each attempt
 /// takes the settings version and the key store in force when it starts.
@@ -42,11 +43,11 @@ pub async fn run(
     keys: crate::keys::Keys,
     deliverer: Arc<Deliverer>,
     mut requests: mpsc::UnboundedReceiver<SchedulerRequest>,
-    initial: Vec<(u64, String)>,
+    initial: Vec<(u64, QueueId)>,
 ) {
-    let mut due: BinaryHeap<Reverse<(u64, String)>> = initial.into_iter().map(Reverse).collect();
-    let mut in_flight: HashSet<String> = HashSet::new();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Option<u64>)>();
+    let mut due: BinaryHeap<Reverse<(u64, QueueId)>> = initial.into_iter().map(Reverse).collect();
+    let mut in_flight: HashSet<QueueId> = HashSet::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(QueueId, Option<u64>)>();
     loop {
         let now = now_ms();
         let concurrency = live.get().config.delivery.concurrency;
@@ -134,7 +135,7 @@ pub async fn run(
     }
 }
 
-fn busy(id: &str) -> ServiceError {
+fn busy(id: &QueueId) -> ServiceError {
     ServiceError::Busy {
         what: format!("{id}: a delivery is in progress; try again in a moment"),
     }
@@ -183,7 +184,7 @@ impl<'a> Ledger<'a> {
             RecipientStatus::Quarantined { reason, .. } => (EventKind::Quarantined, reason.text()),
         };
         self.tracker.record(
-            &self.entry.queue_id,
+            self.entry.queue_id.as_str(),
             kind,
             Direction::Out,
             &self.sender,
@@ -199,7 +200,7 @@ impl<'a> Ledger<'a> {
     fn note(&self, index: usize, kind: EventKind, remote: &str, detail: &str) {
         if let Some(state) = self.entry.recipients.get(index) {
             self.tracker.record(
-                &self.entry.queue_id,
+                self.entry.queue_id.as_str(),
                 kind,
                 Direction::Out,
                 &self.sender,
@@ -221,7 +222,7 @@ struct Notices {
 
 /// Removes a message from the queue on an administrator's request (the
 /// scheduler's loop, or the CLI when the daemon is stopped).
-pub(crate) fn delete(queue: &Queue, queue_id: &str) -> Result<(), ServiceError> {
+pub(crate) fn delete(queue: &Queue, queue_id: &QueueId) -> Result<(), ServiceError> {
     let mut entry = queue
         .state()
         .get(queue_id)
@@ -253,7 +254,7 @@ pub(crate) fn delete(queue: &Queue, queue_id: &str) -> Result<(), ServiceError> 
 
 /// Puts held and quarantined recipients back to scheduled (the policy and
 /// the methods are looked at again on the next attempt, which is due now).
-pub(crate) fn release(queue: &Queue, queue_id: &str) -> Result<(), ServiceError> {
+pub(crate) fn release(queue: &Queue, queue_id: &QueueId) -> Result<(), ServiceError> {
     let mut entry = queue
         .state()
         .get(queue_id)
@@ -296,8 +297,8 @@ pub(crate) fn release(queue: &Queue, queue_id: &str) -> Result<(), ServiceError>
 pub(crate) fn release_held_for(
     queue: &Queue,
     keys: &[String],
-    in_flight: &HashSet<String>,
-) -> sled::Result<Vec<String>> {
+    in_flight: &HashSet<QueueId>,
+) -> sled::Result<Vec<QueueId>> {
     let wanted = |address: &str| {
         let address = address.to_ascii_lowercase();
         let domain = address
@@ -360,7 +361,7 @@ async fn attempt(
     context: &pipeline::Context<'_>,
     version: u64,
     deliverer: &Deliverer,
-    queue_id: &str,
+    queue_id: &QueueId,
 ) -> Option<u64> {
     let config = context.config;
     let (message, mut entry) = match read(queue, queue_id) {
@@ -379,7 +380,7 @@ async fn attempt(
         pipeline::process(
             &message.envelope,
             &message.content,
-            queue_id,
+            queue_id.as_str(),
             &pending,
             &lifted,
             context,
@@ -432,12 +433,12 @@ async fn attempt(
 
 /// The spool file and its state (a new state when it was lost); `Err`
 /// says when the message is due again, if ever.
-fn read(queue: &Queue, queue_id: &str) -> Result<(SpooledMessage, QueueEntry), Option<u64>> {
+fn read(queue: &Queue, queue_id: &QueueId) -> Result<(SpooledMessage, QueueEntry), Option<u64>> {
     let message = match queue.spool().read(queue_id) {
         Ok(m) => m,
         Err(SpoolReadError::Damaged(why)) => {
             tracing::error!(
-                queue_id,
+                queue_id = %queue_id,
                 reason = why,
                 "damaged spool file moved to corrupt/"
             );
@@ -447,7 +448,7 @@ fn read(queue: &Queue, queue_id: &str) -> Result<(SpooledMessage, QueueEntry), O
         // Deleted meanwhile (administrator) or already finished.
         Err(SpoolReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
         Err(SpoolReadError::Io(e)) => {
-            tracing::error!(queue_id, error = %e, "spool file unreadable; will retry");
+            tracing::error!(queue_id = %queue_id, error = %e, "spool file unreadable; will retry");
             return Err(Some(now_ms() + 60_000));
         }
     };
@@ -737,13 +738,13 @@ fn store(queue: &Queue, config: &Config, mut entry: QueueEntry, now: u64) -> Opt
     } else {
         let _ = queue.state().put(&entry);
         if let Err(e) = queue.spool().remove(&queue_id) {
-            tracing::warn!(queue_id, error = %e, "spool file not removed; it will be cleaned up at start-up");
+            tracing::warn!(queue_id = %queue_id, error = %e, "spool file not removed; it will be cleaned up at start-up");
         }
         let _ = queue.state().remove(&queue_id);
         return None;
     }
     if let Err(e) = queue.state().put(&entry) {
-        tracing::error!(queue_id, error = %e, "queue state not written");
+        tracing::error!(queue_id = %queue_id, error = %e, "queue state not written");
     }
     Some(entry.next_attempt_ms)
 }

@@ -11,9 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{Envelope, EnvelopeRecipient};
+use crate::address::Address;
+use crate::envelope::{Envelope, EnvelopeRecipient, QueueId};
 use crate::reason::{Reason, typed_or_text};
-use crate::smtp::address::Address;
 
 /// Where one recipient stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,7 +102,7 @@ impl RecipientState {
 /// One queued message's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueEntry {
-    pub queue_id: String,
+    pub queue_id: QueueId,
     pub sender: Option<Address>,
     pub received_at_ms: u64,
     pub size: u64,
@@ -117,9 +117,9 @@ pub struct QueueEntry {
 
 impl QueueEntry {
     /// A new entry for a just-accepted message: every recipient scheduled now.
-    pub fn new(queue_id: &str, envelope: &Envelope, size: u64) -> QueueEntry {
+    pub fn new(queue_id: &QueueId, envelope: &Envelope, size: u64) -> QueueEntry {
         QueueEntry {
-            queue_id: queue_id.to_string(),
+            queue_id: queue_id.clone(),
             sender: envelope.sender.clone(),
             received_at_ms: envelope.received_at_ms,
             size,
@@ -222,19 +222,19 @@ impl QueueState {
     pub fn put(&self, entry: &QueueEntry) -> sled::Result<()> {
         let value =
             serde_json::to_vec(entry).map_err(|e| sled::Error::Unsupported(e.to_string()))?;
-        self.entries.insert(entry.queue_id.as_bytes(), value)?;
+        self.entries.insert(entry.queue_id.as_str(), value)?;
         Ok(())
     }
 
-    pub fn get(&self, queue_id: &str) -> sled::Result<Option<QueueEntry>> {
+    pub fn get(&self, queue_id: &QueueId) -> sled::Result<Option<QueueEntry>> {
         Ok(self
             .entries
-            .get(queue_id.as_bytes())?
+            .get(queue_id.as_str())?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
-    pub fn remove(&self, queue_id: &str) -> sled::Result<()> {
-        self.entries.remove(queue_id.as_bytes())?;
+    pub fn remove(&self, queue_id: &QueueId) -> sled::Result<()> {
+        self.entries.remove(queue_id.as_str())?;
         Ok(())
     }
 

@@ -90,6 +90,26 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// The service's view of an opened data directory.
+    pub fn of(opened: &crate::daemon::Opened, keys: Keys, online: bool) -> Ctx {
+        let (accounts, setup) = crate::accounts::open(&opened.shared, opened.live.bootstrap());
+        Ctx {
+            live: opened.live.clone(),
+            settings: opened.settings.clone(),
+            shared: opened.shared.clone(),
+            queue: opened.queue.clone(),
+            keys,
+            audit: crate::audit::Audit::new(opened.shared.clone()),
+            db: opened.db.clone(),
+            online,
+            started_at_ms: crate::envelope::now_ms(),
+            accounts,
+            setup,
+        }
+    }
+}
+
 /// The service.
 #[derive(Clone)]
 pub struct AdminService {

@@ -21,7 +21,7 @@ use crate::queue::state::{QueueEntry, RecipientStatus};
 /// The view of one queued message.
 pub fn view(entry: &QueueEntry) -> QueuedMessage {
     QueuedMessage {
-        queue_id: entry.queue_id.clone(),
+        queue_id: entry.queue_id.to_string(),
         sender: entry.sender_text(),
         received_at_ms: entry.received_at_ms,
         size: entry.size,
@@ -141,16 +141,17 @@ pub async fn list(
 }
 
 pub async fn show(ctx: Arc<Ctx>, _: Actor, op: QueueShow) -> Result<QueuedDetail, ServiceError> {
+    let id = queue_id(&op.id)?;
     blocking(move || {
         let entry = ctx
             .queue
             .state()
-            .get(&op.id)
+            .get(&id)
             .map_err(storage)?
             .ok_or_else(|| ServiceError::NotFound {
                 what: format!("queued message {}", op.id),
             })?;
-        let (client_ip, helo, tls, headers) = match ctx.queue.spool().read(&op.id) {
+        let (client_ip, helo, tls, headers) = match ctx.queue.spool().read(&id) {
             Ok(m) => {
                 let end = m
                     .content
@@ -234,6 +235,7 @@ async fn change(ctx: &Ctx, ids: Vec<String>, change: Change) -> Result<Done, Ser
 }
 
 async fn change_one(ctx: &Ctx, id: &str, change: Change) -> Result<(), ServiceError> {
+    let id = &queue_id(id)?;
     let queue = &ctx.queue;
     if ctx.online {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -257,7 +259,10 @@ async fn change_one(ctx: &Ctx, id: &str, change: Change) -> Result<(), ServiceEr
     }
 }
 
-fn retry_when_started(queue: &crate::queue::Queue, id: &str) -> Result<(), ServiceError> {
+fn retry_when_started(
+    queue: &crate::queue::Queue,
+    id: &crate::envelope::QueueId,
+) -> Result<(), ServiceError> {
     let mut entry = queue
         .state()
         .get(id)
@@ -267,8 +272,13 @@ fn retry_when_started(queue: &crate::queue::Queue, id: &str) -> Result<(), Servi
     queue.state().put(&entry).map_err(storage)
 }
 
+/// A queue id from a request: one that has not the shape of one is in no queue.
+fn queue_id(id: &str) -> Result<crate::envelope::QueueId, ServiceError> {
+    crate::envelope::QueueId::parse(id).ok_or_else(|| not_queued(id))
+}
+
 /// The error for an id that is not (or no longer) in the queue.
-pub fn not_queued(id: &str) -> ServiceError {
+pub fn not_queued(id: impl std::fmt::Display) -> ServiceError {
     ServiceError::NotFound {
         what: format!("queued message {id}"),
     }

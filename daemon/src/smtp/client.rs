@@ -16,9 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::address::Address;
 use crate::envelope::EnvelopeRecipient;
 use crate::reason::Reason;
-use crate::smtp::address::Address;
 use crate::smtp::command::Ret;
 
 use super::stream::MaybeTls;

@@ -332,7 +332,7 @@ async fn receive_message(
             return Ok(());
         }
     };
-    let queue_id = crate::util::new_queue_id();
+    let queue_id = crate::envelope::QueueId::new();
     let header = session.received_header(&queue_id, &envelope);
     let stored = match expander.expand(envelope).await {
         Ok(envelope) => queue
