@@ -17,7 +17,9 @@ use crate::{Chrome, WebState, render};
 #[template(path = "keys.html")]
 struct KeysPage {
     chrome: Chrome,
-    k: KeyStoreView,
+    /// `None` while the token cannot be reached; `unavailable` says why.
+    keys: Option<KeyStoreView>,
+    unavailable: Option<String>,
     now: u64,
 }
 
@@ -26,14 +28,19 @@ pub async fn view_keys_get(State(state): State<WebState>, account: Account) -> R
     {
         return refused;
     }
-    match run(state.service(), &account.actor, &KeysList {}).await {
-        Ok(k) => render(&KeysPage {
-            chrome: Chrome::for_account(&state, &account, "Keys", "/keys"),
-            k,
-            now: now_ms(),
-        }),
-        Err(e) => crate::error::service_error(&e),
-    }
+    // A token that cannot be reached is what this page is for: say so
+    // here instead of an error page.
+    let (keys, unavailable) = match run(state.service(), &account.actor, &KeysList {}).await {
+        Ok(k) => (Some(k), None),
+        Err(e @ sealgate_api::ServiceError::Unavailable { .. }) => (None, Some(e.to_string())),
+        Err(e) => return crate::error::service_error(&e),
+    };
+    render(&KeysPage {
+        chrome: Chrome::for_account(&state, &account, "Keys", "/keys"),
+        keys,
+        unavailable,
+        now: now_ms(),
+    })
 }
 
 /// `GET /keys/download/{label}`: a key's certificate with its chain
