@@ -4,7 +4,8 @@ the code as an authenticator app would), identity, a smart host that is
 a real Postfix smtp-sink, certificate, keys, policy, review, apply; then
 the browser is in the admin UI, logged in, and the token is burned.
 
-Every page is photographed at 1280 px and 375 px (target/screenshots)."""
+Every page, the wizard's and then each admin page, is photographed at
+1280 px and 375 px (target/screenshots)."""
 
 from harness import free_port
 from postfix_peer import SmtpSink
@@ -108,5 +109,12 @@ def test_the_whole_wizard_in_chromium(gateways, browser):
         b.fill("code", fresh_code(secret, used))
         b.submit()
         assert b.path == "/dashboard"
+        # Every admin page renders for the new administrator (and is photographed).
+        for page in ("queue", "tracking", "directory", "policy", "policy/dry-run", "settings",
+                     "settings/history", "keys", "audit"):
+            b.open(f"{base}/{page}")
+            assert b.path == f"/{page}", page
+            assert "operation id" not in b.text().lower(), (page, b.text()[:500])
+            b.shots(page.replace("/", "-"))
     finally:
         sink.stop()

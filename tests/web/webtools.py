@@ -218,7 +218,6 @@ class Browser:
 
     def click(self, css: str, navigates: bool = False) -> None:
         """Clicks; with `navigates`, waits until the next page has loaded."""
-        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.common.by import By
 
         if navigates:
@@ -231,17 +230,16 @@ class Browser:
     def _wait_for_new_page(self, what: str) -> None:
         from selenium.common.exceptions import WebDriverException
 
-        if True:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                try:
-                    if self.driver.execute_script(
-                            "return window.__sgOld === undefined && document.readyState === 'complete'"):
-                        return
-                except WebDriverException:
-                    pass  # between documents
-                time.sleep(0.02)
-            raise AssertionError(f"{what}: no new page loaded")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if self.driver.execute_script(
+                        "return window.__sgOld === undefined && document.readyState === 'complete'"):
+                    return
+            except WebDriverException:
+                pass  # between documents
+            time.sleep(0.02)
+        raise AssertionError(f"{what}: no new page loaded")
 
     def submit(self) -> None:
         """Submits the page's main form (the last plain submit button in <main>)."""
@@ -353,7 +351,7 @@ class Trap:
         self.sock.close()
 
 
-INERT_CHECK = """
+INERT_CHECK = r"""
 const bad = [];
 const scripts = [...document.scripts].filter(s => !s.src.endsWith('/static/app.js'));
 if (scripts.length) bad.push('script elements: ' + scripts.length);
