@@ -16,7 +16,7 @@
 //! Trusts: the events it wrote; message headers are parsed bounded and
 //! only kept as text (the web page escapes them).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use sealgate_api::ops::dashboard::Traffic;
 use sealgate_api::ops::tracking::{
@@ -176,7 +176,12 @@ impl Tracker {
         // Each recipient's latest event, for messages whose `received` is still ahead.
         let mut later: HashMap<String, Vec<RecipientOutcome>> = HashMap::new();
         let mut directions: HashMap<String, Vec<Direction>> = HashMap::new();
-        let mut building: Vec<Building> = Vec::new();
+        // Messages seen but not complete, newest first; `position` finds one
+        // without a walk (its push number minus the messages popped so far),
+        // so a busy window costs each event a hash lookup, not a search.
+        let mut building: VecDeque<Building> = VecDeque::new();
+        let mut position: HashMap<String, usize> = HashMap::new();
+        let mut popped = 0usize;
         let mut out = Vec::new();
         let end = until.saturating_add(1).to_be_bytes().to_vec();
         for item in self.events.range(since.to_be_bytes().to_vec()..end)?.rev() {
@@ -186,10 +191,14 @@ impl Tracker {
             };
             // Messages whose `received` events all lie behind us are complete.
             while building
-                .first()
+                .front()
                 .is_some_and(|b| b.summary.received_ms > e.time_ms + RECEIVED_SPREAD_MS)
             {
-                let done = building.remove(0);
+                let Some(done) = building.pop_front() else {
+                    break;
+                };
+                popped += 1;
+                position.remove(&done.summary.queue_id);
                 later.remove(&done.summary.queue_id);
                 if done.matches(q) {
                     out.push(done.summary);
@@ -224,9 +233,10 @@ impl Tracker {
                     kind: EventKind::Received,
                     detail: e.detail.clone(),
                 });
-            if let Some(b) = building
-                .iter_mut()
-                .find(|b| b.summary.queue_id == e.queue_id)
+            if let Some(b) = position
+                .get(&e.queue_id)
+                .and_then(|n| n.checked_sub(popped))
+                .and_then(|i| building.get_mut(i))
             {
                 b.summary.recipients.insert(0, latest);
                 if b.summary.subject.is_none() {
@@ -242,7 +252,8 @@ impl Tracker {
             if !dirs.contains(&Direction::In) {
                 dirs.push(Direction::In);
             }
-            building.push(Building {
+            position.insert(e.queue_id.clone(), popped + building.len());
+            building.push_back(Building {
                 summary: MessageSummary {
                     queue_id: e.queue_id.clone(),
                     received_ms: e.time_ms,
