@@ -26,11 +26,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(bench(events))
+    let dir = std::env::temp_dir().join(format!("sealgate-webui-bench-{}", std::process::id()));
+    let result = runtime.block_on(bench(events, dir.clone()));
+    // Half a gigabyte of events: gone whether or not the bench succeeded.
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
-async fn bench(events: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::temp_dir().join(format!("sealgate-webui-bench-{}", std::process::id()));
+async fn bench(events: usize, dir: std::path::PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     let config = sealgate::config::Config {
         data_dir: dir.clone(),
         ..sealgate::config::Config::default()
@@ -128,6 +131,5 @@ async fn bench(events: usize) -> Result<(), Box<dyn std::error::Error>> {
             if p95 < target_ms { "met" } else { "MISSED" }
         );
     }
-    let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
