@@ -137,12 +137,24 @@ impl SmtpConfig {
 pub struct WebConfig {
     /// Addresses to listen on (HTTPS only); empty disables the web UI.
     pub listen: Vec<SocketAddr>,
+    /// Web connections open at once, in all (a new one over it is closed).
+    pub max_connections: usize,
+    /// Web connections open at once from one address.
+    pub max_connections_per_ip: usize,
+    /// A session ends after this many seconds without a request.
+    pub session_idle_secs: u64,
+    /// A session ends this many seconds after login, used or not.
+    pub session_max_secs: u64,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8443))],
+            max_connections: 256,
+            max_connections_per_ip: 32,
+            session_idle_secs: 15 * 60,
+            session_max_secs: 8 * 3600,
         }
     }
 }

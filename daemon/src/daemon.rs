@@ -66,6 +66,24 @@ pub fn open(file: Config) -> std::io::Result<Opened> {
     })
 }
 
+/// The web front end over the admin service, and the web listener's limits.
+fn web_app(
+    config: &Config,
+    service: Arc<crate::service::AdminService>,
+) -> (axum::Router, sealgate_webui::Limits) {
+    let metrics_token = std::fs::read_to_string(config.data_dir.join("metrics-token"))
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let state = sealgate_webui::WebState::new(service, config.node_name.clone(), metrics_token);
+    let limits = sealgate_webui::Limits {
+        max_connections: config.web.max_connections,
+        max_connections_per_ip: config.web.max_connections_per_ip,
+        ..sealgate_webui::Limits::default()
+    };
+    (sealgate_webui::app(state, &limits), limits)
+}
+
 /// Runs the daemon until a termination signal.
 pub async fn run(config: Config) -> std::io::Result<()> {
     let opened = open(config)?;
@@ -114,7 +132,8 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     ));
     let deliverer = Arc::new(Deliverer::new(&live.get().config, outbound_tls)?);
     tokio::spawn(keys.clone().follow(config.clone()));
-    crate::control::serve(config.data_dir.clone(), Arc::new(service)).await?;
+    let service = Arc::new(service);
+    crate::control::serve(config.data_dir.clone(), service.clone()).await?;
     tokio::spawn(crate::settings::live::follow(live.clone(), settings));
     tokio::spawn(crate::tracking::retention::run(
         live.clone(),
@@ -137,11 +156,18 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             queue.clone(),
         ));
     }
-    for listener in web_listeners {
-        let state = crate::web::WebState {
-            data_dir: config.data_dir.clone(),
-        };
-        tokio::spawn(crate::web::serve(listener, live.get().tls.clone(), state));
+    if !web_listeners.is_empty() {
+        let (app, limits) = web_app(&config, service);
+        for listener in web_listeners {
+            let live = live.clone();
+            tokio::spawn(sealgate_webui::serve(
+                listener,
+                // The certificate of the settings version in force, per connection.
+                move || live.get().tls.clone(),
+                app.clone(),
+                limits.clone(),
+            ));
+        }
     }
     print_banner(
         &live.get().config,
@@ -176,11 +202,21 @@ fn print_banner(config: &Config, queued: usize, setup_token: Option<&str>) {
     println!("  outbound mail:           {delivery}");
     println!("  messages in queue:       {queued}");
     if let Some(web) = config.web.listen.first() {
-        println!("  web setup (HTTPS):       https://{web}/setup");
+        println!("  administration (HTTPS):  https://{web}/");
         if let Some(token) = setup_token {
-            println!(
-                "  one-time setup token:    {token}   (shown here only; never served over HTTP)"
-            );
+            // Under systemd standard output goes to the journal: the token
+            // is for the console (and a developer's terminal) only.
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            if terminal && std::env::var_os("JOURNAL_STREAM").is_none() {
+                println!(
+                    "  one-time setup token:    {token}   (type it into the setup page; shown on this terminal only)"
+                );
+            } else {
+                println!(
+                    "  setup:                   open the address above with the setup token shown on the console ({})",
+                    crate::setup_token::path(&config.data_dir).display()
+                );
+            }
         }
     }
     println!();

@@ -7,6 +7,7 @@
 //! to [`delivery`], and [`tracking`] records every step. `docs/ARCHITECTURE.md`
 //! in the repository tells the whole story.
 
+pub mod accounts;
 pub mod address;
 pub mod audit;
 pub mod cli;
@@ -41,4 +42,3 @@ pub mod tls;
 pub mod tracking;
 pub mod trust;
 pub mod util;
-pub mod web;

@@ -82,6 +82,23 @@ pub fn rearm(data_dir: &Path, group: Option<u32>) -> std::io::Result<String> {
     Ok(token)
 }
 
+/// Setup is finished: the marker is written (and synced) first, then the
+/// token removed, so a crash in between leaves no usable token behind.
+pub fn complete(data_dir: &Path) -> std::io::Result<()> {
+    let marker = data_dir.join(COMPLETED_MARKER);
+    let file = fs::File::create(&marker)?;
+    file.sync_all()?;
+    match fs::remove_file(path(data_dir)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Ok(dir) = fs::File::open(data_dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

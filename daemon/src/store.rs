@@ -43,10 +43,12 @@ pub enum Space {
     Nodes,
     /// Facts about the cluster itself: `ca` → the cluster CA certificate (PEM).
     Cluster,
+    /// The setup wizard's draft: `draft` → draft (JSON).
+    Setup,
 }
 
 impl Space {
-    pub const ALL: [Space; 10] = [
+    pub const ALL: [Space; 11] = [
         Space::Settings,
         Space::Audit,
         Space::Directory,
@@ -57,6 +59,7 @@ impl Space {
         Space::Reviews,
         Space::Nodes,
         Space::Cluster,
+        Space::Setup,
     ];
 
     /// The name: the sled tree on a single node (the existing trees keep
@@ -73,6 +76,7 @@ impl Space {
             Space::Reviews => "key_reviews",
             Space::Nodes => "nodes",
             Space::Cluster => "cluster",
+            Space::Setup => "setup",
         }
     }
 }

@@ -64,8 +64,7 @@ fn generate_self_signed(hostname: &str, cert_path: &Path, key_path: &Path) -> io
     if let Some(dir) = cert_path.parent() {
         fs::create_dir_all(dir)?;
     }
-    let certified =
-        rcgen::generate_simple_self_signed(vec![hostname.to_string()]).map_err(io::Error::other)?;
+    let certified = self_signed(hostname).map_err(io::Error::other)?;
     let mut key_file = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -80,6 +79,26 @@ fn generate_self_signed(hostname: &str, cert_path: &Path, key_path: &Path) -> io
     fs::write(cert_path, certified.cert.pem())?;
     tracing::info!(certificate = %cert_path.display(), "generated a self-signed TLS certificate for STARTTLS");
     Ok(())
+}
+
+/// A self-signed certificate that names the host (subject CN and DNS
+/// name), valid from a day ago for 825 days (the longest browsers take),
+/// with a fresh P-256 key.
+fn self_signed(hostname: &str) -> Result<rcgen::CertifiedKey<rcgen::KeyPair>, rcgen::Error> {
+    let mut params = rcgen::CertificateParams::new(vec![hostname.to_string()])?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, hostname);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Sealgate (self-signed)");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(825);
+    let signing_key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&signing_key)?;
+    Ok(rcgen::CertifiedKey { cert, signing_key })
 }
 
 /// The client configuration for opportunistic STARTTLS: encrypt, do not authenticate.
@@ -155,5 +174,28 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod self_signed_tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn the_generated_certificate_names_the_host_and_expires() {
+        let certified = super::self_signed("gw.example.org").unwrap();
+        let der = certified.cert.der().to_vec();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok())
+            .unwrap();
+        assert_eq!(cn, "gw.example.org");
+        let days = (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp())
+            / 86400;
+        assert_eq!(days, 826);
+        assert!(cert.validity().is_valid());
     }
 }

@@ -63,6 +63,24 @@ fn sample(name: &str) -> serde_json::Value {
         "review.show" | "review.accept" | "review.reject" => json!({"id": "b@ext.example/00"}),
         "crl.upload" => json!({"data": ""}),
         "discovery.lookup" => json!({"address": "b@ext.example"}),
+        // Port 9 on loopback: refused at once, nothing leaves the machine.
+        "delivery.test" => json!({"host": "127.0.0.1", "port": 9}),
+        "auth.login" => json!({"name": "nobody", "password": "x"}),
+        "auth.enrol_totp" => json!({"enrolment": "x", "code": "000000"}),
+        "auth.session" | "auth.logout" => json!({"id": "x"}),
+        "accounts.create" => {
+            json!({"name": "made-by-test", "role": "auditor", "password": "a long enough passphrase here"})
+        }
+        "accounts.update" | "accounts.reset_second_factor" => json!({"name": "nobody"}),
+        "accounts.password" => json!({"old": "x", "new": "y", "keep": "z"}),
+        "accounts.end_session" => json!({"handle": "x"}),
+        "setup.unlock" => json!({"token": "x"}),
+        "setup.save" => json!({
+            "settings": serde_json::to_value(sealgate_api::settings::Settings::default()).unwrap(),
+            "step": "identity"
+        }),
+        "setup.admin" => json!({"name": "x", "password": "y"}),
+        "setup.admin_confirm" => json!({"code": "000000"}),
         _ => json!({}),
     }
 }
@@ -194,6 +212,27 @@ fn needs(name: &str) -> sealgate_api::Permission {
         trust::PublishRecords,
         cluster::ClusterStatus,
         cluster::ClusterTrack,
+        tracking::TrackMessages,
+        dashboard::DashboardTraffic,
+        delivery::DeliveryTest,
+        accounts::Login,
+        accounts::EnrolTotp,
+        accounts::SessionCheck,
+        accounts::Logout,
+        accounts::AccountList,
+        accounts::AccountCreate,
+        accounts::AccountUpdate,
+        accounts::AccountResetSecondFactor,
+        accounts::ChangePassword,
+        accounts::MySessions,
+        accounts::EndSession,
+        setup::SetupStatus,
+        setup::SetupUnlock,
+        setup::SetupDraftGet,
+        setup::SetupSave,
+        setup::SetupAdmin,
+        setup::SetupAdminConfirm,
+        setup::SetupFinish,
     );
     panic!("{name}: not in the table")
 }

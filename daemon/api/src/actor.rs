@@ -41,6 +41,9 @@ impl Role {
             ),
             // Every account may see and end its own sessions.
             (_, Permission::Own) => true,
+            // The operation checks a credential itself (a password, the
+            // setup token, a session id): no role is needed to call it.
+            (_, Permission::Public) => true,
         }
     }
 }
@@ -79,6 +82,10 @@ pub enum Permission {
     Write(Area),
     /// The caller's own account (its sessions, its second factor).
     Own,
+    /// Callable before anyone is known (log in, unlock the setup wizard,
+    /// look up a session): the operation checks the credential it is
+    /// given and audits what matters itself.
+    Public,
 }
 
 impl Permission {
@@ -127,6 +134,18 @@ pub struct Actor {
 impl Actor {
     /// The local administrator: whoever can open the control socket or the
     /// data directory (root and the daemon's group).
+    /// Someone not known yet: a browser before login (for
+    /// [`Permission::Public`] operations only; its role grants nothing
+    /// else that matters, as every such operation checks a credential).
+    pub fn anonymous(via: Via, from: Option<String>) -> Actor {
+        Actor {
+            name: "-".to_owned(),
+            role: Role::Auditor,
+            via,
+            from,
+        }
+    }
+
     pub fn local_root() -> Actor {
         Actor {
             name: "root".to_owned(),

@@ -126,6 +126,7 @@ impl Queue {
             .store(queue_id, envelope, header, body)
             .await?;
         let size = (header.len() + body.len()) as u64;
+        let labels = crate::tracking::messages::Labels::of(body);
         tracing::info!(
             queue_id = %queue_id,
             session_id = %envelope.session_id,
@@ -136,7 +137,7 @@ impl Queue {
             tls = envelope.tls,
             "message accepted"
         );
-        self.register(queue_id, envelope, size, &envelope.client_ip);
+        self.register(queue_id, envelope, size, &envelope.client_ip, Some(&labels));
         Ok(())
     }
 
@@ -147,12 +148,26 @@ impl Queue {
             .spool
             .store(&queue_id, envelope, b"", content)
             .await?;
-        self.register(&queue_id, envelope, content.len() as u64, "local");
+        let labels = crate::tracking::messages::Labels::of(content);
+        self.register(
+            &queue_id,
+            envelope,
+            content.len() as u64,
+            "local",
+            Some(&labels),
+        );
         Ok(queue_id)
     }
 
     /// Records state and tracking for a spooled message and wakes the scheduler.
-    fn register(&self, queue_id: &QueueId, envelope: &Envelope, size: u64, remote: &str) {
+    fn register(
+        &self,
+        queue_id: &QueueId,
+        envelope: &Envelope,
+        size: u64,
+        remote: &str,
+        labels: Option<&crate::tracking::messages::Labels>,
+    ) {
         let entry = QueueEntry::new(queue_id, envelope, size);
         if let Err(e) = self.inner.state.put(&entry) {
             // The spool file is the truth; start-up reconciliation recreates the state.
@@ -160,7 +175,7 @@ impl Queue {
         }
         let sender = envelope.sender_text();
         for r in &envelope.recipients {
-            self.inner.tracker.record(
+            self.inner.tracker.record_labelled(
                 queue_id.as_str(),
                 EventKind::Received,
                 Direction::In,
@@ -168,6 +183,7 @@ impl Queue {
                 &r.address.to_string(),
                 remote,
                 &format!("{size} octets"),
+                labels,
             );
         }
         let _ = self.request(SchedulerRequest::Wake(queue_id.clone()));

@@ -31,13 +31,17 @@ use crate::queue::Queue;
 use crate::settings::{Live, SettingsStore};
 use crate::store::SharedStore;
 
+pub mod accounts;
 pub mod audit;
 pub mod cluster;
+pub mod dashboard;
+pub mod delivery_test;
 pub mod directory;
 pub mod keys;
 pub mod policy;
 pub mod queue;
 pub mod settings;
+pub mod setup;
 pub mod status;
 pub mod tracking;
 pub mod trust;
@@ -61,6 +65,35 @@ pub struct Ctx {
     pub trust: Arc<crate::trust::services::Services>,
     /// The cluster as this node sees it (a cluster of one on a single appliance).
     pub cluster: Arc<crate::cluster::node::ClusterView>,
+    /// Web accounts and sessions.
+    pub accounts: Arc<crate::accounts::Accounts>,
+    /// The first-run setup wizard's server side.
+    pub setup: Arc<crate::accounts::setup::Setup>,
+}
+
+impl Ctx {
+    /// Audits a call the dispatch does not audit by itself (logins and
+    /// the setup token are public operations, audited as security events).
+    pub fn audit_event(
+        &self,
+        actor: &Actor,
+        operation: &str,
+        args: serde_json::Value,
+        outcome: Result<(), &ServiceError>,
+    ) {
+        let version = self.live.get().version;
+        let outcome = match outcome {
+            Ok(()) => AuditOutcome::Done,
+            Err(ServiceError::Denied { .. }) => AuditOutcome::Denied,
+            Err(e) => AuditOutcome::Failed(e.to_string()),
+        };
+        if let Err(e) = self
+            .audit
+            .record(actor, operation, args, outcome, version, version)
+        {
+            tracing::error!(operation, actor = %actor.name, error = %e, "audit record not written");
+        }
+    }
 }
 
 impl Ctx {
@@ -78,6 +111,7 @@ impl Ctx {
             Some(opened.db.clone()),
             online.then(|| opened.queue.clone()),
         ));
+        let (accounts, setup) = crate::accounts::open(&opened.shared, opened.live.bootstrap());
         Ctx {
             live: opened.live.clone(),
             settings: opened.settings.clone(),
@@ -90,6 +124,8 @@ impl Ctx {
             started_at_ms: crate::envelope::now_ms(),
             trust,
             cluster: crate::cluster::view(&opened.cluster, &opened.queue, opened.live.clone()),
+            accounts,
+            setup,
         }
     }
 }
@@ -116,8 +152,9 @@ impl AdminService {
         args: serde_json::Value,
     ) -> Result<serde_json::Value, ServiceError> {
         use sealgate_api::ops::{
-            audit as a, cluster as c, directory as d, keys as k, policy as p, queue as q,
-            settings as s, status as st, tracking as t, trust as tr,
+            accounts as ac, audit as a, cluster as c, dashboard as db, delivery as dl,
+            directory as d, keys as k, policy as p, queue as q, settings as s, setup as su,
+            status as st, tracking as t, trust as tr,
         };
         match name {
             q::QueueList::NAME => self.run(actor, args, queue::list).await,
@@ -126,6 +163,8 @@ impl AdminService {
             q::QueueRetry::NAME => self.run(actor, args, queue::retry).await,
             q::QueueDelete::NAME => self.run(actor, args, queue::delete).await,
             t::TrackSearch::NAME => self.run(actor, args, tracking::search).await,
+            t::TrackMessages::NAME => self.run(actor, args, tracking::messages).await,
+            db::DashboardTraffic::NAME => self.run(actor, args, dashboard::traffic).await,
             d::DirectoryList::NAME => self.run(actor, args, directory::list).await,
             d::DirectoryShow::NAME => self.run(actor, args, directory::show).await,
             d::DirectoryImport::NAME => self.run(actor, args, directory::import).await,
@@ -163,6 +202,27 @@ impl AdminService {
             tr::PublishRecords::NAME => self.run(actor, args, trust::publish).await,
             c::ClusterStatus::NAME => self.run(actor, args, cluster::status).await,
             c::ClusterTrack::NAME => self.run(actor, args, cluster::track).await,
+            ac::Login::NAME => self.run(actor, args, accounts::login).await,
+            ac::EnrolTotp::NAME => self.run(actor, args, accounts::enrol_totp).await,
+            ac::SessionCheck::NAME => self.run(actor, args, accounts::session).await,
+            ac::Logout::NAME => self.run(actor, args, accounts::logout).await,
+            ac::AccountList::NAME => self.run(actor, args, accounts::list).await,
+            ac::AccountCreate::NAME => self.run(actor, args, accounts::create).await,
+            ac::AccountUpdate::NAME => self.run(actor, args, accounts::update).await,
+            ac::AccountResetSecondFactor::NAME => {
+                self.run(actor, args, accounts::reset_second_factor).await
+            }
+            ac::ChangePassword::NAME => self.run(actor, args, accounts::password).await,
+            ac::MySessions::NAME => self.run(actor, args, accounts::sessions).await,
+            ac::EndSession::NAME => self.run(actor, args, accounts::end_session).await,
+            su::SetupStatus::NAME => self.run(actor, args, setup::state).await,
+            su::SetupUnlock::NAME => self.run(actor, args, setup::unlock).await,
+            su::SetupDraftGet::NAME => self.run(actor, args, setup::draft).await,
+            su::SetupSave::NAME => self.run(actor, args, setup::save).await,
+            su::SetupAdmin::NAME => self.run(actor, args, setup::admin).await,
+            su::SetupAdminConfirm::NAME => self.run(actor, args, setup::admin_confirm).await,
+            su::SetupFinish::NAME => self.run(actor, args, setup::finish).await,
+            dl::DeliveryTest::NAME => self.run(actor, args, delivery_test::test).await,
             _ => Err(ServiceError::UnknownOperation(name.to_owned())),
         }
     }
@@ -189,7 +249,10 @@ impl AdminService {
         })?;
         let before = self.ctx.live.get().version;
         let recorded = op.audit_args();
-        if !actor.role.allows(O::NEEDS) {
+        // The anonymous actor (a browser before login) reaches public
+        // operations only, whatever its nominal role.
+        let anonymous = actor.name == "-" && O::NEEDS != sealgate_api::Permission::Public;
+        if anonymous || !actor.role.allows(O::NEEDS) {
             self.audit(actor, O::NAME, recorded, AuditOutcome::Denied, before);
             return Err(ServiceError::Denied {
                 operation: O::NAME.to_owned(),

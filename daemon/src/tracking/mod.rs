@@ -7,6 +7,7 @@
 //! range scan; sender and recipient filters are applied to that range.
 //! Trusts: its callers (the daemon's own modules).
 
+pub mod messages;
 pub mod retention;
 
 use crate::envelope::now_ms;
@@ -17,6 +18,9 @@ pub use sealgate_api::ops::tracking::{Direction, Event, EventKind, TrackQuery as
 #[derive(Clone)]
 pub struct Tracker {
     events: crate::db::Tree,
+    /// Recipients received and delivered per minute (minute u64 BE →
+    /// two u64 BE counters): the dashboard's chart without a scan.
+    traffic: crate::db::Tree,
     db: crate::db::Db,
     node: String,
     /// Events not written yet because the state store failed.
@@ -38,6 +42,7 @@ impl Tracker {
     pub fn open(db: &crate::db::Db, node: &str) -> Tracker {
         Tracker {
             events: db.tree("events"),
+            traffic: db.tree("traffic"),
             db: db.clone(),
             node: node.to_string(),
             backlog: Default::default(),
@@ -71,6 +76,25 @@ impl Tracker {
         remote: &str,
         detail: &str,
     ) {
+        self.record_labelled(
+            queue_id, kind, direction, sender, recipient, remote, detail, None,
+        );
+    }
+
+    /// Records an event with the message's Subject and Message-ID (the
+    /// `received` events carry them, for the tracking search).
+    #[allow(clippy::too_many_arguments)] // one event's fields, all plain text
+    pub fn record_labelled(
+        &self,
+        queue_id: &str,
+        kind: EventKind,
+        direction: Direction,
+        sender: &str,
+        recipient: &str,
+        remote: &str,
+        detail: &str,
+        labels: Option<&messages::Labels>,
+    ) {
         let event = Event {
             time_ms: now_ms(),
             node: self.node.clone(),
@@ -82,9 +106,10 @@ impl Tracker {
             remote: remote.to_string(),
             detail: detail.to_string(),
             settings_version: self.version,
-            subject: None,
-            message_id: None,
+            subject: labels.and_then(|l| l.subject.clone()),
+            message_id: labels.and_then(|l| l.message_id.clone()),
         };
+        self.count(&event);
         tracing::info!(
             queue_id,
             event = ?kind,
@@ -155,6 +180,20 @@ impl Tracker {
             if old.len() >= batch {
                 break;
             }
+        }
+        let mut minutes = Vec::new();
+        for item in self
+            .traffic
+            .range(..(before_ms / 60_000).to_be_bytes().to_vec())?
+        {
+            let (key, _) = item?;
+            minutes.push(key);
+            if minutes.len() >= batch {
+                break;
+            }
+        }
+        for key in &minutes {
+            self.traffic.remove(key)?;
         }
         for key in &old {
             self.events.remove(key)?;

@@ -4,13 +4,17 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod accounts;
 pub mod audit;
 pub mod cluster;
+pub mod dashboard;
+pub mod delivery;
 pub mod directory;
 pub mod keys;
 pub mod policy;
 pub mod queue;
 pub mod settings;
+pub mod setup;
 pub mod status;
 pub mod tracking;
 pub mod trust;
@@ -102,4 +106,25 @@ pub const ALL: &[&str] = &[
     <trust::PublishRecords as crate::Operation>::NAME,
     <cluster::ClusterStatus as crate::Operation>::NAME,
     <cluster::ClusterTrack as crate::Operation>::NAME,
+    <tracking::TrackMessages as crate::Operation>::NAME,
+    <dashboard::DashboardTraffic as crate::Operation>::NAME,
+    <delivery::DeliveryTest as crate::Operation>::NAME,
+    <accounts::Login as crate::Operation>::NAME,
+    <accounts::EnrolTotp as crate::Operation>::NAME,
+    <accounts::SessionCheck as crate::Operation>::NAME,
+    <accounts::Logout as crate::Operation>::NAME,
+    <accounts::AccountList as crate::Operation>::NAME,
+    <accounts::AccountCreate as crate::Operation>::NAME,
+    <accounts::AccountUpdate as crate::Operation>::NAME,
+    <accounts::AccountResetSecondFactor as crate::Operation>::NAME,
+    <accounts::ChangePassword as crate::Operation>::NAME,
+    <accounts::MySessions as crate::Operation>::NAME,
+    <accounts::EndSession as crate::Operation>::NAME,
+    <setup::SetupStatus as crate::Operation>::NAME,
+    <setup::SetupUnlock as crate::Operation>::NAME,
+    <setup::SetupDraftGet as crate::Operation>::NAME,
+    <setup::SetupSave as crate::Operation>::NAME,
+    <setup::SetupAdmin as crate::Operation>::NAME,
+    <setup::SetupAdminConfirm as crate::Operation>::NAME,
+    <setup::SetupFinish as crate::Operation>::NAME,
 ];

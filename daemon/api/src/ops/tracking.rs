@@ -109,3 +109,58 @@ operation!(
     Permission::Read(Area::Tracking),
     Vec<Event>
 );
+
+/// Which messages to list: every field narrows; text fields are
+/// case-insensitive substrings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MessageQuery {
+    pub sender: Option<String>,
+    pub recipient: Option<String>,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub queue_id: Option<String>,
+    pub since_ms: Option<u64>,
+    pub until_ms: Option<u64>,
+    pub direction: Option<Direction>,
+    /// Messages received before this time only (the next page).
+    pub before_ms: Option<u64>,
+    /// Default 50.
+    pub limit: Option<usize>,
+}
+
+/// Where a recipient of a tracked message ended up (its last event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientOutcome {
+    pub recipient: String,
+    pub kind: EventKind,
+    pub detail: String,
+}
+
+/// One message as the tracking list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSummary {
+    pub queue_id: String,
+    pub received_ms: u64,
+    pub node: String,
+    pub direction: Direction,
+    pub sender: String,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub remote: String,
+    pub recipients: Vec<RecipientOutcome>,
+}
+
+/// `track.messages`: messages (one line each, newest first) matching the
+/// query, with each recipient's latest state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackMessages {
+    #[serde(default)]
+    pub query: MessageQuery,
+}
+operation!(
+    TrackMessages,
+    "track.messages",
+    Permission::Read(Area::Tracking),
+    Vec<MessageSummary>
+);
