@@ -19,7 +19,7 @@
 #   SEALGATE_BIN          use this binary instead of building one
 #   SEALGATE_IMAGE_OUT    output directory (default: image/out)
 #   SEALGATE_IMAGE_CACHE  cache directory (default: /var/cache/sealgate-image)
-#   SEALGATE_VERSION      image and bundle version (default: crate version
+#   SEALGATE_IMAGE_VERSION  image and bundle version (default: crate version
 #                         + git commit)
 #   SEALGATE_RAUC_CERT, SEALGATE_RAUC_KEY, SEALGATE_RAUC_KEYRING
 #                         release signing certificate, key (file or PKCS#11
@@ -57,8 +57,8 @@ build_binary() {
 }
 
 image_version() {
-	if [ -n "${SEALGATE_VERSION:-}" ]; then
-		printf '%s\n' "$SEALGATE_VERSION"
+	if [ -n "${SEALGATE_IMAGE_VERSION:-}" ]; then
+		printf '%s\n' "$SEALGATE_IMAGE_VERSION"
 		return
 	fi
 	local crate commit
@@ -149,12 +149,13 @@ prune_modules() {
 	done
 }
 
-squashfs() { # squashfs ROOTFS OUT [mksquashfs options...]
+squashfs() { # squashfs ROOTFS OUT [PATH...]: the root, without PATHs
 	local src=$1 dest=$2
 	shift 2
-	# gzip: GRUB 2.06 reads the kernel from this file system, and reads no zstd.
-	nice -n 10 mksquashfs "$src" "$dest" -comp gzip -noappend -quiet \
-		-wildcards -e 'var/cache/*' -e 'var/lib/apt/*' "$@" >&2
+	# gzip: GRUB 2.06 reads the kernel from this file system, and reads no
+	# zstd. -e takes every name after it, so it comes last.
+	nice -n 10 mksquashfs "$src" "$dest" -comp gzip -Xcompression-level "${SQUASHFS_LEVEL:-9}" \
+		-noappend -quiet -wildcards -e 'var/cache/*' 'var/lib/apt/*' "$@" >&2
 }
 
 # GRUB from Debian for the disk, as Buildroot's grub2 package builds it
@@ -219,13 +220,14 @@ test_bundles() {
 	STEP
 	chmod +x "$step"
 	printf '%s\n' "$version+update" > "$work/rootfs/etc/sealgate/image-version"
-	squashfs "$work/rootfs" "$work/update.squashfs"
+	# Test roots only: the fastest gzip level keeps the test build short.
+	SQUASHFS_LEVEL=1 squashfs "$work/rootfs" "$work/update.squashfs"
 	sealgate_bundle "$work/update.squashfs" "$version+update" "$dest/update.raucb" \
 		"$SEALGATE_RAUC_CERT" "$SEALGATE_RAUC_KEY"
 	rm -f "$work/update.squashfs" "$step"
 
 	printf '%s\n' "$version+broken" > "$work/rootfs/etc/sealgate/image-version"
-	squashfs "$work/rootfs" "$work/broken.squashfs" -e usr/bin/sealgate
+	SQUASHFS_LEVEL=1 squashfs "$work/rootfs" "$work/broken.squashfs" usr/bin/sealgate
 	sealgate_bundle "$work/broken.squashfs" "$version+broken" "$dest/broken.raucb" \
 		"$SEALGATE_RAUC_CERT" "$SEALGATE_RAUC_KEY"
 	rm -f "$work/broken.squashfs"
@@ -248,7 +250,7 @@ main() {
 	[ -x "$bin" ] || { echo "no sealgate binary at $bin" >&2; exit 1; }
 	tar=$(base_tarball)
 	version=$(image_version)
-	export SEALGATE_VERSION="$version"
+	export SEALGATE_IMAGE_VERSION="$version"
 	signing_keys
 
 	work="$out/work"

@@ -7,7 +7,8 @@
 # for being read-only.
 #   SEALGATE_RAUC_KEYRING  CA certificate(s) (PEM) bundles are verified
 #                          against; required
-#   SEALGATE_VERSION       version shown on the console and in RAUC status
+#   SEALGATE_IMAGE_VERSION version shown on the console and recorded in the
+#                          update bundle (default: the build's date)
 set -eu
 
 TARGET_DIR=${1:-${TARGET_DIR:?}}
@@ -51,7 +52,7 @@ sealgate_boot_layout "$TARGET_DIR"
 # Update bundles are accepted only when signed for this keyring.
 install -D -m 0644 "${SEALGATE_RAUC_KEYRING:?the RAUC keyring (CA certificate) is a build input}" \
 	"$TARGET_DIR/etc/rauc/keyring.pem"
-printf '%s\n' "${SEALGATE_VERSION:-unknown}" > "$TARGET_DIR/etc/sealgate/image-version"
+printf '%s\n' "${SEALGATE_IMAGE_VERSION:-$(date -u +%Y%m%d%H%M)}" > "$TARGET_DIR/etc/sealgate/image-version"
 
 # Read-only root: an empty machine-id makes systemd use a transient one;
 # resolv.conf points into /run; mount points for the data partition and

@@ -10,7 +10,7 @@
 # update bundle of this root:
 #   SEALGATE_RAUC_CERT, SEALGATE_RAUC_KEY   signing certificate and key
 #                                           (file or PKCS#11 URI)
-#   SEALGATE_VERSION                        bundle version (default: date)
+# The bundle's version is the image's (post-build.sh wrote it into the root).
 set -eu
 
 BINARIES_DIR=${1:-${BINARIES_DIR:?}}
@@ -48,7 +48,7 @@ if [ -e "$BINARIES_DIR/rootfs.iso9660" ]; then
 fi
 
 if [ -n "${SEALGATE_RAUC_CERT:-}" ] && [ -n "${SEALGATE_RAUC_KEY:-}" ]; then
-	version=${SEALGATE_VERSION:-$(date -u +%Y%m%d%H%M%S)}
+	version=$(cat "${TARGET_DIR:?}/etc/sealgate/image-version")
 	sealgate_log "update bundle $version"
 	sealgate_bundle "$BINARIES_DIR/rootfs.squashfs" "$version" \
 		"$BINARIES_DIR/sealgate-x86_64-$version.raucb" \
