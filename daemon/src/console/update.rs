@@ -131,6 +131,7 @@ impl Slots {
                 });
             }
         }
+        slots.sort_by(|a, b| a.bootname.cmp(&b.bootname));
         Some(Slots {
             booted: text(&v, "booted"),
             primary: text(&v, "boot_primary"),
@@ -232,16 +233,31 @@ pub fn show(ctx: &Context, out: &mut dyn Write) -> Result<(), ConsoleError> {
         None => writeln!(out, "Root slots:   unknown (RAUC does not answer)")?,
     }
     if let Some(result) = last_result(ctx) {
-        writeln!(out, "Last update:  {}", clip(&result, 64))?;
-        if result.len() > 64 {
-            writeln!(
-                out,
-                "              {}",
-                clip(&result.chars().skip(64).collect::<String>(), 64)
-            )?;
+        for (i, line) in wrap(&result, 64).iter().enumerate() {
+            let label = if i == 0 { "Last update:" } else { "" };
+            writeln!(out, "{label:<14}{line}")?;
         }
     }
     Ok(())
+}
+
+/// `text` in lines of at most `width` characters, broken between words.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&clip(word, width));
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// `update install SOURCE`: verify and write the bundle into the other slot.
@@ -352,6 +368,14 @@ mod tests {
         assert_eq!(
             slots.describe("0.1.0+a"),
             ["A running 0.1.0+a, boot not confirmed yet", "B empty"]
+        );
+    }
+
+    #[test]
+    fn results_wrap_between_words() {
+        assert_eq!(
+            wrap("update to 0.2.0 failed: the gateway did not start", 20),
+            ["update to 0.2.0", "failed: the gateway", "did not start"]
         );
     }
 
