@@ -1,37 +1,38 @@
 # Shared helpers for scripts/*: sourced, not run.
-# shellcheck shell=bash
+# POSIX sh: the token and engine scripts are /bin/sh (dash) scripts.
+# shellcheck shell=sh
 
 # apt_install PKG...: installs the Debian packages that are missing, quietly.
 # Recommends are not installed, so name every package a script uses even
 # when another one recommends it (swaks needs libnet-ssleay-perl for TLS).
 apt_install() {
-    local need=() pkg
-    for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+    _need=""
+    for _pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$_pkg" 2>/dev/null | grep -q "install ok installed" || _need="$_need $_pkg"
     done
-    [ ${#need[@]} -eq 0 ] && return 0
-    echo "==> installing Debian packages: ${need[*]}"
+    [ -n "$_need" ] || return 0
+    echo "==> installing Debian packages:$_need"
     export DEBIAN_FRONTEND=noninteractive
+    _sudo=""
+    [ "$(id -u)" -eq 0 ] || _sudo="sudo"
     # Postfix is a test peer only: never let its package configure or start a system instance.
-    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "postfix postfix/main_mailer_type select No configuration" | $_sudo debconf-set-selections
     # Test peers (Postfix, Unbound, slapd …) must not start as system services
     # on install: the tests start their own instances on loopback ports.
-    local guard=""
+    _guard=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
-        guard=/usr/sbin/policy-rc.d
-        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$guard" >/dev/null
-        $sudo chmod +x "$guard"
+        _guard=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | $_sudo tee "$_guard" >/dev/null
+        $_sudo chmod +x "$_guard"
     fi
     # Several scripts may install at once (suites run in parallel): wait
     # for dpkg's lock instead of failing on it.
-    local lock=(-o DPkg::Lock::Timeout=900)
-    $sudo apt-get "${lock[@]}" update -qq >/dev/null
-    local rc=0
-    $sudo apt-get "${lock[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null || rc=$?
-    [ -z "$guard" ] || $sudo rm -f "$guard"
-    return $rc
+    $_sudo apt-get -o DPkg::Lock::Timeout=900 update -qq >/dev/null
+    _rc=0
+    # shellcheck disable=SC2086 # the package list splits on purpose
+    $_sudo apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $_need >/dev/null || _rc=$?
+    [ -z "$_guard" ] || $_sudo rm -f "$_guard"
+    return $_rc
 }
 
 # section TITLE: a visible marker in long logs.

@@ -1,14 +1,19 @@
 //! The `sealgate` command line: `run` starts the daemon; the other verbs
-//! inspect and manage it (through the control socket when it runs).
+//! are a front end over the administration service (`crate::service`):
+//! they build a typed operation, send it to the running daemon over the
+//! control socket (or, when it is stopped, run the same service on its data
+//! directory), and print the answer for people or as JSON. No operation is
+//! implemented here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sealgate_api::ops::{audit, directory, keys, policy, queue, settings, status, tracking};
+use sealgate_api::{Actor, Operation, Service, ServiceError, WireRequest, WireResponse};
 
 use crate::config::Config;
-use crate::control::{Request, Response};
-use crate::tracking::Query;
+use crate::util::iso8601_ms;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,11 +33,21 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Run,
+    /// The gateway's state: settings version, queue, key store, storage, expiries.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect and manage the queue.
     #[command(subcommand)]
     Queue(QueueCommand),
     /// Search message tracking events.
     Track(TrackArgs),
+    /// Settings that change while the gateway runs: show, change, compare, roll back.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+    /// The audit log: who changed what, and what was denied.
+    Audit(AuditArgs),
     /// Check a configuration file and print the effective settings.
     CheckConfig,
     /// Manage the gateway's keys on the PKCS#11 token.
@@ -55,6 +70,77 @@ pub enum Command {
     /// S/MIME: decrypt, encrypt, sign or verify a message (stdin to stdout).
     #[command(subcommand)]
     Smime(sealgate_smime::cli::SmimeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Print a settings version (default: the one in force) as TOML.
+    Show {
+        #[arg(long)]
+        version: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one setting (a dotted key: `delivery.smarthost`).
+    Get {
+        key: String,
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Set one setting: a TOML value (`50`, `true`, `["a.example"]`), or text.
+    Set {
+        key: String,
+        value: String,
+        #[arg(long)]
+        comment: Option<String>,
+        /// Refuse the change if the version in force is no longer this one.
+        #[arg(long)]
+        base: Option<u64>,
+    },
+    /// Apply a settings file (what `export` writes; a bootstrap file works
+    /// too, its bootstrap keys are ignored) as a new version.
+    Apply {
+        file: PathBuf,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        base: Option<u64>,
+    },
+    /// What changed between two versions (default: the last change).
+    Diff { from: Option<u64>, to: Option<u64> },
+    /// The versions, newest first: who, when, via what, why.
+    History {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Make an earlier version's settings the current ones (a new version).
+    Rollback {
+        version: u64,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Print a version as TOML, ready for `apply`.
+    Export {
+        #[arg(long)]
+        version: Option<u64>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Start of the time range: RFC 3339, Unix seconds, or an age like 2h, 1d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only this account.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only operations starting with this (`settings.`, `queue.delete`).
+    #[arg(long)]
+    pub operation: Option<String>,
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,14 +196,23 @@ pub enum QueueCommand {
     },
     /// Show one message's recipients, attempts and headers.
     Show { id: String },
-    /// Delete a message from the queue.
-    Delete { id: String },
-    /// Retry a message now.
-    Retry { id: String },
-    /// Release a message's held and quarantined recipients: the policy and
+    /// Delete messages from the queue.
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Retry messages now.
+    Retry {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Release messages' held and quarantined recipients: the policy and
     /// the recipients' keys are looked at again now (held mail is never sent
     /// in clear; a released quarantine is delivered as the policy allows).
-    Release { id: String },
+    Release {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -170,197 +265,233 @@ pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, String> {
         .map_err(|_| format!("`{text}`: expected RFC 3339 time, Unix seconds, or an age like 2h"))
 }
 
-/// Runs a control request: through the daemon if it runs, else directly.
-pub fn control(config: &Config, request: Request) -> Result<Response, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// Runs `op` through the running daemon's service, or, when no daemon
+/// runs, through the same service on its data directory.
+pub fn call<O: Operation>(config: &Config, op: &O) -> Result<O::Output, ServiceError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ServiceError::failed(e.to_string()))?;
     runtime.block_on(async {
-        if let Some(response) = crate::control::call_daemon(&config.data_dir, &request)
+        let request = WireRequest::of(op)?;
+        let answer = crate::control::call_daemon(&config.data_dir, &request)
             .await
-            .map_err(|e| e.to_string())?
-        {
-            return Ok(response);
-        }
-        if !config.data_dir.exists() {
-            return Err(format!(
-                "{}: no data directory (has the gateway ever run with this configuration?)",
-                config.data_dir.display()
-            ));
-        }
-        let db = crate::daemon::open_db(config).map_err(|e| e.to_string())?;
-        let (queue, _requests) =
-            crate::queue::Queue::open(config, &db).map_err(|e| e.to_string())?;
-        // The spool is the truth: bring the index up to date before answering.
-        crate::queue::recover::reconcile(&queue).map_err(|e| e.to_string())?;
-        let response = crate::control::execute(&queue, request, false).await;
-        let _ = db.flush_async().await;
-        Ok(response)
+            .map_err(|e| ServiceError::Unavailable {
+                what: format!("the daemon's control socket ({e})"),
+            })?;
+        let value = match answer {
+            Some(WireResponse::Ok(value)) => value,
+            Some(WireResponse::Err(e)) => return Err(e),
+            None => offline(config, request).await?,
+        };
+        serde_json::from_value(value)
+            .map_err(|e| ServiceError::failed(format!("{}: answer not decodable: {e}", O::NAME)))
     })
 }
 
-/// Prints a control response for humans (or JSON); the exit code says if it worked.
-pub fn print_response(response: &Response, json: bool) -> ExitCode {
-    if json {
-        match serde_json::to_string_pretty(response) {
-            Ok(text) => println!("{text}"),
-            Err(e) => eprintln!("{e}"),
-        }
-        return if matches!(response, Response::Error { .. }) {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        };
+/// The service on a stopped daemon's data directory.
+async fn offline(config: &Config, request: WireRequest) -> Result<serde_json::Value, ServiceError> {
+    if !config.data_dir.exists() {
+        return Err(ServiceError::NotFound {
+            what: format!(
+                "{}: no data directory (has the gateway ever run with this configuration?)",
+                config.data_dir.display()
+            ),
+        });
     }
-    match response {
-        Response::Entries { entries } => {
-            if entries.is_empty() {
-                println!("Queue is empty.");
-            }
-            for e in entries {
-                println!(
-                    "{}  {}  {} octets  from {}  attempts {}  next {}",
-                    e.queue_id,
-                    crate::util::iso8601_ms(e.received_at_ms),
-                    e.size,
-                    e.sender_text(),
-                    e.attempts,
-                    crate::util::iso8601_ms(e.next_attempt_ms)
-                );
-                for r in &e.recipients {
-                    println!(
-                        "    {:<40} {}",
-                        r.recipient.address.to_string(),
-                        describe_status(&r.status)
-                    );
-                }
-            }
-        }
-        Response::Message { entry, headers } => {
-            println!("Queue id:  {}", entry.queue_id);
-            println!(
-                "Received:  {}",
-                crate::util::iso8601_ms(entry.received_at_ms)
-            );
-            println!("Sender:    {}", entry.sender_text());
-            println!("Size:      {} octets", entry.size);
-            println!("Attempts:  {}", entry.attempts);
-            println!(
-                "Next try:  {}",
-                crate::util::iso8601_ms(entry.next_attempt_ms)
-            );
-            println!("Recipients:");
-            for r in &entry.recipients {
-                println!(
-                    "    {:<40} {} (attempts {})",
-                    r.recipient.address.to_string(),
-                    describe_status(&r.status),
-                    r.attempts
-                );
-            }
-            println!("Headers:\n{headers}");
-        }
-        Response::Directory { entries } => {
-            if entries.is_empty() {
-                println!("No entries.");
-            }
-            for e in entries {
-                let target = e
-                    .domain
-                    .as_ref()
-                    .map_or_else(|| e.addresses.join(", "), |d| format!("domain {d}"));
-                println!(
-                    "{}  {:<7} {:<9} {}  valid {} .. {}{}  {}",
-                    e.fingerprint.get(..16).unwrap_or(&e.fingerprint),
-                    format!("{:?}", e.kind).to_lowercase(),
-                    format!("{:?}", e.trust).to_lowercase(),
-                    target,
-                    crate::util::iso8601_ms(e.not_before_ms),
-                    crate::util::iso8601_ms(e.not_after_ms),
-                    if e.can_encrypt {
-                        ""
-                    } else {
-                        " (cannot encrypt)"
-                    },
-                    e.source
-                );
-                if !e.data.is_empty() {
-                    use base64::Engine as _;
-                    println!("    subject: {}", e.subject);
-                    println!("    sha256:  {}", e.fingerprint);
-                    println!(
-                        "    seen:    {} .. {}",
-                        crate::util::iso8601_ms(e.first_seen_ms),
-                        crate::util::iso8601_ms(e.last_seen_ms)
-                    );
-                    let b64 = base64::engine::general_purpose::STANDARD.encode(&e.data);
-                    let label = match e.kind {
-                        crate::directory::Kind::Smime => "CERTIFICATE",
-                        crate::directory::Kind::Openpgp => "PGP PUBLIC KEY BLOCK",
-                    };
-                    println!("-----BEGIN {label}-----");
-                    if e.kind == crate::directory::Kind::Openpgp {
-                        println!();
-                    }
-                    for chunk in b64.as_bytes().chunks(64) {
-                        println!("{}", String::from_utf8_lossy(chunk));
-                    }
-                    println!("-----END {label}-----");
-                }
-            }
-        }
-        Response::Events { events } => {
-            if events.is_empty() {
-                println!("No events match.");
-            }
-            for e in events {
-                println!(
-                    "{}  {:<8} {:<3} {:<9} {}  {} -> {}  [{}] {}",
-                    crate::util::iso8601_ms(e.time_ms),
-                    e.node,
-                    format!("{:?}", e.direction).to_lowercase(),
-                    format!("{:?}", e.kind).to_lowercase(),
-                    e.queue_id,
-                    e.sender,
-                    e.recipient,
-                    e.remote,
-                    e.detail
-                );
-            }
-        }
-        Response::Done { text } => println!("{text}"),
-        Response::Error { error } => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    }
-    ExitCode::SUCCESS
+    let opened = crate::daemon::open(config.clone()).map_err(|e| ServiceError::Unavailable {
+        what: format!("the data directory ({e})"),
+    })?;
+    // The spool is the truth: bring the index up to date before answering.
+    crate::queue::recover::reconcile(&opened.queue)
+        .map_err(|e| ServiceError::failed(format!("queue reconciliation: {e}")))?;
+    let service = crate::service::AdminService::new(crate::service::Ctx::of(
+        &opened,
+        crate::keys::Keys::with(crate::keys::KeyStore::NotSetUp),
+        false,
+    ));
+    let answer = service
+        .call(&Actor::local_root(), &request.op, request.args)
+        .await;
+    let _ = opened.db.flush();
+    answer
 }
 
-fn describe_status(status: &crate::queue::state::RecipientStatus) -> String {
-    use crate::queue::state::RecipientStatus::*;
-    match status {
-        Scheduled => "scheduled".into(),
-        Deferred { reason } => format!("deferred: {reason}"),
-        Delivered { reply } => format!("delivered: {reply}"),
-        Bounced { reason } => format!("bounced: {reason}"),
-        Deleted => "deleted".into(),
-        Held { reason, since_ms } => format!(
-            "held since {}: {reason}",
-            crate::util::iso8601_ms(*since_ms)
-        ),
-        Quarantined { reason, since_ms } => format!(
-            "quarantined since {}: {reason}",
-            crate::util::iso8601_ms(*since_ms)
-        ),
+/// Runs a verb: calls the service, prints its answer (`show`), exits 0; or
+/// prints the error and exits with its code.
+fn run<O: Operation>(
+    config: &Config,
+    op: &O,
+    json: bool,
+    show: impl FnOnce(&O::Output),
+) -> ExitCode {
+    match call(config, op) {
+        Ok(output) if json => {
+            match serde_json::to_string_pretty(&output) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("sealgate: {e}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(output) => {
+            show(&output);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &ServiceError) -> ExitCode {
+    match e {
+        ServiceError::Invalid { errors } if errors.len() > 1 => {
+            eprintln!("sealgate: refused:");
+            for error in errors {
+                eprintln!("  {error}");
+            }
+        }
+        e => eprintln!("sealgate: {e}"),
+    }
+    ExitCode::from(e.exit_code())
+}
+
+fn usage(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("sealgate: {e}");
+    ExitCode::from(2)
+}
+
+/// Runs every verb but `run`, `check-config`, `hsm`, `smime`, `console`.
+pub fn dispatch(config: &Config, command: Command) -> ExitCode {
+    match command {
+        Command::Status { json } => run(config, &status::Status {}, json, print_status),
+        Command::Queue(q) => queue_verb(config, q),
+        Command::Track(t) => match track_query(&t) {
+            Ok(query) => run(config, &tracking::TrackSearch { query }, t.json, |events| {
+                print_events(events)
+            }),
+            Err(e) => usage(e),
+        },
+        Command::Settings(s) => settings_verb(config, s),
+        Command::Audit(a) => audit_verb(config, &a),
+        Command::Directory(d) => directory_verb(config, d),
+        Command::Policy(PolicyCommand::Explain(args)) => policy_explain(config, &args),
+        Command::Keys(k) => keys_verb(config, k),
+        Command::Pgp(p) => pgp_verb(config, p),
+        Command::Run
+        | Command::CheckConfig
+        | Command::Hsm(_)
+        | Command::Smime(_)
+        | Command::Console(_) => usage("not a service verb"),
+    }
+}
+
+fn queue_verb(config: &Config, q: QueueCommand) -> ExitCode {
+    let done = |d: &sealgate_api::ops::Done| {
+        println!("{}", d.text);
+        for f in &d.failed {
+            eprintln!("{}: {}", f.id, f.error);
+        }
+    };
+    match q {
+        QueueCommand::List { json } => run(config, &queue::QueueList::default(), json, |entries| {
+            print_queue(entries)
+        }),
+        QueueCommand::Show { id } => run(config, &queue::QueueShow { id }, false, print_message),
+        QueueCommand::Delete { ids } => run(config, &queue::QueueDelete { ids }, false, done),
+        QueueCommand::Retry { ids } => run(config, &queue::QueueRetry { ids }, false, done),
+        QueueCommand::Release { ids } => run(config, &queue::QueueRelease { ids }, false, done),
+    }
+}
+
+fn describe_recipient(r: &queue::QueuedRecipient) -> String {
+    let why = r.reason.as_ref().map(|r| r.text.as_str()).unwrap_or("");
+    match (r.state, r.since_ms, &r.reply) {
+        (queue::RecipientState::Delivered, _, Some(reply)) => format!("delivered: {reply}"),
+        (state, Some(since), _) => {
+            format!("{} since {}: {why}", state.as_str(), iso8601_ms(since))
+        }
+        (state, None, _) if why.is_empty() => state.as_str().to_owned(),
+        (state, None, _) => format!("{}: {why}", state.as_str()),
+    }
+}
+
+fn print_queue(entries: &[queue::QueuedMessage]) {
+    if entries.is_empty() {
+        println!("Queue is empty.");
+    }
+    for e in entries {
+        println!(
+            "{}  {}  {} octets  from {}  attempts {}  next {}",
+            e.queue_id,
+            iso8601_ms(e.received_at_ms),
+            e.size,
+            e.sender,
+            e.attempts,
+            iso8601_ms(e.next_attempt_ms)
+        );
+        for r in &e.recipients {
+            println!("    {:<40} {}", r.address, describe_recipient(r));
+        }
+    }
+}
+
+fn print_message(d: &queue::QueuedDetail) {
+    let m = &d.message;
+    println!("Queue id:  {}", m.queue_id);
+    println!(
+        "Received:  {} from {} ({})",
+        iso8601_ms(m.received_at_ms),
+        d.client_ip,
+        d.helo
+    );
+    println!("Sender:    {}", m.sender);
+    println!("Size:      {} octets", m.size);
+    println!("Attempts:  {}", m.attempts);
+    println!("Next try:  {}", iso8601_ms(m.next_attempt_ms));
+    println!("Recipients:");
+    for r in &m.recipients {
+        let code = r
+            .reason
+            .as_ref()
+            .map(|r| format!(" [{}]", r.code))
+            .unwrap_or_default();
+        println!(
+            "    {:<40} {}{code} (attempts {})",
+            r.address,
+            describe_recipient(r),
+            r.attempts
+        );
+    }
+    println!("Headers:\n{}", d.headers);
+}
+
+fn print_events(events: &[tracking::Event]) {
+    if events.is_empty() {
+        println!("No events match.");
+    }
+    for e in events {
+        println!(
+            "{}  {:<8} {:<3} {:<9} {}  {} -> {}  [{}] {}",
+            iso8601_ms(e.time_ms),
+            e.node,
+            match e.direction {
+                tracking::Direction::In => "in",
+                tracking::Direction::Out => "out",
+            },
+            e.kind.as_str(),
+            e.queue_id,
+            e.sender,
+            e.recipient,
+            e.remote,
+            e.detail
+        );
     }
 }
 
 /// Builds the tracking query from the command line.
-pub fn track_query(args: &TrackArgs) -> Result<Query, String> {
+pub fn track_query(args: &TrackArgs) -> Result<tracking::TrackQuery, String> {
     let now = crate::envelope::now_ms();
-    Ok(Query {
+    Ok(tracking::TrackQuery {
         sender: args.sender.clone(),
         recipient: args.recipient.clone(),
         queue_id: args.id.clone(),
@@ -378,123 +509,223 @@ pub fn track_query(args: &TrackArgs) -> Result<Query, String> {
     })
 }
 
-/// `sealgate policy explain`: decisions for a message read from stdin.
-pub fn policy_explain(config: &Config, args: &ExplainArgs) -> ExitCode {
-    use std::io::Read;
-    let policy = match config.policy() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("sealgate: {e}");
-            return ExitCode::from(2);
+fn print_status(s: &status::StatusReport) {
+    println!("node {} ({}), sealgate {}", s.node, s.hostname, s.version);
+    println!("  up since:          {}", iso8601_ms(s.started_at_ms));
+    println!(
+        "  settings version:  {}{}",
+        s.settings_version,
+        if s.file_settings_differ {
+            "  (the bootstrap file's settings differ; the store is authoritative)"
+        } else {
+            ""
         }
-    };
-    let mut content = Vec::new();
-    let limit = config.smtp.max_message_size;
-    if let Err(e) = std::io::stdin()
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut content)
-    {
-        eprintln!("sealgate: reading the message: {e}");
-        return ExitCode::FAILURE;
-    }
-    if u64::try_from(content.len()).unwrap_or(u64::MAX) > limit {
-        eprintln!("sealgate: the message is larger than smtp.max_message_size ({limit})");
-        return ExitCode::from(2);
-    }
-    let headers = mail_parser::MessageParser::default().parse_headers(&content[..]);
-    let header_addresses = |which: &[&str]| -> Vec<String> {
-        let Some(message) = headers.as_ref() else {
-            return Vec::new();
-        };
-        which
-            .iter()
-            .filter_map(|name| message.header(*name))
-            .filter_map(|value| value.as_address())
-            .flat_map(|list| list.iter())
-            .filter_map(|a| a.address())
-            .map(str::to_owned)
-            .collect()
-    };
-    let sender = args
-        .sender
-        .clone()
-        .or_else(|| header_addresses(&["From"]).into_iter().next())
-        .unwrap_or_default();
-    let recipients = if args.recipients.is_empty() {
-        header_addresses(&["To", "Cc", "Bcc"])
-    } else {
-        args.recipients.clone()
-    };
-    if recipients.is_empty() {
-        eprintln!("sealgate: no recipients: give --to or a message with To/Cc headers");
-        return ExitCode::from(2);
-    }
-    let expander = crate::expand::Expander::new(config);
-    let mut sender_groups = expander.local_groups_of(&sender.to_ascii_lowercase());
-    if let Some(ldap) = &config.ldap {
-        let found = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-            .and_then(|rt| {
-                rt.block_on(async {
-                    let mut session = crate::expand::ldap::Session::connect(ldap).await?;
-                    let groups = session.groups_of(&sender.to_ascii_lowercase()).await;
-                    session.close().await;
-                    groups
-                })
-                .map_err(|e| e.to_string())
-            });
-        match found {
-            Ok(groups) => sender_groups.extend(groups),
-            Err(e) => eprintln!("sealgate: sender groups from LDAP not available: {e}"),
+    );
+    println!(
+        "  queue:             {} message(s): {} scheduled, {} deferred, {} held, {} quarantined",
+        s.queue.messages, s.queue.scheduled, s.queue.deferred, s.queue.held, s.queue.quarantined
+    );
+    println!(
+        "  key store:         {}",
+        match &s.key_store {
+            status::KeyStoreState::Ready => "ready".to_owned(),
+            status::KeyStoreState::NotSetUp => "not set up".to_owned(),
+            status::KeyStoreState::Unavailable { reason } => format!("UNAVAILABLE: {reason}"),
         }
+    );
+    if let Some(cause) = &s.storage_failed {
+        println!("  state store:       FAILED ({cause}); reopened when the disk has room");
     }
-    let origin = crate::pipeline::decide::Origin {
-        sender: &sender,
-        client_ip: Some(args.client_ip),
-        sender_groups: &sender_groups,
-        arrived_encrypted: None,
-    };
-    match crate::pipeline::decide::decide_all(config, &policy, &content, &origin, &recipients) {
-        Ok((facts, decisions)) => {
-            if args.json {
-                let out = serde_json::json!({ "facts": facts, "decisions": decisions });
-                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-            } else {
-                println!(
-                    "sender {} ({}), subject {:?}, {} attachment(s){}",
-                    if sender.is_empty() { "<>" } else { &sender },
-                    if facts.sender_internal {
-                        "internal"
-                    } else {
-                        "external"
-                    },
-                    facts.subject,
-                    facts.attachments.len(),
-                    facts
-                        .encrypted_for_gateway
-                        .map(|w| format!(", arrived encrypted ({w:?})"))
-                        .unwrap_or_default()
-                );
-                for d in &decisions {
-                    println!("{}", d.explain());
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("sealgate: the message cannot be processed: {e}");
-            ExitCode::from(65)
-        }
+    println!(
+        "  data disk:         {} MiB free of {} MiB",
+        s.data_disk.free_bytes / (1 << 20),
+        s.data_disk.total_bytes / (1 << 20)
+    );
+    for e in &s.expiring {
+        println!("  expires {}: {}", iso8601_ms(e.not_after_ms), e.what);
     }
 }
 
-/// The control request for a `sealgate directory` verb (reads the file to import).
-pub fn directory_request(cmd: DirectoryCommand) -> Result<(Request, bool), String> {
+fn settings_verb(config: &Config, cmd: SettingsCommand) -> ExitCode {
+    let meta = |m: &settings::VersionMeta| {
+        println!(
+            "settings version {} ({} by {} via {}){}",
+            m.version,
+            iso8601_ms(m.time_ms),
+            m.author,
+            m.via.as_str(),
+            m.comment
+                .as_deref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default()
+        );
+    };
+    match cmd {
+        SettingsCommand::Show { version, json } => {
+            if json {
+                run(config, &settings::SettingsShow { version }, true, |_| {})
+            } else {
+                run(
+                    config,
+                    &settings::SettingsExport { version },
+                    false,
+                    |text| print!("{text}"),
+                )
+            }
+        }
+        SettingsCommand::Get { key, version } => run(
+            config,
+            &settings::SettingsGet { key, version },
+            false,
+            |value| match value {
+                serde_json::Value::String(s) => println!("{s}"),
+                other => println!("{other}"),
+            },
+        ),
+        SettingsCommand::Set {
+            key,
+            value,
+            comment,
+            base,
+        } => run(
+            config,
+            &settings::SettingsSet {
+                key,
+                value: toml_value(&value),
+                base_version: base,
+                comment,
+            },
+            false,
+            meta,
+        ),
+        SettingsCommand::Apply {
+            file,
+            comment,
+            base,
+        } => match Config::load(&file) {
+            Ok(read) => run(
+                config,
+                &settings::SettingsApply {
+                    settings: read.settings(),
+                    base_version: base,
+                    comment: comment.or_else(|| Some(format!("applied {}", file.display()))),
+                },
+                false,
+                meta,
+            ),
+            Err(e) => usage(e),
+        },
+        SettingsCommand::Diff { from, to } => run(
+            config,
+            &settings::SettingsDiff { from, to },
+            false,
+            |changes| {
+                if changes.is_empty() {
+                    println!("No differences.");
+                }
+                let show = |v: &Option<serde_json::Value>| {
+                    v.as_ref()
+                        .map_or_else(|| "(unset)".to_owned(), ToString::to_string)
+                };
+                for c in changes {
+                    println!("{}: {} -> {}", c.key, show(&c.before), show(&c.after));
+                }
+            },
+        ),
+        SettingsCommand::History { limit } => run(
+            config,
+            &settings::SettingsHistory { limit: Some(limit) },
+            false,
+            |versions| {
+                for m in versions {
+                    meta(m);
+                }
+            },
+        ),
+        SettingsCommand::Rollback { version, comment } => run(
+            config,
+            &settings::SettingsRollback {
+                to: version,
+                base_version: None,
+                comment,
+            },
+            false,
+            meta,
+        ),
+        SettingsCommand::Export { version } => run(
+            config,
+            &settings::SettingsExport { version },
+            false,
+            |text| print!("{text}"),
+        ),
+    }
+}
+
+/// A value given on the command line: JSON or TOML (`50`, `true`, `"x"`,
+/// `["a"]`, `[{"name": "r", …}]`, `{ name = "r" }`), or else plain text.
+fn toml_value(text: &str) -> serde_json::Value {
+    serde_json::from_str(text)
+        .ok()
+        .or_else(|| {
+            toml::from_str::<toml::Table>(&format!("v = {text}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .and_then(|v| serde_json::to_value(v).ok())
+        })
+        .unwrap_or_else(|| serde_json::Value::String(text.to_owned()))
+}
+
+fn audit_verb(config: &Config, a: &AuditArgs) -> ExitCode {
+    let since = match a
+        .since
+        .as_deref()
+        .map(|t| parse_time(t, crate::envelope::now_ms()))
+        .transpose()
+    {
+        Ok(since) => since,
+        Err(e) => return usage(e),
+    };
+    let op = audit::AuditSearch {
+        since_ms: since,
+        until_ms: None,
+        actor: a.actor.clone(),
+        operation: a.operation.clone(),
+        limit: Some(a.limit),
+    };
+    run(config, &op, a.json, |records| {
+        if records.is_empty() {
+            println!("No audit records match.");
+        }
+        for r in records {
+            let outcome = match &r.outcome {
+                audit::AuditOutcome::Done => "done".to_owned(),
+                audit::AuditOutcome::Denied => "DENIED".to_owned(),
+                audit::AuditOutcome::Failed(why) => format!("failed: {why}"),
+            };
+            println!(
+                "{}  {} ({}, {}{})  {}  {}  settings {}->{}  {}",
+                iso8601_ms(r.time_ms),
+                r.actor,
+                r.role.as_str(),
+                r.via.as_str(),
+                r.from
+                    .as_deref()
+                    .map(|f| format!(" from {f}"))
+                    .unwrap_or_default(),
+                r.operation,
+                outcome,
+                r.settings_before,
+                r.settings_after,
+                r.args
+            );
+        }
+    })
+}
+
+fn directory_verb(config: &Config, cmd: DirectoryCommand) -> ExitCode {
     use base64::Engine as _;
     use std::io::Read;
-    Ok(match cmd {
+    match cmd {
         DirectoryCommand::Import { file, domain } => {
             let mut bytes = Vec::new();
             let limit = 512 * 1024;
@@ -503,24 +734,347 @@ pub fn directory_request(cmd: DirectoryCommand) -> Result<(Request, bool), Strin
             } else {
                 std::fs::File::open(&file).and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
             };
-            read.map_err(|e| format!("{}: {e}", file.display()))?;
-            if bytes.len() as u64 > limit {
-                return Err(format!("{}: larger than {limit} octets", file.display()));
+            if let Err(e) = read {
+                return usage(format!("{}: {e}", file.display()));
             }
-            (
-                Request::DirectoryImport {
-                    data: base64::engine::general_purpose::STANDARD.encode(&bytes),
-                    domain,
-                },
-                false,
-            )
+            if bytes.len() as u64 > limit {
+                return usage(format!("{}: larger than {limit} octets", file.display()));
+            }
+            let op = directory::DirectoryImport {
+                data: base64::engine::general_purpose::STANDARD.encode(&bytes),
+                domain,
+            };
+            run(config, &op, false, |imported| {
+                for e in &imported.entries {
+                    println!(
+                        "imported {} {} for {}{}",
+                        e.fingerprint,
+                        e.subject,
+                        target(e),
+                        if imported.not_usable.contains(&e.fingerprint) {
+                            " (NOT usable for encryption: expired, not yet valid, or no encryption key usage)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                println!("{}", imported.released);
+            })
         }
-        DirectoryCommand::List { json } => (Request::DirectoryList, json),
-        DirectoryCommand::Show { key } => (Request::DirectoryShow { key }, false),
-        DirectoryCommand::Remove { fingerprint } => {
-            (Request::DirectoryRemove { fingerprint }, false)
+        DirectoryCommand::List { json } => run(
+            config,
+            &directory::DirectoryList::default(),
+            json,
+            |entries| {
+                if entries.is_empty() {
+                    println!("No entries.");
+                }
+                for e in entries {
+                    print_entry(e);
+                }
+            },
+        ),
+        DirectoryCommand::Show { key } => {
+            run(config, &directory::DirectoryShow { key }, false, |items| {
+                if items.is_empty() {
+                    println!("No entries.");
+                }
+                for item in items {
+                    print_entry(&item.entry);
+                    println!("    subject: {}", item.entry.subject);
+                    println!("    sha256:  {}", item.entry.fingerprint);
+                    println!(
+                        "    seen:    {} .. {}",
+                        iso8601_ms(item.entry.first_seen_ms),
+                        iso8601_ms(item.entry.last_seen_ms)
+                    );
+                    print!("{}", item.armored);
+                }
+            })
+        }
+        DirectoryCommand::Remove { fingerprint } => run(
+            config,
+            &directory::DirectoryRemove { fingerprint },
+            false,
+            |e| println!("removed {} ({})", e.fingerprint, e.subject),
+        ),
+    }
+}
+
+fn target(e: &directory::DirectoryEntry) -> String {
+    e.domain
+        .as_ref()
+        .map_or_else(|| e.addresses.join(", "), |d| format!("domain {d}"))
+}
+
+fn print_entry(e: &directory::DirectoryEntry) {
+    println!(
+        "{}  {:<7} {:<9} {}  valid {} .. {}{}  {}",
+        e.fingerprint.get(..16).unwrap_or(&e.fingerprint),
+        e.kind.as_str(),
+        e.trust.as_str(),
+        target(e),
+        iso8601_ms(e.not_before_ms),
+        iso8601_ms(e.not_after_ms),
+        if e.can_encrypt {
+            ""
+        } else {
+            " (cannot encrypt)"
+        },
+        e.source
+    );
+}
+
+/// `sealgate policy explain`: decisions for a message read from stdin.
+fn policy_explain(config: &Config, args: &ExplainArgs) -> ExitCode {
+    use base64::Engine as _;
+    use std::io::Read;
+    let mut content = Vec::new();
+    let limit = config.smtp.max_message_size;
+    if let Err(e) = std::io::stdin()
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut content)
+    {
+        return usage(format!("reading the message: {e}"));
+    }
+    let op = policy::PolicyExplain {
+        message: base64::engine::general_purpose::STANDARD.encode(&content),
+        sender: args.sender.clone(),
+        recipients: args.recipients.clone(),
+        client_ip: Some(args.client_ip),
+    };
+    run(config, &op, args.json, |explanations| {
+        for e in explanations {
+            println!("{}", e.line);
+            println!("    -> {}", e.outcome);
         }
     })
+}
+
+fn keys_verb(config: &Config, cmd: sealgate_hsm::cli::KeysCommand) -> ExitCode {
+    use sealgate_hsm::cli::KeysCommand as K;
+    let subject = |s: sealgate_hsm::cli::SubjectArgs| keys::Subject {
+        common_name: s.cn,
+        organization: s.org,
+        emails: s.emails,
+        dns_names: s.dns_names,
+    };
+    let write = |out: Option<PathBuf>, text: &str| match out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(&path, text) {
+                eprintln!("sealgate: {}: {e}", path.display());
+            }
+        }
+        None => print!("{text}"),
+    };
+    match cmd {
+        K::List => run(config, &keys::KeysList {}, false, |view| {
+            if let Some(e) = &view.token.error {
+                println!("token {:?}: {e}", view.token.label);
+            }
+            println!("{:<28} {:<9} {:<8} CERTIFICATE", "LABEL", "ALG", "USAGE");
+            for k in &view.keys {
+                println!(
+                    "{:<28} {:<9} {:<8} {}",
+                    k.label,
+                    k.algorithm,
+                    k.usage,
+                    k.certificate.as_ref().map_or_else(
+                        || "-".to_owned(),
+                        |c| format!("{} until {}", c.subject, iso8601_ms(c.not_after_ms))
+                    )
+                );
+            }
+            if let Some(pgp) = &view.openpgp {
+                println!("openpgp identity {} {:?}", pgp.fingerprint, pgp.user_ids);
+            }
+        }),
+        K::Generate {
+            label,
+            algorithm,
+            usage,
+        } => {
+            let name = |v: Option<clap::builder::PossibleValue>| {
+                v.map(|v| v.get_name().to_owned()).unwrap_or_default()
+            };
+            use clap::ValueEnum as _;
+            let op = keys::KeyGenerate {
+                label,
+                algorithm: name(algorithm.to_possible_value()),
+                usage: name(usage.to_possible_value()),
+            };
+            run(config, &op, false, |k| {
+                println!("generated {} {} {}", k.label, k.algorithm, k.usage)
+            })
+        }
+        K::Show { label } => run(config, &keys::KeysList {}, false, move |view| {
+            match view.keys.iter().find(|k| k.label == label) {
+                Some(k) => {
+                    println!("label:     {}", k.label);
+                    println!("algorithm: {}", k.algorithm);
+                    println!("usage:     {}", k.usage);
+                    if let Some(c) = &k.certificate {
+                        println!("subject:   {}", c.subject);
+                        println!("issuer:    {}", c.issuer);
+                        println!(
+                            "valid:     {} .. {}",
+                            iso8601_ms(c.not_before_ms),
+                            iso8601_ms(c.not_after_ms)
+                        );
+                        println!("certificates: {}", c.chain_length);
+                    }
+                }
+                None => eprintln!("sealgate: no key labelled {label:?}"),
+            }
+        }),
+        K::SelfSign {
+            label,
+            subject: s,
+            issuer,
+            days,
+        } => {
+            let op = keys::KeySelfSign {
+                label,
+                subject: subject(s),
+                issuer,
+                days,
+            };
+            run(config, &op, false, |c| {
+                println!(
+                    "certificate {} for {} until {}",
+                    c.fingerprint,
+                    c.subject,
+                    iso8601_ms(c.not_after_ms)
+                )
+            })
+        }
+        K::Csr {
+            label,
+            subject: s,
+            out,
+        } => {
+            let op = keys::KeyCsr {
+                label,
+                subject: subject(s),
+            };
+            run(config, &op, false, move |pem| write(out, pem))
+        }
+        K::ImportCert { label, file } => match std::fs::read(&file) {
+            Ok(bytes) => {
+                let certificate = match String::from_utf8(bytes) {
+                    Ok(text) if text.contains("-----BEGIN") => text,
+                    Ok(text) => {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD.encode(text.as_bytes())
+                    }
+                    Err(e) => {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD.encode(e.into_bytes())
+                    }
+                };
+                run(
+                    config,
+                    &keys::KeyImportCert {
+                        label: label.clone(),
+                        certificate,
+                    },
+                    false,
+                    |c| println!("imported certificate for {label}: {}", c.subject),
+                )
+            }
+            Err(e) => usage(format!("{}: {e}", file.display())),
+        },
+        K::ExportCert { label, format, out } => {
+            let der = format == sealgate_hsm::certs::CertFormat::Der;
+            run(
+                config,
+                &keys::KeyExportCert { label, der },
+                false,
+                move |text| {
+                    if der {
+                        use base64::Engine as _;
+                        let bytes = base64::engine::general_purpose::STANDARD
+                            .decode(text.as_bytes())
+                            .unwrap_or_default();
+                        match out {
+                            Some(path) => {
+                                if let Err(e) = std::fs::write(&path, bytes) {
+                                    eprintln!("sealgate: {}: {e}", path.display());
+                                }
+                            }
+                            None => {
+                                use std::io::Write as _;
+                                let _ = std::io::stdout().write_all(&bytes);
+                            }
+                        }
+                    } else {
+                        write(out, text)
+                    }
+                },
+            )
+        }
+        K::Delete { label, yes } => {
+            if !yes {
+                return usage("deleting a key is final; confirm with --yes");
+            }
+            run(config, &keys::KeyDelete { label }, false, |d| {
+                println!("{}", d.text)
+            })
+        }
+        _ => usage("unknown keys verb"),
+    }
+}
+
+fn pgp_verb(config: &Config, cmd: sealgate_openpgp::cli::PgpCommand) -> ExitCode {
+    use sealgate_openpgp::cli::PgpCommand as P;
+    match cmd {
+        P::Init {
+            user_id,
+            algorithm,
+            label_prefix: _,
+        } => {
+            use clap::ValueEnum as _;
+            let op = keys::PgpInit {
+                user_id,
+                algorithm: algorithm
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_owned()),
+            };
+            run(config, &op, false, |info| {
+                println!("{}", info.fingerprint.to_ascii_uppercase())
+            })
+        }
+        P::Rotate => run(config, &keys::PgpRotate {}, false, |info| {
+            println!("{}", info.fingerprint.to_ascii_uppercase())
+        }),
+        P::ExportGatewayCert { binary: false, out } => run(
+            config,
+            &keys::PgpExport {},
+            false,
+            move |armored| match out {
+                Some(path) => {
+                    if let Err(e) = std::fs::write(&path, armored) {
+                        eprintln!("sealgate: {}: {e}", path.display());
+                    }
+                }
+                None => print!("{armored}"),
+            },
+        ),
+        // The engine's tools: they work on files, not on the gateway's state.
+        other => {
+            match sealgate_openpgp::cli::run_pgp(other, &config.hsm_settings(), &config.data_dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.is_temporary() => {
+                    eprintln!("sealgate: {e}");
+                    ExitCode::from(75)
+                }
+                Err(e) => {
+                    eprintln!("sealgate: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -537,5 +1091,20 @@ mod tests {
         );
         assert_eq!(parse_time("1970-01-01T00:01:00Z", 0).unwrap(), 60_000);
         assert!(parse_time("yesterday", 0).is_err());
+    }
+
+    #[test]
+    fn command_line_values_are_toml_or_text() {
+        assert_eq!(toml_value("50"), serde_json::json!(50));
+        assert_eq!(toml_value("true"), serde_json::json!(true));
+        assert_eq!(
+            toml_value("[\"a.example\"]"),
+            serde_json::json!(["a.example"])
+        );
+        assert_eq!(toml_value("mx"), serde_json::json!("mx"));
+        assert_eq!(
+            toml_value("mail.example:25"),
+            serde_json::json!("mail.example:25")
+        );
     }
 }

@@ -4,116 +4,84 @@
 
 use std::sync::Arc;
 
-use tokio_rustls::TlsAcceptor;
-
 use crate::config::{Config, DeliveryMode};
 use crate::delivery::Deliverer;
-use crate::pipeline::unwrap::KeyStore;
 use crate::queue::{Queue, SchedulerRequest, recover, scheduler};
 
-/// Opens the sled database of a data directory.
-pub fn open_db(config: &Config) -> std::io::Result<sled::Db> {
-    let path = config.data_dir.join("db");
-    sled::Config::new()
-        .path(&path)
-        .flush_every_ms(Some(200))
-        .open()
-        .map_err(|e| {
-            std::io::Error::other(format!(
-                "{}: {e} (is another sealgate using this data directory?)",
-                path.display()
-            ))
-        })
+/// Opens the state store (sled) of a data directory.
+pub fn open_db(config: &Config) -> std::io::Result<crate::db::Db> {
+    crate::db::Db::open(&config.data_dir.join("db"))
 }
 
-/// The gateway's own keys, if a token is set up (configured, or a SoftHSM2
-/// token in the data directory) and its keys have certificates. A token
-/// that is set up but cannot be opened is `Unavailable`: mail that may be
-/// encrypted for the gateway then waits instead of passing unopened.
-async fn load_gateway_keys(config: &Config) -> KeyStore {
-    let settings = config.hsm_settings();
-    if config.hsm.is_none() && !settings.softhsm_conf().exists() {
-        tracing::info!("no key store set up: mail encrypted for the gateway is not opened");
-        return KeyStore::NotSetUp;
+/// What the state store lost while it was failing is made good once it is
+/// reopened: events that waited in memory are written, and queue state of
+/// messages that finished meanwhile is removed.
+fn after_store_reopened(queue: &Queue) {
+    queue.tracker().write_backlog();
+    match recover::drop_ghosts(queue) {
+        Ok(dropped) if !dropped.is_empty() => tracing::info!(
+            count = dropped.len(),
+            "finished messages' stale queue state removed after the state store was reopened"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            error = %e,
+            "stale queue state not checked after the state store was reopened"
+        ),
     }
-    let openpgp_dir = config.data_dir.join("openpgp");
-    let opened = tokio::task::spawn_blocking(move || {
-        sealgate_hsm::Hsm::open(&settings).and_then(|hsm| {
-            crate::pipeline::unwrap::GatewayKeys::load(
-                &hsm,
-                crate::pipeline::unwrap::SMIME_KEY_LABELS,
-                &openpgp_dir,
-            )
-        })
+}
+
+/// The parts every front end needs, opened on a data directory: the
+/// state store, the shared store, the settings in force (importing the
+/// bootstrap file's settings on the first start), the queue.
+pub struct Opened {
+    pub db: crate::db::Db,
+    pub shared: Arc<dyn crate::store::SharedStore>,
+    pub settings: crate::settings::SettingsStore,
+    pub live: Arc<crate::settings::Live>,
+    pub queue: Queue,
+    pub requests: tokio::sync::mpsc::UnboundedReceiver<SchedulerRequest>,
+}
+
+/// Opens a data directory for the daemon or for the CLI on a stopped one.
+pub fn open(file: Config) -> std::io::Result<Opened> {
+    std::fs::create_dir_all(&file.data_dir)?;
+    let db = open_db(&file)?;
+    let shared: Arc<dyn crate::store::SharedStore> = Arc::new(crate::store::SledStore::new(&db));
+    let settings = crate::settings::SettingsStore::new(shared.clone());
+    let audit = crate::audit::Audit::new(shared.clone());
+    let live = Arc::new(crate::settings::live::start(file, &settings, &audit)?);
+    let (queue, requests) = Queue::open(live.bootstrap(), &db, shared.clone())?;
+    Ok(Opened {
+        db,
+        shared,
+        settings,
+        live,
+        queue,
+        requests,
     })
-    .await;
-    match opened {
-        Ok(Ok(keys)) if !keys.is_empty() => {
-            tracing::info!(?keys, "gateway decryption keys loaded from the token");
-            KeyStore::Ready(Arc::new(keys))
-        }
-        Ok(Ok(_)) => {
-            tracing::info!(
-                "the token has no decryption key with a certificate: mail encrypted for the gateway is not opened"
-            );
-            KeyStore::NotSetUp
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "key store unavailable: encrypted mail waits until it can be opened");
-            KeyStore::Unavailable(e.to_string())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "loading the gateway keys failed: encrypted mail waits");
-            KeyStore::Unavailable(e.to_string())
-        }
-    }
-}
-
-/// How often an unavailable key store is tried again.
-const KEY_STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// Loads the gateway's keys again on every SIGHUP (`systemctl reload`), so
-/// keys or certificates added to the token (`sealgate keys self-sign`,
-/// `sealgate pgp init`, a token set up after start) take effect without a
-/// restart; and, while the key store is unavailable, every
-/// [`KEY_STORE_RETRY`] until it opens.
-async fn reload_keys(config: Arc<Config>, queue: Queue, mut current: KeyStore) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = signal(SignalKind::hangup())
-        .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP"))
-        .ok();
-    loop {
-        let retry = matches!(current, KeyStore::Unavailable(_));
-        tokio::select! {
-            Some(()) = async { hangup.as_mut()?.recv().await } => {
-                tracing::info!("SIGHUP: loading the gateway keys again");
-            }
-            () = tokio::time::sleep(KEY_STORE_RETRY), if retry => {}
-            // No SIGHUP stream and nothing to retry: keys load only at start.
-            else => return,
-        }
-        current = load_gateway_keys(&config).await;
-        if retry && matches!(current, KeyStore::Unavailable(_)) {
-            continue;
-        }
-        if queue
-            .request(SchedulerRequest::ReloadKeys(current.clone()))
-            .is_err()
-        {
-            return;
-        }
-        tracing::info!("gateway keys reloaded: delivery attempts from now on use them");
-    }
 }
 
 /// Runs the daemon until a termination signal.
 pub async fn run(config: Config) -> std::io::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)?;
-    let config = Arc::new(config);
-    let db = open_db(&config)?;
-    let (queue, requests) = Queue::open(&config, &db)?;
+    let opened = open(config)?;
+    let config = opened.live.bootstrap().clone();
+    let keys = crate::keys::Keys::open(&config).await;
+    let service =
+        crate::service::AdminService::new(crate::service::Ctx::of(&opened, keys.clone(), true));
+    let Opened {
+        db,
+        shared,
+        settings,
+        live,
+        queue,
+        requests,
+    } = opened;
     let recovery = recover::reconcile(&queue)?;
-    let tls = crate::tls::server_config(&config)?;
+    tokio::spawn(db.clone().recover({
+        let queue = queue.clone();
+        move || after_store_reopened(&queue)
+    }));
     let listeners = crate::smtp::server::bind(&config).await?;
     let mut web_listeners = Vec::new();
     for addr in &config.web.listen {
@@ -124,16 +92,19 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         );
     }
     let setup_token = crate::setup_token::ensure(&config.data_dir)?;
-    let deliverer = Arc::new(Deliverer::new(config.clone())?);
-    crate::control::serve(config.data_dir.clone(), queue.clone()).await?;
-    let policy = Arc::new(config.policy().map_err(std::io::Error::other)?);
-    let keys = load_gateway_keys(&config).await;
-    tokio::spawn(reload_keys(config.clone(), queue.clone(), keys.clone()));
+    let deliverer = Arc::new(Deliverer::new(&live.get().config)?);
+    tokio::spawn(keys.clone().follow(config.clone()));
+    crate::control::serve(config.data_dir.clone(), Arc::new(service)).await?;
+    tokio::spawn(crate::settings::live::follow(live.clone(), settings));
+    tokio::spawn(crate::tracking::retention::run(
+        live.clone(),
+        queue.tracker().clone(),
+        crate::audit::Audit::new(shared),
+    ));
     tokio::spawn(scheduler::run(
         queue.clone(),
-        config.clone(),
-        policy,
-        Arc::new(keys),
+        live.clone(),
+        keys,
         deliverer,
         requests,
         recovery.scheduled.clone(),
@@ -141,8 +112,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     for listener in listeners {
         tokio::spawn(crate::smtp::server::serve(
             listener,
-            config.clone(),
-            Some(TlsAcceptor::from(tls.clone())),
+            live.clone(),
             queue.clone(),
         ));
     }
@@ -150,12 +120,16 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         let state = crate::web::WebState {
             data_dir: config.data_dir.clone(),
         };
-        tokio::spawn(crate::web::serve(listener, tls.clone(), state));
+        tokio::spawn(crate::web::serve(listener, live.get().tls.clone(), state));
     }
-    print_banner(&config, recovery.scheduled.len(), setup_token.as_deref());
+    print_banner(
+        &live.get().config,
+        recovery.scheduled.len(),
+        setup_token.as_deref(),
+    );
     wait_for_shutdown().await;
     tracing::info!("shutting down");
-    let _ = db.flush_async().await;
+    let _ = tokio::task::spawn_blocking(move || db.flush()).await;
     let _ = std::fs::remove_file(crate::control::socket_path(&config.data_dir));
     Ok(())
 }
@@ -195,6 +169,8 @@ fn print_banner(config: &Config, queued: usize, setup_token: Option<&str>) {
     );
     println!("  sealgate queue list            # what is waiting");
     println!("  sealgate track --to you@example.net   # what happened");
+    println!("  sealgate status                # settings version, queue, key store");
+    println!("  sealgate settings history      # every change, who made it, and why");
     println!("Stop with Ctrl-C.");
 }
 

@@ -4,8 +4,61 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::smtp::address::Address;
+use crate::address::Address;
 use crate::smtp::command::{BodyType, Notify, Ret};
+
+/// The id of one queued message: 12 hex digits of milliseconds then 8
+/// random hex digits, so ids sort by arrival and never collide in practice.
+/// Only the shape is accepted (it names the spool file), so a `QueueId`
+/// from anywhere is safe as a file name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct QueueId(String);
+
+impl QueueId {
+    /// A new id for a message accepted now.
+    pub fn new() -> QueueId {
+        let ms = now_ms();
+        let random: u32 = rand::random();
+        QueueId(format!("{ms:012X}{random:08X}"))
+    }
+
+    /// `text` if it has the shape of a queue id.
+    pub fn parse(text: &str) -> Option<QueueId> {
+        (text.len() == 20 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| QueueId(text.to_ascii_uppercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for QueueId {
+    fn default() -> Self {
+        QueueId::new()
+    }
+}
+
+impl std::fmt::Display for QueueId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for QueueId {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<QueueId, String> {
+        QueueId::parse(&text).ok_or_else(|| format!("`{text}` is not a queue id"))
+    }
+}
+
+impl From<QueueId> for String {
+    fn from(id: QueueId) -> String {
+        id.0
+    }
+}
 
 /// One recipient as the client gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +133,14 @@ impl Envelope {
     }
 
     /// The sender for logs and DSN headers (`<>` when null).
+    /// The sender's address, or the empty string for `<>`.
+    pub fn sender_text_or_empty(&self) -> String {
+        self.sender
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
     pub fn sender_text(&self) -> String {
         self.sender
             .as_ref()

@@ -7,21 +7,29 @@
 //! to [`delivery`], and [`tracking`] records every step. `docs/ARCHITECTURE.md`
 //! in the repository tells the whole story.
 
+pub mod address;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod console;
 pub mod control;
 pub mod daemon;
+pub mod db;
 pub mod delivery;
 pub mod directory;
 pub mod envelope;
 pub mod expand;
+pub mod keys;
 pub mod logging;
 pub mod pipeline;
 pub mod policy;
 pub mod queue;
+pub mod reason;
+pub mod service;
+pub mod settings;
 pub mod setup_token;
 pub mod smtp;
+pub mod store;
 pub mod tls;
 pub mod tracking;
 pub mod util;

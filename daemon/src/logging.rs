@@ -21,9 +21,11 @@ pub fn init() {
             .try_init();
         return;
     }
+    // Colours only for a terminal: a log file keeps plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

@@ -34,19 +34,6 @@ pub fn iso8601_ms(ms: u64) -> String {
     t.format(&format).unwrap_or_default()
 }
 
-/// A new queue id: 12 hex digits of milliseconds then 8 random hex digits,
-/// so ids sort by arrival and never collide in practice.
-pub fn new_queue_id() -> String {
-    let ms = crate::envelope::now_ms();
-    let random: u32 = rand::rng().random();
-    format!("{ms:012X}{random:08X}")
-}
-
-/// Whether `id` has the shape of a queue id (safe as a file name).
-pub fn is_queue_id(id: &str) -> bool {
-    id.len() == 20 && id.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// A short random session id for logs.
 pub fn new_session_id() -> String {
     let random: u64 = rand::rng().random();
@@ -62,8 +49,12 @@ mod tests {
     fn dates_and_ids() {
         assert_eq!(rfc5322_date_ms(0), "Thu, 1 Jan 1970 00:00:00 +0000");
         assert_eq!(iso8601_ms(86_400_000), "1970-01-02T00:00:00Z");
-        let id = new_queue_id();
-        assert!(is_queue_id(&id), "{id}");
-        assert!(!is_queue_id("../../etc/passwd...."));
+        let id = crate::envelope::QueueId::new();
+        assert_eq!(
+            crate::envelope::QueueId::parse(id.as_str()),
+            Some(id.clone())
+        );
+        assert!(crate::envelope::QueueId::parse("../../etc/passwd....").is_none());
+        assert!(serde_json::from_str::<crate::envelope::QueueId>("\"../x\"").is_err());
     }
 }

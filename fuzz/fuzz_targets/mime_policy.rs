@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let decision = decide(
         &policy,
         &facts,
-        &Recipient { address: "bob@ext.example".into(), internal: false },
+        &Recipient { address: "bob@ext.example".into(), internal: false, released: false },
     );
     let _ = decision.explain();
 

@@ -103,10 +103,11 @@ fuzz_target!(|data: &[u8]| {
                 match session.finish_data(verdict, b"Subject: fuzz\r\n\r\nbody\r\n") {
                     Ok(envelope) => {
                         assert!(!envelope.recipients.is_empty(), "DATA with no recipients");
-                        let header = session.received_header("0123456789ABCDEF0123", &envelope);
+                        let queue_id = sealgate::envelope::QueueId::new();
+                        let header = session.received_header(&queue_id, &envelope);
                         assert!(header.ends_with("\r\n"));
                         assert!(!header.contains("\r\r") && !header.contains("\n\n"));
-                        if let Step::Reply(r) = session.stored(Ok("0123456789ABCDEF0123".into())) {
+                        if let Step::Reply(r) = session.stored(Ok(queue_id.clone())) {
                             check_reply(&r);
                             assert_eq!(r.code, 250);
                         }

@@ -251,9 +251,7 @@ impl Hsm {
                     .certificate_chain(issuer_label)?
                     .into_iter()
                     .next()
-                    .ok_or_else(|| {
-                        Error::Certificate(format!("{issuer_label:?} has no certificate"))
-                    })?;
+                    .ok_or_else(|| Error::NoCertificate(issuer_label.to_owned()))?;
                 let issuer = Issuer::from_ca_cert_der(&issuer_der.into(), issuer_key)
                     .map_err(|e| Error::Certificate(e.to_string()))?;
                 let algorithm = match &public {
@@ -346,9 +344,9 @@ impl Hsm {
                             Attribute::Label(label.as_bytes().to_vec()),
                         ])
                         .map_err(ck(&module))?;
-                    let h = found.first().ok_or_else(|| {
-                        Error::Certificate(format!("{label:?} has no certificate"))
-                    })?;
+                    let h = found
+                        .first()
+                        .ok_or_else(|| Error::NoCertificate(label.to_owned()))?;
                     let attrs = s
                         .get_attributes(*h, &[cryptoki::object::AttributeType::Value])
                         .map_err(ck(&module))?;
@@ -369,7 +367,7 @@ impl Hsm {
             CertFormat::Der => chain
                 .into_iter()
                 .next()
-                .ok_or_else(|| Error::Certificate(format!("{label:?} has no certificate"))),
+                .ok_or_else(|| Error::NoCertificate(label.to_owned())),
             CertFormat::Pem => Ok(crate::der::pem_lf("CERTIFICATE", &chain).into_bytes()),
         }
     }

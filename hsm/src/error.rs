@@ -67,6 +67,9 @@ pub enum Error {
     /// The input given to an operation is malformed (wrong length, bad encoding).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The key has no certificate, neither in Sealgate's certificate store nor on the token.
+    #[error("{0:?} has no certificate")]
+    NoCertificate(String),
     /// Certificate creation, parsing or storage failed.
     #[error("certificate: {0}")]
     Certificate(String),
@@ -99,6 +102,7 @@ impl Error {
             | Error::KeyExists(_)
             | Error::Decrypt
             | Error::InvalidInput(_)
+            | Error::NoCertificate(_)
             | Error::Certificate(_)
             | Error::Io { .. }
             | Error::Provision(_) => false,

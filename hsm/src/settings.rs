@@ -16,8 +16,14 @@ use serde::Deserialize;
 /// token_label = "sealgate"
 /// data_dir = "/var/lib/sealgate"
 /// # pin_file = "/var/lib/sealgate/hsm/pin"   (default: <data_dir>/hsm/pin)
+/// # softhsm_conf = "/var/lib/sealgate/hsm/softhsm2.conf"   (SoftHSM only; this default)
 /// # max_sessions = 32
 /// ```
+///
+/// SoftHSM reads its token directory from the file `SOFTHSM2_CONF` names;
+/// `sealgate` sets that variable itself from `softhsm_conf` before the
+/// module is loaded, so neither the daemon nor a verb needs it in its
+/// environment.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HsmSettings {
@@ -33,6 +39,8 @@ pub struct HsmSettings {
     pub data_dir: PathBuf,
     /// Upper bound of concurrently open PKCS#11 sessions (= concurrent operations).
     pub max_sessions: usize,
+    /// SoftHSM's configuration file; `None` means `<data_dir>/hsm/softhsm2.conf`.
+    pub softhsm_conf: Option<PathBuf>,
 }
 
 /// Default module path on Debian.
@@ -46,6 +54,7 @@ impl Default for HsmSettings {
             pin_file: None,
             data_dir: PathBuf::from("/var/lib/sealgate"),
             max_sessions: 32,
+            softhsm_conf: None,
         }
     }
 }
@@ -71,9 +80,20 @@ impl HsmSettings {
         self.data_dir.join("hsm")
     }
 
-    /// `<data_dir>/hsm/softhsm2.conf`: the file `SOFTHSM2_CONF` must name.
+    /// The file `SOFTHSM2_CONF` must name: `softhsm_conf`, or
+    /// `<data_dir>/hsm/softhsm2.conf`.
     pub fn softhsm_conf(&self) -> PathBuf {
-        self.hsm_dir().join("softhsm2.conf")
+        self.softhsm_conf
+            .clone()
+            .unwrap_or_else(|| self.hsm_dir().join("softhsm2.conf"))
+    }
+
+    /// Whether the module is SoftHSM (which needs its configuration file).
+    pub fn is_softhsm(&self) -> bool {
+        self.module
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.contains("softhsm"))
     }
 
     /// `<data_dir>/certs`: Sealgate's own copy of the gateway certificates.

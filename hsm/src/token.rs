@@ -149,6 +149,17 @@ impl Hsm {
             }
             return Ok(Hsm { inner });
         }
+        if settings.is_softhsm() && std::env::var_os("SOFTHSM2_CONF").is_none() {
+            return Err(Error::Module {
+                module: settings.module.display().to_string(),
+                detail: format!(
+                    "SoftHSM needs its configuration file, and {} does not exist: create the \
+                     token with `sealgate hsm init`, or name the file with `softhsm_conf` in the \
+                     bootstrap file's [hsm] table",
+                    settings.softhsm_conf().display()
+                ),
+            });
+        }
         let pin = read_pin(settings)?;
         let inner = Arc::new(Inner {
             settings: settings.clone(),
@@ -163,9 +174,11 @@ impl Hsm {
         reg.push((settings.module.clone(), Arc::downgrade(&inner)));
         drop(reg);
         let hsm = Hsm { inner };
-        // Connect now so configuration mistakes show early; an outage is not fatal.
+        // Connect now so configuration mistakes show early; an outage is not
+        // fatal, and the caller reports it (a daemon retrying would
+        // otherwise log this on every try).
         if let Err(e) = hsm.reconnect() {
-            tracing::warn!(error = %e, "token not reachable at start; will retry on use");
+            tracing::debug!(error = %e, "token not reachable yet; will retry on use");
         }
         Ok(hsm)
     }

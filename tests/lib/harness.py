@@ -74,8 +74,10 @@ class Gateway:
     def __init__(self, workdir: Path, settings: dict | None = None, port: int | None = None,
                  env: dict | None = None):
         self.workdir = Path(workdir)
-        # Extra environment for the daemon and the CLI (e.g. SOFTHSM2_CONF).
-        self.env = {**os.environ, **(env or {})}
+        # Extra environment for the daemon and the CLI. SOFTHSM2_CONF is never
+        # inherited: the bootstrap file says where the token is.
+        self.env = {k: v for k, v in os.environ.items() if k != "SOFTHSM2_CONF"}
+        self.env.update(env or {})
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.data_dir = self.workdir / "data"

@@ -2,7 +2,8 @@
 mail (an S/MIME signature made by `openssl cms -sign`, an Autocrypt header
 with a key made by GnuPG) is stored in the directory, and mail held for
 them is released encrypted to it — the "reply signed" way of providing a
-certificate. A key that comes in the Key Block of a signature inside mail
+certificate — where the administrator trusts keys taken from mail for the
+domain (`trust_harvested_keys`; without it see test_key_substitution.py). A key that comes in the Key Block of a signature inside mail
 encrypted for the gateway (`gpg --sign --encrypt --include-key-block`) is
 taken too. A certificate that names another address than From is not
 taken."""
@@ -20,6 +21,8 @@ from test_policy import POLICY, SENDER, envelope_to, msg, statuses, wait_status
 from test_unwrap_openpgp import gw_with_openpgp  # noqa: F401 (fixture)
 
 SIGN_AND_ENCRYPT = "digitalSignature,keyEncipherment"
+# The administrator accepts keys from mail (trust on first use) for ext.example.
+TRUSTING = {**POLICY, "domain": {**POLICY["domain"], "ext.example": {"trust_harvested_keys": True}}}
 
 
 def signed_reply(tmp_path, name: str, sender: str, to: str, body: str) -> bytes:
@@ -33,11 +36,11 @@ def signed_reply(tmp_path, name: str, sender: str, to: str, body: str) -> bytes:
 
 
 def directory_entries(gw) -> list[dict]:
-    return json.loads(gw.cli("directory", "list", "--json").stdout)["entries"]
+    return json.loads(gw.cli("directory", "list", "--json").stdout)
 
 
 def test_signed_reply_releases_held_mail_encrypted_to_the_signer(gateway_factory, tmp_path):
-    gw = gateway_factory({"policy": POLICY})
+    gw = gateway_factory({"policy": TRUSTING})
     send_message(gw.port, SENDER, ["dan@ext.example"], msg("[secure] offer", "the held offer"))
     wait_status(gw, lambda e: statuses(e).get("dan@ext.example") == "held")
     make_cert(tmp_path, "dan", "dan@ext.example", usage=SIGN_AND_ENCRYPT)
@@ -52,7 +55,7 @@ def test_signed_reply_releases_held_mail_encrypted_to_the_signer(gateway_factory
 
 
 def test_autocrypt_key_releases_held_mail_as_pgp_mime(gateway_factory, gnupg, tmp_path):
-    gw = gateway_factory({"policy": POLICY})
+    gw = gateway_factory({"policy": TRUSTING})
     send_message(gw.port, SENDER, ["erin@ext.example"], msg("[secure] plan", "the held plan"))
     wait_status(gw, lambda e: statuses(e).get("erin@ext.example") == "held")
     gnupg("--quick-gen-key", "Erin <erin@ext.example>", "future-default", "default", "never")

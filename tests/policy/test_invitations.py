@@ -7,7 +7,10 @@ OpenPGP certificate in an Autocrypt header (gpg imports it and finds the
 same fingerprint `sealgate pgp export-gateway-cert` gives). Its recipient's
 domain requires encryption, and it still goes out: the gateway's own
 notice is not held like the mail it is about. Replying signed to its From
-address releases everything held, encrypted to the signer."""
+address releases everything held, encrypted to the signer, where the
+administrator trusts keys taken from mail for the recipient's domain
+(`trust_harvested_keys`; by default such keys never release held mail,
+see test_key_substitution.py)."""
 
 import base64
 import email
@@ -23,6 +26,8 @@ from test_unwrap import provisioned_gateway
 from test_unwrap_openpgp import GATEWAY_UID
 
 DAN = "dan@bank.example"  # bank.example: encryption required by the domain setting
+# The administrator accepts keys from signed replies for bank.example.
+TRUSTING = {**POLICY, "domain": {"bank.example": {**POLICY["domain"]["bank.example"], "trust_harvested_keys": True}}}
 
 
 def is_invitation(raw: bytes) -> bool:
@@ -42,7 +47,7 @@ def fingerprints(gnupg, *args) -> list[str]:
 
 
 def test_held_recipient_is_invited_once_and_a_signed_reply_releases_the_mail(tmp_path, gnupg):
-    gw = provisioned_gateway(tmp_path, {"policy": POLICY, "invitations": {"enabled": True}})
+    gw = provisioned_gateway(tmp_path, {"policy": TRUSTING, "invitations": {"enabled": True}})
     gw.cli("pgp", "init", "--user-id", GATEWAY_UID)
     gw.cli("pgp", "export-gateway-cert", "--out", str(tmp_path / "gateway.asc"))
     gw.cli("keys", "export-cert", "gateway-sign", "--out", str(tmp_path / "gateway-sign.pem"))
@@ -76,7 +81,7 @@ def test_held_recipient_is_invited_once_and_a_signed_reply_releases_the_mail(tmp
 
         # A second held message for dan: held, the sender told, no second invitation.
         send_message(gw.port, SENDER, [DAN], msg("more figures", "the second held text"))
-        wait_status(gw, lambda e: sum(r["status"]["state"] == "held" for x in e for r in x["recipients"]) >= 2,
+        wait_status(gw, lambda e: sum(r["state"] == "held" for x in e for r in x["recipients"]) >= 2,
                     timeout=20)
         wait_outbox(gw, lambda m: sum(b"Delivery delayed" in x and SENDER in envelope_to(x) for x in m) >= 2,
                     timeout=30)

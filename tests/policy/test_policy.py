@@ -50,7 +50,7 @@ def parsed(raw: bytes):
 
 
 def queue_json(gw) -> list[dict]:
-    return json.loads(gw.cli("queue", "list", "--json").stdout)["entries"]
+    return json.loads(gw.cli("queue", "list", "--json").stdout)
 
 
 def wait_status(gw, predicate, timeout=15.0):
@@ -68,8 +68,7 @@ def statuses(entries) -> dict[str, str]:
     out = {}
     for e in entries:
         for r in e["recipients"]:
-            addr = r["recipient"]["address"]
-            out[f"{addr['local']}@{addr['domain']}"] = r["status"]["state"]
+            out[r["address"]] = r["state"]
     return out
 
 
@@ -84,8 +83,8 @@ def test_keyword_holds_external_and_strips_subject_for_internal(gateway_factory)
     assert parsed(carol[0])["Subject"] == "contract terms"
     # The external one is held: never written out, and the queue says why.
     entries = wait_status(gw, lambda e: statuses(e).get("bob@ext.example") == "held")
-    held = [r for e in entries for r in e["recipients"] if r["status"]["state"] == "held"]
-    assert "encryption required" in held[0]["status"]["reason"]
+    held = [r for e in entries for r in e["recipients"] if r["state"] == "held"]
+    assert "encryption required" in held[0]["reason"]["text"]
     time.sleep(1.5)
     for raw in outbox_messages(gw):
         if "bob@ext.example" in envelope_to(raw):
@@ -179,10 +178,10 @@ def test_explain_json_and_bad_input(gateway_factory):
     gw = gw_with_policy(gateway_factory)
     out = gw.cli("policy", "explain", "--json", "--to", "bob@ext.example",
                  input_text=msg("[secure] x"))
-    data = json.loads(out.stdout)
-    d = data["decisions"][0]
-    assert d["action"] == "encrypt-required" and d["source"] == {"kind": "rule", "index": 3, "name": "secure subject"}
+    d = json.loads(out.stdout)[0]
+    assert d["action"] == "encrypt-required" and d["decided_by"] == 'rule 3 "secure subject"', d
     assert d["strip_keyword"] == "[secure]"
+    assert d["outcome"].startswith("held: encryption required"), d
     deep = "From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n" + "".join(
         f"--b{i}\r\nContent-Type: multipart/mixed; boundary=b{i + 1}\r\n\r\n" for i in range(60))
     bad = gw.cli("policy", "explain", "--to", "bob@ext.example", input_text=deep, check=False)

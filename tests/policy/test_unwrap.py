@@ -5,9 +5,11 @@ S/MIME-encrypted to their own certificate (openssl decrypts it), the
 internal recipient gets the plaintext with the gateway's verdict header, and
 a message encrypted for somebody else passes through untouched."""
 
+import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -38,8 +40,10 @@ def provisioned_gateway(tmp_path, settings: dict | None = None) -> Gateway:
     tmp_path/gateway.pem for senders. `settings` is added to the test
     configuration (default: the policy tests' POLICY)."""
     data = tmp_path / "gw" / "data"
-    conf = data / "hsm" / "softhsm2.conf"
-    env = {"SOFTHSM2_CONF": str(conf), "PATH": f"{sealgate_on_path(tmp_path)}:{os.environ['PATH']}"}
+    # No SOFTHSM2_CONF for the daemon and the verbs: the bootstrap file's
+    # [hsm] table (by default the token in the data directory) says where
+    # the token is (hsm/provision sets it for itself).
+    env = {"PATH": f"{sealgate_on_path(tmp_path)}:{os.environ['PATH']}"}
     gw = Gateway(tmp_path / "gw", {"policy": POLICY, **(settings or {})}, env=env)
     subprocess.run([str(REPO / "hsm" / "provision"), str(data)], env=gw.env, check=True,
                    capture_output=True, timeout=300)
@@ -119,12 +123,8 @@ def test_gateway_signs_what_the_policy_says(gw_with_token, tmp_path):
     gw = gw_with_token
     # POLICY's "legal" rule: lee's external mail must be encrypted; sign it too via settings.
     gw.cli("directory", "import", make_cert(tmp_path, "erin", "erin@ext.example"))
-    gw.stop()
-    settings = dict(gw.settings)
-    settings["policy"] = {**POLICY, "settings": {"sign": True}}
-    from harness import write_config
-    write_config(gw.config_path, settings)
-    gw.start()
+    # Changed while the gateway runs: the next message is signed.
+    gw.cli("settings", "set", "policy.settings.sign", "true", "--comment", "sign everything")
     send_message(gw.port, SENDER, ["erin@ext.example", "carol@example.org"],
                  f"From: {SENDER}\r\nSubject: [secure] signed and sealed\r\n\r\nsigned body\r\n")
     got = wait_outbox(gw, lambda m: {r for x in m for r in envelope_to(x)} >= {"erin@ext.example", "carol@example.org"})
@@ -171,3 +171,46 @@ def test_signature_inside_opened_mail_is_in_the_verdict(gw_with_token, tmp_path)
     assert re.search(rb"(?m)^X-Sealgate-Verdict: decrypted=smime; .*; signature=valid-untrusted", good), good[:600]
     bad = send(altered, "altered-signature")
     assert re.search(rb"(?m)^X-Sealgate-Verdict: decrypted=smime; .*; signature=invalid", bad), bad[:600]
+
+
+def test_broken_cms_from_outside_is_quarantined_not_bounced_to_a_forged_sender(tmp_path):
+    """Found from outside: a client on the Internet sends broken CMS to one
+    of our users with MAIL FROM:<victim> RET=FULL; the gateway accepted it,
+    could not open it, and mailed the victim a failure notice quoting the
+    message (backscatter). Mail from outside that cannot be processed after
+    acceptance is quarantined for an administrator; no notice goes to an
+    address nobody verified."""
+    from harness import SmtpDialogue
+    from test_policy import queue_json
+
+    gw = provisioned_gateway(tmp_path, {"relay": {"domains": ["example.org"], "internal_networks": ["127.0.0.1/32"]}})
+    gw.start()
+    try:
+        message = encrypt_for(tmp_path, tmp_path / "gateway.pem", "y" * 2000, "alice@example.org", "invoice")
+        head, _, body = message.partition(b"\r\n\r\n")
+        lines = body.split(b"\r\n")
+        lines[len(lines) // 2] = b"A" * len(lines[len(lines) // 2])
+        d = SmtpDialogue(gw.port, source="127.0.0.2")
+        d.reply()
+        d.cmd("EHLO outside.test", "250")
+        d.cmd("MAIL FROM:<victim@elsewhere.test> RET=FULL", "250")
+        d.cmd("RCPT TO:<alice@example.org>", "250")
+        d.cmd("DATA", "354")
+        d.send(head + b"\r\n\r\n" + b"\r\n".join(lines) + b".\r\n")
+        assert d.reply().startswith("250")
+        d.close()
+        deadline = time.monotonic() + 30
+        while True:
+            entries = queue_json(gw)
+            states = [r for e in entries for r in e["recipients"]]
+            if any(s["state"] == "quarantined" for s in states):
+                break
+            assert time.monotonic() < deadline, entries
+            time.sleep(0.2)
+        assert "sender is not verified" in json.dumps(states), states
+        time.sleep(2)
+        outbox = list(gw.outbox.glob("*.eml")) if gw.outbox.exists() else []
+        assert not [m for m in outbox if "victim@elsewhere.test" in envelope_to(m.read_bytes())], \
+            "a notice went to the unverified sender"
+    finally:
+        gw.stop()

@@ -76,6 +76,22 @@ def test_8bit_body_is_not_sent_to_a_server_without_8bitmime(gateway_factory, sin
         assert all(b < 0x80 for b in t.data), "8-bit body sent to a server without 8BITMIME"
 
 
+def test_8bit_body_is_relayed_with_body_8bitmime(gateway_factory, sink):
+    """Clients often send 8-bit text without BODY=8BITMIME (and a message
+    the gateway decrypted may be 8-bit though it arrived 7-bit): what goes
+    out with 8-bit octets is announced as BODY=8BITMIME (RFC 6152), and a
+    7-bit message is not."""
+    gw = gateway_factory(smarthost(sink))
+    send_message(gw.port, "sender@example.org", ["r@example.net"],
+                 "Subject: 8bit-undeclared\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 "Content-Transfer-Encoding: 8bit\r\n\r\nGrüße\r\n".encode())
+    send_message(gw.port, "sender@example.org", ["r@example.net"], "Subject: 7bit\r\n\r\nplain\r\n")
+    got = sink.wait_for(lambda t: len(t) >= 2)
+    by_subject = {(b"8bit" in t.data): t for t in got}
+    assert "BODY=8BITMIME" in by_subject[True].mail.upper(), by_subject[True].mail
+    assert "BODY=" not in by_subject[False].mail.upper(), by_subject[False].mail
+
+
 def test_refusal_at_end_of_data(gateway_factory, sink):
     sink.policy.data_end_rules = [("grey@", "451 4.7.1 greylisted")]
     gw = gateway_factory(smarthost(sink))

@@ -103,8 +103,11 @@ fn write_stdout(data: &[u8]) -> Result<()> {
 }
 
 /// Runs one `sealgate pgp` verb against the token and `<data_dir>/openpgp`.
+///
+/// The token is opened only by verbs that use the gateway's keys: encrypting
+/// to recipients' public keys (without `--sign`) and verifying need none.
 pub fn run_pgp(cmd: PgpCommand, settings: &HsmSettings, data_dir: &Path) -> Result<()> {
-    let hsm = Hsm::open(settings)?;
+    let hsm = || Hsm::open(settings);
     let dir = data_dir.join("openpgp");
     let limits = Limits::default();
     match cmd {
@@ -114,7 +117,7 @@ pub fn run_pgp(cmd: PgpCommand, settings: &HsmSettings, data_dir: &Path) -> Resu
             label_prefix,
         } => {
             let id = GatewayIdentity::create(
-                &hsm,
+                &hsm()?,
                 &dir,
                 &GatewaySpec {
                     user_id,
@@ -125,12 +128,13 @@ pub fn run_pgp(cmd: PgpCommand, settings: &HsmSettings, data_dir: &Path) -> Resu
             println!("{}", id.cert().fingerprint().to_hex());
         }
         PgpCommand::Rotate => {
+            let hsm = hsm()?;
             let mut id = GatewayIdentity::load(&hsm, &dir)?;
             id.rotate(&hsm)?;
             println!("{}", id.cert().fingerprint().to_hex());
         }
         PgpCommand::ExportGatewayCert { binary, out } => {
-            let id = GatewayIdentity::load(&hsm, &dir)?;
+            let id = GatewayIdentity::load(&hsm()?, &dir)?;
             let bytes = if binary {
                 id.export_binary()?
             } else {
@@ -142,7 +146,7 @@ pub fn run_pgp(cmd: PgpCommand, settings: &HsmSettings, data_dir: &Path) -> Resu
             }
         }
         PgpCommand::Decrypt { certs, file } => {
-            let id = GatewayIdentity::load(&hsm, &dir)?;
+            let id = GatewayIdentity::load(&hsm()?, &dir)?;
             let known = read_certs(&certs, &limits)?;
             let d = crate::decrypt::decrypt(&id, &read_input(file.as_deref())?, &known, &limits)?;
             eprintln!("format: {:?}; signature: {:?}", d.format, d.verdict);
@@ -156,7 +160,7 @@ pub fn run_pgp(cmd: PgpCommand, settings: &HsmSettings, data_dir: &Path) -> Resu
         } => {
             let certs = read_certs(&recipients, &limits)?;
             let id = if sign {
-                Some(GatewayIdentity::load(&hsm, &dir)?)
+                Some(GatewayIdentity::load(&hsm()?, &dir)?)
             } else {
                 None
             };
@@ -173,7 +177,7 @@ pub fn run_pgp(cmd: PgpCommand, settings: &HsmSettings, data_dir: &Path) -> Resu
             write_stdout(&out)?;
         }
         PgpCommand::Sign { file } => {
-            let id = GatewayIdentity::load(&hsm, &dir)?;
+            let id = GatewayIdentity::load(&hsm()?, &dir)?;
             write_stdout(&crate::sign::sign(
                 &id,
                 &read_input(file.as_deref())?,

@@ -44,9 +44,10 @@ pub enum SmimeCommand {
         /// AuthEnvelopedData with AES-256-GCM (only if every recipient reads it).
         #[arg(long)]
         gcm: bool,
-        /// RSA PKCS#1 v1.5 key transport instead of RSA-OAEP-SHA256.
+        /// RSA-OAEP-SHA256 key transport instead of PKCS#1 v1.5 (the
+        /// default, as the pipeline's: every client reads it).
         #[arg(long)]
-        pkcs1v15: bool,
+        oaep: bool,
     },
     /// Sign a message with a gateway or domain key.
     Sign {
@@ -178,20 +179,16 @@ pub fn run_on(cmd: SmimeCommand, settings: &HsmSettings, input: &[u8]) -> Outcom
             );
             Ok((out.message.to_vec(), 0, Some(note)))
         }
-        SmimeCommand::Encrypt {
-            certs,
-            gcm,
-            pkcs1v15,
-        } => {
+        SmimeCommand::Encrypt { certs, gcm, oaep } => {
             let mut all = Vec::new();
             for p in &certs {
                 all.extend(read_certs(p)?.into_iter().next());
             }
             let refs: Vec<&Certificate> = all.iter().collect();
-            let rsa = if pkcs1v15 {
-                RsaTransport::Pkcs1v15
-            } else {
+            let rsa = if oaep {
                 RsaTransport::OaepSha256
+            } else {
+                RsaTransport::default()
             };
             let out =
                 crate::encrypt_message(input, &refs, EncryptOptions { gcm, rsa }).map_err(fail)?;

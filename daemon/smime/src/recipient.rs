@@ -489,13 +489,16 @@ fn key_agree(
 
 // ---------------------------------------------------------------- writing
 
-/// RSA key transport for new messages.
+/// RSA key transport for new messages. The default is PKCS#1 v1.5, which
+/// every S/MIME client reads (gpgsm 2.2 reads no OAEP); the pipeline and
+/// `sealgate smime encrypt` both start from it, and OAEP is chosen
+/// explicitly (`policy.engine.smime_rsa_oaep`, `--oaep`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RsaTransport {
-    /// RSAES-OAEP with SHA-256 and MGF1-SHA-256 (default).
-    #[default]
+    /// RSAES-OAEP with SHA-256 and MGF1-SHA-256.
     OaepSha256,
-    /// PKCS#1 v1.5 (for peers that cannot read OAEP).
+    /// PKCS#1 v1.5 (the default).
+    #[default]
     Pkcs1v15,
 }
 

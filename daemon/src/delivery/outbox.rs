@@ -14,6 +14,28 @@ use crate::envelope::{Envelope, EnvelopeRecipient};
 
 use super::{Outcome, RecipientResult};
 
+/// Removes what deliveries cut short by a crash left: `.<name>.eml.tmp`
+/// files are never whole (a whole file is renamed to `<name>.eml`). Called
+/// at start-up, before any delivery runs.
+pub fn remove_leftovers(dir: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".eml.tmp") {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 pub async fn deliver(
     dir: &Path,
     envelope: &Envelope,
@@ -33,7 +55,7 @@ pub async fn deliver(
     }
     let name = format!(
         "{}-{}.eml",
-        crate::util::new_queue_id(),
+        crate::envelope::QueueId::new(),
         envelope.session_id
     );
     let dir = dir.to_path_buf();
@@ -47,18 +69,28 @@ pub async fn deliver(
             .create_new(true)
             .mode(0o640)
             .open(&tmp)?;
-        file.write_all(head.as_bytes())?;
-        file.write_all(&content)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
+        let written = file
+            .write_all(head.as_bytes())
+            .and_then(|()| file.write_all(&content))
+            .and_then(|()| file.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            drop(file);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         std::fs::File::open(&dir)?.sync_all()?;
         Ok(path.display().to_string())
     })
     .await;
     let outcome = match written {
         Ok(Ok(path)) => Outcome::Delivered(format!("written to {path}")),
-        Ok(Err(e)) => Outcome::Deferred(format!("outbox write failed: {e}")),
-        Err(e) => Outcome::Deferred(format!("outbox write failed: {e}")),
+        Ok(Err(e)) => Outcome::Deferred(crate::reason::Reason::local(format!(
+            "outbox write failed: {e}"
+        ))),
+        Err(e) => Outcome::Deferred(crate::reason::Reason::local(format!(
+            "outbox write failed: {e}"
+        ))),
     };
     recipients
         .iter()

@@ -1,5 +1,6 @@
 //! The key directory: recipients' certificates and keys, and partner
-//! domains' gateway certificates, in sled.
+//! domains' gateway certificates, in the shared store (sled on a single
+//! node; shared by every node of a cluster).
 //!
 //! Each entry keeps the certificate (or key) as received, the addresses or
 //! the domain it serves, its validity, whether it may encrypt, where it came
@@ -7,7 +8,7 @@
 //! trust level (manual, verified, harvested). The pipeline's resolve stage
 //! asks [`Directory::best_for`] which entry encrypts for a recipient.
 //!
-//! Trees: `directory` (fingerprint → entry, JSON) and `directory_index`
+//! Spaces: `directory` (fingerprint → entry, JSON) and `directory_index`
 //! (`address-or-@domain` NUL fingerprint → nothing) for lookups.
 //!
 //! Trusts: the data directory. Imported certificates are parsed by the
@@ -16,27 +17,13 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What kind of key material an entry holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// An X.509 certificate for S/MIME.
-    Smime,
-    /// An OpenPGP certificate.
-    Openpgp,
-}
+use crate::store::{SharedStore, Space, StoreError};
 
-/// How much the entry is believed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trust {
-    /// Taken from mail (a signature, an Autocrypt header) without checks.
-    Harvested,
-    /// Checked: a chain to a configured anchor, or a verified signature.
-    Verified,
-    /// Imported by an administrator.
-    Manual,
-}
+/// What kind of key material an entry holds.
+pub use sealgate_api::settings::policy::KeyKind as Kind;
+
+/// How much the entry is believed (harvested < verified < manual).
+pub use sealgate_api::ops::directory::Trust;
 
 /// One certificate or key in the directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,12 +79,15 @@ mod b64 {
     }
 }
 
-/// The directory over its sled trees.
+/// The directory over the shared store (spaces `directory` and
+/// `directory_index`), so every node of a cluster sees the same keys.
 #[derive(Clone)]
 pub struct Directory {
-    entries: sled::Tree,
-    index: sled::Tree,
+    shared: std::sync::Arc<dyn SharedStore>,
 }
+
+/// Most entries one scan returns (a directory is not a bulk store).
+const MAX_SCAN: usize = 1_000_000;
 
 /// Why a directory operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -116,18 +106,15 @@ pub enum DirectoryError {
     Storage(String),
 }
 
-impl From<sled::Error> for DirectoryError {
-    fn from(e: sled::Error) -> Self {
+impl From<StoreError> for DirectoryError {
+    fn from(e: StoreError) -> Self {
         DirectoryError::Storage(e.to_string())
     }
 }
 
 impl Directory {
-    pub fn open(db: &sled::Db) -> sled::Result<Directory> {
-        Ok(Directory {
-            entries: db.open_tree("directory")?,
-            index: db.open_tree("directory_index")?,
-        })
+    pub fn open(shared: std::sync::Arc<dyn SharedStore>) -> Directory {
+        Directory { shared }
     }
 
     /// Imports certificates or keys: OpenPGP (armored or binary) or X.509
@@ -196,7 +183,7 @@ impl Directory {
                 "no OpenPGP certificate found".into(),
             ));
         }
-        self.entries.flush()?;
+        self.shared.flush()?;
         Ok(stored)
     }
 
@@ -262,7 +249,7 @@ impl Directory {
             return Err(DirectoryError::OnlyCa);
         }
         // Unlike queue state, entries cannot be rebuilt from the spool.
-        self.entries.flush()?;
+        self.shared.flush()?;
         Ok(stored)
     }
 
@@ -282,18 +269,22 @@ impl Directory {
     fn put(&self, entry: &Entry) -> Result<(), DirectoryError> {
         let value =
             serde_json::to_vec(entry).map_err(|e| DirectoryError::Storage(e.to_string()))?;
-        self.entries.insert(entry.fingerprint.as_bytes(), value)?;
+        self.shared
+            .put(Space::Directory, entry.fingerprint.as_bytes(), &value)?;
         for key in entry.index_keys() {
-            self.index
-                .insert(index_key(&key, &entry.fingerprint), &[][..])?;
+            self.shared.put(
+                Space::DirectoryIndex,
+                &index_key(&key, &entry.fingerprint),
+                &[],
+            )?;
         }
         Ok(())
     }
 
     pub fn get(&self, fingerprint: &str) -> Result<Option<Entry>, DirectoryError> {
         Ok(self
-            .entries
-            .get(fingerprint.as_bytes())?
+            .shared
+            .get(Space::Directory, fingerprint.as_bytes())?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
@@ -301,10 +292,12 @@ impl Directory {
     pub fn remove(&self, fingerprint: &str) -> Result<Entry, DirectoryError> {
         let entry = self.find(fingerprint)?;
         for key in entry.index_keys() {
-            self.index.remove(index_key(&key, &entry.fingerprint))?;
+            self.shared
+                .remove(Space::DirectoryIndex, &index_key(&key, &entry.fingerprint))?;
         }
-        self.entries.remove(entry.fingerprint.as_bytes())?;
-        self.entries.flush()?;
+        self.shared
+            .remove(Space::Directory, entry.fingerprint.as_bytes())?;
+        self.shared.flush()?;
         Ok(entry)
     }
 
@@ -314,53 +307,74 @@ impl Directory {
         if wanted.len() < 8 {
             return Err(DirectoryError::NotFound(fingerprint.to_owned()));
         }
-        let mut hits = self.entries.scan_prefix(wanted.as_bytes()).take(2);
-        match (hits.next(), hits.next()) {
-            (Some(Ok((_, v))), None) => {
-                serde_json::from_slice(&v).map_err(|e| DirectoryError::Storage(e.to_string()))
+        let hits = self
+            .shared
+            .scan_prefix(Space::Directory, wanted.as_bytes(), 2)?;
+        match hits.as_slice() {
+            [(_, v)] => {
+                serde_json::from_slice(v).map_err(|e| DirectoryError::Storage(e.to_string()))
             }
             _ => Err(DirectoryError::NotFound(fingerprint.to_owned())),
         }
     }
 
     /// Every entry, by fingerprint.
-    pub fn all(&self) -> Vec<Entry> {
-        self.entries
-            .iter()
-            .filter_map(|r| r.ok())
-            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
-            .collect()
+    pub fn all(&self) -> Result<Vec<Entry>, DirectoryError> {
+        Ok(self
+            .shared
+            .range(Space::Directory, &[], None, false, MAX_SCAN)?
+            .into_iter()
+            .filter_map(|(_, value)| serde_json::from_slice(&value).ok())
+            .collect())
     }
 
     /// Entries indexed under an address or `@domain`.
-    pub fn lookup(&self, key: &str) -> Vec<Entry> {
+    pub fn lookup(&self, key: &str) -> Result<Vec<Entry>, DirectoryError> {
         let prefix = index_key(&key.to_ascii_lowercase(), "");
-        self.index
-            .scan_prefix(&prefix)
-            .filter_map(|r| r.ok())
-            .filter_map(|(k, _)| {
-                let fpr = std::str::from_utf8(k.get(prefix.len()..)?).ok()?.to_owned();
-                self.get(&fpr).ok().flatten()
-            })
-            .collect()
+        let mut entries = Vec::new();
+        for (k, _) in self
+            .shared
+            .scan_prefix(Space::DirectoryIndex, &prefix, MAX_SCAN)?
+        {
+            let Some(fingerprint) = k
+                .get(prefix.len()..)
+                .and_then(|f| std::str::from_utf8(f).ok())
+            else {
+                continue;
+            };
+            entries.extend(self.get(fingerprint)?);
+        }
+        Ok(entries)
     }
 
     /// The entry to encrypt to for `address` at `now_ms`, in the order of
-    /// `kinds`; the recipient's own certificate or key before its domain's
-    /// gateway certificate; among candidates the highest trust, then the newest.
-    pub fn best_for(&self, address: &str, kinds: &[Kind], now_ms: u64) -> Option<Entry> {
+    /// `kinds`, trusted at least `min_trust`; the recipient's own
+    /// certificate or key before its domain's gateway certificate; among
+    /// candidates the highest trust, then the newest.
+    pub fn best_for(
+        &self,
+        address: &str,
+        kinds: &[Kind],
+        now_ms: u64,
+        min_trust: Trust,
+    ) -> Result<Option<Entry>, DirectoryError> {
         let address = address.to_ascii_lowercase();
-        let domain = address.rsplit_once('@').map(|(_, d)| d.to_owned())?;
+        let Some((_, domain)) = address.rsplit_once('@') else {
+            return Ok(None);
+        };
         let pick = |candidates: Vec<Entry>| {
             kinds.iter().find_map(|kind| {
                 candidates
                     .iter()
-                    .filter(|e| e.kind == *kind && e.usable(now_ms))
+                    .filter(|e| e.kind == *kind && e.trust >= min_trust && e.usable(now_ms))
                     .max_by_key(|e| (e.trust, e.not_before_ms))
                     .cloned()
             })
         };
-        pick(self.lookup(&address)).or_else(|| pick(self.lookup(&format!("@{domain}"))))
+        match pick(self.lookup(&address)?) {
+            Some(entry) => Ok(Some(entry)),
+            None => Ok(pick(self.lookup(&format!("@{domain}"))?)),
+        }
     }
 }
 
@@ -422,8 +436,13 @@ mod tests {
     }
 
     fn dir() -> Directory {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        Directory::open(&db).unwrap()
+        let dir = std::env::temp_dir().join(format!(
+            "sealgate-directory-{}",
+            crate::util::new_session_id()
+        ));
+        Directory::open(std::sync::Arc::new(crate::store::SledStore::new(
+            &crate::db::Db::open(&dir).unwrap(),
+        )))
     }
 
     #[test]
@@ -457,36 +476,60 @@ mod tests {
                 now,
             )
             .unwrap();
-        assert_eq!(d.all().len(), 3);
+        assert_eq!(d.all().unwrap().len(), 3);
         // Manual trust beats a newer harvested certificate.
-        let best = d.best_for("BOB@ext.example", &[Kind::Smime], now).unwrap();
+        let best = d
+            .best_for("BOB@ext.example", &[Kind::Smime], now, Trust::Harvested)
+            .unwrap()
+            .unwrap();
         assert_eq!(best.fingerprint, old[0].fingerprint);
         // The partner domain's gateway certificate serves any of its addresses.
         let p = d
-            .best_for("anyone@partner.example", &[Kind::Smime], now)
+            .best_for(
+                "anyone@partner.example",
+                &[Kind::Smime],
+                now,
+                Trust::Harvested,
+            )
+            .unwrap()
             .unwrap();
         assert_eq!(p.fingerprint, partner[0].fingerprint);
         assert!(
-            d.best_for("nobody@else.example", &[Kind::Smime], now)
+            d.best_for("nobody@else.example", &[Kind::Smime], now, Trust::Harvested)
+                .unwrap()
                 .is_none()
         );
         assert!(
-            d.best_for("bob@ext.example", &[Kind::Openpgp], now)
+            d.best_for("bob@ext.example", &[Kind::Openpgp], now, Trust::Harvested)
+                .unwrap()
                 .is_none()
         );
         // Expired certificates are never chosen.
         let later = now + 15 * 86_400_000;
         let best = d
-            .best_for("bob@ext.example", &[Kind::Smime], later)
+            .best_for("bob@ext.example", &[Kind::Smime], later, Trust::Harvested)
+            .unwrap()
             .unwrap();
         assert_eq!(best.fingerprint, newer[0].fingerprint);
+        // A harvested certificate is not enough where more trust is asked.
         assert!(
-            d.best_for("bob@ext.example", &[Kind::Smime], now + 25 * 86_400_000)
+            d.best_for("bob@ext.example", &[Kind::Smime], later, Trust::Verified)
+                .unwrap()
                 .is_none()
+        );
+        assert!(
+            d.best_for(
+                "bob@ext.example",
+                &[Kind::Smime],
+                now + 25 * 86_400_000,
+                Trust::Harvested
+            )
+            .unwrap()
+            .is_none()
         );
         // Removal by prefix takes it out of the index too.
         d.remove(&old[0].fingerprint[..12]).unwrap();
-        assert_eq!(d.lookup("bob@ext.example").len(), 1);
+        assert_eq!(d.lookup("bob@ext.example").unwrap().len(), 1);
         assert!(d.remove("abc").is_err());
     }
 

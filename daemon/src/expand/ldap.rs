@@ -13,80 +13,46 @@
 //! accepted with a partial list.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, ldap_escape};
-use serde::Deserialize;
 
 use super::{ExpandError, MAX_DEPTH, MAX_EXPANDED};
 
 /// Most directory entries read while expanding one message.
 const MAX_ENTRIES: usize = 20_000;
 
-/// The `[ldap]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LdapConfig {
-    /// `ldap://host:port` or `ldaps://host:port`.
-    pub url: String,
-    /// Bind as this DN (anonymous when empty).
-    pub bind_dn: String,
-    /// File holding the bind password (first line).
-    pub bind_password_file: Option<PathBuf>,
-    pub base_dn: String,
-    /// Finds the group for a list address; `{address}` is replaced.
-    pub group_filter: String,
-    /// Finds a person's entry by address; `{address}` is replaced.
-    pub person_filter: String,
-    pub member_attribute: String,
-    pub mail_attribute: String,
-    /// The attribute that names a group for policy rules.
-    pub group_name_attribute: String,
-    pub timeout_secs: u64,
-}
+/// The `[ldap]` table (the schema is in `sealgate_api::settings`).
+pub use sealgate_api::settings::LdapSettings as LdapConfig;
 
-impl Default for LdapConfig {
-    fn default() -> Self {
-        LdapConfig {
-            url: String::new(),
-            bind_dn: String::new(),
-            bind_password_file: None,
-            base_dn: String::new(),
-            group_filter:
-                "(&(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))(mail={address}))"
-                    .into(),
-            person_filter: "(&(mail={address})(!(objectClass=groupOfNames)))".into(),
-            member_attribute: "member".into(),
-            mail_attribute: "mail".into(),
-            group_name_attribute: "cn".into(),
-            timeout_secs: 10,
+/// Checks what types cannot; every error names its key.
+pub fn check(ldap: &LdapConfig) -> Vec<sealgate_api::FieldError> {
+    use sealgate_api::FieldError;
+    let mut errors = Vec::new();
+    if !(ldap.url.starts_with("ldap://") || ldap.url.starts_with("ldaps://")) {
+        errors.push(FieldError::new(
+            "ldap.url",
+            "must start with ldap:// or ldaps://",
+        ));
+    }
+    if ldap.base_dn.is_empty() {
+        errors.push(FieldError::new("ldap.base_dn", "is required"));
+    }
+    for (key, filter) in [
+        ("ldap.group_filter", &ldap.group_filter),
+        ("ldap.person_filter", &ldap.person_filter),
+    ] {
+        if !filter.contains("{address}") || !filter.starts_with('(') {
+            errors.push(FieldError::new(
+                key,
+                "must be an LDAP filter containing {address}",
+            ));
         }
     }
-}
-
-impl LdapConfig {
-    /// Checks what types cannot: the error names the key.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
-        if !(self.url.starts_with("ldap://") || self.url.starts_with("ldaps://")) {
-            return Err(("ldap.url", "must start with ldap:// or ldaps://".into()));
-        }
-        if self.base_dn.is_empty() {
-            return Err(("ldap.base_dn", "is required".into()));
-        }
-        for (key, filter) in [
-            ("ldap.group_filter", &self.group_filter),
-            ("ldap.person_filter", &self.person_filter),
-        ] {
-            if !filter.contains("{address}") || !filter.starts_with('(') {
-                return Err((key, "must be an LDAP filter containing {address}".into()));
-            }
-        }
-        if self.timeout_secs == 0 {
-            return Err(("ldap.timeout_secs", "must be at least 1".into()));
-        }
-        Ok(())
+    if ldap.timeout_secs == 0 {
+        errors.push(FieldError::new("ldap.timeout_secs", "must be at least 1"));
     }
+    errors
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> ExpandError {

@@ -19,9 +19,9 @@ pub mod ldap;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::address::Address;
 use crate::config::Config;
 use crate::envelope::{Envelope, EnvelopeRecipient};
-use crate::smtp::address::Address;
 
 /// Deepest nesting of lists in lists that is followed.
 pub const MAX_DEPTH: usize = 8;

@@ -28,13 +28,30 @@ pub struct Origin<'a> {
     pub arrived_encrypted: Option<crate::policy::Wrapping>,
 }
 
+/// One recipient to decide for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    pub address: String,
+    /// An administrator released it from quarantine.
+    pub released: bool,
+}
+
+impl Asked {
+    pub fn new(address: &str) -> Asked {
+        Asked {
+            address: address.to_owned(),
+            released: false,
+        }
+    }
+}
+
 /// The facts of `content` and a decision for each recipient, in order.
 pub fn decide_all(
     config: &Config,
     policy: &Policy,
     content: &[u8],
     origin: &Origin<'_>,
-    recipients: &[String],
+    recipients: &[Asked],
 ) -> Result<(MessageFacts, Vec<Decision>), ParseError> {
     let sender_domain = origin.sender.rsplit_once('@').map(|(_, d)| d);
     let from_inside = origin.client_ip.is_some_and(|ip| config.is_internal(ip));
@@ -59,16 +76,18 @@ pub fn decide_all(
     }
     let decisions = recipients
         .iter()
-        .map(|address| {
-            let internal = address
+        .map(|asked| {
+            let internal = asked
+                .address
                 .rsplit_once('@')
                 .is_some_and(|(_, d)| config.is_local_domain(d));
             decide(
                 policy,
                 &facts,
                 &Recipient {
-                    address: address.clone(),
+                    address: asked.address.clone(),
                     internal,
+                    released: asked.released,
                 },
             )
         })

@@ -1,4 +1,5 @@
-//! The fail-closed guard: the last check before a message enters delivery.
+//! The fail-closed guard: the last check of every copy the pipeline plans
+//! (`pipeline::process` applies it to the whole plan before returning it).
 //!
 //! Whatever happened before (an engine bug, a policy mistake, a missing
 //! key), an outgoing message for a recipient whose decision requires
@@ -11,14 +12,18 @@
 
 use super::Outgoing;
 
+/// What the guard says when it stops a copy.
+pub const STOPPED: &str =
+    "fail-closed guard: encryption is required but the outgoing message is not encrypted; not sent";
+
 /// Ok if `out` may be handed to delivery.
-pub fn check(out: &Outgoing) -> Result<(), String> {
+pub fn check(out: &Outgoing) -> Result<(), &'static str> {
     if !out.must_be_encrypted {
         return Ok(());
     }
     match super::parse::wrapping_as_sent(&out.content) {
         Some(_) => Ok(()),
-        None => Err("fail-closed guard: encryption is required but the outgoing message is not encrypted; not sent".to_owned()),
+        None => Err(STOPPED),
     }
 }
 

@@ -13,7 +13,11 @@
 //! source (no trust anchors are configured yet, so nothing is `verified`);
 //! the directory never lowers the trust of what an administrator imported,
 //! and resolution prefers higher trust, so harvested material cannot
-//! displace a certificate an administrator put in.
+//! displace a certificate an administrator put in. A harvested key is
+//! trust on first use (anyone on the path can send mail under the
+//! recipient's address): it serves encrypt-if-possible, and serves
+//! encrypt-required mail (and releases held mail) only where the policy's
+//! `trust_harvested_keys` says so.
 //!
 //! Trusts nothing in the message: the engines parse it within their limits
 //! and check the signature; the `From` binding is checked here. Best

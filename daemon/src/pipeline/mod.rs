@@ -7,14 +7,17 @@
 //! into the directory) → [`parse`] (bounded MIME parse, facts) → [`decide`]
 //! (the policy, per recipient) → [`resolve`] (the recipient's method from
 //! the directory: certificate, key, partner gateway) → [`render`] (the
-//! outgoing form) → [`guard`] (fail-closed check, called by the scheduler
-//! right before delivery). Distribution lists are expanded earlier, when
-//! the message is accepted (`crate::expand`).
+//! outgoing copies) → [`guard`] (the fail-closed check of every copy).
+//! Distribution lists are expanded earlier, when the message is accepted
+//! (`crate::expand`).
 //!
-//! Contract: a temporary error defers the whole message (it stays queued,
-//! nothing is sent); a permanent one bounces the recipients it names; a
-//! recipient whose decision requires encryption is never in a clear
-//! [`Outgoing`]: it is sent encrypted, or held.
+//! [`process`] returns a guarded [`Plan`]: one [`Disposition`] per pending
+//! recipient (send this copy, hold, quarantine, refuse) and the copies,
+//! each already past the guard. A recipient whose decision requires
+//! encryption is never in a clear copy: the guard turns any such copy into
+//! holds before the plan leaves the pipeline, so the scheduler only applies
+//! it. An `Err` is a [`Reason`] for the whole message: temporary (defer
+//! everything, nothing is sent half-processed) or permanent (refuse).
 
 use std::sync::Arc;
 
@@ -28,42 +31,59 @@ pub mod resolve;
 pub mod unwrap;
 
 use crate::config::Config;
-use crate::policy::{Action, Policy};
-use crate::queue::spool::SpooledMessage;
+use crate::directory::Trust;
+use crate::envelope::Envelope;
+use crate::policy::{Action, Decision, Policy};
+use crate::reason::Reason;
 
-/// One message to send, for some of the pending recipients.
+/// One copy to send, to some of the pending recipients.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    /// Indices into the queue entry's recipient list.
+    /// Indices into the envelope's recipient list.
     pub recipients: Vec<usize>,
     /// The exact content to send.
     pub content: Arc<Vec<u8>>,
-    /// A recipient's decision requires encryption: [`guard::check`] refuses
-    /// to let this go out unless the content is encrypted.
+    /// A recipient's decision requires encryption: [`guard::check`] lets
+    /// this go out only if the content is encrypted.
     pub must_be_encrypted: bool,
 }
 
-/// Why a recipient is not sent to now.
+/// What happens to one pending recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Waiting {
-    /// Encryption required and no method yet.
-    Held(String),
+pub enum Disposition {
+    /// Send `plan.copies[copy]`.
+    Send { copy: usize },
+    /// Encryption required and no method yet (or the guard stopped the
+    /// copy): kept, never sent in clear.
+    Hold(Reason),
     /// Put aside by policy for an administrator.
-    Quarantined(String),
+    Quarantine(Reason),
+    /// Refused for good (policy `reject`).
+    Refuse(Reason),
 }
 
-/// What to do with each pending recipient.
+/// The pipeline's answer for a message: guarded, ready to apply.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
-    pub outgoing: Vec<Outgoing>,
-    pub waiting: Vec<(usize, Waiting)>,
-    /// Refused for good (policy `reject`); the sender gets a failure notice.
-    pub refused: Vec<(usize, String)>,
+    /// Every copy passed the fail-closed guard.
+    pub copies: Vec<Outgoing>,
+    /// One per pending recipient.
+    pub dispositions: Vec<(usize, Disposition)>,
     /// The policy's explanation per recipient, for tracking.
     pub explanations: Vec<(usize, String)>,
     /// Addresses whose certificate or key came with this message and was
-    /// stored in the directory: mail held for them can be released.
+    /// stored in the directory, and whose policy lets such a key serve
+    /// encrypt-required mail: mail held for them can be released.
     pub harvested: Vec<String>,
+}
+
+/// What the pipeline needs besides the message.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub policy: &'a Policy,
+    pub directory: &'a crate::directory::Directory,
+    /// The gateway's own keys: loaded, not set up, or unavailable.
+    pub keys: &'a crate::keys::KeyStore,
 }
 
 /// How a group of recipients gets the message itself (not encrypted by us).
@@ -77,24 +97,36 @@ struct ClearForm {
     sign: bool,
 }
 
-/// What makes two partner-gateway copies the same: the partner's
-/// certificate and everything the recipient's decision changes in the copy.
+/// What makes two encrypted copies the same, so that their recipients can
+/// share one: the kind of key, the partner gateway (one copy per partner
+/// domain certificate) or, for people's own keys, one copy for all the
+/// visible (To/Cc) recipients, and everything the decision changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct PartnerCopy {
-    fingerprint: String,
+struct CopyKey {
+    kind: crate::directory::Kind,
+    /// Encryption is required (a recipient that falls back to a copy of
+    /// its own is then held, not sent in clear).
+    required: bool,
+    /// The partner gateway's certificate; `None` for personal keys.
+    partner: Option<String>,
     strip_keyword: Option<String>,
     sign: bool,
     neutral_subject: bool,
 }
 
-impl PartnerCopy {
-    /// `Some` when `method` encrypts for a partner gateway (a domain's
-    /// certificate): then recipients with the same decision share a copy.
-    fn of(method: &resolve::Method, decision: &crate::policy::Decision) -> Option<PartnerCopy> {
+impl CopyKey {
+    /// `Some` when `method`'s recipient may share a copy: partner gateways
+    /// always, personal keys only for visible recipients (a Bcc recipient
+    /// must appear in no other copy).
+    fn of(method: &resolve::Method, decision: &Decision, visible: bool) -> Option<CopyKey> {
         let entry = method.entry();
-        entry.domain.as_ref()?;
-        Some(PartnerCopy {
-            fingerprint: entry.fingerprint.clone(),
+        if entry.domain.is_none() && !visible {
+            return None;
+        }
+        Some(CopyKey {
+            kind: entry.kind,
+            required: decision.action == Action::EncryptRequired,
+            partner: entry.domain.as_ref().map(|_| entry.fingerprint.clone()),
             strip_keyword: decision.strip_keyword.clone(),
             sign: decision.sign,
             neutral_subject: decision.neutral_subject,
@@ -102,76 +134,58 @@ impl PartnerCopy {
     }
 }
 
-/// What the pipeline needs besides the message.
-pub struct Context<'a> {
-    pub config: &'a Config,
-    pub policy: &'a Policy,
-    pub directory: &'a crate::directory::Directory,
-    /// The gateway's own keys: loaded, not set up, or unavailable.
-    pub keys: &'a unwrap::KeyStore,
+/// One encrypted copy being planned: its recipients and their methods.
+struct EncryptedGroup {
+    key: Option<CopyKey>,
+    members: Vec<(usize, resolve::Method)>,
+    decision: Decision,
 }
 
-/// Why the pipeline could not produce a plan.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PipelineError {
-    /// Try again later (a key store or directory is unreachable).
-    #[error("temporary failure: {0}")]
-    Temporary(String),
-    /// This message cannot be processed, ever.
-    #[error("permanent failure: {0}")]
-    Permanent(String),
-}
-
-/// Processes a message for its `pending` recipients. `lifted` names the
-/// recipients an administrator released from quarantine: for them a
-/// quarantine decision becomes "encrypt if possible" (and the
-/// click-to-encrypt guard still applies).
+/// Processes a message (its envelope and bytes) for its `pending`
+/// recipients. `lifted` names the recipients an administrator released
+/// from quarantine (the policy then decides as for a released quarantine).
 pub fn process(
-    message: &SpooledMessage,
+    envelope: &Envelope,
+    content: &Arc<Vec<u8>>,
+    queue_id: &str,
     pending: &[usize],
     lifted: &[usize],
     context: &Context<'_>,
-) -> Result<Plan, PipelineError> {
+) -> Result<Plan, Reason> {
     let mut plan = Plan::default();
     if pending.is_empty() {
         return Ok(plan);
     }
-    if message.envelope.gateway_notice {
+    if envelope.gateway_notice {
         // The gateway's own notice (an invitation): it holds nothing of
         // anyone's mail and goes out as written, without a policy decision.
-        plan.outgoing.push(Outgoing {
+        plan.copies.push(Outgoing {
             recipients: pending.to_vec(),
-            content: Arc::clone(&message.content),
+            content: Arc::clone(content),
             must_be_encrypted: false,
         });
-        plan.explanations.extend(pending.iter().map(|&i| {
-            (
+        for &i in pending {
+            plan.dispositions.push((i, Disposition::Send { copy: 0 }));
+            plan.explanations.push((
                 i,
                 "the gateway's own notice: sent as written, without a policy decision".to_owned(),
-            )
-        }));
+            ));
+        }
         return Ok(plan);
     }
     let recipients: Vec<(usize, String)> = pending
         .iter()
         .filter_map(|&i| {
-            message
-                .envelope
+            envelope
                 .recipients
                 .get(i)
                 .map(|r| (i, r.address.to_string()))
         })
         .collect();
-    let addresses: Vec<String> = recipients.iter().map(|(_, a)| a.clone()).collect();
-    let sender = message
-        .envelope
-        .sender
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    let opened = unwrap::unwrap(&message.content, context.keys)?;
-    let (content, verdict, opened_from, carried): (&[u8], Option<&str>, _, &[_]) = match &opened {
-        unwrap::Unwrapped::AsIs => (&message.content, None, None, &[]),
+    let sender = envelope.sender_text_or_empty();
+    let opened = unwrap::unwrap(content, context.keys)?;
+    let (clear, verdict, opened_from, carried): (&[u8], Option<&str>, _, &[_]) = match &opened {
+        unwrap::Unwrapped::AsIs => (content, None, None, &[]),
         unwrap::Unwrapped::Opened {
             content,
             wrapping,
@@ -179,72 +193,52 @@ pub fn process(
             carried,
         } => (content, Some(verdict.as_str()), Some(*wrapping), carried),
     };
+    // Mail held for these addresses is decided again only where a key
+    // taken from mail may serve encrypt-required mail.
     plan.harvested = harvest::harvest(
-        content,
+        clear,
         carried,
         context.directory,
-        &message.queue_id,
+        queue_id,
         crate::envelope::now_ms(),
-    );
+    )
+    .into_iter()
+    .filter(|address| crate::policy::decide::trusts_harvested_keys(context.policy, address))
+    .collect();
     let origin = decide::Origin {
         sender: &sender,
-        client_ip: message.envelope.client_ip.parse().ok(),
-        sender_groups: &message.envelope.sender_groups,
+        client_ip: envelope.client_ip.parse().ok(),
+        sender_groups: &envelope.sender_groups,
         // Opened on the token: the sender encrypted it for the gateway.
         arrived_encrypted: opened_from,
     };
+    let asked: Vec<decide::Asked> = recipients
+        .iter()
+        .map(|(i, address)| decide::Asked {
+            address: address.clone(),
+            released: lifted.contains(i),
+        })
+        .collect();
     let (facts, decisions) =
-        decide::decide_all(context.config, context.policy, content, &origin, &addresses).map_err(
-            |e| PipelineError::Permanent(format!("the message cannot be processed: {e}")),
+        decide::decide_all(context.config, context.policy, clear, &origin, &asked).map_err(
+            |e| Reason::Unprocessable {
+                detail: e.to_string(),
+            },
         )?;
 
     // Verdict headers are the gateway's own: copies that came with the message are forged.
-    let base = match (
-        render::strip_header(content, render::VERDICT_HEADER),
-        &opened,
-    ) {
+    let base = match (render::strip_header(clear, render::VERDICT_HEADER), &opened) {
         (Some(stripped), _) => Arc::new(stripped),
         (None, unwrap::Unwrapped::Opened { content, .. }) => Arc::new(content.clone()),
-        (None, unwrap::Unwrapped::AsIs) => Arc::clone(&message.content),
+        (None, unwrap::Unwrapped::AsIs) => Arc::clone(content),
     };
-    // What internal recipients of opened mail see: the gateway's verdict.
-    let with_verdict = |bytes: Vec<u8>| -> Arc<Vec<u8>> {
-        match verdict {
-            Some(v) => {
-                let mut out = format!("{}: {v}\r\n", render::VERDICT_HEADER).into_bytes();
-                out.extend_from_slice(&bytes);
-                Arc::new(out)
-            }
-            None => Arc::new(bytes),
-        }
-    };
+    let visible = visible_recipients(&base);
     let now = crate::envelope::now_ms();
-    // Deliveries of the message itself, grouped by the form they get.
-    let mut clear: Vec<(ClearForm, Vec<usize>)> = Vec::new();
-    // Copies encrypted for a partner gateway: (what they hold, index in
-    // plan.outgoing, the note for the explanation).
-    let mut partner_copies: Vec<(PartnerCopy, usize, String)> = Vec::new();
+    let mut clear_groups: Vec<(ClearForm, Vec<usize>)> = Vec::new();
+    let mut encrypted: Vec<EncryptedGroup> = Vec::new();
+    let mut notes: Vec<(usize, String)> = Vec::new();
     for ((index, address), decision) in recipients.iter().zip(&decisions) {
-        let mut decision = decision.clone();
-        if decision.action == Action::Quarantine && lifted.contains(index) {
-            decision
-                .because
-                .push("released from quarantine by an administrator".to_owned());
-            let recipient_internal = matches!(
-                decision.direction,
-                crate::policy::Direction::Inbound | crate::policy::Direction::Internal
-            );
-            decision.action = crate::policy::decide::apply_guards(
-                &context.policy.config,
-                &facts,
-                recipient_internal,
-                Action::EncryptIfPossible,
-                &mut decision.because,
-            );
-        }
-        let decision = &decision;
-        let mut note = None;
-        let send_as_is = |plan_clear: &mut Vec<(ClearForm, Vec<usize>)>, must: bool| {
+        let send_as_is = |groups: &mut Vec<(ClearForm, Vec<usize>)>, must: bool| {
             let form = ClearForm {
                 subject: decision
                     .strip_keyword
@@ -254,134 +248,298 @@ pub fn process(
                 // What arrived encrypted leaves as it came: never signed over.
                 sign: decision.sign && !must,
             };
-            match plan_clear.iter_mut().find(|(f, _)| *f == form) {
+            match groups.iter_mut().find(|(f, _)| *f == form) {
                 Some((_, group)) => group.push(*index),
-                None => plan_clear.push((form, vec![*index])),
+                None => groups.push((form, vec![*index])),
             }
         };
         match decision.action {
-            Action::Reject => plan.refused.push((
+            Action::Reject => plan.dispositions.push((
                 *index,
-                format!("refused by policy ({})", decision.explain()),
+                Disposition::Refuse(Reason::PolicyRefused {
+                    explanation: decision.explain(),
+                }),
             )),
-            Action::Quarantine => plan.waiting.push((
+            Action::Quarantine => plan.dispositions.push((
                 *index,
-                Waiting::Quarantined(format!("quarantined by policy ({})", decision.explain())),
+                Disposition::Quarantine(Reason::Quarantined {
+                    explanation: format!("quarantined by policy ({})", decision.explain()),
+                }),
             )),
             Action::EncryptRequired | Action::EncryptIfPossible
                 if facts.encrypted_for_gateway.is_some() && verdict.is_none() =>
             {
                 // Still encrypted as the sender wrote it (not for the gateway,
                 // or no key opened it): it leaves as it came, never in clear.
-                note = Some("already encrypted by the sender: sent as it came".to_owned());
-                send_as_is(&mut clear, decision.action == Action::EncryptRequired);
+                notes.push((
+                    *index,
+                    "already encrypted by the sender: sent as it came".to_owned(),
+                ));
+                send_as_is(
+                    &mut clear_groups,
+                    decision.action == Action::EncryptRequired,
+                );
             }
             Action::EncryptRequired | Action::EncryptIfPossible => {
                 let required = decision.action == Action::EncryptRequired;
-                let found = resolve::method(
-                    context.directory,
-                    address,
-                    &context.policy.config.methods,
-                    now,
-                );
-                let copy = found
-                    .as_ref()
-                    .and_then(|method| PartnerCopy::of(method, decision));
-                let joined = copy.as_ref().and_then(|copy| {
-                    partner_copies
-                        .iter()
-                        .find(|(known, _, _)| known == copy)
-                        .map(|(_, at, note)| (*at, note.clone()))
-                });
-                if let Some((at, shared_note)) = joined {
-                    // One copy for every recipient behind the same partner
-                    // gateway, in one transaction, as an MTA would send it.
-                    if let Some(out) = plan.outgoing.get_mut(at) {
-                        out.recipients.push(*index);
+                match find_method(context.directory, context.policy, address, decision, now)? {
+                    Ok(method) => {
+                        let key = CopyKey::of(
+                            &method,
+                            decision,
+                            visible.contains(&address.to_ascii_lowercase()),
+                        );
+                        match encrypted
+                            .iter_mut()
+                            .find(|g| g.key.is_some() && g.key == key)
+                        {
+                            Some(group) => group.members.push((*index, method)),
+                            None => encrypted.push(EncryptedGroup {
+                                key,
+                                members: vec![(*index, method)],
+                                decision: decision.clone(),
+                            }),
+                        }
                     }
-                    note = Some(shared_note);
-                } else {
-                    let outcome = match &found {
-                        Some(method) => {
-                            encrypted_copy(&base, &facts.subject, decision, method, context)?
-                        }
-                        None => Err(format!("no certificate or key for {address} yet")),
-                    };
-                    match outcome {
-                        Ok((encrypted, how)) => {
-                            note = Some(how.clone());
-                            plan.outgoing.push(Outgoing {
-                                recipients: vec![*index],
-                                content: Arc::new(encrypted),
-                                must_be_encrypted: true,
-                            });
-                            if let Some(copy) = copy {
-                                partner_copies.push((copy, plan.outgoing.len() - 1, how));
-                            }
-                        }
-                        Err(why_not) if required => plan.waiting.push((
+                    Err(why_not) if required => plan
+                        .dispositions
+                        .push((*index, Disposition::Hold(Reason::NoKey { detail: why_not }))),
+                    Err(why_not) => {
+                        notes.push((
                             *index,
-                            Waiting::Held(format!("encryption required and {why_not}")),
-                        )),
-                        Err(why_not) => {
-                            note = Some(format!("{why_not}: sent in clear as the policy allows"));
-                            send_as_is(&mut clear, false);
-                        }
+                            format!("{why_not}: sent in clear as the policy allows"),
+                        ));
+                        send_as_is(&mut clear_groups, false);
                     }
                 }
             }
-            Action::Sign | Action::Clear => send_as_is(&mut clear, false),
+            Action::Sign | Action::Clear => send_as_is(&mut clear_groups, false),
         }
+    }
+    for group in encrypted {
+        render_encrypted(&mut plan, &mut notes, &base, &facts.subject, group, context)?;
+    }
+    for (form, group) in clear_groups {
+        render_clear(&mut plan, &mut notes, &base, verdict, form, group, context)?;
+    }
+    for ((index, _), decision) in recipients.iter().zip(&decisions) {
         let mut explanation = decision.explain();
-        if let Some(note) = note {
+        for (_, note) in notes.iter().filter(|(i, _)| i == index) {
             explanation.push_str("; ");
-            explanation.push_str(&note);
+            explanation.push_str(note);
         }
         plan.explanations.push((*index, explanation));
     }
-    for (form, group) in clear {
-        let mut bytes = match &form.subject {
-            Some(s) => render::replace_subject(&base, s),
-            None => base.to_vec(),
-        };
-        if form.sign {
-            match render::sign(&bytes, context.keys) {
-                Ok(signed) => bytes = signed,
-                Err((true, e)) => return Err(PipelineError::Temporary(e)),
-                Err((false, e)) => {
-                    for i in &group {
-                        if let Some((_, text)) = plan.explanations.iter_mut().find(|(j, _)| j == i)
-                        {
-                            text.push_str(&format!("; not signed: {e}"));
-                        }
-                    }
-                }
-            }
-        }
-        let content = match (&form.subject, verdict, form.sign) {
-            (None, None, false) => Arc::clone(&base),
-            _ => with_verdict(bytes),
-        };
-        plan.outgoing.push(Outgoing {
-            recipients: group,
-            content,
-            must_be_encrypted: form.must_be_encrypted,
-        });
-    }
+    guard_plan(&mut plan);
     Ok(plan)
 }
 
-/// The copy encrypted for `method`, with what the recipient's decision asks
-/// (keyword removed from the subject, signed, header protection), and how
-/// it was made for the explanation: `Ok(Err(why not))` when the engine
-/// cannot encrypt for it, `Err` when the token is away (defer).
+/// The key to encrypt `address`'s copy with: `Ok(Err(why not))` when
+/// there is none the decision accepts (keys taken from mail are trust on
+/// first use: whoever controls the path can put one there, so they serve
+/// encrypt-required mail only where the policy says so); `Err` when the
+/// directory cannot be read (defer: never "no key").
+pub fn find_method(
+    directory: &crate::directory::Directory,
+    policy: &Policy,
+    address: &str,
+    decision: &Decision,
+    now: u64,
+) -> Result<Result<resolve::Method, String>, Reason> {
+    let required = decision.action == Action::EncryptRequired;
+    let min_trust = if required && !decision.trust_harvested_keys {
+        Trust::Verified
+    } else {
+        Trust::Harvested
+    };
+    let methods = &policy.config.methods;
+    let lookup = |min_trust| {
+        resolve::method(directory, address, methods, now, min_trust)
+            .map_err(|e| Reason::local(format!("key directory not readable: {e}")))
+    };
+    if let Some(method) = lookup(min_trust)? {
+        return Ok(Ok(method));
+    }
+    if min_trust > Trust::Harvested && lookup(Trust::Harvested)?.is_some() {
+        return Ok(Err(format!(
+            "the only key for {address} was taken from mail (trust on first use), \
+             which encrypt-required mail does not accept"
+        )));
+    }
+    Ok(Err(format!("no certificate or key for {address} yet")))
+}
+
+/// The addresses in the To and Cc fields (lower case): recipients a copy
+/// may name without revealing anyone (a Bcc recipient is in neither).
+fn visible_recipients(content: &[u8]) -> Vec<String> {
+    let Some(message) = mail_parser::MessageParser::default().parse_headers(content) else {
+        return Vec::new();
+    };
+    ["To", "Cc"]
+        .iter()
+        .filter_map(|name| message.header(*name))
+        .filter_map(|value| value.as_address())
+        .flat_map(|list| list.iter())
+        .filter_map(|a| a.address())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// Renders one encrypted copy for a group; a recipient whose key cannot
+/// be used in the shared copy falls back to a copy of its own, and one
+/// that cannot be encrypted for at all is held or sent as the policy says.
+fn render_encrypted(
+    plan: &mut Plan,
+    notes: &mut Vec<(usize, String)>,
+    base: &[u8],
+    subject: &str,
+    group: EncryptedGroup,
+    context: &Context<'_>,
+) -> Result<(), Reason> {
+    let methods: Vec<&resolve::Method> = group.members.iter().map(|(_, m)| m).collect();
+    let made = encrypted_copy(base, subject, &group.decision, &methods, context)?;
+    let singles: Vec<(usize, resolve::Method)> = match made {
+        Ok((bytes, how)) => {
+            let copy = plan.copies.len();
+            plan.copies.push(Outgoing {
+                recipients: group.members.iter().map(|(i, _)| *i).collect(),
+                content: Arc::new(bytes),
+                must_be_encrypted: true,
+            });
+            for (i, _) in &group.members {
+                plan.dispositions.push((*i, Disposition::Send { copy }));
+                notes.push((*i, how.clone()));
+            }
+            return Ok(());
+        }
+        Err(_) if group.members.len() > 1 => group.members,
+        Err(why_not) => {
+            let Some((i, _)) = group.members.into_iter().next() else {
+                return Ok(());
+            };
+            if group.decision.action == Action::EncryptRequired {
+                plan.dispositions
+                    .push((i, Disposition::Hold(Reason::NoKey { detail: why_not })));
+            } else {
+                notes.push((i, format!("{why_not}: sent in clear as the policy allows")));
+                plan.copies.push(Outgoing {
+                    recipients: vec![i],
+                    content: Arc::new(base.to_vec()),
+                    must_be_encrypted: false,
+                });
+                plan.dispositions.push((
+                    i,
+                    Disposition::Send {
+                        copy: plan.copies.len() - 1,
+                    },
+                ));
+            }
+            return Ok(());
+        }
+    };
+    for member in singles {
+        render_encrypted(
+            plan,
+            notes,
+            base,
+            subject,
+            EncryptedGroup {
+                key: None,
+                members: vec![member],
+                decision: group.decision.clone(),
+            },
+            context,
+        )?;
+    }
+    Ok(())
+}
+
+/// Renders the message itself for a group (subject rewritten, signed,
+/// with the verdict header for opened mail).
+fn render_clear(
+    plan: &mut Plan,
+    notes: &mut Vec<(usize, String)>,
+    base: &Arc<Vec<u8>>,
+    verdict: Option<&str>,
+    form: ClearForm,
+    group: Vec<usize>,
+    context: &Context<'_>,
+) -> Result<(), Reason> {
+    let mut bytes = match &form.subject {
+        Some(s) => render::replace_subject(base, s),
+        None => base.to_vec(),
+    };
+    if form.sign {
+        match render::sign(&bytes, context.keys) {
+            Ok(signed) => bytes = signed,
+            Err((true, e)) => return Err(Reason::KeyStoreUnavailable { detail: e }),
+            Err((false, e)) => notes.extend(group.iter().map(|i| (*i, format!("not signed: {e}")))),
+        }
+    }
+    let content = match (&form.subject, verdict, form.sign) {
+        (None, None, false) => Arc::clone(base),
+        _ => match verdict {
+            // What internal recipients of opened mail see: the gateway's verdict.
+            Some(v) => {
+                let mut out = format!("{}: {v}\r\n", render::VERDICT_HEADER).into_bytes();
+                out.extend_from_slice(&bytes);
+                Arc::new(out)
+            }
+            None => Arc::new(bytes),
+        },
+    };
+    let copy = plan.copies.len();
+    plan.copies.push(Outgoing {
+        recipients: group.clone(),
+        content,
+        must_be_encrypted: form.must_be_encrypted,
+    });
+    plan.dispositions
+        .extend(group.into_iter().map(|i| (i, Disposition::Send { copy })));
+    Ok(())
+}
+
+/// The fail-closed guard over the whole plan: a copy that must be
+/// encrypted and is not is dropped, and its recipients are held.
+fn guard_plan(plan: &mut Plan) {
+    let stopped: Vec<usize> = plan
+        .copies
+        .iter()
+        .enumerate()
+        .filter(|(_, copy)| guard::check(copy).is_err())
+        .map(|(n, _)| n)
+        .collect();
+    if stopped.is_empty() {
+        return;
+    }
+    for (_, disposition) in &mut plan.dispositions {
+        if let Disposition::Send { copy } = disposition
+            && stopped.contains(copy)
+        {
+            tracing::error!("outgoing copy stopped by the fail-closed guard");
+            *disposition = Disposition::Hold(Reason::GuardStopped {
+                detail: guard::STOPPED.to_owned(),
+            });
+        }
+    }
+    for n in &stopped {
+        if let Some(copy) = plan.copies.get_mut(*n) {
+            copy.recipients.clear();
+        }
+    }
+}
+
+/// The copy encrypted for `methods`, with what the decision asks (keyword
+/// removed from the subject, signed, header protection), and how it was
+/// made for the explanation: `Ok(Err(why not))` when the engine cannot
+/// encrypt for them, `Err` when the token is away (defer).
 fn encrypted_copy(
     base: &[u8],
     subject: &str,
-    decision: &crate::policy::Decision,
-    method: &resolve::Method,
+    decision: &Decision,
+    methods: &[&resolve::Method],
     context: &Context<'_>,
-) -> Result<Result<(Vec<u8>, String), String>, PipelineError> {
+) -> Result<Result<(Vec<u8>, String), String>, Reason> {
     let mut source = match &decision.strip_keyword {
         Some(keyword) => render::replace_subject(
             base,
@@ -393,7 +551,7 @@ fn encrypted_copy(
     if decision.sign {
         match render::sign(&source, context.keys) {
             Ok(signed) => source = signed,
-            Err((true, e)) => return Err(PipelineError::Temporary(e)),
+            Err((true, e)) => return Err(Reason::KeyStoreUnavailable { detail: e }),
             Err((false, e)) => unsigned = format!("; not signed: {e}"),
         }
     }
@@ -402,13 +560,25 @@ fn encrypted_copy(
     } else {
         ""
     };
+    let described = methods
+        .iter()
+        .map(|m| m.describe())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let shared = if methods.len() > 1 {
+        format!(" (one copy for {} recipients)", methods.len())
+    } else {
+        String::new()
+    };
     let protection = decision.neutral_subject.then(|| protect::protect(&source));
     Ok(
-        render::encrypt(&source, protection, method, &context.policy.config.engine)
+        render::encrypt(&source, protection, methods, &context.policy.config.engine)
             .map(|encrypted| {
-                let how = method.describe();
-                (encrypted, format!("{signed}encrypted for {how}{unsigned}"))
+                (
+                    encrypted,
+                    format!("{signed}encrypted for {described}{shared}{unsigned}"),
+                )
             })
-            .map_err(|e| format!("{} found, but {e}", method.describe())),
+            .map_err(|e| format!("{described} found, but {e}")),
     )
 }

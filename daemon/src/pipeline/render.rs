@@ -62,37 +62,44 @@ pub enum EncryptError {
     Engine(String),
 }
 
-/// `content` encrypted for the recipient's `method`; with `protected`, the
-/// header-protected split of it (RFC 9788, [`super::protect`]) is encrypted.
+/// `content` encrypted for `methods` (one copy every one of them opens:
+/// one RecipientInfo, or one PKESK, each); with `protected`, the
+/// header-protected split of it (RFC 9788, [`super::protect`]) is
+/// encrypted. The methods are all S/MIME or all OpenPGP; the engines'
+/// options come from [`engine_options`], the one place that holds them.
 pub fn encrypt(
     content: &[u8],
     protected: Option<super::protect::Protected>,
-    method: &super::resolve::Method,
+    methods: &[&super::resolve::Method],
     options: &crate::policy::rules::EngineOptions,
 ) -> Result<Vec<u8>, EncryptError> {
     use super::resolve::Method;
-    match method {
-        Method::Smime(entry) => {
-            let cert = sealgate_smime::Certificate::from_der(&entry.data)
+    let entries: Vec<&crate::directory::Entry> = methods.iter().map(|m| m.entry()).collect();
+    match methods.first() {
+        None => Err(EncryptError::Engine("no recipient to encrypt for".into())),
+        Some(Method::Smime(_)) => {
+            let certs = entries
+                .iter()
+                .map(|e| sealgate_smime::Certificate::from_der(&e.data))
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| EncryptError::Engine(format!("certificate: {e}")))?;
-            let rsa = if options.smime_rsa_oaep {
-                sealgate_smime::RsaTransport::OaepSha256
-            } else {
-                sealgate_smime::RsaTransport::Pkcs1v15
-            };
-            // GCM only when the recipient is known to read it; the directory
-            // does not record capabilities yet, so CBC (every client reads it).
-            let opts = sealgate_smime::EncryptOptions { gcm: false, rsa };
+            let certs: Vec<&sealgate_smime::Certificate> = certs.iter().collect();
+            let opts = smime_options(options);
             match protected {
-                Some(p) => sealgate_smime::encrypt_entity(p.outer, p.inner, &[&cert], opts),
-                None => sealgate_smime::encrypt_message(content, &[&cert], opts),
+                Some(p) => sealgate_smime::encrypt_entity(p.outer, p.inner, &certs, opts),
+                None => sealgate_smime::encrypt_message(content, &certs, opts),
             }
             .map_err(|e| EncryptError::Engine(e.to_string()))
         }
-        Method::Openpgp(entry) => {
+        Some(Method::Openpgp(_)) => {
             let limits = sealgate_openpgp::Limits::default();
-            let certs = sealgate_openpgp::parse_certs(&entry.data, &limits)
-                .map_err(|e| EncryptError::Engine(format!("OpenPGP key: {e}")))?;
+            let mut certs = Vec::new();
+            for entry in &entries {
+                certs.extend(
+                    sealgate_openpgp::parse_certs(&entry.data, &limits)
+                        .map_err(|e| EncryptError::Engine(format!("OpenPGP key: {e}")))?,
+                );
+            }
             let opts = sealgate_openpgp::EncryptOptions::new();
             match protected {
                 Some(p) => sealgate_openpgp::encrypt_entity(p.outer, &p.inner, &certs, None, opts),
@@ -103,16 +110,32 @@ pub fn encrypt(
     }
 }
 
+/// The S/MIME engine's options for recipients, as the pipeline and the
+/// `sealgate smime encrypt` verb both use them: AES-256-CBC (every client
+/// reads it; the directory does not record capabilities yet, and NSS and
+/// gpgsm read no GCM) and PKCS#1 v1.5 key transport unless
+/// `policy.engine.smime_rsa_oaep` asks for RSA-OAEP (gpgsm 2.2 reads no OAEP).
+pub fn smime_options(
+    options: &crate::policy::rules::EngineOptions,
+) -> sealgate_smime::EncryptOptions {
+    let rsa = if options.smime_rsa_oaep {
+        sealgate_smime::RsaTransport::OaepSha256
+    } else {
+        sealgate_smime::RsaTransport::default()
+    };
+    sealgate_smime::EncryptOptions { gcm: false, rsa }
+}
+
 /// `content` signed by the gateway (detached `multipart/signed`, made CRLF
 /// and 7-bit first so no relay can break the signature). `Err(true)` when
 /// the token is unreachable (defer the message), `Err(false)` otherwise.
-pub fn sign(content: &[u8], store: &super::unwrap::KeyStore) -> Result<Vec<u8>, (bool, String)> {
-    if let super::unwrap::KeyStore::Unavailable(why) = store {
+pub fn sign(content: &[u8], store: &crate::keys::KeyStore) -> Result<Vec<u8>, (bool, String)> {
+    if let crate::keys::KeyStore::Unavailable(why) = store {
         return Err((true, format!("the key store is unavailable ({why})")));
     }
     let identity = store
         .keys()
-        .and_then(super::unwrap::GatewayKeys::signing)
+        .and_then(crate::keys::GatewayKeys::signing)
         .ok_or((
             false,
             "no signing key with a certificate on the token".to_owned(),

@@ -5,7 +5,7 @@
 //!
 //! Trusts: the directory (it only holds parsed, bounded material).
 
-use crate::directory::{Directory, Entry, Kind};
+use crate::directory::{Directory, DirectoryError, Entry, Kind, Trust};
 
 /// How a recipient's copy is protected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +42,19 @@ impl Method {
     }
 }
 
-/// The method for `address` now, if the directory has one.
-pub fn method(directory: &Directory, address: &str, order: &[Kind], now_ms: u64) -> Option<Method> {
-    directory
-        .best_for(address, order, now_ms)
+/// The method for `address` now, if the directory has one trusted at
+/// least `min_trust`. A storage error is an error, never "no method".
+pub fn method(
+    directory: &Directory,
+    address: &str,
+    order: &[Kind],
+    now_ms: u64,
+    min_trust: Trust,
+) -> Result<Option<Method>, DirectoryError> {
+    Ok(directory
+        .best_for(address, order, now_ms, min_trust)?
         .map(|entry| match entry.kind {
             Kind::Smime => Method::Smime(entry),
             Kind::Openpgp => Method::Openpgp(entry),
-        })
+        }))
 }

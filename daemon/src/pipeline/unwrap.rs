@@ -19,190 +19,12 @@
 //! Trusts: the token and the gateway's own certificates; nothing in the
 //! message (the engines parse it within their limits).
 
-use std::path::Path;
-
-use sealgate_hsm::{Hsm, TokenKey};
 use sealgate_openpgp::GatewayIdentity;
-use sealgate_smime::cert::CertKey;
 use sealgate_smime::efail::CbcVerdict;
-use sealgate_smime::{Certificate, GatewayKey};
 
-use super::PipelineError;
+use crate::keys::{GatewayKeys, KeyStore};
 use crate::policy::Wrapping;
-
-/// Labels of the token keys that open S/MIME mail for the gateway.
-pub const SMIME_KEY_LABELS: &[&str] = &["gateway-decrypt", "gateway-ec-derive"];
-
-/// Label of the token key that signs for the gateway.
-pub const SIGN_KEY_LABEL: &str = "gateway-sign";
-
-/// The gateway's keys on the token, with their certificates: those that
-/// open mail for the gateway, and the one that signs.
-pub struct GatewayKeys {
-    smime: Vec<(Certificate, TokenKey)>,
-    signer: Option<(TokenKey, Vec<Certificate>)>,
-    openpgp: Option<GatewayIdentity>,
-}
-
-impl std::fmt::Debug for GatewayKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayKeys")
-            .field("smime", &self.smime.len())
-            .field("signer", &self.signer.is_some())
-            .field(
-                "openpgp",
-                &self
-                    .openpgp
-                    .as_ref()
-                    .map(|id| id.cert().fingerprint().to_hex()),
-            )
-            .finish()
-    }
-}
-
-impl GatewayKeys {
-    /// Loads every key in `labels` that has a certificate on the token;
-    /// keys without one are skipped (and named in the log), and the
-    /// gateway's OpenPGP identity from `openpgp_dir` if one was created
-    /// there (`sealgate pgp init`). Fails only when the token itself cannot
-    /// be reached (a temporary error): then nothing is known about which
-    /// keys exist. Blocking.
-    pub fn load(
-        hsm: &Hsm,
-        labels: &[&str],
-        openpgp_dir: &Path,
-    ) -> Result<GatewayKeys, sealgate_hsm::Error> {
-        let mut smime = Vec::new();
-        for label in labels {
-            let cert = unless_unreachable(hsm.certificate_chain(label))?
-                .and_then(|chain| chain.into_iter().next())
-                .and_then(|der| Certificate::from_der(&der).ok());
-            let Some(cert) = cert else {
-                tracing::info!(%label, "no certificate for this token key: it opens no S/MIME mail");
-                continue;
-            };
-            let key = match cert.key {
-                CertKey::Ec { .. } => hsm.key_agreement(label),
-                _ => hsm.decryptor(label),
-            };
-            match unless_unreachable(key)? {
-                Some(key) => smime.push((cert, key)),
-                None => tracing::warn!(%label, "token key not usable for decryption"),
-            }
-        }
-        let chain: Vec<Certificate> = unless_unreachable(hsm.certificate_chain(SIGN_KEY_LABEL))?
-            .map(|ders| {
-                ders.iter()
-                    .filter_map(|d| Certificate::from_der(d).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let signer = match (
-            chain.is_empty(),
-            unless_unreachable(hsm.signer(SIGN_KEY_LABEL))?,
-        ) {
-            (false, Some(key)) => Some((key, chain)),
-            _ => {
-                tracing::info!(
-                    label = SIGN_KEY_LABEL,
-                    "no signing key with a certificate: the gateway does not sign"
-                );
-                None
-            }
-        };
-        Ok(GatewayKeys {
-            smime,
-            signer,
-            openpgp: load_openpgp(hsm, openpgp_dir)?,
-        })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.smime.is_empty() && self.signer.is_none() && self.openpgp.is_none()
-    }
-
-    /// The gateway's S/MIME signing identity; correspondents are told to
-    /// encrypt to the gateway's RSA decryption certificate, if there is one.
-    pub fn signing(&self) -> Option<sealgate_smime::SigningIdentity<'_>> {
-        let (key, chain) = self.signer.as_ref()?;
-        Some(sealgate_smime::SigningIdentity {
-            key,
-            chain,
-            encryption_cert: self
-                .smime
-                .iter()
-                .map(|(cert, _)| cert)
-                .find(|cert| matches!(cert.key, CertKey::Rsa { .. })),
-        })
-    }
-
-    /// The gateway's OpenPGP identity, if one was created.
-    pub fn openpgp(&self) -> Option<&GatewayIdentity> {
-        self.openpgp.as_ref()
-    }
-
-    fn smime_keys(&self) -> Vec<GatewayKey<'_>> {
-        self.smime
-            .iter()
-            .map(|(cert, key)| match cert.key {
-                CertKey::Ec { .. } => GatewayKey::Ec { cert, key },
-                _ => GatewayKey::Rsa { cert, key },
-            })
-            .collect()
-    }
-}
-
-/// What the gateway knows of its own keys, as the scheduler holds it.
-#[derive(Debug, Clone, Default)]
-pub enum KeyStore {
-    /// No token is set up (or it holds no key with a certificate): mail
-    /// encrypted for anyone passes through unopened.
-    #[default]
-    NotSetUp,
-    /// A token is set up but could not be opened: mail that may be
-    /// encrypted for the gateway waits (deferred) until it can be.
-    Unavailable(String),
-    /// Loaded.
-    Ready(std::sync::Arc<GatewayKeys>),
-}
-
-impl KeyStore {
-    /// The loaded keys, if any.
-    pub fn keys(&self) -> Option<&GatewayKeys> {
-        match self {
-            KeyStore::Ready(keys) => Some(keys),
-            _ => None,
-        }
-    }
-}
-
-/// `Ok(None)` for a token answer that says "not there / not usable",
-/// `Err` when the token could not be reached at all.
-fn unless_unreachable<T>(
-    result: Result<T, sealgate_hsm::Error>,
-) -> Result<Option<T>, sealgate_hsm::Error> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(e) if e.is_temporary() => Err(e),
-        Err(_) => Ok(None),
-    }
-}
-
-/// The OpenPGP identity in `dir`, if `sealgate pgp init` created one.
-fn load_openpgp(hsm: &Hsm, dir: &Path) -> Result<Option<GatewayIdentity>, sealgate_hsm::Error> {
-    if !dir.join("gateway.toml").exists() {
-        tracing::info!(dir = %dir.display(), "no gateway OpenPGP identity: OpenPGP mail for the gateway is not opened");
-        return Ok(None);
-    }
-    match GatewayIdentity::load(hsm, dir) {
-        Ok(identity) => Ok(Some(identity)),
-        Err(sealgate_openpgp::Error::Hsm(e)) if e.is_temporary() => Err(e),
-        Err(e) => {
-            tracing::error!(error = %e, "gateway OpenPGP identity not usable: OpenPGP mail for the gateway is not opened");
-            Ok(None)
-        }
-    }
-}
+use crate::reason::Reason;
 
 /// What unwrapping did.
 #[derive(Debug)]
@@ -228,7 +50,7 @@ pub enum Unwrapped {
 /// deferred: it may be for the gateway, and passing it on would deliver
 /// ciphertext nobody can read (or, worse, skip the recipient's own
 /// encryption). Without a key store the message is not even looked at.
-pub fn unwrap(content: &[u8], store: &KeyStore) -> Result<Unwrapped, PipelineError> {
+pub fn unwrap(content: &[u8], store: &KeyStore) -> Result<Unwrapped, Reason> {
     if matches!(store, KeyStore::NotSetUp) {
         return Ok(Unwrapped::AsIs);
     }
@@ -236,25 +58,25 @@ pub fn unwrap(content: &[u8], store: &KeyStore) -> Result<Unwrapped, PipelineErr
     let keys = match store {
         KeyStore::Ready(keys) => keys,
         KeyStore::Unavailable(why) if wrapping.is_some() => {
-            return Err(PipelineError::Temporary(format!(
-                "the key store is unavailable ({why}); the message may be encrypted for the gateway"
-            )));
+            return Err(Reason::KeyStoreUnavailable {
+                detail: format!("{why}; the message may be encrypted for the gateway"),
+            });
         }
         _ => return Ok(Unwrapped::AsIs),
     };
-    match (wrapping, &keys.openpgp) {
+    match (wrapping, keys.openpgp()) {
         (Some(Wrapping::Openpgp), Some(identity)) => unwrap_openpgp(content, identity),
         (Some(Wrapping::Openpgp), None) => Ok(Unwrapped::AsIs),
         // The S/MIME engine judges the rest itself (it also knows the
         // legacy forms the parse stage does not name).
-        _ if keys.smime.is_empty() => Ok(Unwrapped::AsIs),
+        _ if !keys.opens_smime() => Ok(Unwrapped::AsIs),
         _ => unwrap_smime(content, keys),
     }
 }
 
 /// Opens an OpenPGP message addressed to the gateway's identity; mail for
 /// anyone else passes through as it is.
-fn unwrap_openpgp(content: &[u8], identity: &GatewayIdentity) -> Result<Unwrapped, PipelineError> {
+fn unwrap_openpgp(content: &[u8], identity: &GatewayIdentity) -> Result<Unwrapped, Reason> {
     let limits = sealgate_openpgp::Limits::default();
     let addressed = match sealgate_openpgp::addressees(content, &limits) {
         Ok(found) => found.include(identity),
@@ -279,12 +101,12 @@ fn unwrap_openpgp(content: &[u8], identity: &GatewayIdentity) -> Result<Unwrappe
             ),
             carried: decrypted.carried_certs,
         }),
-        Err(e) if e.is_temporary() => Err(PipelineError::Temporary(format!(
-            "the key store is unavailable to decrypt the message: {e}"
-        ))),
-        Err(e) => Err(PipelineError::Permanent(format!(
-            "the message is encrypted for the gateway but could not be decrypted: {e}"
-        ))),
+        Err(e) if e.is_temporary() => Err(Reason::KeyStoreUnavailable {
+            detail: format!("to decrypt the message: {e}"),
+        }),
+        Err(e) => Err(Reason::Undecryptable {
+            detail: e.to_string(),
+        }),
     }
 }
 
@@ -336,16 +158,16 @@ fn smime_signature_word(inner: &[u8]) -> &'static str {
 }
 
 /// Opens an S/MIME message encrypted for one of the gateway's keys.
-fn unwrap_smime(content: &[u8], keys: &GatewayKeys) -> Result<Unwrapped, PipelineError> {
+fn unwrap_smime(content: &[u8], keys: &GatewayKeys) -> Result<Unwrapped, Reason> {
     match sealgate_smime::decrypt_message(content, &keys.smime_keys()) {
         Ok(decrypted) => {
             let report = &decrypted.report;
             let integrity = match &report.cbc_check {
                 _ if report.integrity_protected => "aead".to_owned(),
                 Some(CbcVerdict::Malleated(why)) => {
-                    return Err(PipelineError::Permanent(format!(
-                        "the encrypted content shows signs of tampering ({why}); not delivered"
-                    )));
+                    return Err(Reason::Tampered {
+                        detail: why.to_string(),
+                    });
                 }
                 Some(CbcVerdict::Clean) => "cbc-checked".to_owned(),
                 Some(CbcVerdict::Unverifiable(_)) | None => "none".to_owned(),
@@ -367,11 +189,11 @@ fn unwrap_smime(content: &[u8], keys: &GatewayKeys) -> Result<Unwrapped, Pipelin
         Err(sealgate_smime::Error::WrongType(_) | sealgate_smime::Error::NoMatchingRecipient) => {
             Ok(Unwrapped::AsIs)
         }
-        Err(e) if e.is_temporary() => Err(PipelineError::Temporary(format!(
-            "the key store is unavailable to decrypt the message: {e}"
-        ))),
-        Err(e) => Err(PipelineError::Permanent(format!(
-            "the message is encrypted for the gateway but could not be decrypted: {e}"
-        ))),
+        Err(e) if e.is_temporary() => Err(Reason::KeyStoreUnavailable {
+            detail: format!("to decrypt the message: {e}"),
+        }),
+        Err(e) => Err(Reason::Undecryptable {
+            detail: e.to_string(),
+        }),
     }
 }

@@ -54,6 +54,7 @@ fn run(file: &str, text: &str) -> usize {
         let recipient = Recipient {
             address: case.to.clone(),
             internal: case.internal,
+            released: false,
         };
         let d = decide(&policy, &case.facts, &recipient);
         let by = source_text(&d.source);

@@ -49,21 +49,29 @@ pub struct Decision {
     pub neutral_subject: bool,
     /// The subject keyword that matched and is to be removed, if any.
     pub strip_keyword: Option<String>,
+    /// Keys taken from mail are enough for encrypt-required
+    /// ([`Settings::trust_harvested_keys`]).
+    pub trust_harvested_keys: bool,
     pub source: Source,
     /// Why, in words: the conditions that held and any guard that changed the action.
     pub because: Vec<String>,
 }
 
 impl Decision {
-    /// One line for people: `bob@x.org: encrypt-required (rule 2 "secure"): subject contains "[secure]"`.
-    pub fn explain(&self) -> String {
-        let source = match &self.source {
+    /// What decided, in words: `rule 2 "secure"`, `settings of domain x`.
+    pub fn source_text(&self) -> String {
+        match &self.source {
             Source::Rule { index, name } => format!("rule {index} \"{name}\""),
             Source::Address { pattern } => format!("settings of address {pattern}"),
             Source::Domain { pattern } => format!("settings of domain {pattern}"),
             Source::Global => "global settings".to_owned(),
             Source::Default => format!("default for {} mail", self.direction.as_str()),
-        };
+        }
+    }
+
+    /// One line for people: `bob@x.org: encrypt-required (rule 2 "secure"): subject contains "[secure]"`.
+    pub fn explain(&self) -> String {
+        let source = self.source_text();
         let mut line = format!(
             "{}: {}{} ({source})",
             self.recipient,
@@ -153,6 +161,12 @@ pub fn decide(policy: &Policy, facts: &MessageFacts, recipient: &Recipient) -> D
         }
     };
 
+    let action = if action == Action::Quarantine && recipient.released {
+        because.push("released from quarantine by an administrator".to_owned());
+        Action::EncryptIfPossible
+    } else {
+        action
+    };
     let action = apply_guards(config, facts, recipient.internal, action, &mut because);
 
     let sign =
@@ -165,9 +179,26 @@ pub fn decide(policy: &Policy, facts: &MessageFacts, recipient: &Recipient) -> D
         sign,
         neutral_subject,
         strip_keyword,
+        trust_harvested_keys: inherited(|s| s.trust_harvested_keys).unwrap_or(false),
         source,
         because,
     }
+}
+
+/// Whether keys taken from mail are enough for encrypt-required mail to
+/// `address` ([`Settings::trust_harvested_keys`], address → domain → global).
+pub fn trusts_harvested_keys(policy: &Policy, address: &str) -> bool {
+    let recipient = Recipient {
+        address: address.to_ascii_lowercase(),
+        internal: false,
+        released: false,
+    };
+    let (address_settings, domain_settings) = settings_for(policy, &recipient);
+    address_settings
+        .and_then(|(_, s)| s.trust_harvested_keys)
+        .or_else(|| domain_settings.and_then(|(_, s)| s.trust_harvested_keys))
+        .or(policy.config.settings.trust_harvested_keys)
+        .unwrap_or(false)
 }
 
 /// Settings with the pattern they were configured under.

@@ -11,38 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which way a message goes for one recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// From an internal sender to a recipient outside the organisation.
-    Outbound,
-    /// From outside to an internal recipient.
-    Inbound,
-    /// From an internal sender to an internal recipient.
-    Internal,
-    /// From outside to outside (only for relays the configuration allows).
-    External,
-}
-
-impl Direction {
-    pub fn of(sender_internal: bool, recipient_internal: bool) -> Direction {
-        match (sender_internal, recipient_internal) {
-            (true, false) => Direction::Outbound,
-            (false, true) => Direction::Inbound,
-            (true, true) => Direction::Internal,
-            (false, false) => Direction::External,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Outbound => "outbound",
-            Direction::Inbound => "inbound",
-            Direction::Internal => "internal",
-            Direction::External => "external",
-        }
-    }
-}
+pub use sealgate_api::settings::policy::Direction;
 
 /// The cryptographic wrapping a message arrived in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +65,10 @@ pub struct Recipient {
     pub address: String,
     /// Whether the address is in one of the organisation's domains.
     pub internal: bool,
+    /// An administrator released it from quarantine: a quarantine decision
+    /// becomes encrypt-if-possible (the guards still apply).
+    #[serde(default)]
+    pub released: bool,
 }
 
 impl Recipient {

@@ -8,6 +8,7 @@
 
 use crate::config::Config;
 use crate::envelope::{Envelope, EnvelopeRecipient, now_ms};
+use crate::reason::Reason;
 use crate::smtp::command::{BodyType, Ret};
 use crate::util::rfc5322_date_now;
 
@@ -22,7 +23,7 @@ pub enum ReportAction {
 pub struct ReportedRecipient<'a> {
     pub recipient: &'a EnvelopeRecipient,
     pub action: ReportAction,
-    pub reason: &'a str,
+    pub reason: &'a Reason,
     pub remote: &'a str,
 }
 
@@ -89,7 +90,7 @@ pub fn build(
         out.push_str(&format!(
             "<{}>: {}\r\n",
             r.recipient.address,
-            single_line(r.reason)
+            single_line(&r.reason.text())
         ));
     }
     out.push_str(&format!(
@@ -118,18 +119,19 @@ pub fn build(
             "Final-Recipient: {addr_type}; {}\r\n",
             r.recipient.address
         ));
+        // The code comes from the reason itself; the class from what is reported.
         let (action, status) = match r.action {
-            ReportAction::Failed => ("failed", status_code(r.reason, '5')),
-            ReportAction::Delayed => ("delayed", status_code(r.reason, '4')),
+            ReportAction::Failed => ("failed", r.reason.status().with_class(5)),
+            ReportAction::Delayed => ("delayed", r.reason.status().with_class(4)),
         };
         out.push_str(&format!("Action: {action}\r\nStatus: {status}\r\n"));
         if !r.remote.is_empty() {
             out.push_str(&format!("Remote-MTA: dns; {}\r\n", single_line(r.remote)));
         }
-        if r.reason.len() >= 3 && r.reason.as_bytes().iter().take(3).all(u8::is_ascii_digit) {
+        if let Some(reply) = r.reason.remote_reply() {
             out.push_str(&format!(
                 "Diagnostic-Code: smtp; {}\r\n",
-                single_line(r.reason)
+                single_line(&reply)
             ));
         }
     }
@@ -165,22 +167,6 @@ fn header_section(content: &[u8]) -> &[u8] {
         .unwrap_or(content)
 }
 
-/// An enhanced status code from a remote reply if it has one, else a default.
-fn status_code(reason: &str, class: char) -> String {
-    reason
-        .split(' ')
-        .nth(1)
-        .filter(|w| {
-            let parts: Vec<_> = w.split('.').collect();
-            parts.len() == 3
-                && parts
-                    .iter()
-                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-                && w.starts_with(class)
-        })
-        .map_or_else(|| format!("{class}.0.0"), ToString::to_string)
-}
-
 fn single_line(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -191,7 +177,7 @@ fn single_line(text: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use crate::smtp::address::Address;
+    use crate::address::Address;
     use crate::smtp::command::Notify;
 
     fn envelope(sender: Option<&str>, notify: Option<Notify>) -> Envelope {
@@ -223,7 +209,7 @@ mod tests {
         let reported = [ReportedRecipient {
             recipient: &env.recipients[0],
             action: ReportAction::Failed,
-            reason: "550 5.1.1 no such user",
+            reason: &Reason::remote(550, "5.1.1 no such user"),
             remote: "mx.example.net:25",
         }];
         let (dsn_env, dsn) = build(&Config::default(), "Q1", &env, content, &reported).unwrap();
@@ -244,7 +230,7 @@ mod tests {
         let r = [ReportedRecipient {
             recipient: &env.recipients[0],
             action: ReportAction::Failed,
-            reason: "x",
+            reason: &Reason::local("x"),
             remote: "",
         }];
         assert!(build(&Config::default(), "Q", &env, b"", &r).is_none());
@@ -256,7 +242,7 @@ mod tests {
         let r = [ReportedRecipient {
             recipient: &env.recipients[0],
             action: ReportAction::Failed,
-            reason: "x",
+            reason: &Reason::local("x"),
             remote: "",
         }];
         assert!(build(&Config::default(), "Q", &env, b"", &r).is_none());

@@ -18,10 +18,10 @@
 
 use base64::Engine as _;
 
+use crate::address::Address;
 use crate::config::Config;
 use crate::envelope::Envelope;
-use crate::pipeline::unwrap::KeyStore;
-use crate::smtp::address::Address;
+use crate::keys::KeyStore;
 
 /// An invitation ready to queue.
 #[derive(Debug)]

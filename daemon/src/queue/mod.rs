@@ -20,28 +20,28 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, QueueId};
 use crate::tracking::{Direction, EventKind, Tracker};
 
 use spool::Spool;
 use state::{QueueEntry, QueueState};
 
+/// Where the scheduler answers an administrative request.
+pub type Reply = tokio::sync::oneshot::Sender<Result<(), sealgate_api::ServiceError>>;
+
 /// What the scheduler is asked to do from outside its loop.
 #[derive(Debug)]
 pub enum SchedulerRequest {
     /// A new message is in the queue: try it now.
-    Wake(String),
+    Wake(QueueId),
     /// Retry a queued message now.
-    Retry(String, tokio::sync::oneshot::Sender<Result<(), String>>),
+    Retry(QueueId, Reply),
     /// Delete a queued message (every pending recipient).
-    Delete(String, tokio::sync::oneshot::Sender<Result<(), String>>),
+    Delete(QueueId, Reply),
     /// Release held and quarantined recipients: decide and try them again now.
-    Release(String, tokio::sync::oneshot::Sender<Result<(), String>>),
+    Release(QueueId, Reply),
     /// Keys arrived for these addresses (or `@domain`s): release what is held for them.
     KeysArrived(Vec<String>),
-    /// The gateway's own keys were loaded again from the token (SIGHUP, or
-    /// the token came back): attempts from now on use these.
-    ReloadKeys(crate::pipeline::unwrap::KeyStore),
 }
 
 /// Shared handle to the queue.
@@ -62,12 +62,13 @@ impl Queue {
     /// Opens the spool and state; the receiver goes to [`scheduler::run`].
     pub fn open(
         config: &Config,
-        db: &sled::Db,
+        db: &crate::db::Db,
+        shared: Arc<dyn crate::store::SharedStore>,
     ) -> io::Result<(Queue, mpsc::UnboundedReceiver<SchedulerRequest>)> {
         let spool = Spool::open(&config.data_dir.join("spool"))?;
-        let state = QueueState::open(db).map_err(io::Error::other)?;
-        let tracker = Tracker::open(db, &config.node_name).map_err(io::Error::other)?;
-        let directory = crate::directory::Directory::open(db).map_err(io::Error::other)?;
+        let state = QueueState::open(db, shared.clone());
+        let tracker = Tracker::open(db, &config.node_name);
+        let directory = crate::directory::Directory::open(shared);
         let (tx, rx) = mpsc::unbounded_channel();
         Ok((
             Queue {
@@ -115,7 +116,7 @@ impl Queue {
     /// Takes a message from SMTP: durable in the spool before this returns.
     pub async fn accept(
         &self,
-        queue_id: &str,
+        queue_id: &QueueId,
         envelope: &Envelope,
         header: &[u8],
         body: &[u8],
@@ -126,7 +127,7 @@ impl Queue {
             .await?;
         let size = (header.len() + body.len()) as u64;
         tracing::info!(
-            queue_id,
+            queue_id = %queue_id,
             session_id = %envelope.session_id,
             client = %envelope.client_ip,
             sender = %envelope.sender_text(),
@@ -140,8 +141,8 @@ impl Queue {
     }
 
     /// Queues a message this gateway wrote itself (a DSN), durably.
-    pub async fn inject(&self, envelope: &Envelope, content: &[u8]) -> io::Result<String> {
-        let queue_id = crate::util::new_queue_id();
+    pub async fn inject(&self, envelope: &Envelope, content: &[u8]) -> io::Result<QueueId> {
+        let queue_id = QueueId::new();
         self.inner
             .spool
             .store(&queue_id, envelope, b"", content)
@@ -151,16 +152,16 @@ impl Queue {
     }
 
     /// Records state and tracking for a spooled message and wakes the scheduler.
-    fn register(&self, queue_id: &str, envelope: &Envelope, size: u64, remote: &str) {
+    fn register(&self, queue_id: &QueueId, envelope: &Envelope, size: u64, remote: &str) {
         let entry = QueueEntry::new(queue_id, envelope, size);
         if let Err(e) = self.inner.state.put(&entry) {
             // The spool file is the truth; start-up reconciliation recreates the state.
-            tracing::error!(queue_id, error = %e, "queue state not written");
+            tracing::error!(queue_id = %queue_id, error = %e, "queue state not written");
         }
         let sender = envelope.sender_text();
         for r in &envelope.recipients {
             self.inner.tracker.record(
-                queue_id,
+                queue_id.as_str(),
                 EventKind::Received,
                 Direction::In,
                 &sender,
@@ -169,6 +170,6 @@ impl Queue {
                 &format!("{size} octets"),
             );
         }
-        let _ = self.request(SchedulerRequest::Wake(queue_id.to_string()));
+        let _ = self.request(SchedulerRequest::Wake(queue_id.clone()));
     }
 }

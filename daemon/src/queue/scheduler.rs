@@ -2,53 +2,60 @@
 //! starts deliveries up to the concurrency limit, applies the results to the
 //! queue state, retries with exponential backoff, and bounces what expires.
 //!
-//! One message is handled by at most one delivery at a time; administrative
-//! requests (retry, delete) go through this loop so they never race with a
-//! delivery in flight.
+//! One message is handled by at most one attempt at a time; administrative
+//! requests (retry, release, delete) go through this loop so they never
+//! race an attempt in flight.
+//!
+//! An attempt ([`attempt`]) reads in the order of what happens: read the
+//! message and its state; end what waited too long; ask the pipeline for a
+//! guarded plan; apply it (holds, quarantines, refusals, invitations);
+//! deliver the copies; expire what ran out of time; send the notices; store
+//! the state and say when it is due again. Every change of a recipient's
+//! status goes through one [`Ledger`], which writes the tracking event with
+//! it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use sealgate_api::ServiceError;
+use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::delivery::{Deliverer, Outcome};
 use crate::envelope::now_ms;
-use crate::pipeline::{self, PipelineError, Waiting};
-use crate::policy::Policy;
-use crate::tracking::{Direction, EventKind};
+use crate::pipeline::{self, Disposition};
+use crate::reason::Reason;
+use crate::tracking::{Direction, EventKind, Tracker};
 
 use super::dsn::{self, ReportAction, ReportedRecipient};
-use super::spool::SpoolReadError;
-use super::state::{QueueEntry, RecipientStatus};
+use super::spool::{SpoolReadError, SpooledMessage};
+use super::state::{QueueEntry, RecipientState, RecipientStatus};
 use super::{Queue, SchedulerRequest};
+use crate::envelope::QueueId;
 
-/// Runs the scheduler until the request channel closes.
+/// Runs the scheduler until the request channel closes. Each attempt
+/// takes the settings version and the key store in force when it starts.
 pub async fn run(
     queue: Queue,
-    config: Arc<Config>,
-    policy: Arc<Policy>,
-    mut keys: Arc<pipeline::unwrap::KeyStore>,
+    live: Arc<crate::settings::Live>,
+    keys: crate::keys::Keys,
     deliverer: Arc<Deliverer>,
     mut requests: mpsc::UnboundedReceiver<SchedulerRequest>,
-    initial: Vec<(u64, String)>,
+    initial: Vec<(u64, QueueId)>,
 ) {
-    let mut due: BinaryHeap<Reverse<(u64, String)>> = initial.into_iter().map(Reverse).collect();
-    let mut in_flight: HashSet<String> = HashSet::new();
-    let permits = Arc::new(Semaphore::new(config.delivery.concurrency));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Option<u64>)>();
+    let mut due: BinaryHeap<Reverse<(u64, QueueId)>> = initial.into_iter().map(Reverse).collect();
+    let mut in_flight: HashSet<QueueId> = HashSet::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(QueueId, Option<u64>)>();
     loop {
         let now = now_ms();
+        let concurrency = live.get().config.delivery.concurrency;
         // Start everything that is due, as far as the concurrency allows.
         while let Some(Reverse((when, _))) = due.peek() {
-            if *when > now {
+            if *when > now || in_flight.len() >= concurrency {
                 break;
             }
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                break;
-            };
             let Some(Reverse((_, queue_id))) = due.pop() else {
                 break;
             };
@@ -56,25 +63,23 @@ pub async fn run(
                 continue;
             }
             let queue = queue.clone();
-            let config = config.clone();
-            let policy = policy.clone();
-            let keys = keys.clone();
+            let runtime = live.get();
+            let keys = keys.current();
             let deliverer = deliverer.clone();
             let done = done_tx.clone();
             tokio::spawn(async move {
                 let context = pipeline::Context {
-                    config: &config,
-                    policy: &policy,
+                    config: &runtime.config,
+                    policy: &runtime.policy,
                     directory: queue.directory(),
                     keys: &keys,
                 };
-                let next = attempt(&queue, &context, &deliverer, &queue_id).await;
-                drop(permit);
+                let next = attempt(&queue, &context, runtime.version, &deliverer, &queue_id).await;
                 let _ = done.send((queue_id, next));
             });
         }
         let sleep_for = match due.peek() {
-            Some(Reverse((when, _))) if permits.available_permits() > 0 => {
+            Some(Reverse((when, _))) if in_flight.len() < concurrency => {
                 Duration::from_millis(when.saturating_sub(now).max(1))
             }
             _ => Duration::from_secs(3600),
@@ -91,28 +96,28 @@ pub async fn run(
                             }
                             Ok(())
                         }
-                        Ok(_) => Err(format!("{id}: not in the queue")),
-                        Err(e) => Err(e.to_string()),
+                        Ok(_) => Err(crate::service::queue::not_queued(&id)),
+                        Err(e) => Err(crate::service::storage(e)),
                     };
                     let _ = reply.send(result);
                 }
                 Some(SchedulerRequest::Release(id, reply)) => {
                     let result = if in_flight.contains(&id) {
-                        Err(format!("{id}: a delivery is in progress; try again in a moment"))
+                        Err(busy(&id))
                     } else {
                         release(&queue, &id).map(|()| due.push(Reverse((now_ms(), id))))
                     };
                     let _ = reply.send(result);
                 }
                 Some(SchedulerRequest::KeysArrived(addresses)) => {
-                    for id in release_held_for(&queue, &addresses, &in_flight) {
-                        due.push(Reverse((now_ms(), id)));
+                    match release_held_for(&queue, &addresses, &in_flight) {
+                        Ok(ids) => due.extend(ids.into_iter().map(|id| Reverse((now_ms(), id)))),
+                        Err(e) => tracing::error!(error = %e, ?addresses, "queue state not readable: held mail for these addresses is not released"),
                     }
                 }
-                Some(SchedulerRequest::ReloadKeys(reloaded)) => keys = Arc::new(reloaded),
                 Some(SchedulerRequest::Delete(id, reply)) => {
                     let result = if in_flight.contains(&id) {
-                        Err(format!("{id}: a delivery is in progress; try again in a moment"))
+                        Err(busy(&id))
                     } else {
                         delete(&queue, &id)
                     };
@@ -130,94 +135,618 @@ pub async fn run(
     }
 }
 
+fn busy(id: &QueueId) -> ServiceError {
+    ServiceError::Busy {
+        what: format!("{id}: a delivery is in progress; try again in a moment"),
+    }
+}
+
+/// Applies status changes to a queue entry, each with its tracking event
+/// (under the settings version of the work): the one place that does.
+struct Ledger<'a> {
+    entry: &'a mut QueueEntry,
+    tracker: Tracker,
+    sender: String,
+}
+
+impl<'a> Ledger<'a> {
+    fn new(entry: &'a mut QueueEntry, tracker: Tracker) -> Ledger<'a> {
+        let sender = entry.sender_text();
+        Ledger {
+            entry,
+            tracker,
+            sender,
+        }
+    }
+
+    fn recipient(&self, index: usize) -> Option<&RecipientState> {
+        self.entry.recipients.get(index)
+    }
+
+    /// Sets recipient `index` to `status` and records what happened (by
+    /// `remote`: the next hop, `policy`, `local`, …).
+    fn set(&mut self, index: usize, status: RecipientStatus, remote: &str) {
+        let Some(state) = self.entry.recipients.get_mut(index) else {
+            return;
+        };
+        let (kind, detail) = match &status {
+            RecipientStatus::Scheduled => (EventKind::Released, String::new()),
+            RecipientStatus::Deferred { reason } => (EventKind::Deferred, reason.text()),
+            RecipientStatus::Delivered { reply } => (EventKind::Delivered, reply.clone()),
+            RecipientStatus::Bounced { reason } => match reason {
+                Reason::WaitedTooLong { .. } | Reason::Expired { .. } => {
+                    (EventKind::Expired, reason.text())
+                }
+                _ => (EventKind::Bounced, reason.text()),
+            },
+            RecipientStatus::Deleted => (EventKind::Deleted, "deleted by administrator".into()),
+            RecipientStatus::Held { reason, .. } => (EventKind::Held, reason.text()),
+            RecipientStatus::Quarantined { reason, .. } => (EventKind::Quarantined, reason.text()),
+        };
+        self.tracker.record(
+            self.entry.queue_id.as_str(),
+            kind,
+            Direction::Out,
+            &self.sender,
+            &state.recipient.address.to_string(),
+            remote,
+            &detail,
+        );
+        state.status = status;
+    }
+
+    /// Records an event that changes no status (the policy's decision, an
+    /// invitation, a release with its own words).
+    fn note(&self, index: usize, kind: EventKind, remote: &str, detail: &str) {
+        if let Some(state) = self.entry.recipients.get(index) {
+            self.tracker.record(
+                self.entry.queue_id.as_str(),
+                kind,
+                Direction::Out,
+                &self.sender,
+                &state.recipient.address.to_string(),
+                remote,
+                detail,
+            );
+        }
+    }
+}
+
+/// What an attempt owes the sender: recipients to report as failed (with
+/// the host that refused, if any) or delayed (with why).
+#[derive(Default)]
+struct Notices {
+    failed: Vec<(usize, String)>,
+    delayed: Vec<(usize, Reason)>,
+}
+
 /// Removes a message from the queue on an administrator's request (the
 /// scheduler's loop, or the CLI when the daemon is stopped).
-pub(crate) fn delete(queue: &Queue, queue_id: &str) -> Result<(), String> {
+pub(crate) fn delete(queue: &Queue, queue_id: &QueueId) -> Result<(), ServiceError> {
     let mut entry = queue
         .state()
         .get(queue_id)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{queue_id}: not in the queue"))?;
-    for r in &mut entry.recipients {
-        if r.status.is_pending() || r.status.is_waiting() {
-            r.status = RecipientStatus::Deleted;
-            queue.tracker().record(
-                queue_id,
-                EventKind::Deleted,
-                Direction::Out,
-                &entry
-                    .sender
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                &r.recipient.address.to_string(),
-                "local",
-                "deleted by administrator",
-            );
+        .map_err(crate::service::storage)?
+        .ok_or_else(|| crate::service::queue::not_queued(queue_id))?;
+    let mut ledger = Ledger::new(&mut entry, queue.tracker().clone());
+    for i in 0..ledger.entry.recipients.len() {
+        if ledger
+            .recipient(i)
+            .is_some_and(|r| r.status.is_pending() || r.status.is_waiting())
+        {
+            ledger.set(i, RecipientStatus::Deleted, "local");
         }
     }
     match queue.spool().remove(queue_id) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("{queue_id}: spool file not removed: {e}")),
+        Err(e) => {
+            return Err(ServiceError::failed(format!(
+                "{queue_id}: spool file not removed: {e}"
+            )));
+        }
     }
-    queue.state().remove(queue_id).map_err(|e| e.to_string())
+    queue
+        .state()
+        .remove(queue_id)
+        .map_err(crate::service::storage)
+}
+
+/// Puts held and quarantined recipients back to scheduled (the policy and
+/// the methods are looked at again on the next attempt, which is due now).
+pub(crate) fn release(queue: &Queue, queue_id: &QueueId) -> Result<(), ServiceError> {
+    let mut entry = queue
+        .state()
+        .get(queue_id)
+        .map_err(crate::service::storage)?
+        .ok_or_else(|| crate::service::queue::not_queued(queue_id))?;
+    let ledger = Ledger::new(&mut entry, queue.tracker().clone());
+    let mut released = 0;
+    for i in 0..ledger.entry.recipients.len() {
+        let Some(status) = ledger.recipient(i).map(|r| r.status.clone()) else {
+            continue;
+        };
+        if !status.is_waiting() {
+            continue;
+        }
+        if let (RecipientStatus::Quarantined { .. }, Some(r)) =
+            (&status, ledger.entry.recipients.get_mut(i))
+        {
+            r.quarantine_lifted = true;
+        }
+        ledger.note(i, EventKind::Released, "local", "released by administrator");
+        if let Some(r) = ledger.entry.recipients.get_mut(i) {
+            r.status = RecipientStatus::Scheduled;
+        }
+        released += 1;
+    }
+    if released == 0 {
+        return Err(ServiceError::invalid(
+            "id",
+            format!("{queue_id}: nothing is held or quarantined"),
+        ));
+    }
+    entry.next_attempt_ms = 0;
+    queue.state().put(&entry).map_err(crate::service::storage)
+}
+
+/// Releases held recipients whose address (or `@domain`) is in `keys`:
+/// a certificate or key for them has just arrived. Messages with a delivery
+/// in flight are skipped (they are decided again by that delivery).
+/// Returns the queue ids to try now.
+pub(crate) fn release_held_for(
+    queue: &Queue,
+    keys: &[String],
+    in_flight: &HashSet<QueueId>,
+) -> sled::Result<Vec<QueueId>> {
+    let wanted = |address: &str| {
+        let address = address.to_ascii_lowercase();
+        let domain = address
+            .rsplit_once('@')
+            .map(|(_, d)| format!("@{d}"))
+            .unwrap_or_default();
+        keys.iter()
+            .any(|k| k.eq_ignore_ascii_case(&address) || k.eq_ignore_ascii_case(&domain))
+    };
+    let mut released = Vec::new();
+    for mut entry in queue.state().all()? {
+        if in_flight.contains(&entry.queue_id) {
+            continue;
+        }
+        let ledger = Ledger::new(&mut entry, queue.tracker().clone());
+        let mut changed = false;
+        for i in 0..ledger.entry.recipients.len() {
+            let Some(r) = ledger.recipient(i) else {
+                continue;
+            };
+            if matches!(r.status, RecipientStatus::Held { .. })
+                && wanted(&r.recipient.address.to_string())
+            {
+                ledger.note(
+                    i,
+                    EventKind::Released,
+                    "directory",
+                    "a certificate or key for this recipient arrived",
+                );
+                if let Some(r) = ledger.entry.recipients.get_mut(i) {
+                    r.status = RecipientStatus::Scheduled;
+                }
+                changed = true;
+            }
+        }
+        if changed {
+            entry.next_attempt_ms = 0;
+            if queue.state().put(&entry).is_ok() {
+                released.push(entry.queue_id.clone());
+            }
+        }
+    }
+    Ok(released)
+}
+
+/// Backoff: `initial × 2^(attempts-1)`, capped.
+fn backoff(config: &Config, attempts: u32) -> u64 {
+    let factor = 1u64 << attempts.saturating_sub(1).min(20);
+    config
+        .delivery
+        .retry_initial_secs
+        .saturating_mul(factor)
+        .min(config.delivery.retry_max_secs)
+        * 1000
+}
+
+/// One delivery attempt for a message; returns when it is due again, if ever.
+async fn attempt(
+    queue: &Queue,
+    context: &pipeline::Context<'_>,
+    version: u64,
+    deliverer: &Deliverer,
+    queue_id: &QueueId,
+) -> Option<u64> {
+    let config = context.config;
+    let (message, mut entry) = match read(queue, queue_id) {
+        Ok(read) => read,
+        Err(next) => return next,
+    };
+    entry.attempts += 1;
+    let now = now_ms();
+    let mut notices = Notices::default();
+    let mut ledger = Ledger::new(&mut entry, queue.tracker().with_version(version));
+    end_overdue_waits(&mut ledger, config, now, &mut notices);
+    let pending = indices(ledger.entry, |r| r.status.is_pending());
+    let lifted = indices(ledger.entry, |r| r.quarantine_lifted);
+    // The pipeline may wait on the token (decryption): keep the runtime's other tasks going.
+    let planned = tokio::task::block_in_place(|| {
+        pipeline::process(
+            &message.envelope,
+            &message.content,
+            queue_id.as_str(),
+            &pending,
+            &lifted,
+            context,
+        )
+    });
+    match planned {
+        Ok(plan) => {
+            apply_plan(
+                queue,
+                context,
+                &message,
+                &mut ledger,
+                plan,
+                now,
+                &mut notices,
+                deliverer,
+            )
+            .await;
+        }
+        Err(reason) if reason.is_temporary() => {
+            for &i in &pending {
+                ledger.set(
+                    i,
+                    RecipientStatus::Deferred {
+                        reason: reason.clone(),
+                    },
+                    "pipeline",
+                );
+            }
+        }
+        Err(reason) => {
+            for &i in &pending {
+                refuse(
+                    &mut ledger,
+                    config,
+                    &message,
+                    i,
+                    reason.clone(),
+                    "pipeline",
+                    &mut notices,
+                );
+            }
+        }
+    }
+    expire_overdue(&mut ledger, config, now, &mut notices);
+    warn_of_delay(ledger.entry, config, now, &mut notices);
+    send_notices(queue, config, &message, &mut ledger, notices).await;
+    store(queue, config, entry, now)
+}
+
+/// The spool file and its state (a new state when it was lost); `Err`
+/// says when the message is due again, if ever.
+fn read(queue: &Queue, queue_id: &QueueId) -> Result<(SpooledMessage, QueueEntry), Option<u64>> {
+    let message = match queue.spool().read(queue_id) {
+        Ok(m) => m,
+        Err(SpoolReadError::Damaged(why)) => {
+            tracing::error!(
+                queue_id = %queue_id,
+                reason = why,
+                "damaged spool file moved to corrupt/"
+            );
+            let _ = queue.spool().quarantine(queue_id);
+            return Err(None);
+        }
+        // Deleted meanwhile (administrator) or already finished.
+        Err(SpoolReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
+        Err(SpoolReadError::Io(e)) => {
+            tracing::error!(queue_id = %queue_id, error = %e, "spool file unreadable; will retry");
+            return Err(Some(now_ms() + 60_000));
+        }
+    };
+    let entry = match queue.state().get(queue_id) {
+        Ok(Some(entry)) => entry,
+        _ => QueueEntry::new(queue_id, &message.envelope, message.content.len() as u64),
+    };
+    Ok((message, entry))
+}
+
+fn indices(entry: &QueueEntry, wanted: impl Fn(&RecipientState) -> bool) -> Vec<usize> {
+    entry
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| wanted(r))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// Held and quarantined recipients waiting longer than the hold lifetime
 /// fail for good (the sender gets a failure notice).
-fn expire_waiting(
-    queue: &Queue,
-    config: &Config,
-    entry: &mut QueueEntry,
-    now: u64,
-    failed: &mut Vec<(usize, String, String)>,
-) {
+fn end_overdue_waits(ledger: &mut Ledger<'_>, config: &Config, now: u64, notices: &mut Notices) {
     let lifetime_ms = config.delivery.hold_lifetime_secs.saturating_mul(1000);
-    let sender = entry.sender_text();
-    for (i, state) in entry.recipients.iter_mut().enumerate() {
-        let Some(since) = state.status.waiting_since_ms() else {
+    for i in 0..ledger.entry.recipients.len() {
+        let Some(
+            RecipientStatus::Held { reason, since_ms }
+            | RecipientStatus::Quarantined { reason, since_ms },
+        ) = ledger.recipient(i).map(|r| r.status.clone())
+        else {
             continue;
         };
-        if now.saturating_sub(since) < lifetime_ms {
+        if now.saturating_sub(since_ms) < lifetime_ms {
             continue;
         }
-        let why = match &state.status {
-            RecipientStatus::Held { reason, .. } | RecipientStatus::Quarantined { reason, .. } => {
-                reason.clone()
-            }
-            _ => String::new(),
+        let reason = Reason::WaitedTooLong {
+            secs: config.delivery.hold_lifetime_secs,
+            reason: Box::new(reason),
         };
-        let reason = format!(
-            "not delivered: waited {} s without being released ({why})",
-            config.delivery.hold_lifetime_secs
-        );
-        expire(queue, &entry.queue_id, &sender, i, state, reason, failed);
+        ledger.set(i, RecipientStatus::Bounced { reason }, "local");
+        notices.failed.push((i, String::new()));
     }
 }
 
-/// Ends a recipient that waited too long: tracked as expired, bounced, and
-/// added to the failure notice.
-fn expire(
-    queue: &Queue,
-    queue_id: &str,
-    sender: &str,
+/// What the gateway itself cannot deliver (policy refusal, a message that
+/// cannot be processed): bounced with a notice to the sender, or, for mail
+/// from outside, quarantined for an administrator (no notice: the sender
+/// is not verified).
+fn refuse(
+    ledger: &mut Ledger<'_>,
+    config: &Config,
+    message: &SpooledMessage,
     index: usize,
-    state: &mut crate::queue::state::RecipientState,
-    reason: String,
-    failed: &mut Vec<(usize, String, String)>,
+    reason: Reason,
+    by: &str,
+    notices: &mut Notices,
 ) {
-    queue.tracker().record(
-        queue_id,
-        EventKind::Expired,
-        Direction::Out,
-        sender,
-        &state.recipient.address.to_string(),
-        "local",
-        &reason,
-    );
-    failed.push((index, reason.clone(), String::new()));
-    state.status = RecipientStatus::Bounced { reason };
+    if sender_verified(config, &message.envelope) {
+        ledger.set(index, RecipientStatus::Bounced { reason }, by);
+        notices.failed.push((index, String::new()));
+    } else {
+        let reason = Reason::Quarantined {
+            explanation: format!(
+                "{}; quarantined instead of bounced: the message came from outside and its sender is not verified",
+                reason.text()
+            ),
+        };
+        ledger.set(
+            index,
+            RecipientStatus::Quarantined {
+                reason,
+                since_ms: now_ms(),
+            },
+            by,
+        );
+    }
+}
+
+/// Applies a guarded plan: explanations, refusals, holds and quarantines,
+/// invitations, then the deliveries of its copies.
+#[allow(clippy::too_many_arguments)] // one attempt's parts, each used once
+async fn apply_plan(
+    queue: &Queue,
+    context: &pipeline::Context<'_>,
+    message: &SpooledMessage,
+    ledger: &mut Ledger<'_>,
+    plan: pipeline::Plan,
+    now: u64,
+    notices: &mut Notices,
+    deliverer: &Deliverer,
+) {
+    let config = context.config;
+    if !plan.harvested.is_empty() {
+        // Keys that came with this message: mail held for their owners is
+        // decided again (as after `directory import`).
+        let _ = queue.request(SchedulerRequest::KeysArrived(plan.harvested.clone()));
+    }
+    for (i, text) in &plan.explanations {
+        ledger.note(*i, EventKind::Policy, "policy", text);
+    }
+    let mut newly_held = Vec::new();
+    for (i, disposition) in plan.dispositions {
+        match disposition {
+            Disposition::Send { .. } => {}
+            Disposition::Refuse(reason) => {
+                refuse(ledger, config, message, i, reason, "policy", notices)
+            }
+            Disposition::Hold(reason) => {
+                if let Some(r) = ledger.entry.recipients.get_mut(i)
+                    && !r.hold_notified
+                {
+                    r.hold_notified = true;
+                    notices.delayed.push((i, reason.clone()));
+                    newly_held.push(i);
+                }
+                ledger.set(
+                    i,
+                    RecipientStatus::Held {
+                        reason,
+                        since_ms: now,
+                    },
+                    "policy",
+                );
+            }
+            Disposition::Quarantine(reason) => ledger.set(
+                i,
+                RecipientStatus::Quarantined {
+                    reason,
+                    since_ms: now,
+                },
+                "policy",
+            ),
+        }
+    }
+    if config.invitations.enabled {
+        send_invitations(queue, context, message, ledger, &newly_held).await;
+    }
+    for copy in plan.copies.iter().filter(|c| !c.recipients.is_empty()) {
+        let recipients: Vec<_> = copy
+            .recipients
+            .iter()
+            .filter_map(|&i| message.envelope.recipients.get(i).map(|r| (i, r)))
+            .collect();
+        let results = deliverer
+            .deliver(config, &message.envelope, &recipients, &copy.content)
+            .await;
+        for result in results {
+            if let Some(r) = ledger.entry.recipients.get_mut(result.index) {
+                r.attempts += 1;
+            }
+            match result.outcome {
+                Outcome::Delivered(reply) => ledger.set(
+                    result.index,
+                    RecipientStatus::Delivered { reply },
+                    &result.remote,
+                ),
+                Outcome::Deferred(reason) => ledger.set(
+                    result.index,
+                    RecipientStatus::Deferred { reason },
+                    &result.remote,
+                ),
+                Outcome::Bounced(reason) => {
+                    ledger.set(
+                        result.index,
+                        RecipientStatus::Bounced { reason },
+                        &result.remote,
+                    );
+                    notices.failed.push((result.index, result.remote));
+                }
+            }
+        }
+    }
+}
+
+/// What is still pending after the queue lifetime fails for good.
+fn expire_overdue(ledger: &mut Ledger<'_>, config: &Config, now: u64, notices: &mut Notices) {
+    let lifetime_ms = config.delivery.queue_lifetime_secs.saturating_mul(1000);
+    if now.saturating_sub(ledger.entry.received_at_ms) < lifetime_ms {
+        return;
+    }
+    for i in 0..ledger.entry.recipients.len() {
+        let Some(RecipientStatus::Deferred { reason }) =
+            ledger.recipient(i).map(|r| r.status.clone())
+        else {
+            continue;
+        };
+        let reason = Reason::Expired {
+            secs: config.delivery.queue_lifetime_secs,
+            last: Box::new(reason),
+        };
+        ledger.set(i, RecipientStatus::Bounced { reason }, "local");
+        notices.failed.push((i, String::new()));
+    }
+}
+
+/// Deferred for longer than the warning time: the sender is told once
+/// (RFC 3464 delayed).
+fn warn_of_delay(entry: &mut QueueEntry, config: &Config, now: u64, notices: &mut Notices) {
+    let warn_after_ms = config.delivery.delay_warning_secs.saturating_mul(1000);
+    if warn_after_ms == 0
+        || entry.delay_notified
+        || now.saturating_sub(entry.received_at_ms) < warn_after_ms
+    {
+        return;
+    }
+    let before = notices.delayed.len();
+    for (i, r) in entry.recipients.iter().enumerate() {
+        if let RecipientStatus::Deferred { reason } = &r.status {
+            notices.delayed.push((i, reason.clone()));
+        }
+    }
+    entry.delay_notified = notices.delayed.len() > before;
+}
+
+/// Sends the delay and failure notices this attempt owes. A failure notice
+/// that cannot be queued keeps its recipients deferred, so it is not lost.
+async fn send_notices(
+    queue: &Queue,
+    config: &Config,
+    message: &SpooledMessage,
+    ledger: &mut Ledger<'_>,
+    notices: Notices,
+) {
+    // A lost delay notice is not worth holding the message for.
+    let delayed: Vec<(usize, Reason, String)> = notices
+        .delayed
+        .into_iter()
+        .map(|(i, reason)| (i, reason, String::new()))
+        .collect();
+    let _ = send_report(
+        queue,
+        config,
+        message,
+        ledger,
+        ReportAction::Delayed,
+        &delayed,
+    )
+    .await;
+    let failed: Vec<(usize, Reason, String)> = notices
+        .failed
+        .into_iter()
+        .filter_map(|(i, remote)| match &ledger.recipient(i)?.status {
+            RecipientStatus::Bounced { reason } => Some((i, reason.clone(), remote)),
+            _ => None,
+        })
+        .collect();
+    if send_report(
+        queue,
+        config,
+        message,
+        ledger,
+        ReportAction::Failed,
+        &failed,
+    )
+    .await
+    .is_err()
+    {
+        for (i, _, _) in &failed {
+            ledger.set(
+                *i,
+                RecipientStatus::Deferred {
+                    reason: Reason::local("failure notice pending"),
+                },
+                "local",
+            );
+        }
+    }
+}
+
+/// Stores the state after an attempt and says when the message is due
+/// again: soon (retries), when the first held recipient's hold expires, or
+/// never (done: the state first, so a crash re-finds a finished entry and
+/// removes the file, then the file, then the state).
+fn store(queue: &Queue, config: &Config, mut entry: QueueEntry, now: u64) -> Option<u64> {
+    let queue_id = entry.queue_id.clone();
+    if entry.has_pending() {
+        entry.next_attempt_ms = now + backoff(config, entry.attempts);
+    } else if entry.is_open() {
+        // Only held or quarantined recipients left: wake up when the first expires.
+        entry.next_attempt_ms = entry
+            .recipients
+            .iter()
+            .filter_map(|r| r.status.waiting_since_ms())
+            .min()
+            .unwrap_or(now)
+            .saturating_add(config.delivery.hold_lifetime_secs.saturating_mul(1000));
+    } else {
+        let _ = queue.state().put(&entry);
+        if let Err(e) = queue.spool().remove(&queue_id) {
+            tracing::warn!(queue_id = %queue_id, error = %e, "spool file not removed; it will be cleaned up at start-up");
+        }
+        let _ = queue.state().remove(&queue_id);
+        return None;
+    }
+    if let Err(e) = queue.state().put(&entry) {
+        tracing::error!(queue_id = %queue_id, error = %e, "queue state not written");
+    }
+    Some(entry.next_attempt_ms)
 }
 
 /// Invites each newly held recipient of `message` to provide a certificate
@@ -227,7 +756,8 @@ fn expire(
 async fn send_invitations(
     queue: &Queue,
     context: &pipeline::Context<'_>,
-    message: &crate::queue::spool::SpooledMessage,
+    message: &SpooledMessage,
+    ledger: &Ledger<'_>,
     newly_held: &[usize],
 ) {
     // Mail from the null sender (a notice) has nobody to name.
@@ -237,10 +767,10 @@ async fn send_invitations(
     let config = context.config;
     let every_ms = config.invitations.resend_after_secs.saturating_mul(1000);
     let queue_id = message.queue_id.as_str();
-    for recipient in newly_held
-        .iter()
-        .filter_map(|&i| message.envelope.recipients.get(i))
-    {
+    for &i in newly_held {
+        let Some(recipient) = message.envelope.recipients.get(i) else {
+            continue;
+        };
         let address = recipient.address.to_string();
         match queue.state().claim_invitation(&address, now_ms(), every_ms) {
             Ok(true) => {}
@@ -263,12 +793,9 @@ async fn send_invitations(
             Err(e) => Err(e.to_string()),
         };
         match queued {
-            Ok((id, carries)) => queue.tracker().record(
-                queue_id,
+            Ok((id, carries)) => ledger.note(
+                i,
                 EventKind::Invited,
-                Direction::Out,
-                &sender.to_string(),
-                &address,
                 "local",
                 &format!("invitation to provide a certificate or key ({carries}) queued as {id}"),
             ),
@@ -280,19 +807,43 @@ async fn send_invitations(
     }
 }
 
-/// Sends the sender one RFC 3464 report about `items` (recipient index,
-/// reason, remote host) with `action`, through the queue, and records it.
-/// `Ok` when there was nothing to send, no report is due (`<>`, NOTIFY), or
-/// it was queued; `Err` when it could not be queued.
+/// Whether notices about `envelope` may go to its sender: it came from an
+/// internal network (our own users), or the gateway wrote it. Mail from
+/// outside carries whatever MAIL FROM its client chose.
+pub(crate) fn sender_verified(config: &Config, envelope: &crate::envelope::Envelope) -> bool {
+    envelope.client_ip == "local"
+        || envelope
+            .client_ip
+            .parse()
+            .is_ok_and(|ip| config.is_internal(ip))
+}
+
+/// Sends the sender one RFC 3464 report about `items` (recipient index and
+/// reason) with `action`, through the queue, and records it. `Ok` when
+/// there was nothing to send, no report is due (`<>`, NOTIFY, an
+/// unverified sender), or it was queued; `Err` when it could not be queued.
 async fn send_report(
     queue: &Queue,
     config: &Config,
-    message: &crate::queue::spool::SpooledMessage,
-    sender: &str,
+    message: &SpooledMessage,
+    ledger: &Ledger<'_>,
     action: ReportAction,
-    items: &[(usize, String, String)],
+    items: &[(usize, Reason, String)],
 ) -> Result<(), ()> {
     let queue_id = message.queue_id.as_str();
+    if items.is_empty() {
+        return Ok(());
+    }
+    if !sender_verified(config, &message.envelope) {
+        // A notice to an address nobody verified is backscatter: anyone
+        // can put a victim's address in MAIL FROM.
+        tracing::info!(
+            queue_id,
+            sender = %message.envelope.sender_text(),
+            "no delivery notice: the message came from outside and its sender is not verified"
+        );
+        return Ok(());
+    }
     let reported: Vec<_> = items
         .iter()
         .filter_map(|(i, reason, remote)| {
@@ -308,9 +859,6 @@ async fn send_report(
                 })
         })
         .collect();
-    if reported.is_empty() {
-        return Ok(());
-    }
     let Some((dsn_envelope, dsn_content)) = dsn::build(
         config,
         queue_id,
@@ -326,11 +874,11 @@ async fn send_report(
     };
     match queue.inject(&dsn_envelope, &dsn_content).await {
         Ok(dsn_id) => {
-            queue.tracker().record(
+            ledger.tracker.record(
                 queue_id,
                 EventKind::DsnSent,
                 Direction::Out,
-                sender,
+                &ledger.sender,
                 &dsn_envelope
                     .recipients
                     .first()
@@ -345,449 +893,6 @@ async fn send_report(
             tracing::error!(queue_id, error = %e, "{what} could not be queued");
             Err(())
         }
-    }
-}
-
-/// Puts held and quarantined recipients back to scheduled (the policy and
-/// the methods are looked at again on the next attempt, which is due now).
-pub(crate) fn release(queue: &Queue, queue_id: &str) -> Result<(), String> {
-    let mut entry = queue
-        .state()
-        .get(queue_id)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{queue_id}: not in the queue"))?;
-    let mut released = 0;
-    for r in &mut entry.recipients {
-        if r.status.is_waiting() {
-            if matches!(r.status, RecipientStatus::Quarantined { .. }) {
-                r.quarantine_lifted = true;
-            }
-            r.status = RecipientStatus::Scheduled;
-            released += 1;
-            queue.tracker().record(
-                queue_id,
-                EventKind::Released,
-                Direction::Out,
-                &entry
-                    .sender
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                &r.recipient.address.to_string(),
-                "local",
-                "released by administrator",
-            );
-        }
-    }
-    if released == 0 {
-        return Err(format!("{queue_id}: nothing is held or quarantined"));
-    }
-    entry.next_attempt_ms = 0;
-    queue.state().put(&entry).map_err(|e| e.to_string())
-}
-
-/// Releases held recipients whose address (or `@domain`) is in `keys`:
-/// a certificate or key for them has just arrived. Messages with a delivery
-/// in flight are skipped (they are decided again by that delivery).
-/// Returns the queue ids to try now.
-pub(crate) fn release_held_for(
-    queue: &Queue,
-    keys: &[String],
-    in_flight: &HashSet<String>,
-) -> Vec<String> {
-    let wanted = |address: &str| {
-        let address = address.to_ascii_lowercase();
-        let domain = address
-            .rsplit_once('@')
-            .map(|(_, d)| format!("@{d}"))
-            .unwrap_or_default();
-        keys.iter()
-            .any(|k| k.eq_ignore_ascii_case(&address) || k.eq_ignore_ascii_case(&domain))
-    };
-    let mut released = Vec::new();
-    for mut entry in queue.state().all() {
-        if in_flight.contains(&entry.queue_id) {
-            continue;
-        }
-        let sender = entry.sender_text();
-        let mut changed = false;
-        for r in &mut entry.recipients {
-            let address = r.recipient.address.to_string();
-            if matches!(r.status, RecipientStatus::Held { .. }) && wanted(&address) {
-                r.status = RecipientStatus::Scheduled;
-                changed = true;
-                queue.tracker().record(
-                    &entry.queue_id,
-                    EventKind::Released,
-                    Direction::Out,
-                    &sender,
-                    &address,
-                    "directory",
-                    "a certificate or key for this recipient arrived",
-                );
-            }
-        }
-        if changed {
-            entry.next_attempt_ms = 0;
-            if queue.state().put(&entry).is_ok() {
-                released.push(entry.queue_id.clone());
-            }
-        }
-    }
-    released
-}
-
-/// Backoff: `initial × 2^(attempts-1)`, capped.
-fn backoff(config: &Config, attempts: u32) -> u64 {
-    let factor = 1u64 << attempts.saturating_sub(1).min(20);
-    config
-        .delivery
-        .retry_initial_secs
-        .saturating_mul(factor)
-        .min(config.delivery.retry_max_secs)
-        * 1000
-}
-
-/// One delivery attempt for a message; returns when it is due again, if ever.
-async fn attempt(
-    queue: &Queue,
-    context: &pipeline::Context<'_>,
-    deliverer: &Deliverer,
-    queue_id: &str,
-) -> Option<u64> {
-    let config = context.config;
-    let message = match queue.spool().read(queue_id) {
-        Ok(m) => m,
-        Err(SpoolReadError::Damaged(why)) => {
-            tracing::error!(
-                queue_id,
-                reason = why,
-                "damaged spool file moved to corrupt/"
-            );
-            let _ = queue.spool().quarantine(queue_id);
-            return None;
-        }
-        Err(SpoolReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            // Deleted meanwhile (administrator) or already finished.
-            return None;
-        }
-        Err(SpoolReadError::Io(e)) => {
-            tracing::error!(queue_id, error = %e, "spool file unreadable; will retry");
-            return Some(now_ms() + 60_000);
-        }
-    };
-    let mut entry = match queue.state().get(queue_id) {
-        Ok(Some(entry)) => entry,
-        _ => QueueEntry::new(queue_id, &message.envelope, message.content.len() as u64),
-    };
-    let pending: Vec<usize> = entry
-        .recipients
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.status.is_pending())
-        .map(|(i, _)| i)
-        .collect();
-    entry.attempts += 1;
-    let sender = entry.sender_text();
-    let mut failed: Vec<(usize, String, String)> = Vec::new();
-    let mut delayed: Vec<(usize, String)> = Vec::new();
-    let mut newly_held: Vec<usize> = Vec::new();
-    let now = now_ms();
-    expire_waiting(queue, config, &mut entry, now, &mut failed);
-    let lifted: Vec<usize> = entry
-        .recipients
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.quarantine_lifted)
-        .map(|(i, _)| i)
-        .collect();
-    // The pipeline may wait on the token (decryption): keep the runtime's other tasks going.
-    let planned =
-        tokio::task::block_in_place(|| pipeline::process(&message, &pending, &lifted, context));
-    match planned {
-        Ok(plan) => {
-            if !plan.harvested.is_empty() {
-                // Keys that came with this message: mail held for their
-                // owners is decided again (as after `directory import`).
-                let _ = queue.request(SchedulerRequest::KeysArrived(plan.harvested.clone()));
-            }
-            let address_of = |entry: &QueueEntry, i: usize| {
-                entry
-                    .recipients
-                    .get(i)
-                    .map(|r| r.recipient.address.to_string())
-                    .unwrap_or_default()
-            };
-            for (i, text) in &plan.explanations {
-                let rcpt = address_of(&entry, *i);
-                queue.tracker().record(
-                    queue_id,
-                    EventKind::Policy,
-                    Direction::Out,
-                    &sender,
-                    &rcpt,
-                    "policy",
-                    text,
-                );
-            }
-            for (i, reason) in plan.refused {
-                let rcpt = address_of(&entry, i);
-                queue.tracker().record(
-                    queue_id,
-                    EventKind::Bounced,
-                    Direction::Out,
-                    &sender,
-                    &rcpt,
-                    "policy",
-                    &reason,
-                );
-                if let Some(state) = entry.recipients.get_mut(i) {
-                    state.status = RecipientStatus::Bounced {
-                        reason: reason.clone(),
-                    };
-                }
-                failed.push((i, reason, String::new()));
-            }
-            let mut waiting = plan.waiting;
-            let mut sendable = Vec::new();
-            for out in plan.outgoing {
-                match pipeline::guard::check(&out) {
-                    Ok(()) => sendable.push(out),
-                    Err(reason) => {
-                        tracing::error!(queue_id, %reason, "outgoing message stopped by the fail-closed guard");
-                        waiting.extend(
-                            out.recipients
-                                .iter()
-                                .map(|&i| (i, Waiting::Held(reason.clone()))),
-                        );
-                    }
-                }
-            }
-            for (i, wait) in waiting {
-                let rcpt = address_of(&entry, i);
-                let Some(state) = entry.recipients.get_mut(i) else {
-                    continue;
-                };
-                let (kind, reason) = match &wait {
-                    Waiting::Held(r) => (EventKind::Held, r.clone()),
-                    Waiting::Quarantined(r) => (EventKind::Quarantined, r.clone()),
-                };
-                queue.tracker().record(
-                    queue_id,
-                    kind,
-                    Direction::Out,
-                    &sender,
-                    &rcpt,
-                    "policy",
-                    &reason,
-                );
-                state.status = match wait {
-                    Waiting::Held(reason) => {
-                        if !state.hold_notified {
-                            state.hold_notified = true;
-                            delayed.push((i, reason.clone()));
-                            newly_held.push(i);
-                        }
-                        RecipientStatus::Held {
-                            reason,
-                            since_ms: now,
-                        }
-                    }
-                    Waiting::Quarantined(reason) => RecipientStatus::Quarantined {
-                        reason,
-                        since_ms: now,
-                    },
-                };
-            }
-            if config.invitations.enabled {
-                send_invitations(queue, context, &message, &newly_held).await;
-            }
-            for out in sendable {
-                let recipients: Vec<_> = out
-                    .recipients
-                    .iter()
-                    .filter_map(|&i| message.envelope.recipients.get(i).map(|r| (i, r)))
-                    .collect();
-                let results = deliverer
-                    .deliver(&message.envelope, &recipients, &out.content)
-                    .await;
-                for result in results {
-                    let Some(state) = entry.recipients.get_mut(result.index) else {
-                        continue;
-                    };
-                    state.attempts += 1;
-                    let rcpt = state.recipient.address.to_string();
-                    match result.outcome {
-                        Outcome::Delivered(reply) => {
-                            queue.tracker().record(
-                                queue_id,
-                                EventKind::Delivered,
-                                Direction::Out,
-                                &sender,
-                                &rcpt,
-                                &result.remote,
-                                &reply,
-                            );
-                            state.status = RecipientStatus::Delivered { reply };
-                        }
-                        Outcome::Deferred(reason) => {
-                            queue.tracker().record(
-                                queue_id,
-                                EventKind::Deferred,
-                                Direction::Out,
-                                &sender,
-                                &rcpt,
-                                &result.remote,
-                                &reason,
-                            );
-                            state.status = RecipientStatus::Deferred { reason };
-                        }
-                        Outcome::Bounced(reason) => {
-                            queue.tracker().record(
-                                queue_id,
-                                EventKind::Bounced,
-                                Direction::Out,
-                                &sender,
-                                &rcpt,
-                                &result.remote,
-                                &reason,
-                            );
-                            failed.push((result.index, reason.clone(), result.remote.clone()));
-                            state.status = RecipientStatus::Bounced { reason };
-                        }
-                    }
-                }
-            }
-        }
-        Err(PipelineError::Temporary(reason)) => {
-            for &i in &pending {
-                if let Some(state) = entry.recipients.get_mut(i) {
-                    queue.tracker().record(
-                        queue_id,
-                        EventKind::Deferred,
-                        Direction::Out,
-                        &sender,
-                        &state.recipient.address.to_string(),
-                        "pipeline",
-                        &reason,
-                    );
-                    state.status = RecipientStatus::Deferred {
-                        reason: reason.clone(),
-                    };
-                }
-            }
-        }
-        Err(PipelineError::Permanent(reason)) => {
-            for &i in &pending {
-                if let Some(state) = entry.recipients.get_mut(i) {
-                    queue.tracker().record(
-                        queue_id,
-                        EventKind::Bounced,
-                        Direction::Out,
-                        &sender,
-                        &state.recipient.address.to_string(),
-                        "pipeline",
-                        &reason,
-                    );
-                    failed.push((i, reason.clone(), String::new()));
-                    state.status = RecipientStatus::Bounced {
-                        reason: reason.clone(),
-                    };
-                }
-            }
-        }
-    }
-    // Expiry: what is still pending after the queue lifetime fails for good.
-    let expired =
-        now.saturating_sub(entry.received_at_ms) >= config.delivery.queue_lifetime_secs * 1000;
-    if expired {
-        for (i, state) in entry.recipients.iter_mut().enumerate() {
-            if let RecipientStatus::Deferred { reason } = &state.status {
-                let reason = format!(
-                    "message expired after {} s in the queue; last error: {reason}",
-                    config.delivery.queue_lifetime_secs
-                );
-                expire(queue, queue_id, &sender, i, state, reason, &mut failed);
-            }
-        }
-    }
-    // Deferred for longer than the warning time: tell the sender once (RFC 3464 delayed).
-    let warn_after_ms = config.delivery.delay_warning_secs.saturating_mul(1000);
-    if warn_after_ms > 0
-        && !entry.delay_notified
-        && now.saturating_sub(entry.received_at_ms) >= warn_after_ms
-    {
-        let mut any = false;
-        for (i, state) in entry.recipients.iter().enumerate() {
-            if let RecipientStatus::Deferred { reason } = &state.status {
-                delayed.push((i, format!("still trying to deliver: {reason}")));
-                any = true;
-            }
-        }
-        entry.delay_notified = any;
-    }
-    // A lost delay notice is not worth holding the message for.
-    let delayed: Vec<(usize, String, String)> = delayed
-        .into_iter()
-        .map(|(i, reason)| (i, reason, String::new()))
-        .collect();
-    let _ = send_report(
-        queue,
-        config,
-        &message,
-        &sender,
-        ReportAction::Delayed,
-        &delayed,
-    )
-    .await;
-    if send_report(
-        queue,
-        config,
-        &message,
-        &sender,
-        ReportAction::Failed,
-        &failed,
-    )
-    .await
-    .is_err()
-    {
-        // Keep the message so the failure notice is not lost; retry later.
-        for (i, _, _) in &failed {
-            if let Some(state) = entry.recipients.get_mut(*i) {
-                state.status = RecipientStatus::Deferred {
-                    reason: "failure notice pending".into(),
-                };
-            }
-        }
-    }
-    if entry.has_pending() {
-        entry.next_attempt_ms = now + backoff(config, entry.attempts);
-        if let Err(e) = queue.state().put(&entry) {
-            tracing::error!(queue_id, error = %e, "queue state not written");
-        }
-        Some(entry.next_attempt_ms)
-    } else if entry.is_open() {
-        // Only held or quarantined recipients left: wake up when the first expires.
-        entry.next_attempt_ms = entry
-            .recipients
-            .iter()
-            .filter_map(|r| r.status.waiting_since_ms())
-            .min()
-            .unwrap_or(now)
-            .saturating_add(config.delivery.hold_lifetime_secs.saturating_mul(1000));
-        if let Err(e) = queue.state().put(&entry) {
-            tracing::error!(queue_id, error = %e, "queue state not written");
-        }
-        Some(entry.next_attempt_ms)
-    } else {
-        // Done: state first (so a crash re-finds a finished entry and removes
-        // the file), then the file, then the state.
-        let _ = queue.state().put(&entry);
-        if let Err(e) = queue.spool().remove(queue_id) {
-            tracing::warn!(queue_id, error = %e, "spool file not removed; it will be cleaned up at start-up");
-        }
-        let _ = queue.state().remove(queue_id);
-        None
     }
 }
 

@@ -25,19 +25,22 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use crate::envelope::Envelope;
-use crate::util::is_queue_id;
+use crate::envelope::QueueId;
 
 const MAGIC: &[u8] = b"SEALGATE-SPOOL/1\n";
 const END: &[u8] = b"\nEND ";
 /// Most messages made durable by one group commit.
 const MAX_BATCH: usize = 512;
+/// Free space a spool write leaves for the state store (sled), so that a
+/// full spool never takes the queue's index down with it.
+const STATE_RESERVE: u64 = crate::db::REOPEN_RESERVE;
 /// Largest envelope record we read back (1000 recipients fit easily).
 const MAX_ENVELOPE_LEN: usize = 4 * 1024 * 1024;
 
 /// A message read back from the spool.
 #[derive(Debug, Clone)]
 pub struct SpooledMessage {
-    pub queue_id: String,
+    pub queue_id: QueueId,
     pub envelope: Envelope,
     /// The message as it will be relayed, our `Received:` header first.
     /// Shared so the pipeline can hand it on without copying.
@@ -102,21 +105,31 @@ impl Spool {
         self.root.join("queue")
     }
 
-    fn path_of(&self, queue_id: &str) -> PathBuf {
-        self.queue_dir().join(queue_id)
+    fn path_of(&self, queue_id: &QueueId) -> PathBuf {
+        self.queue_dir().join(queue_id.as_str())
     }
 
     /// Stores a message durably. Returns only when the file and its name are
     /// on stable storage; an error means the message was not accepted.
     pub async fn store(
         &self,
-        queue_id: &str,
+        queue_id: &QueueId,
         envelope: &Envelope,
         header: &[u8],
         body: &[u8],
     ) -> io::Result<()> {
         let record = encode(envelope, header, body)?;
-        let tmp_path = self.root.join("tmp").join(queue_id);
+        // Asked afresh for every message (the session's answer is cached):
+        // fast senders must not fill the disk to the last byte, and the
+        // state store needs room to keep working.
+        let needed = (record.len() as u64).saturating_add(STATE_RESERVE);
+        if !crate::db::has_room(&self.root, needed) {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("less than {needed} octets free for the spool"),
+            ));
+        }
+        let tmp_path = self.root.join("tmp").join(queue_id.as_str());
         let final_path = self.path_of(queue_id);
         let write_path = tmp_path.clone();
         let file = tokio::task::spawn_blocking(move || -> io::Result<File> {
@@ -125,7 +138,12 @@ impl Spool {
                 .create_new(true)
                 .mode(0o600)
                 .open(&write_path)?;
-            file.write_all(&record)?;
+            if let Err(e) = file.write_all(&record) {
+                // A half-written file would keep the disk full.
+                drop(file);
+                let _ = fs::remove_file(&write_path);
+                return Err(e);
+            }
             Ok(file)
         })
         .await
@@ -144,10 +162,7 @@ impl Spool {
     }
 
     /// Reads one spooled message back, checking the end record.
-    pub fn read(&self, queue_id: &str) -> Result<SpooledMessage, SpoolReadError> {
-        if !is_queue_id(queue_id) {
-            return Err(SpoolReadError::Damaged("bad queue id"));
-        }
+    pub fn read(&self, queue_id: &QueueId) -> Result<SpooledMessage, SpoolReadError> {
         let mut bytes = Vec::new();
         File::open(self.path_of(queue_id))?.read_to_end(&mut bytes)?;
         decode(queue_id, &bytes)
@@ -155,30 +170,25 @@ impl Spool {
 
     /// Removes a message whose every recipient is done. A failure is logged
     /// by the caller; at worst the file is found again at start-up.
-    pub fn remove(&self, queue_id: &str) -> io::Result<()> {
-        if !is_queue_id(queue_id) {
-            return Err(io::Error::other("bad queue id"));
-        }
+    pub fn remove(&self, queue_id: &QueueId) -> io::Result<()> {
         fs::remove_file(self.path_of(queue_id))
     }
 
     /// Moves a damaged file aside for inspection.
-    pub fn quarantine(&self, queue_id: &str) -> io::Result<()> {
+    pub fn quarantine(&self, queue_id: &QueueId) -> io::Result<()> {
         fs::rename(
             self.path_of(queue_id),
-            self.root.join("corrupt").join(queue_id),
+            self.root.join("corrupt").join(queue_id.as_str()),
         )
     }
 
     /// Every queue id with a file in `queue/`, oldest first.
-    pub fn list(&self) -> io::Result<Vec<String>> {
+    pub fn list(&self) -> io::Result<Vec<QueueId>> {
         let mut ids = Vec::new();
         for entry in fs::read_dir(self.queue_dir())? {
             let name = entry?.file_name();
-            if let Some(name) = name.to_str()
-                && is_queue_id(name)
-            {
-                ids.push(name.to_string());
+            if let Some(id) = name.to_str().and_then(QueueId::parse) {
+                ids.push(id);
             }
         }
         ids.sort();
@@ -282,7 +292,7 @@ fn encode(envelope: &Envelope, header: &[u8], body: &[u8]) -> io::Result<Vec<u8>
 }
 
 /// Parses a spool record, refusing anything that is not whole and intact.
-fn decode(queue_id: &str, bytes: &[u8]) -> Result<SpooledMessage, SpoolReadError> {
+fn decode(queue_id: &QueueId, bytes: &[u8]) -> Result<SpooledMessage, SpoolReadError> {
     use SpoolReadError::Damaged;
     let rest = bytes.strip_prefix(MAGIC).ok_or(Damaged("no magic"))?;
     let trailer_len = END.len() + 9;
@@ -332,7 +342,7 @@ fn decode(queue_id: &str, bytes: &[u8]) -> Result<SpooledMessage, SpoolReadError
             .to_vec(),
     );
     Ok(SpooledMessage {
-        queue_id: queue_id.to_string(),
+        queue_id: queue_id.clone(),
         envelope,
         content,
     })
@@ -342,8 +352,8 @@ fn decode(queue_id: &str, bytes: &[u8]) -> Result<SpooledMessage, SpoolReadError
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
+    use crate::address::Address;
     use crate::envelope::EnvelopeRecipient;
-    use crate::smtp::address::Address;
 
     fn envelope() -> Envelope {
         Envelope {
@@ -375,19 +385,20 @@ mod tests {
             b"Subject: y\r\n\r\nbody\r\n",
         )
         .unwrap();
-        let msg = decode("0123456789ABCDEF0123", &rec).unwrap();
+        let id = QueueId::parse("0123456789ABCDEF0123").unwrap();
+        let msg = decode(&id, &rec).unwrap();
         assert_eq!(msg.envelope, envelope());
         assert_eq!(*msg.content, b"Received: x\r\nSubject: y\r\n\r\nbody\r\n");
         for cut in [1, 5, rec.len() / 2, rec.len() - 1] {
             assert!(
-                decode("x", &rec[..cut]).is_err(),
+                decode(&id, &rec[..cut]).is_err(),
                 "truncated at {cut} accepted"
             );
         }
         let mut flipped = rec.clone();
         let mid = flipped.len() - 20;
         flipped[mid] ^= 1;
-        assert!(decode("x", &flipped).is_err());
+        assert!(decode(&id, &flipped).is_err());
     }
 
     #[tokio::test]
@@ -397,7 +408,7 @@ mod tests {
             crate::util::new_session_id()
         ));
         let spool = Spool::open(&dir).unwrap();
-        let ids: Vec<String> = (0..5).map(|_| crate::util::new_queue_id()).collect();
+        let ids: Vec<QueueId> = (0..5).map(|_| QueueId::new()).collect();
         let mut tasks = Vec::new();
         for id in &ids {
             let spool = spool.clone();

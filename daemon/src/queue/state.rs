@@ -11,8 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{Envelope, EnvelopeRecipient};
-use crate::smtp::address::Address;
+use crate::address::Address;
+use crate::envelope::{Envelope, EnvelopeRecipient, QueueId};
+use crate::reason::{Reason, typed_or_text};
 
 /// Where one recipient stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,19 +22,33 @@ pub enum RecipientStatus {
     /// Waiting for its first or next attempt.
     Scheduled,
     /// The last attempt failed temporarily; it will be retried.
-    Deferred { reason: String },
+    Deferred {
+        #[serde(deserialize_with = "typed_or_text")]
+        reason: Reason,
+    },
     /// Accepted by the next hop (or written to the outbox).
     Delivered { reply: String },
     /// Failed for good; the sender has been told (unless they asked not to be).
-    Bounced { reason: String },
+    Bounced {
+        #[serde(deserialize_with = "typed_or_text")]
+        reason: Reason,
+    },
     /// An administrator removed it from the queue.
     Deleted,
     /// Policy requires encryption and there is no method yet: kept, never
     /// sent in clear, until a key arrives, an administrator releases it, or
     /// the hold expires.
-    Held { reason: String, since_ms: u64 },
+    Held {
+        #[serde(deserialize_with = "typed_or_text")]
+        reason: Reason,
+        since_ms: u64,
+    },
     /// Policy put it aside for an administrator to look at.
-    Quarantined { reason: String, since_ms: u64 },
+    Quarantined {
+        #[serde(deserialize_with = "typed_or_text")]
+        reason: Reason,
+        since_ms: u64,
+    },
 }
 
 impl RecipientStatus {
@@ -87,7 +102,7 @@ impl RecipientState {
 /// One queued message's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueEntry {
-    pub queue_id: String,
+    pub queue_id: QueueId,
     pub sender: Option<Address>,
     pub received_at_ms: u64,
     pub size: u64,
@@ -102,9 +117,9 @@ pub struct QueueEntry {
 
 impl QueueEntry {
     /// A new entry for a just-accepted message: every recipient scheduled now.
-    pub fn new(queue_id: &str, envelope: &Envelope, size: u64) -> QueueEntry {
+    pub fn new(queue_id: &QueueId, envelope: &Envelope, size: u64) -> QueueEntry {
         QueueEntry {
-            queue_id: queue_id.to_string(),
+            queue_id: queue_id.clone(),
             sender: envelope.sender.clone(),
             received_at_ms: envelope.received_at_ms,
             size,
@@ -143,20 +158,24 @@ impl QueueEntry {
     }
 }
 
-/// The sled trees behind the queue.
+/// The queue's state (node-local sled) and the invitation claims (shared:
+/// every node of a cluster invites a recipient at most once).
 #[derive(Clone)]
 pub struct QueueState {
-    entries: sled::Tree,
+    entries: crate::db::Tree,
     /// Held recipient address (lower case) → when they were last invited (ms).
-    invitations: sled::Tree,
+    invitations: std::sync::Arc<dyn crate::store::SharedStore>,
 }
 
 impl QueueState {
-    pub fn open(db: &sled::Db) -> sled::Result<QueueState> {
-        Ok(QueueState {
-            entries: db.open_tree("queue")?,
-            invitations: db.open_tree("invitations")?,
-        })
+    pub fn open(
+        db: &crate::db::Db,
+        shared: std::sync::Arc<dyn crate::store::SharedStore>,
+    ) -> QueueState {
+        QueueState {
+            entries: db.tree("queue"),
+            invitations: shared,
+        }
     }
 
     /// Claims the right to invite `address` now: true when it was never
@@ -167,23 +186,24 @@ impl QueueState {
         address: &str,
         now_ms: u64,
         every_ms: u64,
-    ) -> sled::Result<bool> {
+    ) -> Result<bool, crate::store::StoreError> {
+        use crate::store::Space;
         let key = address.to_ascii_lowercase();
         for _ in 0..8 {
-            let current = self.invitations.get(key.as_bytes())?;
+            let current = self.invitations.get(Space::Invitations, key.as_bytes())?;
             let last = current
                 .as_ref()
-                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
                 .map(u64::from_be_bytes);
             if last.is_some_and(|t| now_ms.saturating_sub(t) < every_ms) {
                 return Ok(false);
             }
-            let swapped = self.invitations.compare_and_swap(
+            if self.invitations.compare_and_swap(
+                Space::Invitations,
                 key.as_bytes(),
-                current,
-                Some(&now_ms.to_be_bytes()[..]),
-            )?;
-            if swapped.is_ok() {
+                current.as_deref(),
+                Some(&now_ms.to_be_bytes()),
+            )? {
                 return Ok(true);
             }
         }
@@ -191,56 +211,55 @@ impl QueueState {
     }
 
     /// Gives a claim back (the invitation could not be queued).
-    pub fn unclaim_invitation(&self, address: &str) -> sled::Result<()> {
-        self.invitations
-            .remove(address.to_ascii_lowercase().as_bytes())?;
+    pub fn unclaim_invitation(&self, address: &str) -> Result<(), crate::store::StoreError> {
+        self.invitations.remove(
+            crate::store::Space::Invitations,
+            address.to_ascii_lowercase().as_bytes(),
+        )?;
         Ok(())
     }
 
     pub fn put(&self, entry: &QueueEntry) -> sled::Result<()> {
         let value =
             serde_json::to_vec(entry).map_err(|e| sled::Error::Unsupported(e.to_string()))?;
-        self.entries.insert(entry.queue_id.as_bytes(), value)?;
+        self.entries.insert(entry.queue_id.as_str(), value)?;
         Ok(())
     }
 
-    pub fn get(&self, queue_id: &str) -> sled::Result<Option<QueueEntry>> {
+    pub fn get(&self, queue_id: &QueueId) -> sled::Result<Option<QueueEntry>> {
         Ok(self
             .entries
-            .get(queue_id.as_bytes())?
+            .get(queue_id.as_str())?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
-    pub fn remove(&self, queue_id: &str) -> sled::Result<()> {
-        self.entries.remove(queue_id.as_bytes())?;
+    pub fn remove(&self, queue_id: &QueueId) -> sled::Result<()> {
+        self.entries.remove(queue_id.as_str())?;
         Ok(())
     }
 
-    /// Every entry, oldest first; records that do not decode are skipped and logged.
-    pub fn all(&self) -> Vec<QueueEntry> {
-        self.entries
-            .iter()
-            .filter_map(|item| match item {
-                Ok((key, value)) => match serde_json::from_slice(&value) {
-                    Ok(entry) => Some(entry),
-                    Err(e) => {
-                        tracing::warn!(key = %String::from_utf8_lossy(&key), error = %e, "undecodable queue record skipped");
-                        None
-                    }
-                },
+    /// Every entry, oldest first; records that do not decode are skipped
+    /// and logged. A storage error ends the walk (sled's iterator may
+    /// return the same error again without moving on).
+    pub fn all(&self) -> sled::Result<Vec<QueueEntry>> {
+        let mut entries = Vec::new();
+        for item in self.entries.iter()? {
+            let (key, value) = item?;
+            match serde_json::from_slice(&value) {
+                Ok(entry) => entries.push(entry),
                 Err(e) => {
-                    tracing::warn!(error = %e, "queue state read error");
-                    None
+                    tracing::warn!(key = %String::from_utf8_lossy(&key), error = %e, "undecodable queue record skipped");
                 }
-            })
-            .collect()
+            }
+        }
+        Ok(entries)
     }
 
-    pub fn len(&self) -> usize {
+    pub fn len(&self) -> sled::Result<usize> {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> sled::Result<bool> {
         self.entries.is_empty()
     }
 }

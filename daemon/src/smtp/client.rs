@@ -16,9 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::delivery::Outcome;
+use crate::address::Address;
 use crate::envelope::EnvelopeRecipient;
-use crate::smtp::address::Address;
+use crate::reason::Reason;
 use crate::smtp::command::Ret;
 
 use super::stream::MaybeTls;
@@ -31,6 +31,17 @@ const POOL_IDLE: Duration = Duration::from_secs(30);
 /// Most idle connections kept per destination.
 const POOL_MAX_PER_DESTINATION: usize = 32;
 
+/// What happened to one recipient in a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The next hop accepted it; the text is its reply.
+    Delivered(String),
+    /// Try again later.
+    Deferred(Reason),
+    /// Failed for good.
+    Bounced(Reason),
+}
+
 /// A reply from the remote server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteReply {
@@ -39,6 +50,11 @@ pub struct RemoteReply {
 }
 
 impl RemoteReply {
+    /// The reply as a reason: its code kept as the next hop gave it.
+    pub fn reason(&self) -> Reason {
+        Reason::remote(self.code, &self.text)
+    }
+
     fn is_positive(&self) -> bool {
         (200..400).contains(&self.code)
     }
@@ -63,8 +79,8 @@ pub enum ClientError {
     Io(#[from] io::Error),
     #[error("timed out waiting for the server")]
     Timeout,
-    #[error("server rejected the transaction: {reply}")]
-    Rejected { permanent: bool, reply: String },
+    #[error("server rejected the transaction: {0}")]
+    Rejected(RemoteReply),
     #[error("server sent a malformed reply")]
     Protocol,
     #[error("TLS is required for this destination but the server does not offer STARTTLS")]
@@ -102,8 +118,9 @@ impl Connection {
 
 /// The SMTP client with its connection pool.
 pub struct SmtpClient {
-    hostname: String,
-    timeout: Duration,
+    /// The name said in EHLO, and the connect and reply timeout: settings
+    /// that may change while the client runs ([`SmtpClient::configure`]).
+    params: std::sync::RwLock<(String, Duration)>,
     tls: TlsConnector,
     pool: Mutex<HashMap<String, Vec<(Instant, Connection)>>>,
 }
@@ -111,11 +128,30 @@ pub struct SmtpClient {
 impl SmtpClient {
     pub fn new(hostname: String, timeout: Duration) -> SmtpClient {
         SmtpClient {
-            hostname,
-            timeout,
+            params: std::sync::RwLock::new((hostname, timeout)),
             tls: TlsConnector::from(crate::tls::opportunistic_client_config()),
             pool: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Takes the EHLO name and timeout of a new settings version.
+    pub fn configure(&self, hostname: &str, timeout: Duration) {
+        let mut params = self.params.write().unwrap_or_else(|p| p.into_inner());
+        if params.0 != hostname || params.1 != timeout {
+            *params = (hostname.to_owned(), timeout);
+        }
+    }
+
+    fn hostname(&self) -> String {
+        self.params
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    fn timeout(&self) -> Duration {
+        self.params.read().unwrap_or_else(|p| p.into_inner()).1
     }
 
     fn checkout(&self, key: &str) -> Option<Connection> {
@@ -172,7 +208,7 @@ impl SmtpClient {
         require_tls: bool,
     ) -> Result<Connection, ClientError> {
         let target = format!("{host}:{port}");
-        let tcp = tokio::time::timeout(self.timeout, TcpStream::connect((host, port)))
+        let tcp = tokio::time::timeout(self.timeout(), TcpStream::connect((host, port)))
             .await
             .map_err(|_| {
                 ClientError::Connect(
@@ -201,7 +237,7 @@ impl SmtpClient {
                 // Opportunistic TLS authenticates nobody; the name only feeds SNI.
                 let name = rustls::pki_types::ServerName::try_from(host.to_string())
                     .unwrap_or_else(|_| placeholder_server_name());
-                let tls = tokio::time::timeout(self.timeout, self.tls.connect(name, tcp))
+                let tls = tokio::time::timeout(self.timeout(), self.tls.connect(name, tcp))
                     .await
                     .map_err(|_| ClientError::Timeout)?
                     .map_err(ClientError::Tls)?;
@@ -217,7 +253,7 @@ impl SmtpClient {
     }
 
     async fn ehlo(&self, conn: &mut Connection) -> Result<(), ClientError> {
-        self.write(conn, format!("EHLO {}\r\n", self.hostname).as_bytes())
+        self.write(conn, format!("EHLO {}\r\n", self.hostname()).as_bytes())
             .await?;
         let (reply, lines) = self.read_reply_lines(conn).await?;
         if reply.code != 250 {
@@ -238,17 +274,18 @@ impl SmtpClient {
             let ascii = tx.sender.is_none_or(Address::is_ascii)
                 && tx.recipients.iter().all(|r| r.address.is_ascii());
             if !ascii {
-                return Err(ClientError::Rejected {
-                    permanent: true,
-                    reply: "553 5.6.7 the next hop does not support SMTPUTF8, needed for a non-ASCII address".into(),
-                });
+                return Err(ClientError::Rejected(RemoteReply {
+                    code: 553,
+                    text: "5.6.7 the next hop does not support SMTPUTF8, needed for a non-ASCII address".into(),
+                }));
             }
         }
         if tx.eight_bit && !conn.has("8BITMIME") && tx.content.iter().any(|b| *b >= 0x80) {
-            return Err(ClientError::Rejected {
-                permanent: true,
-                reply: "554 5.6.3 the next hop does not support 8BITMIME, needed for this 8-bit message".into(),
-            });
+            return Err(ClientError::Rejected(RemoteReply {
+                code: 554,
+                text: "5.6.3 the next hop does not support 8BITMIME, needed for this 8-bit message"
+                    .into(),
+            }));
         }
         let dsn = conn.has("DSN");
         let mut mail = format!(
@@ -360,9 +397,9 @@ impl SmtpClient {
                 } else if final_reply.is_positive() {
                     Outcome::Delivered(final_reply.to_string())
                 } else if final_reply.is_permanent() {
-                    Outcome::Bounced(final_reply.to_string())
+                    Outcome::Bounced(final_reply.reason())
                 } else {
-                    Outcome::Deferred(final_reply.to_string())
+                    Outcome::Deferred(final_reply.reason())
                 }
             })
             .collect())
@@ -375,7 +412,7 @@ impl SmtpClient {
     }
 
     async fn write(&self, conn: &mut Connection, bytes: &[u8]) -> Result<(), ClientError> {
-        tokio::time::timeout(self.timeout, async {
+        tokio::time::timeout(self.timeout(), async {
             conn.stream.write_all(bytes).await?;
             conn.stream.flush().await
         })
@@ -424,7 +461,7 @@ impl SmtpClient {
                 return Err(ClientError::Protocol);
             }
             let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(self.timeout, conn.stream.read(&mut chunk))
+            let n = tokio::time::timeout(self.timeout(), conn.stream.read(&mut chunk))
                 .await
                 .map_err(|_| ClientError::Timeout)??;
             if n == 0 {
@@ -443,19 +480,47 @@ fn placeholder_server_name() -> rustls::pki_types::ServerName<'static> {
 }
 
 fn rejected(reply: &RemoteReply) -> ClientError {
-    ClientError::Rejected {
-        permanent: reply.is_permanent(),
-        reply: reply.to_string(),
-    }
+    ClientError::Rejected(reply.clone())
 }
 
 fn rcpt_outcome(reply: &RemoteReply) -> Outcome {
     if reply.is_positive() {
-        Outcome::Deferred(format!("recipient accepted but message not sent: {reply}"))
+        Outcome::Deferred(Reason::Network {
+            detail: format!("recipient accepted but message not sent: {reply}"),
+            no_answer: false,
+        })
     } else if reply.is_permanent() {
-        Outcome::Bounced(reply.to_string())
+        Outcome::Bounced(reply.reason())
     } else {
-        Outcome::Deferred(reply.to_string())
+        Outcome::Deferred(reply.reason())
+    }
+}
+
+impl ClientError {
+    /// Whether the next hop refused for good (no other host will do better).
+    pub fn is_permanent_refusal(&self) -> bool {
+        matches!(self, ClientError::Rejected(reply) if reply.is_permanent())
+    }
+
+    /// Why the recipients of a failed transaction are where they are.
+    pub fn reason(&self) -> Reason {
+        match self {
+            ClientError::Rejected(reply) => reply.reason(),
+            ClientError::TlsRequired => Reason::TlsRequired {
+                detail: self.to_string(),
+            },
+            ClientError::Connect(..) => Reason::Network {
+                detail: self.to_string(),
+                no_answer: true,
+            },
+            ClientError::Io(_)
+            | ClientError::Timeout
+            | ClientError::Protocol
+            | ClientError::Tls(_) => Reason::Network {
+                detail: self.to_string(),
+                no_answer: false,
+            },
+        }
     }
 }
 

@@ -8,8 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::address::{ParsedPath, parse_path, unquoted_chars};
 use super::reply::SessionError;
+use crate::address::{ParsedPath, parse_path, unquoted_chars};
 
 /// Longest command line for ordinary commands, CRLF excluded (RFC 5321 §4.5.3.1.4: 512 with CRLF).
 pub const MAX_COMMAND_LINE: usize = 510;

@@ -1,8 +1,7 @@
-//! SMTP: the protocol core (no I/O: [`command`], [`address`], [`data`],
+//! SMTP: the protocol core (no I/O: [`command`], [`data`],
 //! [`session`], [`reply`]), the inbound server ([`server`]) and the outbound
 //! client ([`client`]).
 
-pub mod address;
 pub mod client;
 pub mod command;
 pub mod data;

@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
@@ -29,37 +28,44 @@ use super::reply::{Reply, SessionError};
 use super::session::{Conditions, Session, Step};
 use super::stream::MaybeTls;
 
-/// Counts connections per client IP; the guard gives the slot back.
-#[derive(Default)]
-struct PerIpCounter(Mutex<HashMap<IpAddr, usize>>);
+/// Counts connections per key (a client IP, or `()` for all); the guard
+/// gives the slot back. The limit is asked per connection, so a settings
+/// change applies to the next one.
+struct Slots<K>(Mutex<HashMap<K, usize>>);
 
-struct PerIpGuard {
-    counter: Arc<PerIpCounter>,
-    ip: IpAddr,
+impl<K> Default for Slots<K> {
+    fn default() -> Self {
+        Slots(Mutex::new(HashMap::new()))
+    }
 }
 
-impl PerIpCounter {
-    fn try_acquire(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PerIpGuard> {
+struct SlotGuard<K: std::hash::Hash + Eq> {
+    slots: Arc<Slots<K>>,
+    key: K,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Slots<K> {
+    fn try_acquire(self: &Arc<Self>, key: K, max: usize) -> Option<SlotGuard<K>> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let count = map.entry(ip).or_insert(0);
+        let count = map.entry(key.clone()).or_insert(0);
         if *count >= max {
             return None;
         }
         *count += 1;
-        Some(PerIpGuard {
-            counter: self.clone(),
-            ip,
+        Some(SlotGuard {
+            slots: self.clone(),
+            key,
         })
     }
 }
 
-impl Drop for PerIpGuard {
+impl<K: std::hash::Hash + Eq> Drop for SlotGuard<K> {
     fn drop(&mut self) {
-        let mut map = self.counter.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = map.get_mut(&self.ip) {
+        let mut map = self.slots.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(&self.key) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                map.remove(&self.ip);
+                map.remove(&self.key);
             }
         }
     }
@@ -77,16 +83,12 @@ pub async fn bind(config: &Config) -> io::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
-/// Accepts connections forever on `listener`.
-pub async fn serve(
-    listener: TcpListener,
-    config: Arc<Config>,
-    tls: Option<TlsAcceptor>,
-    queue: Queue,
-) {
-    let per_ip = Arc::new(PerIpCounter::default());
-    let total = Arc::new(Semaphore::new(config.smtp.max_connections));
-    let expander = Arc::new(crate::expand::Expander::new(&config));
+/// Accepts connections forever on `listener`. Each connection takes the
+/// settings version in force when it arrives and keeps it to its end
+/// (limits, relay rules, TLS identity, list expansion).
+pub async fn serve(listener: TcpListener, live: Arc<crate::settings::Live>, queue: Queue) {
+    let per_ip = Arc::new(Slots::<IpAddr>::default());
+    let total = Arc::new(Slots::<()>::default());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(pair) => pair,
@@ -97,12 +99,13 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        let runtime = live.get();
+        let config = runtime.config.clone();
         let ip_guard = per_ip.try_acquire(peer.ip(), config.smtp.max_connections_per_ip);
-        let total_permit = total.clone().try_acquire_owned().ok();
-        let config = config.clone();
-        let tls = tls.clone();
+        let total_permit = total.try_acquire((), config.smtp.max_connections);
+        let tls = Some(TlsAcceptor::from(runtime.tls.clone()));
         let queue = queue.clone();
-        let expander = expander.clone();
+        let expander = runtime.expander.clone();
         tokio::spawn(async move {
             let (Some(_ip_guard), Some(_permit)) = (ip_guard, total_permit) else {
                 let mut stream = stream;
@@ -329,7 +332,7 @@ async fn receive_message(
             return Ok(());
         }
     };
-    let queue_id = crate::util::new_queue_id();
+    let queue_id = crate::envelope::QueueId::new();
     let header = session.received_header(&queue_id, &envelope);
     let stored = match expander.expand(envelope).await {
         Ok(envelope) => queue
@@ -338,7 +341,11 @@ async fn receive_message(
             .map(|()| queue_id)
             .map_err(|e| {
                 tracing::error!(session_id = session.session_id(), error = %e, "spool write failed; message not accepted");
-                SessionError::StorageFailed
+                if e.kind() == io::ErrorKind::StorageFull {
+                    SessionError::InsufficientStorage
+                } else {
+                    SessionError::StorageFailed
+                }
             }),
         Err(e) => {
             tracing::warn!(session_id = session.session_id(), error = %e, "distribution list expansion failed; message not accepted");

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::envelope::{Envelope, EnvelopeRecipient, now_ms};
 
-use super::address::Address;
 use super::command::{BodyType, Command, MailParams, parse_command};
 use super::reply::{Reply, SessionError};
+use crate::address::Address;
 
 /// What the network layer must do after a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,7 +320,7 @@ impl Session {
     }
 
     /// The reply after the spool answered.
-    pub fn stored(&mut self, result: Result<String, SessionError>) -> Step {
+    pub fn stored(&mut self, result: Result<crate::envelope::QueueId, SessionError>) -> Step {
         match result {
             Ok(queue_id) => Step::Reply(Reply::new(
                 250,
@@ -332,7 +332,11 @@ impl Session {
     }
 
     /// The `Received:` header this gateway adds in front of the message.
-    pub fn received_header(&self, queue_id: &str, envelope: &Envelope) -> String {
+    pub fn received_header(
+        &self,
+        queue_id: &crate::envelope::QueueId,
+        envelope: &Envelope,
+    ) -> String {
         let with = match (self.tls_active, envelope.smtputf8) {
             (true, true) => "UTF8SMTPS",
             (true, false) => "ESMTPS",

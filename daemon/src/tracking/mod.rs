@@ -7,88 +7,51 @@
 //! range scan; sender and recipient filters are applied to that range.
 //! Trusts: its callers (the daemon's own modules).
 
-use serde::{Deserialize, Serialize};
+pub mod retention;
 
 use crate::envelope::now_ms;
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Received,
-    Deferred,
-    Delivered,
-    Bounced,
-    Expired,
-    Deleted,
-    DsnSent,
-    /// What the policy decided for a recipient, and why.
-    Policy,
-    /// Encryption required and no method yet: kept, not sent.
-    Held,
-    /// Put aside by policy for an administrator.
-    Quarantined,
-    /// An administrator released held or quarantined recipients.
-    Released,
-    /// A held recipient was sent an invitation to provide a certificate or key.
-    Invited,
-}
-
-/// Which way the message moves at this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Entering this node.
-    In,
-    /// Leaving this node.
-    Out,
-}
-
-/// One tracking event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    pub time_ms: u64,
-    pub node: String,
-    pub queue_id: String,
-    pub kind: EventKind,
-    pub direction: Direction,
-    pub sender: String,
-    /// Empty for message-level events that concern every recipient.
-    pub recipient: String,
-    /// The remote host (client IP when received, next hop when sent).
-    pub remote: String,
-    /// The reply text or reason.
-    pub detail: String,
-}
-
-/// A search over tracking events; empty fields match everything.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Query {
-    /// Substring of the sender address, case-insensitive.
-    pub sender: Option<String>,
-    /// Substring of the recipient address, case-insensitive.
-    pub recipient: Option<String>,
-    pub queue_id: Option<String>,
-    pub since_ms: Option<u64>,
-    pub until_ms: Option<u64>,
-    pub limit: Option<usize>,
-}
+pub use sealgate_api::ops::tracking::{Direction, Event, EventKind, TrackQuery as Query};
 
 /// The tracking store.
 #[derive(Clone)]
 pub struct Tracker {
-    events: sled::Tree,
-    db: sled::Db,
+    events: crate::db::Tree,
+    db: crate::db::Db,
     node: String,
+    /// Events not written yet because the state store failed.
+    backlog: std::sync::Arc<std::sync::Mutex<Backlog>>,
+    /// The settings version events are recorded under.
+    version: Option<u64>,
 }
 
+/// Encoded events (key, value) waiting for the state store.
+type Backlog = std::collections::VecDeque<(Vec<u8>, Vec<u8>)>;
+
+/// Most events kept in memory while the state store fails.
+pub const MAX_BACKLOG: usize = 20_000;
+
+/// Sequence numbers for event keys while sled cannot give one.
+static FALLBACK_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 62);
+
 impl Tracker {
-    pub fn open(db: &sled::Db, node: &str) -> sled::Result<Tracker> {
-        Ok(Tracker {
-            events: db.open_tree("events")?,
+    pub fn open(db: &crate::db::Db, node: &str) -> Tracker {
+        Tracker {
+            events: db.tree("events"),
             db: db.clone(),
             node: node.to_string(),
-        })
+            backlog: Default::default(),
+            version: None,
+        }
+    }
+
+    /// The same store, recording events under settings version `version`
+    /// (the one the work they describe was done under).
+    pub fn with_version(&self, version: u64) -> Tracker {
+        Tracker {
+            version: Some(version),
+            ..self.clone()
+        }
     }
 
     pub fn node(&self) -> &str {
@@ -118,6 +81,9 @@ impl Tracker {
             recipient: recipient.to_string(),
             remote: remote.to_string(),
             detail: detail.to_string(),
+            settings_version: self.version,
+            subject: None,
+            message_id: None,
         };
         tracing::info!(
             queue_id,
@@ -129,22 +95,77 @@ impl Tracker {
             detail,
             "message event"
         );
-        let seq = self.db.generate_id().unwrap_or(0);
+        // sled's counter makes keys unique across restarts; while the store
+        // is failed, a counter of this process stands in (above any value
+        // sled hands out in practice).
+        let seq = self
+            .db
+            .generate_id()
+            .unwrap_or_else(|_| FALLBACK_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let mut key = Vec::with_capacity(16);
         key.extend_from_slice(&event.time_ms.to_be_bytes());
         key.extend_from_slice(&seq.to_be_bytes());
         match serde_json::to_vec(&event) {
-            Ok(value) => {
-                if let Err(e) = self.events.insert(key, value) {
-                    tracing::warn!(error = %e, "tracking event not stored");
-                }
-            }
+            Ok(value) => self.store(key, value),
             Err(e) => tracing::warn!(error = %e, "tracking event not encoded"),
         }
     }
 
-    /// Events matching `query`, oldest first.
-    pub fn search(&self, query: &Query) -> Vec<Event> {
+    /// Writes an event; while the state store fails (a full disk), events
+    /// wait in memory (at most [`MAX_BACKLOG`]) and are written once it
+    /// works again, so tracking keeps what happened meanwhile.
+    fn store(&self, key: Vec<u8>, value: Vec<u8>) {
+        let mut backlog = self
+            .backlog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        backlog.push_back((key, value));
+        while let Some((key, value)) = backlog.pop_front() {
+            if let Err(e) = self.events.insert(&key, value.clone()) {
+                backlog.push_front((key, value));
+                if backlog.len() > MAX_BACKLOG {
+                    backlog.pop_front();
+                    tracing::warn!(error = %e, "tracking event dropped: the state store has failed for too long");
+                }
+                return;
+            }
+        }
+    }
+
+    /// Writes the events that waited for the state store.
+    pub fn write_backlog(&self) {
+        let waiting = std::mem::take(
+            &mut *self
+                .backlog
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for (key, value) in waiting {
+            self.store(key, value);
+        }
+    }
+
+    /// Removes up to `batch` events older than `before_ms`; returns how
+    /// many (0: nothing older is left).
+    pub fn prune(&self, before_ms: u64, batch: usize) -> sled::Result<usize> {
+        let mut old = Vec::with_capacity(batch.min(4096));
+        for item in self.events.range(..before_ms.to_be_bytes().to_vec())? {
+            let (key, _) = item?;
+            old.push(key);
+            if old.len() >= batch {
+                break;
+            }
+        }
+        for key in &old {
+            self.events.remove(key)?;
+        }
+        Ok(old.len())
+    }
+
+    /// Events matching `query`, oldest first. A storage error ends the
+    /// search: sled's iterator may return the same error again without
+    /// moving on, so it is never skipped.
+    pub fn search(&self, query: &Query) -> sled::Result<Vec<Event>> {
         let start = query.since_ms.unwrap_or(0).to_be_bytes();
         let end = query
             .until_ms
@@ -154,22 +175,27 @@ impl Tracker {
         let limit = query.limit.unwrap_or(1000).min(100_000);
         let sender = query.sender.as_ref().map(|s| s.to_lowercase());
         let recipient = query.recipient.as_ref().map(|s| s.to_lowercase());
-        self.events
-            .range(start..end)
-            .filter_map(|item| item.ok())
-            .filter_map(|(_, v)| serde_json::from_slice::<Event>(&v).ok())
-            .filter(|e| {
-                sender
-                    .as_ref()
-                    .is_none_or(|s| e.sender.to_lowercase().contains(s))
-            })
-            .filter(|e| {
-                recipient
+        let wanted = |e: &Event| {
+            sender
+                .as_ref()
+                .is_none_or(|s| e.sender.to_lowercase().contains(s))
+                && recipient
                     .as_ref()
                     .is_none_or(|r| e.recipient.to_lowercase().contains(r))
-            })
-            .filter(|e| query.queue_id.as_ref().is_none_or(|q| &e.queue_id == q))
-            .take(limit)
-            .collect()
+                && query.queue_id.as_ref().is_none_or(|q| &e.queue_id == q)
+        };
+        let mut found = Vec::new();
+        for item in self.events.range(start..end)? {
+            let (_, value) = item?;
+            if let Ok(event) = serde_json::from_slice::<Event>(&value)
+                && wanted(&event)
+            {
+                found.push(event);
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
     }
 }

@@ -1,0 +1,92 @@
+//! The operations, one struct each, grouped by what they touch. The name
+//! of each is its wire name (`queue.release`); the daemon's `service`
+//! module has one handler per operation.
+
+use serde::{Deserialize, Serialize};
+
+pub mod audit;
+pub mod directory;
+pub mod keys;
+pub mod policy;
+pub mod queue;
+pub mod settings;
+pub mod status;
+pub mod tracking;
+
+/// Declares the [`crate::Operation`] impl of a request struct.
+macro_rules! operation {
+    ($ty:ty, $name:literal, $needs:expr, $out:ty) => {
+        impl $crate::Operation for $ty {
+            const NAME: &'static str = $name;
+            const NEEDS: $crate::Permission = $needs;
+            type Output = $out;
+        }
+    };
+    ($ty:ty, $name:literal, $needs:expr, $out:ty, audit = |$s:ident| $audit:expr) => {
+        impl $crate::Operation for $ty {
+            const NAME: &'static str = $name;
+            const NEEDS: $crate::Permission = $needs;
+            type Output = $out;
+            fn audit_args(&self) -> serde_json::Value {
+                let $s = self;
+                $audit
+            }
+        }
+    };
+}
+pub(crate) use operation;
+
+/// What a change did, in words (and the ids it changed, for bulk changes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {
+    pub text: String,
+    /// The ids that were changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// The ids that were not, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<ItemError>,
+}
+
+/// One item of a bulk change that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemError {
+    pub id: String,
+    pub error: crate::ServiceError,
+}
+
+/// The names of every operation, for the service's dispatch table test.
+pub const ALL: &[&str] = &[
+    <queue::QueueList as crate::Operation>::NAME,
+    <queue::QueueShow as crate::Operation>::NAME,
+    <queue::QueueRelease as crate::Operation>::NAME,
+    <queue::QueueRetry as crate::Operation>::NAME,
+    <queue::QueueDelete as crate::Operation>::NAME,
+    <tracking::TrackSearch as crate::Operation>::NAME,
+    <directory::DirectoryList as crate::Operation>::NAME,
+    <directory::DirectoryShow as crate::Operation>::NAME,
+    <directory::DirectoryImport as crate::Operation>::NAME,
+    <directory::DirectoryRemove as crate::Operation>::NAME,
+    <keys::KeysList as crate::Operation>::NAME,
+    <keys::KeyGenerate as crate::Operation>::NAME,
+    <keys::KeySelfSign as crate::Operation>::NAME,
+    <keys::KeyCsr as crate::Operation>::NAME,
+    <keys::KeyImportCert as crate::Operation>::NAME,
+    <keys::KeyExportCert as crate::Operation>::NAME,
+    <keys::KeyDelete as crate::Operation>::NAME,
+    <keys::PgpInit as crate::Operation>::NAME,
+    <keys::PgpRotate as crate::Operation>::NAME,
+    <keys::PgpExport as crate::Operation>::NAME,
+    <keys::KeysReload as crate::Operation>::NAME,
+    <settings::SettingsShow as crate::Operation>::NAME,
+    <settings::SettingsGet as crate::Operation>::NAME,
+    <settings::SettingsSet as crate::Operation>::NAME,
+    <settings::SettingsApply as crate::Operation>::NAME,
+    <settings::SettingsDiff as crate::Operation>::NAME,
+    <settings::SettingsHistory as crate::Operation>::NAME,
+    <settings::SettingsRollback as crate::Operation>::NAME,
+    <settings::SettingsExport as crate::Operation>::NAME,
+    <policy::PolicyExplain as crate::Operation>::NAME,
+    <status::Status as crate::Operation>::NAME,
+    <audit::AuditSearch as crate::Operation>::NAME,
+];
