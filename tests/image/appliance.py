@@ -35,6 +35,17 @@ OVMF = Path("/usr/share/ovmf/OVMF.fd")
 BOOT_TIMEOUT = 240  # TCG on a loaded 2-core machine, first boot, plus margin
 
 
+# Every boot of the run, in order: (what, firmware, seconds from power-on or
+# from the reboot command to the event named in `what`). conftest.py prints
+# them as a table at the end; they are figures to read, not assertions.
+BOOT_TIMES: list[tuple[str, str, float]] = []
+
+
+def record_boot(what: str, firmware: str, seconds: float) -> None:
+    BOOT_TIMES.append((what, firmware, seconds))
+    print(f"\n{what} ({firmware}): {seconds:.1f} s", flush=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

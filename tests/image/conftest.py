@@ -10,3 +10,17 @@ def pytest_runtest_logreport(report):
     run cut off by its time limit prints no summary."""
     if report.failed:
         print(f"\n--- {report.nodeid} ({report.when}) failed:\n{report.longreprtext}\n", flush=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The boot times of the run as a table (TCG, this machine's load)."""
+    from appliance import BOOT_TIMES
+
+    if not BOOT_TIMES:
+        return
+    tr = terminalreporter
+    width = max(len(what) for what, _, _ in BOOT_TIMES)
+    tr.section("boot times under QEMU TCG (not assertions)")
+    tr.write_line(f"{'boot':<{width}}  firmware  seconds")
+    for what, firmware, seconds in BOOT_TIMES:
+        tr.write_line(f"{what:<{width}}  {firmware:<8}  {seconds:7.1f}")

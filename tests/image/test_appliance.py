@@ -17,7 +17,12 @@ on the previous:
            power off: the data partition (ext4, grown) is checked on the
            disk; root slot A was never written
   boot 5   a later boot (timed): B again, no migration runs twice
-  boot 6   factory reset: first boot again on the new version
+  boot 6   factory reset: first boot again, still on the new version
+
+Not booted here, to stay inside the CI budget: the menu's manual roll back
+(update menu, 2), which runs `rauc status mark-active other` and reboots;
+tests/console checks that command (dry run), and boots 2-3 show GRUB
+switching slots from RAUC's marks.
 
 Needs image/out/ and image/out/test/ from
 `SEALGATE_TEST_BUNDLES=1 scripts/build-image`; scripts/test-image runs both.
@@ -38,7 +43,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from appliance import BOOT_TIMEOUT, OUT, REPO, Appliance, FileServer, free_port, make_workdir, remove_workdir
+from appliance import (BOOT_TIMEOUT, OUT, REPO, Appliance, FileServer, free_port, make_workdir, record_boot,
+                       remove_workdir)
 from smtp_capture import CaptureSink
 
 TOKEN_RX = r"Setup token: ([0-9a-f]{32})"
@@ -55,7 +61,6 @@ class State:
     version: str = ""
     queued_id: str = ""
     smime_cert: str = ""
-    boots: list[tuple[str, float]] = []
 
 
 S = State()
@@ -80,8 +85,6 @@ def appliance():
         S.vm.kill()
         S.sink.stop()
         S.files.stop()
-        print("\nboot-to-service (SMTP 220 through the forward): "
-              + ", ".join(f"{what} {s:.1f} s" for what, s in S.boots))
         if ok:
             remove_workdir(workdir)
         else:
@@ -96,8 +99,7 @@ def boot(vm: Appliance, what: str, rebooted_at: float | None = None) -> str:
         vm.start()
     began = vm.started_at if rebooted_at is None else rebooted_at
     ready = vm.smtp_banner(BOOT_TIMEOUT)
-    S.boots.append((what, ready - began))
-    print(f"\n{what}: boot-to-service {ready - began:.1f} s")
+    record_boot(f"{what}: SMTP 220", vm.firmware, ready - began)
     # The boot loader hears that the boot is good once the gateway runs.
     vm.expect(r"sealgate-boot-ok: slot [AB] confirmed", 120)
     vm.send("")  # redraw the menu so the banner is after the mark
@@ -192,7 +194,7 @@ def data_partition_files(vm: Appliance) -> dict[str, str]:
 # -- boot 1: first boot from UEFI -----------------------------------------------
 
 def test_first_boot_from_uefi_reaches_service_and_menu(appliance):
-    S.token = boot(appliance, "first boot (UEFI)")
+    S.token = boot(appliance, "qcow2 first boot")
     log = appliance.text()
     assert "Booting `Sealgate, root slot A" in log  # GRUB, from the firmware
     assert "sealgate-firstboot: done" in log
@@ -319,7 +321,7 @@ def test_update_whose_gateway_does_not_start_falls_back(appliance):
                      BOOT_TIMEOUT)
     rebooted = time.monotonic()
     appliance.expect(r"Booting `Sealgate, root slot A", BOOT_TIMEOUT)
-    assert boot(appliance, "back on slot A", rebooted_at=rebooted) == S.token
+    assert boot(appliance, "fallback: back on slot A after the failed B", rebooted_at=rebooted) == S.token
     out = status(appliance)
     assert re.search(rf"Image:\s+{re.escape(S.version)}, root slot A", out), out
     assert re.search(r"B bad, \S+\+broken", out), out
@@ -342,7 +344,7 @@ def test_update_from_a_url_starts_the_new_root_on_reboot(appliance):
     appliance.expect(r"Booting `Sealgate, root slot B", BOOT_TIMEOUT)
     S.sink.start()
     appliance.expect(r"sealgate-migrate: applying 0001-update-test", BOOT_TIMEOUT)
-    assert boot(appliance, "first boot of the update", rebooted_at=rebooted) == S.token
+    assert boot(appliance, "first boot of the update (slot B, migration)", rebooted_at=rebooted) == S.token
     log = appliance.text(start)
     assert "sealgate-firstboot" not in log
     assert re.search(r"sealgate-boot-ok: update to \S+\+update: running on slot B", log), log[-3000:]
@@ -387,46 +389,28 @@ def test_data_partition_is_ext4_untouched_by_updates(appliance):
 
 def test_later_boot_keeps_the_new_root_and_runs_no_migration_again(appliance):
     start = appliance.size()
-    assert boot(appliance, "later boot") == S.token
+    assert boot(appliance, "qcow2 later boot (slot B, from power-on)") == S.token
     log = appliance.text(start)
     assert "Booting `Sealgate, root slot B" in log
     assert "sealgate-migrate: applying" not in log
     assert "sealgate-firstboot" not in log
 
 
-# -- boot 6: roll back --------------------------------------------------------------
-
-def test_roll_back_to_the_previous_version(appliance):
-    out = menu_action(appliance, "9", until=r"Enter an option: ")
-    assert re.search(r"2\) Roll back to slot A", out), out
-    start = appliance.size()
-    rebooted = time.monotonic()
-    menu_action(appliance, "2", "y", until="Rebooting")
-    appliance.expect(r"Booting `Sealgate, root slot A", BOOT_TIMEOUT)
-    assert boot(appliance, "roll back to slot A", rebooted_at=rebooted) == S.token
-    assert "sealgate-firstboot" not in appliance.text(start)
-    out = status(appliance)
-    assert re.search(rf"Image:\s+{re.escape(S.version)}, root slot A", out), out
-    assert re.search(rf"B good, {re.escape(S.version)}\+update", out), out
-    assert "Network:      static 10.0.2.15/24 gateway 10.0.2.2 dns 10.0.2.3" in out, out
-
-
-# -- boot 7: factory reset --------------------------------------------------------
+# -- boot 6: factory reset --------------------------------------------------------
 
 def test_factory_reset_wipes_data_and_reruns_first_boot(appliance):
     start = appliance.size()
+    rebooted = time.monotonic()
     menu_action(appliance, "6", "ERASE", until="Rebooting")
     appliance.expect("sealgate-factory-reset: data partition reformatted", BOOT_TIMEOUT)
     appliance.expect("sealgate-firstboot: done", BOOT_TIMEOUT)
-    appliance.expect(r"sealgate-boot-ok: slot A confirmed", BOOT_TIMEOUT)
-    appliance.send("")
-    token = appliance.expect(TOKEN_RX, 30).group(1)
-    appliance.menu(30)
+    token = boot(appliance, "factory reset: first boot again (slot B)", rebooted_at=rebooted)
     assert token != S.token
     out = status(appliance)
     assert re.search(r"Network:\s+DHCP", out), out
     assert re.search(r"Gateway:\s+active", out), out
-    assert re.search(rf"Image:\s+{re.escape(S.version)}, root slot A", out), out
+    # The reset wipes the data, not the root: the updated slot stays.
+    assert re.search(rf"Image:\s+{re.escape(S.version)}\+update, root slot B", out), out
     assert "reformatted" in appliance.text(start)
 
 

@@ -15,14 +15,13 @@ import time
 
 import pytest
 
-from appliance import BOOT_TIMEOUT, OUT, Appliance, make_workdir, remove_workdir
+from appliance import BOOT_TIMEOUT, OUT, Appliance, make_workdir, record_boot, remove_workdir
 
 ISO = OUT / "sealgate-x86_64.iso"
 
 
 class State:
     vm: Appliance
-    boots: list[tuple[str, float]] = []
 
 
 S = State()
@@ -41,7 +40,6 @@ def machine():
         ok = True
     finally:
         S.vm.kill()
-        print("\nboot-to-menu: " + ", ".join(f"{what} {s:.1f} s" for what, s in S.boots))
         if ok:
             remove_workdir(workdir)
         else:
@@ -81,7 +79,7 @@ def menu_action(vm: Appliance, *answers: str, until: str = "Press Enter to conti
 def test_live_system_boots_from_the_cd_with_the_installer(machine):
     machine.start()
     machine.menu(BOOT_TIMEOUT)
-    S.boots.append(("live system (UEFI, CD)", time.monotonic() - machine.started_at))
+    record_boot("ISO live system from the CD: menu", machine.firmware, time.monotonic() - machine.started_at)
     log = machine.text()
     assert "Booting `Sealgate live system and installer'" in log
     assert "Live system: nothing is saved. Choose 9 to install it onto a disk." in log
@@ -110,7 +108,7 @@ def test_installed_disk_starts_from_bios_and_runs_first_boot(machine):
     start = machine.size()
     machine.start()
     ready = machine.smtp_banner(BOOT_TIMEOUT)
-    S.boots.append(("installed disk, first boot (BIOS)", ready - machine.started_at))
+    record_boot("installed disk, first boot: SMTP 220", machine.firmware, ready - machine.started_at)
     machine.expect(r"sealgate-boot-ok: slot A confirmed", 120)
     machine.send("")
     token = machine.expect(r"Setup token: ([0-9a-f]{32})", 30).group(1)
