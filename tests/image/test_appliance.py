@@ -103,12 +103,13 @@ def boot(vm: Appliance, what: str, rebooted_at: float | None = None) -> str:
     # The boot loader hears that the boot is good once the gateway runs.
     vm.expect(r"sealgate-boot-ok: slot [AB] confirmed", 120)
     vm.send("")  # redraw the menu so the banner is after the mark
-    m = vm.expect(TOKEN_RX, 30)
-    vm.menu(30)
+    # Generous: a loaded CI machine can take a minute to redraw under TCG.
+    m = vm.expect(TOKEN_RX, 120)
+    vm.menu(60)
     return m.group(1)
 
 
-def menu_action(vm: Appliance, *answers: str, until: str = "Press Enter to continue", timeout: float = 60) -> str:
+def menu_action(vm: Appliance, *answers: str, until: str = "Press Enter to continue", timeout: float = 120) -> str:
     """Choose a menu item, answer its questions, return its output."""
     start = vm.mark()
     for a in answers:
@@ -118,7 +119,7 @@ def menu_action(vm: Appliance, *answers: str, until: str = "Press Enter to conti
     out = vm.text(start).replace("\r\n", "\n")
     if until == "Press Enter to continue":
         vm.send("")
-        vm.menu(30)
+        vm.menu(120)
     return out
 
 
@@ -266,7 +267,9 @@ def test_first_boot_certificate_opens_smime_mail_for_an_internal_recipient(appli
     assert marker.encode() not in enc.split(b"\n\n", 1)[1]
     with smtplib.SMTP("127.0.0.1", appliance.smtp_port, timeout=60) as s:
         s.ehlo("partner.test")
-        s.sendmail("dave@partner.test", ["carol@example.invalid"], enc)
+        # openssl writes LF; SMTP takes CRLF only (a bare LF is refused).
+        s.sendmail("dave@partner.test", ["carol@example.invalid"],
+                   enc.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
     body = wait_delivered(f"secret text {marker}", 120)
     assert b"application/pkcs7-mime" not in body and b"application/x-pkcs7-mime" not in body, body[:2000]
 

@@ -63,7 +63,7 @@ def test_iso_starts_its_boot_menu(firmware, medium, tmp_path):
         vm.kill()
 
 
-def menu_action(vm: Appliance, *answers: str, until: str = "Press Enter to continue", timeout: float = 60) -> str:
+def menu_action(vm: Appliance, *answers: str, until: str = "Press Enter to continue", timeout: float = 120) -> str:
     start = vm.mark()
     for a in answers:
         vm.send(a)
@@ -72,7 +72,7 @@ def menu_action(vm: Appliance, *answers: str, until: str = "Press Enter to conti
     out = vm.text(start).replace("\r\n", "\n")
     if until == "Press Enter to continue":
         vm.send("")
-        vm.menu(30)
+        vm.menu(120)
     return out
 
 
@@ -111,8 +111,8 @@ def test_installed_disk_starts_from_bios_and_runs_first_boot(machine):
     record_boot("installed disk, first boot: SMTP 220", machine.firmware, ready - machine.started_at)
     machine.expect(r"sealgate-boot-ok: slot A confirmed", 120)
     machine.send("")
-    token = machine.expect(r"Setup token: ([0-9a-f]{32})", 30).group(1)
-    machine.menu(30)
+    token = machine.expect(r"Setup token: ([0-9a-f]{32})", 120).group(1)
+    machine.menu(60)
     log = machine.text(start)
     assert "Booting `Sealgate, root slot A" in log
     assert "sealgate-firstboot: done" in log
