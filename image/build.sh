@@ -26,6 +26,8 @@
 #                         URI) and the CA keyring the image trusts; without
 #                         them a development CA in the cache dir is used
 #                         (made by image/rauc-keys on first use)
+#   SQUASHFS_LEVEL        gzip level of the root squashfs (default 9;
+#                         scripts/test-image builds with 1)
 #   SEALGATE_TEST_BUNDLES=1  also write the bundles the image tests install
 #                         into out/test/ (see tests/image/)
 set -euo pipefail
