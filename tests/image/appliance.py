@@ -193,16 +193,20 @@ class Appliance:
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
-                text = self._buf[self._mark:].decode("utf-8", "replace")
+                # surrogateescape: the firmware writes bytes that are not
+                # UTF-8, and the mark must move by exactly the bytes matched
+                # ("replace" turns one such byte into three and overshoots).
+                text = self._buf[self._mark:].decode("utf-8", "surrogateescape")
                 m = rx.search(text)
                 if m:
-                    self._mark += len(text[: m.end()].encode("utf-8", "replace"))
+                    self._mark += len(text[: m.end()].encode("utf-8", "surrogateescape"))
                     return m
             if time.monotonic() > deadline:
-                tail = text[-3000:]
+                tail = text[-3000:].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 raise TimeoutError(f"no {pattern!r} on the serial console within {timeout}s; tail:\n{tail}")
             if self.proc and self.proc.poll() is not None:
-                raise RuntimeError(f"QEMU exited while waiting for {pattern!r}; tail:\n{text[-3000:]}")
+                tail = text[-3000:].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                raise RuntimeError(f"QEMU exited while waiting for {pattern!r}; tail:\n{tail}")
             time.sleep(0.1)
 
     def send(self, line: str) -> None:
