@@ -35,8 +35,10 @@ Needs image/out/ and image/out/test/ from
 from __future__ import annotations
 
 import json
+import random
 import re
 import smtplib
+import socket
 import ssl
 import subprocess
 import time
@@ -77,7 +79,7 @@ def appliance():
             pytest.fail(f"no {f}: run SEALGATE_TEST_BUNDLES=1 scripts/build-image (scripts/test-image does)")
     S.version = (OUT / "version").read_text().strip()
     workdir = make_workdir()
-    sink_port = free_port()
+    sink_port = sink_port_outside_the_ephemeral_range()
     S.sink = CaptureSink(sink_port).start()
     S.files = FileServer(OUT).start()
     S.vm = Appliance(workdir, firmware="uefi", disk_size="2560M", smarthost=f"10.0.2.2:{sink_port}")
@@ -93,6 +95,34 @@ def appliance():
             remove_workdir(workdir)
         else:
             print(f"serial log kept in {workdir}/serial.log")
+
+
+def sink_port_outside_the_ephemeral_range() -> int:
+    """A free port below Linux's ephemeral range (32768 and up). The sink is
+    stopped while the guest keeps retrying delivery to it; on an ephemeral
+    port, one of those connections (QEMU's, from the host) can be given
+    the sink's own port as its source and connect to itself, and the sink
+    then cannot listen there again."""
+    for port in random.sample(range(20000, 32000), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
+def restart_sink(timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            S.sink.start()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def boot(vm: Appliance, what: str, rebooted_at: float | None = None) -> str:
@@ -354,7 +384,7 @@ def test_update_from_a_url_starts_the_new_root_on_reboot(appliance):
     rebooted = time.monotonic()
     appliance.send("y")
     appliance.expect(r"Booting `Sealgate, root slot B", BOOT_TIMEOUT)
-    S.sink.start()
+    restart_sink()
     appliance.expect(r"sealgate-migrate: applying 0001-update-test", BOOT_TIMEOUT)
     assert boot(appliance, "first boot of the update (slot B, migration)", rebooted_at=rebooted) == S.token
     log = appliance.text(start)
