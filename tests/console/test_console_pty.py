@@ -184,3 +184,48 @@ def test_interactive_menu_on_a_terminal(binary, tmp_path):
     assert p.wait() == 0
     for line in p.buf.decode(errors="replace").splitlines():
         assert len(line.rstrip("\r")) <= 80, line
+
+
+def test_update_sources_are_checked_before_rauc_sees_them(binary, tmp_path):
+    for bad in ("update.raucb", "http://", "http://x/a b", "/nonexistent.raucb", "http://x/$(reboot)'"):
+        code, out = run_on_pty(binary, tmp_path, "update", "install", bad)
+        assert code != 0 and "would run" not in out, (bad, out)
+    bundle = tmp_path / "u.raucb"
+    bundle.write_bytes(b"x")
+    code, out = run_on_pty(binary, tmp_path, "update", "install", str(bundle))
+    assert code == 0, out
+    assert f"dry run: would run `rauc install {bundle}`" in out
+    code, out = run_on_pty(binary, tmp_path, "update", "install", "https://updates.example/s.raucb")
+    assert code == 0 and "dry run: would run `rauc install https://updates.example/s.raucb`" in out, out
+    code, out = run_on_pty(binary, tmp_path, "update", "rollback")
+    assert code == 0 and "dry run: would run `rauc status mark-active other`" in out, out
+
+
+def test_install_to_disk_only_takes_a_listed_disk_and_its_name(binary, tmp_path):
+    code, out = run_on_pty(binary, tmp_path, "install-disk")
+    assert code == 0 and out.strip(), out
+    code, out = run_on_pty(binary, tmp_path, "install-disk", "nosuchdisk", "--confirm", "nosuchdisk")
+    assert code != 0 and "no disk" in out and "install-disk /dev" not in out, out
+
+
+def test_certificates_show_what_first_boot_exported(binary, tmp_path):
+    code, out = run_on_pty(binary, tmp_path, "certificates")
+    assert code == 0 and "not made yet" in out
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "smime-rsa.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    code, out = run_on_pty(binary, tmp_path, "certificates")
+    assert code == 0 and "S/MIME certificate (RSA)" in out and "AAAA" in out, out
+
+
+def test_live_menu_offers_install_to_disk_instead_of_updates(binary, tmp_path):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TERM": "vt100",
+           "SEALGATE_CONSOLE_DRY_RUN": "1", "SEALGATE_CONSOLE_LIVE": "1"}
+    p = Pty([binary, "console", "--data-dir", str(tmp_path)], env)
+    out = p.read_until(r"Enter an option: ")
+    assert "Live system: nothing is saved" in out and "9) Install to disk" in out
+    assert "Install an update" not in out
+    p.send("6")
+    p.read_until(r"keeps nothing on disk[\s\S]*Press Enter")
+    assert not (tmp_path / ".factory-reset").exists()
+    os.write(p.fd, b"\x04")
+    assert p.wait() == 0

@@ -1,16 +1,23 @@
 //! The fixed allow-list of system commands the console may run.
 //!
-//! Every command is a constant argument vector; nothing the administrator
-//! types ever becomes part of a command line.
+//! Every command is a constant argument vector. Two take one more argument,
+//! and only as a parsed value that cannot be anything else: a disk the
+//! console itself listed ([`Disk`]) and an update bundle source that is an
+//! absolute path to an existing file or an http(s) URL without spaces or
+//! control characters ([`BundleSource`]). They are passed as one argument,
+//! never through a shell; nothing else the administrator types ever becomes
+//! part of a command line.
 
 use std::io::Write;
 use std::process::Command as Process;
 
+use super::install::Disk;
+use super::update::BundleSource;
 use super::{ConsoleError, Context};
 
 /// A system command the console is allowed to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Command {
+pub(crate) enum Command<'a> {
     /// State of the gateway service (read-only).
     GatewayState,
     /// State of the recovery menu on the serial console and the local
@@ -30,12 +37,35 @@ pub(crate) enum Command {
     Reboot,
     /// Power off.
     PowerOff,
+    /// The block devices the live system could install to (read-only).
+    ListDisks,
+    /// Write the appliance from the live medium onto a listed disk.
+    InstallToDisk(&'a Disk),
+    /// RAUC's view of the root slots, as JSON (read-only).
+    SlotStatus,
+    /// Install a signed update bundle into the other root slot.
+    InstallBundle(&'a BundleSource),
+    /// Make the other root slot the boot loader's first choice (roll back).
+    ActivateOtherSlot,
+    /// systemd-timesyncd's servers (read-only).
+    TimeSync,
 }
 
 /// The terminals the recovery menu runs on, as in [`Command::ConsoleState`].
 pub(crate) const CONSOLES: [&str; 2] = ["ttyS0", "tty1"];
 
-impl Command {
+impl Command<'_> {
+    /// The one checked argument of [`Command::InstallToDisk`] and
+    /// [`Command::InstallBundle`].
+    fn argument(&self) -> Option<&str> {
+        match self {
+            Command::InstallToDisk(disk) => Some(disk.path()),
+            Command::InstallBundle(source) => Some(source.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The constant part of the argument vector.
     fn argv(self) -> &'static [&'static str] {
         match self {
             Command::GatewayState => &["systemctl", "is-active", "sealgate.service"],
@@ -62,6 +92,27 @@ impl Command {
             Command::RestartNetwork => &["systemctl", "restart", "systemd-networkd.service"],
             Command::Reboot => &["systemctl", "reboot"],
             Command::PowerOff => &["systemctl", "poweroff"],
+            Command::ListDisks => &[
+                "lsblk",
+                "--nodeps",
+                "--noheadings",
+                "--bytes",
+                "--pairs",
+                "--output",
+                "NAME,TYPE,SIZE,RO,TRAN,MODEL",
+            ],
+            Command::InstallToDisk(_) => &["/usr/libexec/sealgate/install-disk"],
+            Command::SlotStatus => &["rauc", "status", "--detailed", "--output-format=json"],
+            Command::InstallBundle(_) => &["rauc", "install"],
+            Command::ActivateOtherSlot => &["rauc", "status", "mark-active", "other"],
+            Command::TimeSync => &[
+                "timedatectl",
+                "show-timesync",
+                "--property=ServerName",
+                "--property=ServerAddress",
+                "--property=LinkNTPServers",
+                "--property=SystemNTPServers",
+            ],
         }
     }
 
@@ -74,18 +125,32 @@ impl Command {
                 | Command::Addresses
                 | Command::Routes
                 | Command::RecentLog
+                | Command::ListDisks
+                | Command::SlotStatus
+                | Command::TimeSync
         )
     }
 
     fn display(self) -> String {
-        self.argv().join(" ")
+        let mut words = self.argv().join(" ");
+        if let Some(arg) = self.argument() {
+            words.push(' ');
+            words.push_str(arg);
+        }
+        words
+    }
+
+    fn process(self) -> Option<Process> {
+        let (program, args) = self.argv().split_first()?;
+        let mut process = Process::new(program);
+        process.args(args).args(self.argument());
+        Some(process)
     }
 
     /// Run a read-only query and return its standard output, or `None` when
     /// the tool is missing or fails (the caller shows "unknown").
     pub(crate) fn query(self) -> Option<String> {
-        let (program, args) = self.argv().split_first()?;
-        let output = Process::new(program).args(args).output().ok()?;
+        let output = self.process()?.output().ok()?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         if output.status.success() || !text.trim().is_empty() {
             Some(text)
@@ -104,12 +169,9 @@ impl Command {
             command: self.display(),
             detail,
         };
-        let (program, args) = self
-            .argv()
-            .split_first()
-            .ok_or_else(|| failed("empty command".into()))?;
-        let status = Process::new(program)
-            .args(args)
+        let status = self
+            .process()
+            .ok_or_else(|| failed("empty command".into()))?
             .status()
             .map_err(|e| failed(e.to_string()))?;
         if status.success() {
@@ -131,6 +193,7 @@ mod tests {
         let ctx = Context {
             data_dir: std::env::temp_dir(),
             dry_run: true,
+            live: false,
         };
         let mut out = Vec::new();
         assert!(Command::PowerOff.execute(&ctx, &mut out).is_ok());

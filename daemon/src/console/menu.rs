@@ -2,15 +2,26 @@
 
 use std::io::{BufRead, Write};
 
-use super::{ConsoleError, Context, FACTORY_RESET_WORD, network, power, reset, status, token};
+use super::{
+    ConsoleError, Context, FACTORY_RESET_WORD, certs, install, network, power, reset, status,
+    token, update,
+};
 
 /// The prompt the tests wait for.
 pub const PROMPT: &str = "Enter an option: ";
 
-const ITEMS: &str = "  1) Status                          5) Recent log
-  2) Network settings                6) Factory reset
-  3) Setup token / admin access      7) Reboot
-  4) Restart gateway service         8) Power off
+const ITEMS: &str = "  1) Status                          6) Factory reset
+  2) Network settings                7) Reboot
+  3) Setup token / admin access      8) Power off
+  4) Restart gateway service         9) Install an update
+  5) Recent log                     10) Gateway certificates
+";
+
+const LIVE_ITEMS: &str = "  1) Status                          6) Factory reset
+  2) Network settings                7) Reboot
+  3) Setup token / admin access      8) Power off
+  4) Restart gateway service         9) Install to disk
+  5) Recent log                     10) Gateway certificates
 ";
 
 /// Run the menu until the terminal closes.
@@ -36,6 +47,9 @@ pub fn run(
             "6" => factory_reset(ctx, input, out),
             "7" => confirmed(input, out, "Reboot now?", |o| power::reboot(ctx, o)),
             "8" => confirmed(input, out, "Power off now?", |o| power::power_off(ctx, o)),
+            "9" if ctx.live => install_menu(ctx, input, out),
+            "9" => update_menu(ctx, input, out),
+            "10" => certs::show(ctx, out),
             "" => continue,
             other => {
                 writeln!(out, "Unknown option {:?}.", status::clip(other, 20))?;
@@ -63,11 +77,17 @@ fn banner(ctx: &Context, out: &mut dyn Write) -> Result<(), ConsoleError> {
         "*** Sealgate {} recovery console ***",
         env!("CARGO_PKG_VERSION")
     )?;
+    if ctx.live {
+        writeln!(
+            out,
+            "Live system: nothing is saved. Choose 9 to install it onto a disk."
+        )?;
+    }
     if let Some(token) = token::current(ctx) {
         writeln!(out, "Setup token: {token}")?;
     }
     writeln!(out)?;
-    write!(out, "{ITEMS}")?;
+    write!(out, "{}", if ctx.live { LIVE_ITEMS } else { ITEMS })?;
     writeln!(out)?;
     Ok(())
 }
@@ -155,6 +175,13 @@ fn factory_reset(
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> Result<(), ConsoleError> {
+    if ctx.live {
+        writeln!(
+            out,
+            "The live system keeps nothing on disk: power off to start afresh."
+        )?;
+        return Ok(());
+    }
     writeln!(
         out,
         "Factory reset wipes the data partition: queued mail, keys in the HSM\n\
@@ -173,6 +200,93 @@ fn factory_reset(
     }
 }
 
+fn install_menu(
+    ctx: &Context,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> Result<(), ConsoleError> {
+    writeln!(
+        out,
+        "Install the appliance onto a disk. Everything on that disk is erased;\n\
+         the installed system prepares its data partition on its first boot."
+    )?;
+    let disks = install::disks();
+    install::list(out)?;
+    if disks.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "  0) Back")?;
+    let choice = ask(input, out, PROMPT)?;
+    let Some(disk) = choice
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|i| disks.get(i))
+    else {
+        return Ok(());
+    };
+    let word = ask(
+        input,
+        out,
+        &format!(
+            "Type {} to erase {} and install, anything else cancels: ",
+            disk.name(),
+            disk.path()
+        ),
+    )?;
+    if word != disk.name() {
+        writeln!(out, "Cancelled.")?;
+        return Ok(());
+    }
+    install::install(ctx, disk, Some(&word), out)
+}
+
+fn update_menu(
+    ctx: &Context,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> Result<(), ConsoleError> {
+    update::show(ctx, out)?;
+    let previous = update::slots(ctx).and_then(|s| {
+        s.previous()
+            .map(|p| format!("{} ({})", p.bootname, p.version.clone().unwrap_or_default()))
+    });
+    writeln!(out)?;
+    writeln!(out, "  1) Install an update")?;
+    if let Some(previous) = &previous {
+        writeln!(out, "  2) Roll back to slot {}", status::clip(previous, 50))?;
+    }
+    writeln!(out, "  0) Back")?;
+    match ask(input, out, PROMPT)?.as_str() {
+        "1" => {
+            writeln!(
+                out,
+                "An update is a signed bundle (.raucb): give its path on the appliance\n\
+                 or an http(s):// URL to download it from."
+            )?;
+            let text = ask(input, out, "Bundle path or URL (empty goes back): ")?;
+            if text.is_empty() {
+                return Ok(());
+            }
+            let source = update::BundleSource::parse(&text)?;
+            update::install(ctx, &source, out)?;
+            confirmed(input, out, "Reboot into the new version now?", |o| {
+                power::reboot(ctx, o)
+            })
+        }
+        "2" if previous.is_some() => confirmed(
+            input,
+            out,
+            "Roll back to the previous version and reboot now?",
+            |o| {
+                update::rollback(ctx, o)?;
+                power::reboot(ctx, o)
+            },
+        ),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +296,7 @@ mod tests {
         let ctx = Context {
             data_dir: dir.0.clone(),
             dry_run: true,
+            live: false,
         };
         let mut out = Vec::new();
         let mut input = input.as_bytes();
@@ -208,7 +323,7 @@ mod tests {
 
     #[test]
     fn every_screen_fits_80_columns() {
-        let (out, _dir) = run_with("1\n\n3\n1\ny\n\n9\n\n");
+        let (out, _dir) = run_with("1\n\n3\n1\ny\n\n9\n\n\n10\n\n11\n\n");
         assert!(out.contains("New setup token: "));
         assert!(out.contains("Unknown option"));
         // A terminal echoes the answer and its newline after each prompt.

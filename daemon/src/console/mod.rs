@@ -16,11 +16,19 @@
 //! anywhere but the terminal it runs on.
 //!
 //! Setting `SEALGATE_CONSOLE_DRY_RUN=1` makes every privileged command
-//! (service restarts, reboot, power off, network reload) print what it would
-//! run instead; read-only queries still run. The host tests use it.
+//! (service restarts, reboot, power off, network reload, installing to a
+//! disk or an update) print what it would run instead; read-only queries
+//! still run. The host tests use it, with `SEALGATE_CONSOLE_LIVE=1` to see
+//! the live medium's menu.
+//!
+//! On the live medium (the ISO) the same menu runs with the data directory
+//! in RAM; item 9 installs the appliance to a disk there, and installs an
+//! update bundle on an installed appliance.
 
+mod certs;
 mod command;
 mod error;
+mod install;
 mod log;
 mod menu;
 mod network;
@@ -28,6 +36,7 @@ mod power;
 mod reset;
 mod status;
 mod token;
+mod update;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,6 +51,9 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/sealgate";
 
 /// Word the administrator types to confirm a factory reset.
 pub const FACTORY_RESET_WORD: &str = "ERASE";
+
+/// Written by the live medium's init (`live-init`): this is a live run.
+const LIVE_MARKER: &str = "/run/sealgate-live/fstab";
 
 /// `sealgate console [ACTION]`: the recovery menu, or one action of it.
 #[derive(Debug, Args)]
@@ -81,6 +93,34 @@ pub enum Action {
     Reboot,
     /// 8: power the appliance off.
     PowerOff,
+    /// 9 (installed): the root slots, or install a signed update bundle.
+    #[command(subcommand)]
+    Update(UpdateAction),
+    /// 9 (live medium): list the disks, or install the appliance onto one.
+    InstallDisk {
+        /// The disk (e.g. vda); without it, list the disks offered.
+        disk: Option<String>,
+        /// The disk's name again, to confirm erasing it.
+        #[arg(long)]
+        confirm: Option<String>,
+    },
+    /// 10: the gateway's public S/MIME and OpenPGP certificates.
+    Certificates,
+}
+
+/// `sealgate console update ...`
+#[derive(Debug, Subcommand)]
+pub enum UpdateAction {
+    /// The root slots, their versions and the last update's outcome.
+    Show,
+    /// Install a signed update bundle into the other root slot; it starts
+    /// with the next boot.
+    Install {
+        /// An absolute path to the bundle, or an http(s) URL.
+        source: String,
+    },
+    /// Roll back: the next boot starts the other slot's version again.
+    Rollback,
 }
 
 /// `sealgate console network ...`
@@ -121,16 +161,22 @@ pub struct Context {
     pub data_dir: PathBuf,
     /// Print privileged commands instead of running them.
     pub dry_run: bool,
+    /// Running from the live medium: data in RAM, installing to a disk
+    /// instead of updating.
+    pub live: bool,
 }
 
 impl Context {
     fn from_args(args: &ConsoleArgs) -> Self {
-        let dry_run = std::env::var("SEALGATE_CONSOLE_DRY_RUN")
-            .map(|v| !v.is_empty() && v != "0")
-            .unwrap_or(false);
+        let flag = |name: &str| {
+            std::env::var(name)
+                .map(|v| !v.is_empty() && v != "0")
+                .unwrap_or(false)
+        };
         Context {
             data_dir: args.data_dir.clone(),
-            dry_run,
+            dry_run: flag("SEALGATE_CONSOLE_DRY_RUN"),
+            live: flag("SEALGATE_CONSOLE_LIVE") || std::path::Path::new(LIVE_MARKER).exists(),
         }
     }
 }
@@ -183,5 +229,16 @@ pub fn run_action(ctx: &Context, action: Action, out: &mut dyn Write) -> Result<
         Action::FactoryReset { confirm } => reset::factory_reset(ctx, confirm.as_deref(), out),
         Action::Reboot => power::reboot(ctx, out),
         Action::PowerOff => power::power_off(ctx, out),
+        Action::Update(UpdateAction::Show) => update::show(ctx, out),
+        Action::Update(UpdateAction::Install { source }) => {
+            update::install(ctx, &update::BundleSource::parse(&source)?, out)
+        }
+        Action::Update(UpdateAction::Rollback) => update::rollback(ctx, out),
+        Action::InstallDisk { disk: None, .. } => install::list(out),
+        Action::InstallDisk {
+            disk: Some(name),
+            confirm,
+        } => install::install(ctx, &install::find(&name)?, confirm.as_deref(), out),
+        Action::Certificates => certs::show(ctx, out),
     }
 }
