@@ -488,12 +488,19 @@ impl SharedStore for PgStore {
 }
 
 /// The spaces whose reads mail and membership need while the database is
-/// away. Accounts and sessions are not among them: a login must see a
-/// disabled account or an ended session at once.
+/// away: resolving an encrypt-required recipient reads the directory and
+/// the key changes waiting for review for the address. Accounts and
+/// sessions are not among them: a login must see a disabled account or an
+/// ended session at once.
 fn cached(space: Space) -> bool {
     matches!(
         space,
-        Space::Settings | Space::Directory | Space::DirectoryIndex | Space::Nodes | Space::Cluster
+        Space::Settings
+            | Space::Directory
+            | Space::DirectoryIndex
+            | Space::Reviews
+            | Space::Nodes
+            | Space::Cluster
     )
 }
 
