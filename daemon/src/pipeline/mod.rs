@@ -184,7 +184,12 @@ pub fn process(
         })
         .collect();
     let sender = envelope.sender_text_or_empty();
-    let opened = unwrap::unwrap(content, context.keys, context.directory)?;
+    let opened = unwrap::unwrap(
+        content,
+        context.keys,
+        context.directory,
+        context.config.smime.refuse_unprotected,
+    )?;
     let (clear, verdict, opened_from, carried): (&[u8], Option<&str>, _, &[_]) = match &opened {
         unwrap::Unwrapped::AsIs => (content, None, None, &[]),
         unwrap::Unwrapped::Opened {
@@ -559,14 +564,18 @@ fn encrypted_copy(
         String::new()
     };
     let protection = decision.neutral_subject.then(|| protect::protect(&source));
-    Ok(
-        render::encrypt(&source, protection, methods, &context.policy.config.engine)
-            .map(|encrypted| {
-                (
-                    encrypted,
-                    format!("{signed}encrypted for {described}{shared}{unsigned}"),
-                )
-            })
-            .map_err(|e| format!("{described} found, but {e}")),
+    Ok(render::encrypt(
+        &source,
+        protection,
+        methods,
+        &context.policy.config.engine,
+        &context.config.smime.cipher,
     )
+    .map(|encrypted| {
+        (
+            encrypted,
+            format!("{signed}encrypted for {described}{shared}{unsigned}"),
+        )
+    })
+    .map_err(|e| format!("{described} found, but {e}")))
 }

@@ -65,13 +65,15 @@ pub enum EncryptError {
 /// `content` encrypted for `methods` (one copy every one of them opens:
 /// one RecipientInfo, or one PKESK, each); with `protected`, the
 /// header-protected split of it (RFC 9788, [`super::protect`]) is
-/// encrypted. The methods are all S/MIME or all OpenPGP; the engines'
-/// options come from [`engine_options`], the one place that holds them.
+/// encrypted. The methods are all S/MIME or all OpenPGP; the S/MIME
+/// engine's options come from [`smime_options`], the one place that
+/// chooses them (`ciphers`: the per-domain `smime.cipher` setting).
 pub fn encrypt(
     content: &[u8],
     protected: Option<super::protect::Protected>,
     methods: &[&super::resolve::Method],
     options: &crate::policy::rules::EngineOptions,
+    ciphers: &Ciphers,
 ) -> Result<Vec<u8>, EncryptError> {
     use super::resolve::Method;
     let entries: Vec<&crate::directory::Entry> = methods.iter().map(|m| m.entry()).collect();
@@ -84,7 +86,7 @@ pub fn encrypt(
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| EncryptError::Engine(format!("certificate: {e}")))?;
             let certs: Vec<&sealgate_smime::Certificate> = certs.iter().collect();
-            let opts = smime_options(options);
+            let opts = smime_options(options, smime_gcm(&entries, ciphers));
             match protected {
                 Some(p) => sealgate_smime::encrypt_entity(p.outer, p.inner, &certs, opts),
                 None => sealgate_smime::encrypt_message(content, &certs, opts),
@@ -110,20 +112,50 @@ pub fn encrypt(
     }
 }
 
-/// The S/MIME engine's options for recipients, as the pipeline and the
-/// `sealgate smime encrypt` verb both use them: AES-256-CBC (every client
-/// reads it; the directory does not record capabilities yet, and NSS and
-/// gpgsm read no GCM) and PKCS#1 v1.5 key transport unless
+/// The per-domain S/MIME content cipher setting (`smime.cipher`).
+pub type Ciphers = std::collections::BTreeMap<String, sealgate_api::settings::trust::SmimeCipher>;
+
+/// The S/MIME engine's options for the pipeline's copies: AES-256-GCM
+/// (AuthEnvelopedData) when `gcm` (see [`smime_gcm`]), else AES-256-CBC,
+/// which every client reads; PKCS#1 v1.5 key transport unless
 /// `policy.engine.smime_rsa_oaep` asks for RSA-OAEP (gpgsm 2.2 reads no OAEP).
 pub fn smime_options(
     options: &crate::policy::rules::EngineOptions,
+    gcm: bool,
 ) -> sealgate_smime::EncryptOptions {
     let rsa = if options.smime_rsa_oaep {
         sealgate_smime::RsaTransport::OaepSha256
     } else {
         sealgate_smime::RsaTransport::default()
     };
-    sealgate_smime::EncryptOptions { gcm: false, rsa }
+    sealgate_smime::EncryptOptions { gcm, rsa }
+}
+
+/// Whether one S/MIME copy for `entries` is sealed with AES-256-GCM:
+/// only when every one of them gets GCM. Per entry, the `smime.cipher`
+/// setting of its domain decides (`gcm`, `cbc`); without one, or with
+/// `auto`, the capabilities its holder announced do: GCM only when they
+/// name an AES-GCM cipher. Unknown capabilities stay CBC, because NSS
+/// (Thunderbird) and gpgsm read no AuthEnvelopedData.
+pub fn smime_gcm(entries: &[&crate::directory::Entry], ciphers: &Ciphers) -> bool {
+    use sealgate_api::settings::trust::SmimeCipher;
+    !entries.is_empty()
+        && entries.iter().all(|entry| {
+            let domain = entry.domain.clone().or_else(|| {
+                entry
+                    .addresses
+                    .first()
+                    .and_then(|a| a.rsplit_once('@'))
+                    .map(|(_, d)| d.to_ascii_lowercase())
+            });
+            match domain.and_then(|d| ciphers.get(&d)) {
+                Some(SmimeCipher::Gcm) => true,
+                Some(SmimeCipher::Cbc) => false,
+                Some(SmimeCipher::Auto) | None => {
+                    entry.capabilities.iter().any(|c| c.ends_with("-gcm"))
+                }
+            }
+        })
 }
 
 /// `content` signed by the gateway (detached `multipart/signed`, made CRLF
@@ -225,6 +257,53 @@ mod tests {
         mail_parser::MessageParser::default()
             .parse(raw)
             .and_then(|m| m.subject().map(str::to_owned))
+    }
+
+    fn smime_entry(address: &str, capabilities: &[&str]) -> crate::directory::Entry {
+        crate::directory::Entry {
+            kind: crate::directory::Kind::Smime,
+            fingerprint: "00".into(),
+            subject: String::new(),
+            addresses: vec![address.into()],
+            domain: None,
+            not_before_ms: 0,
+            not_after_ms: u64::MAX,
+            can_encrypt: true,
+            trust: crate::directory::Trust::Manual,
+            source: "test".into(),
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+            data: Vec::new(),
+            capabilities: capabilities.iter().map(|c| (*c).to_owned()).collect(),
+            issuers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn gcm_only_when_every_recipient_reads_it_or_the_domain_says_so() {
+        use sealgate_api::settings::trust::SmimeCipher;
+        let gcm = smime_entry("bob@a.example", &["aes256-gcm", "aes256-cbc"]);
+        let cbc = smime_entry("carol@b.example", &["aes256-cbc"]);
+        let unknown = smime_entry("dan@c.example", &[]);
+        let none = Ciphers::new();
+        assert!(smime_gcm(&[&gcm], &none));
+        assert!(!smime_gcm(&[&cbc], &none));
+        assert!(
+            !smime_gcm(&[&unknown], &none),
+            "unknown capabilities stay CBC"
+        );
+        assert!(
+            !smime_gcm(&[&gcm, &unknown], &none),
+            "one copy: GCM only if all read it"
+        );
+        assert!(!smime_gcm(&[], &none));
+        let mut set = Ciphers::new();
+        set.insert("c.example".into(), SmimeCipher::Gcm);
+        set.insert("a.example".into(), SmimeCipher::Cbc);
+        assert!(smime_gcm(&[&unknown], &set), "a domain set to gcm gets it");
+        assert!(!smime_gcm(&[&gcm], &set), "a domain set to cbc keeps CBC");
+        set.insert("b.example".into(), SmimeCipher::Auto);
+        assert!(!smime_gcm(&[&cbc], &set));
     }
 
     #[test]

@@ -53,10 +53,16 @@ pub enum Unwrapped {
 /// deferred: it may be for the gateway, and passing it on would deliver
 /// ciphertext nobody can read (or, worse, skip the recipient's own
 /// encryption). Without a key store the message is not even looked at.
+///
+/// With `refuse_unprotected` (`smime.refuse_unprotected`), S/MIME mail for
+/// the gateway whose content has no integrity protection (CBC, not signed
+/// inside by a signature that verifies) is refused: nothing proves it was
+/// not altered on the way (Efail-style malleation need not leave marks).
 pub fn unwrap(
     content: &[u8],
     store: &KeyStore,
     directory: &crate::directory::Directory,
+    refuse_unprotected: bool,
 ) -> Result<Unwrapped, Reason> {
     if matches!(store, KeyStore::NotSetUp) {
         return Ok(Unwrapped::AsIs);
@@ -77,7 +83,7 @@ pub fn unwrap(
         // The S/MIME engine judges the rest itself (it also knows the
         // legacy forms the parse stage does not name).
         _ if !keys.opens_smime() => Ok(Unwrapped::AsIs),
-        _ => unwrap_smime(content, keys),
+        _ => unwrap_smime(content, keys, refuse_unprotected),
     }
 }
 
@@ -213,8 +219,21 @@ fn smime_signature_word(inner: &[u8]) -> &'static str {
     }
 }
 
+/// Whether a signature verdict word says the signed content is intact
+/// (whoever signed it and whatever the signer's standing).
+fn signature_holds(word: &str) -> bool {
+    matches!(
+        word,
+        "valid" | "valid-untrusted" | "signer-mismatch" | "revoked"
+    )
+}
+
 /// Opens an S/MIME message encrypted for one of the gateway's keys.
-fn unwrap_smime(content: &[u8], keys: &GatewayKeys) -> Result<Unwrapped, Reason> {
+fn unwrap_smime(
+    content: &[u8],
+    keys: &GatewayKeys,
+    refuse_unprotected: bool,
+) -> Result<Unwrapped, Reason> {
     match sealgate_smime::decrypt_message(content, &keys.smime_keys()) {
         Ok(decrypted) => {
             let report = &decrypted.report;
@@ -229,11 +248,21 @@ fn unwrap_smime(content: &[u8], keys: &GatewayKeys) -> Result<Unwrapped, Reason>
                 Some(CbcVerdict::Unverifiable(_)) | None => "none".to_owned(),
                 Some(_) => "none".to_owned(),
             };
+            let signature = smime_signature_word(&decrypted.message);
+            if refuse_unprotected && !report.integrity_protected && !signature_holds(signature) {
+                return Err(Reason::PolicyRefused {
+                    explanation: format!(
+                        "smime.refuse_unprotected: encrypted for the gateway with {:?} and \
+                         not signed inside (signature={signature}), so nothing proves it \
+                         was not altered on the way; send it signed, or with AES-GCM",
+                        report.content_algorithm
+                    ),
+                });
+            }
             let verdict = format!(
-                "decrypted=smime; cipher={:?}; integrity={integrity}{}; signature={}",
+                "decrypted=smime; cipher={:?}; integrity={integrity}{}; signature={signature}",
                 report.content_algorithm,
                 if report.weak { "; weak-cipher" } else { "" },
-                smime_signature_word(&decrypted.message)
             );
             Ok(Unwrapped::Opened {
                 content: decrypted.message.to_vec(),

@@ -75,23 +75,5 @@ pub fn check(s: &Settings) -> Vec<FieldError> {
     if m.crl_timeout_secs == 0 {
         fail("smime.crl_timeout_secs", "must be at least 1".into());
     }
-    // Not built yet (issue 16): S/MIME copies are AES-CBC EnvelopedData
-    // whatever the capabilities say, and unprotected inbound CBC is not
-    // refused. A security setting that is accepted and then ignored would
-    // be worse than none, so these are refused until they work.
-    for (domain, cipher) in &m.cipher {
-        if *cipher != sealgate_api::settings::trust::SmimeCipher::Cbc {
-            fail(
-                &format!("smime.cipher.{domain}"),
-                "only `cbc` is implemented yet (AuthEnvelopedData by capability is not)".into(),
-            );
-        }
-    }
-    if m.refuse_unprotected {
-        fail(
-            "smime.refuse_unprotected",
-            "not implemented yet: unprotected CBC mail for the gateway is not refused".into(),
-        );
-    }
     errors
 }
