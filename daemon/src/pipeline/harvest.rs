@@ -38,6 +38,10 @@ pub struct Harvested {
     pub release: Vec<String>,
     /// For tracking: what was taken, how it was judged, DKIM.
     pub note: Option<String>,
+    /// The verdict on a top-level S/MIME signature (`signature=valid;
+    /// signer=…; trust=…`), for internal recipients of signed mail from
+    /// outside; `None` when the message is not S/MIME-signed.
+    pub signature: Option<String>,
 }
 
 /// Harvests `content` (and `carried`: the OpenPGP certificates the
@@ -65,6 +69,20 @@ pub fn harvest(
     if !carries.smime_signature && !carries.openpgp_material && carried.is_empty() {
         return Harvested::default();
     }
+    let smime = carries
+        .smime_signature
+        .then(|| context.trust.smime(context.config).ok())
+        .flatten();
+    let verification = if carries.smime_signature {
+        let anchors = smime.as_ref().map_or(&[][..], |s| s.anchors());
+        let now_secs = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+        sealgate_smime::verify::verify_message(content, anchors, now_secs).ok()
+    } else {
+        None
+    };
+    let signature = verification
+        .as_ref()
+        .map(|v| smime_verdict(v, &from, smime.as_deref()));
     let dkim = dkim_of(content, &from, context);
     let level = if dkim.aligned() {
         Trust::HarvestedDkim
@@ -73,9 +91,14 @@ pub fn harvest(
     };
     let source = format!("harvested:{queue_id} dkim={}", dkim.describe());
     let mut candidates = Vec::new();
-    if carries.smime_signature {
+    if let Some(verification) = &verification {
         candidates.extend(smime_signer(
-            content, &from, level, &source, context, now_ms,
+            verification,
+            &from,
+            level,
+            &source,
+            smime.as_deref(),
+            now_ms,
         ));
     }
     let mut vouched_by = None;
@@ -85,7 +108,10 @@ pub fn harvest(
     }
     candidates.extend(store_openpgp(carried, &from, level, &source, now_ms));
     if candidates.is_empty() {
-        return Harvested::default();
+        return Harvested {
+            signature,
+            ..Harvested::default()
+        };
     }
     let policy = context.policy;
     let pins = |address: &str| crate::policy::decide::pinned_keys(policy, address);
@@ -100,7 +126,10 @@ pub fn harvest(
         Ok(offered) => offered,
         Err(e) => {
             tracing::warn!(queue_id, error = %e, "harvested keys not stored");
-            return Harvested::default();
+            return Harvested {
+                signature,
+                ..Harvested::default()
+            };
         }
     };
     let mut release = Vec::new();
@@ -144,6 +173,7 @@ pub fn harvest(
     Harvested {
         release,
         note: Some(note),
+        signature,
     }
 }
 
@@ -241,25 +271,86 @@ impl Carries {
     }
 }
 
+/// What internal recipients are told about a top-level S/MIME signature:
+/// whether it verifies over the content, who signed, whether the signer's
+/// certificate names `From`, and the signer's standing (a path to a trust
+/// anchor for signing at the signing time, revocation).
+fn smime_verdict(
+    verification: &sealgate_smime::verify::Verification,
+    from: &str,
+    smime: Option<&crate::smime_trust::SmimeTrust>,
+) -> String {
+    use sealgate_smime::trust::PathVerdict;
+    use sealgate_smime::verify::Verdict;
+    let word = match &verification.verdict {
+        Verdict::Valid => "valid",
+        Verdict::ValidButUntrusted(_) => "valid-untrusted",
+        Verdict::SignerMismatch => "signer-mismatch",
+        Verdict::Revoked(_) => "revoked",
+        Verdict::Invalid(_) => "invalid",
+        Verdict::NotFullySigned => "not-fully-signed",
+        _ => "unknown",
+    };
+    let Some(signer) = verification.signer_chain.first() else {
+        return format!("signature={word}");
+    };
+    let signer_names = if signer.emails.is_empty() {
+        "no address".to_owned()
+    } else {
+        signer.emails.join(", ")
+    };
+    let binding = if signer.emails.iter().any(|a| a.eq_ignore_ascii_case(from)) {
+        "matches"
+    } else {
+        "differs"
+    };
+    if matches!(
+        verification.verdict,
+        Verdict::Invalid(_) | Verdict::NotFullySigned
+    ) {
+        return format!("signature={word}; signer={signer_names}; from={binding}");
+    }
+    let trust = match smime {
+        None => "unknown (trust settings unusable)".to_owned(),
+        Some(smime) => {
+            let issuers: Vec<sealgate_smime::Certificate> =
+                verification.signer_chain.iter().skip(1).cloned().collect();
+            let purpose = sealgate_smime::trust::Purpose::Sign {
+                signing_time: verification.signing_time,
+            };
+            match smime.check(signer, &issuers, purpose).verdict {
+                PathVerdict::Anchored {
+                    revocation_checked: true,
+                } => "anchored, revocation checked".to_owned(),
+                PathVerdict::Anchored {
+                    revocation_checked: false,
+                } => "anchored, no CRL published".to_owned(),
+                PathVerdict::Revoked { depth, .. } => {
+                    format!("revoked (certificate {depth} on the path)")
+                }
+                PathVerdict::RevocationUnknown(why) => format!("revocation unknown ({why})"),
+                PathVerdict::Untrusted(why) => format!("untrusted ({why})"),
+            }
+        }
+    };
+    // The header is one line: nothing from the certificate may break it.
+    format!("signature={word}; signer={signer_names}; from={binding}; trust={trust}")
+        .replace(['\r', '\n'], " ")
+}
+
 /// The signer certificate of a good S/MIME signature by the `From`
 /// address, with its announced capabilities and the issuers that came
 /// with it; `anchored` when it chains to a configured anchor.
 fn smime_signer(
-    content: &[u8],
+    verification: &sealgate_smime::verify::Verification,
     from: &str,
     level: Trust,
     source: &str,
-    context: &super::Context<'_>,
+    smime: Option<&crate::smime_trust::SmimeTrust>,
     now_ms: u64,
 ) -> Vec<Entry> {
     use sealgate_smime::verify::Verdict;
-    let now_secs = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
-    let smime = context.trust.smime(context.config).ok();
-    let anchors = smime.as_ref().map_or(&[][..], |s| s.anchors());
-    let Ok(verification) = sealgate_smime::verify::verify_message(content, anchors, now_secs)
-    else {
-        return Vec::new();
-    };
+    let anchors = smime.map_or(&[][..], |s| s.anchors());
     if !matches!(
         verification.verdict,
         Verdict::Valid | Verdict::ValidButUntrusted(_)
@@ -274,7 +365,7 @@ fn smime_signer(
     }
     let issuers: Vec<sealgate_smime::Certificate> =
         verification.signer_chain.iter().skip(1).cloned().collect();
-    let anchored = smime.as_ref().is_some_and(|s| {
+    let anchored = smime.is_some_and(|s| {
         matches!(
             s.check(signer, &issuers, sealgate_smime::trust::Purpose::Encrypt)
                 .verdict,

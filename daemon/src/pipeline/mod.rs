@@ -224,6 +224,15 @@ pub fn process(
             },
         )?;
 
+    // Signed mail from outside: internal recipients are told what the
+    // signature is worth (opened mail has its verdict from the unwrap stage).
+    let told_signature = verdict.is_none() && !facts.sender_internal;
+    let verdict: Option<&str> = match (verdict, &harvested.signature) {
+        (Some(v), _) => Some(v),
+        (None, Some(signature)) if told_signature => Some(signature.as_str()),
+        _ => None,
+    };
+
     // Verdict headers are the gateway's own: copies that came with the message are forged.
     let base = match (render::strip_header(clear, render::VERDICT_HEADER), &opened) {
         (Some(stripped), _) => Arc::new(stripped),
@@ -329,6 +338,10 @@ pub fn process(
         if let Some(note) = &harvested.note {
             explanation.push_str("; ");
             explanation.push_str(note);
+        }
+        if let (true, Some(signature)) = (told_signature, &harvested.signature) {
+            explanation.push_str("; S/MIME ");
+            explanation.push_str(signature);
         }
         for (_, note) in notes.iter().filter(|(i, _)| i == index) {
             explanation.push_str("; ");
