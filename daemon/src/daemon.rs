@@ -84,6 +84,28 @@ fn web_app(
     (sealgate_webui::app(state, &limits), limits)
 }
 
+/// On a cluster node: follows the shared key directory, so that a key
+/// imported or harvested on another node releases the mail this node
+/// holds for its owner (this node's own imports and harvests release
+/// their addresses directly). Changes are taken at most once a second: a
+/// burst of harvests costs one look at the held mail.
+async fn follow_directory(shared: Arc<dyn crate::store::SharedStore>, queue: Queue) {
+    let mut changes = shared.subscribe(crate::store::Space::Directory);
+    loop {
+        if changes.changed().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        changes.mark_unchanged();
+        if queue
+            .request(crate::queue::SchedulerRequest::DirectoryChanged)
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
 /// Runs the daemon until a termination signal.
 pub async fn run(config: Config) -> std::io::Result<()> {
     let opened = open(config)?;
@@ -135,6 +157,9 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let service = Arc::new(service);
     crate::control::serve(config.data_dir.clone(), service.clone()).await?;
     tokio::spawn(crate::settings::live::follow(live.clone(), settings));
+    if config.cluster.is_some() {
+        tokio::spawn(follow_directory(shared.clone(), queue.clone()));
+    }
     tokio::spawn(crate::tracking::retention::run(
         live.clone(),
         queue.tracker().clone(),

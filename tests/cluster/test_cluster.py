@@ -88,6 +88,22 @@ def test_one_gateway_on_three_nodes(cluster, tmp_path):
     assert got[0].encrypted and b"body for-bob-via-c" not in got[0].raw
     assert b"body for-bob-via-c" in smime_decrypt(tmp_path, got[0].raw, "bob")
 
+    # Mail held on C for a recipient with no key is released, encrypted,
+    # when the key is imported on A (C holds it on its own disk).
+    erin = f"erin@{SECURE}"
+    assert smtp_send(c.ip, c.port, [erin], message("for-erin-held-on-c", erin)).startswith("250")
+
+    def held_on_c():
+        entries = json.loads(c.cli("queue", "list", "--json").stdout)
+        return [e for e in entries if any(r["address"] == erin and r["state"] == "held"
+                                          for r in e["recipients"])]
+    wait_until(held_on_c, 30, "erin's message held on C")
+    a.cli("directory", "import", str(make_cert(tmp_path, "erin", erin)))
+    got = wait_until(lambda: [x for x in arrived_for(cluster.sink, erin) if b"for-erin-held-on-c" in x.raw], 30,
+                     "erin's message released on C after the import on A")
+    assert got[0].encrypted and b"body for-erin-held-on-c" not in got[0].raw
+    assert b"body for-erin-held-on-c" in smime_decrypt(tmp_path, got[0].raw, "erin")
+
     # Every node opens mail encrypted for the gateway: the keys are the
     # shared token's (their certificates were made through A).
     inner = tmp_path / "inner.eml"

@@ -42,6 +42,10 @@ pub enum SchedulerRequest {
     Release(QueueId, Reply),
     /// Keys arrived for these addresses (or `@domain`s): release what is held for them.
     KeysArrived(Vec<String>),
+    /// The key directory changed somewhere (another node of a cluster
+    /// imported or harvested a key): release recipients held for want of
+    /// a key for whom the directory now has one trusted enough.
+    DirectoryChanged,
 }
 
 /// Shared handle to the queue.

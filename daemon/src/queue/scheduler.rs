@@ -112,6 +112,17 @@ pub async fn run(
                     };
                     let _ = reply.send(result);
                 }
+                Some(SchedulerRequest::DirectoryChanged) => {
+                    let runtime = live.get();
+                    // Directory reads may go to the cluster database.
+                    let released = tokio::task::block_in_place(|| {
+                        release_where_keys_exist(&queue, &runtime.policy, &in_flight)
+                    });
+                    match released {
+                        Ok(ids) => due.extend(ids.into_iter().map(|id| Reverse((now_ms(), id)))),
+                        Err(e) => tracing::error!(error = %e, "queue state not readable: held mail is not looked at after a directory change"),
+                    }
+                }
                 Some(SchedulerRequest::KeysArrived(addresses)) => {
                     match release_held_for(&queue, &addresses, &in_flight) {
                         Ok(ids) => due.extend(ids.into_iter().map(|id| Reverse((now_ms(), id)))),
@@ -302,7 +313,7 @@ pub(crate) fn release_held_for(
     keys: &[String],
     in_flight: &HashSet<QueueId>,
 ) -> sled::Result<Vec<QueueId>> {
-    let wanted = |address: &str| {
+    let wanted = |address: &str, _: &Reason| {
         let address = address.to_ascii_lowercase();
         let domain = address
             .rsplit_once('@')
@@ -311,6 +322,43 @@ pub(crate) fn release_held_for(
         keys.iter()
             .any(|k| k.eq_ignore_ascii_case(&address) || k.eq_ignore_ascii_case(&domain))
     };
+    release_held_where(queue, in_flight, wanted)
+}
+
+/// Releases the recipients held for want of a key (`NoKey`) for whom the
+/// directory now has a key trusted at least as much as the policy in
+/// force requires for them (the same test harvesting applies): after a
+/// directory change made elsewhere, which names no addresses here. The
+/// pipeline decides again for each; nothing is sent on this test alone.
+pub(crate) fn release_where_keys_exist(
+    queue: &Queue,
+    policy: &crate::policy::Policy,
+    in_flight: &HashSet<QueueId>,
+) -> sled::Result<Vec<QueueId>> {
+    use crate::directory::Kind;
+    let now = now_ms();
+    let wanted = |address: &str, reason: &Reason| {
+        matches!(reason, Reason::NoKey { .. })
+            && queue
+                .directory()
+                .best_for(
+                    address,
+                    &[Kind::Smime, Kind::Openpgp],
+                    now,
+                    crate::policy::decide::required_trust(policy, address),
+                )
+                .is_ok_and(|found| found.is_some())
+    };
+    release_held_where(queue, in_flight, wanted)
+}
+
+/// Releases every held recipient (of messages not in flight) for which
+/// `wanted(address, hold reason)` says so, with a `released` event.
+fn release_held_where(
+    queue: &Queue,
+    in_flight: &HashSet<QueueId>,
+    wanted: impl Fn(&str, &Reason) -> bool,
+) -> sled::Result<Vec<QueueId>> {
     let mut released = Vec::new();
     for mut entry in queue.state().all()? {
         if in_flight.contains(&entry.queue_id) {
@@ -322,9 +370,11 @@ pub(crate) fn release_held_for(
             let Some(r) = ledger.recipient(i) else {
                 continue;
             };
-            if matches!(r.status, RecipientStatus::Held { .. })
-                && wanted(&r.recipient.address.to_string())
-            {
+            let held_for = match &r.status {
+                RecipientStatus::Held { reason, .. } => Some(reason),
+                _ => None,
+            };
+            if held_for.is_some_and(|reason| wanted(&r.recipient.address.to_string(), reason)) {
                 ledger.note(
                     i,
                     EventKind::Released,
