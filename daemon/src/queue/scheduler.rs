@@ -15,7 +15,7 @@
 //! it.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,10 @@ pub async fn run(
 ) {
     let mut due: BinaryHeap<Reverse<(u64, QueueId)>> = initial.into_iter().map(Reverse).collect();
     let mut in_flight: HashSet<QueueId> = HashSet::new();
+    // Releases that came while their message was in flight: the attempt
+    // holds the message's state until it ends, so they are applied then
+    // (or a key that arrived during the attempt would release nothing).
+    let mut missed: HashMap<QueueId, Missed> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(QueueId, Option<u64>)>();
     loop {
         let now = now_ms();
@@ -116,15 +120,21 @@ pub async fn run(
                     let runtime = live.get();
                     // Directory reads may go to the cluster database.
                     let released = tokio::task::block_in_place(|| {
-                        release_where_keys_exist(&queue, &runtime.policy, &in_flight)
+                        release_where_keys_exist(&queue, &runtime.policy, &in_flight, None)
                     });
+                    for id in &in_flight {
+                        missed.entry(id.clone()).or_default().directory = true;
+                    }
                     match released {
                         Ok(ids) => due.extend(ids.into_iter().map(|id| Reverse((now_ms(), id)))),
                         Err(e) => tracing::error!(error = %e, "queue state not readable: held mail is not looked at after a directory change"),
                     }
                 }
                 Some(SchedulerRequest::KeysArrived(addresses)) => {
-                    match release_held_for(&queue, &addresses, &in_flight) {
+                    for id in &in_flight {
+                        missed.entry(id.clone()).or_default().keys.extend(addresses.iter().cloned());
+                    }
+                    match release_held_for(&queue, &addresses, &in_flight, None) {
                         Ok(ids) => due.extend(ids.into_iter().map(|id| Reverse((now_ms(), id)))),
                         Err(e) => tracing::error!(error = %e, ?addresses, "queue state not readable: held mail for these addresses is not released"),
                     }
@@ -141,11 +151,54 @@ pub async fn run(
             Some((id, next)) = done_rx.recv() => {
                 in_flight.remove(&id);
                 if let Some(when) = next {
-                    due.push(Reverse((when, id)));
+                    due.push(Reverse((when, id.clone())));
+                }
+                if let Some(late) = missed.remove(&id) {
+                    let runtime = live.get();
+                    let released = tokio::task::block_in_place(|| late.apply(&queue, &runtime.policy, &in_flight, &id));
+                    match released {
+                        Ok(ids) => due.extend(ids.into_iter().map(|id| Reverse((now_ms(), id)))),
+                        Err(e) => tracing::error!(error = %e, queue_id = %id, "queue state not readable: keys that arrived during an attempt release nothing"),
+                    }
                 }
             }
             () = tokio::time::sleep(sleep_for) => {}
         }
+    }
+}
+
+/// Keys that arrived (by address, or "somewhere in the directory") while
+/// a message was in flight.
+#[derive(Default)]
+struct Missed {
+    keys: Vec<String>,
+    directory: bool,
+}
+
+impl Missed {
+    /// Releases what these arrivals release in message `id`, now that its
+    /// attempt is over.
+    fn apply(
+        &self,
+        queue: &Queue,
+        policy: &crate::policy::Policy,
+        in_flight: &HashSet<QueueId>,
+        id: &QueueId,
+    ) -> sled::Result<Vec<QueueId>> {
+        let mut released = Vec::new();
+        if !self.keys.is_empty() {
+            released.extend(release_held_for(queue, &self.keys, in_flight, Some(id))?);
+        }
+        if self.directory {
+            released.extend(release_where_keys_exist(
+                queue,
+                policy,
+                in_flight,
+                Some(id),
+            )?);
+        }
+        released.dedup();
+        Ok(released)
     }
 }
 
@@ -312,6 +365,7 @@ pub(crate) fn release_held_for(
     queue: &Queue,
     keys: &[String],
     in_flight: &HashSet<QueueId>,
+    only: Option<&QueueId>,
 ) -> sled::Result<Vec<QueueId>> {
     let wanted = |address: &str, _: &Reason| {
         let address = address.to_ascii_lowercase();
@@ -322,7 +376,7 @@ pub(crate) fn release_held_for(
         keys.iter()
             .any(|k| k.eq_ignore_ascii_case(&address) || k.eq_ignore_ascii_case(&domain))
     };
-    release_held_where(queue, in_flight, wanted)
+    release_held_where(queue, in_flight, only, wanted)
 }
 
 /// Releases the recipients held for want of a key (`NoKey`) for whom the
@@ -334,6 +388,7 @@ pub(crate) fn release_where_keys_exist(
     queue: &Queue,
     policy: &crate::policy::Policy,
     in_flight: &HashSet<QueueId>,
+    only: Option<&QueueId>,
 ) -> sled::Result<Vec<QueueId>> {
     use crate::directory::Kind;
     let now = now_ms();
@@ -349,18 +404,24 @@ pub(crate) fn release_where_keys_exist(
                 )
                 .is_ok_and(|found| found.is_some())
     };
-    release_held_where(queue, in_flight, wanted)
+    release_held_where(queue, in_flight, only, wanted)
 }
 
-/// Releases every held recipient (of messages not in flight) for which
-/// `wanted(address, hold reason)` says so, with a `released` event.
+/// Releases every held recipient (of messages not in flight; of message
+/// `only`, if given) for which `wanted(address, hold reason)` says so,
+/// with a `released` event.
 fn release_held_where(
     queue: &Queue,
     in_flight: &HashSet<QueueId>,
+    only: Option<&QueueId>,
     wanted: impl Fn(&str, &Reason) -> bool,
 ) -> sled::Result<Vec<QueueId>> {
     let mut released = Vec::new();
-    for mut entry in queue.state().all()? {
+    let entries = match only {
+        Some(id) => queue.state().get(id)?.into_iter().collect(),
+        None => queue.state().all()?,
+    };
+    for mut entry in entries {
         if in_flight.contains(&entry.queue_id) {
             continue;
         }

@@ -160,6 +160,7 @@ pub async fn import(
                 &queue,
                 &keys,
                 &std::collections::HashSet::new(),
+                None,
             )
             .map_err(super::storage)
         })

@@ -109,7 +109,14 @@ impl Services {
                                     vec![address],
                                 ));
                             }
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            // Finished lookups were missed: wake everything
+                            // that waits on one (each is decided again, and
+                            // waits again if its lookup still runs).
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                let waiting = super::resolve::waiting_on_lookups(&queue);
+                                let _ = queue
+                                    .request(crate::queue::SchedulerRequest::KeysArrived(waiting));
+                            }
                             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                         }
                         if weak.strong_count() == 0 {
