@@ -112,3 +112,45 @@ def test_unsigned_mail_from_outside_gets_no_verdict(gateway_factory):
                       b"X-Sealgate-Verdict: signature=valid\r\n\r\nhello\r\n")
     raw = received(gw, "plain")
     assert b"X-Sealgate-Verdict" not in raw
+
+
+def pgp_signed(gnupg, signer: str, sender: str, subject: str, body: str) -> bytes:
+    """PGP/MIME (RFC 3156) signed by gpg: a detached signature over the
+    first part, exactly as it is sent (CRLF)."""
+    part = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n".encode()
+    sig = gnupg("--armor", "--detach-sign", "--digest-algo", "SHA256", "-u", signer, input=part).stdout
+    b = "pgp-signed-boundary"
+    return (f"From: <{sender}>\r\nTo: <{CAROL}>\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/signed; boundary="{b}"; micalg=pgp-sha256; '
+            f'protocol="application/pgp-signature"\r\n\r\n'
+            f"--{b}\r\n").encode() + part + (
+            f"\r\n--{b}\r\nContent-Type: application/pgp-signature; name=signature.asc\r\n\r\n").encode() + \
+        sig.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + f"\r\n--{b}--\r\n".encode()
+
+
+def test_pgp_signed_mail_from_outside_carries_the_verdict(gateway_factory, gnupg, tmp_path):
+    gw = gateway_factory({"relay": {"domains": ["example.org"], "internal_networks": ["127.0.0.1/32"]}})
+    gnupg("--quick-gen-key", "fred@ext.example", "future-default", "default", "never")
+    gnupg("--quick-gen-key", "gina@ext.example", "future-default", "default", "never")
+    key = tmp_path / "fred.asc"
+    key.write_bytes(gnupg("--armor", "--export", "fred@ext.example").stdout)
+    gw.cli("directory", "import", str(key))
+
+    # Fred's key is in the directory (imported by an administrator).
+    send_from_outside(gw, "fred@ext.example", pgp_signed(gnupg, "fred@ext.example", "fred@ext.example",
+                                                         "pgp-known", "from fred"))
+    v = verdict_of(received(gw, "pgp-known"))
+    assert re.fullmatch(r"signature=valid; signer=[0-9A-F]{40}; trust=manual", v), v
+
+    # Gina's key is nowhere: the signature cannot be checked, and is not
+    # called invalid.
+    send_from_outside(gw, "gina@ext.example", pgp_signed(gnupg, "gina@ext.example", "gina@ext.example",
+                                                         "pgp-unknown", "from gina"))
+    v = verdict_of(received(gw, "pgp-unknown"))
+    assert v.startswith("signature=unknown-signer"), v
+
+    # Altered after signing: invalid.
+    raw = pgp_signed(gnupg, "fred@ext.example", "fred@ext.example", "pgp-altered", "pay 100 euros")
+    send_from_outside(gw, "fred@ext.example", raw.replace(b"pay 100 euros", b"pay 900 euros"))
+    v = verdict_of(received(gw, "pgp-altered"))
+    assert v.startswith("signature=invalid"), v

@@ -102,9 +102,19 @@ pub fn harvest(
         ));
     }
     let mut vouched_by = None;
+    let mut signature = signature;
     if carries.openpgp_material {
         candidates.extend(openpgp_keys(content, &from, level, &source, now_ms));
-        vouched_by = openpgp_signer(content, &from, context);
+        let checked = openpgp_signature(content, &from, context, carries.openpgp_signed);
+        if let Some(sealgate_openpgp::Verdict::Valid { signer }) = &checked {
+            vouched_by = Some(signer.to_ascii_lowercase());
+        }
+        if let (true, Some(verdict)) = (carries.openpgp_signed, &checked) {
+            signature = Some(format!(
+                "signature={}",
+                super::unwrap::signature_verdict(verdict, context.directory)
+            ));
+        }
     }
     candidates.extend(store_openpgp(carried, &from, level, &source, now_ms));
     if candidates.is_empty() {
@@ -202,9 +212,18 @@ fn dkim_of(content: &[u8], from: &str, context: &super::Context<'_>) -> crate::d
         })
 }
 
-/// The fingerprint of a directory key for `from` that made a good OpenPGP
-/// signature over the message: it vouches for keys the message carries.
-fn openpgp_signer(content: &[u8], from: &str, context: &super::Context<'_>) -> Option<String> {
+/// The verdict on the message's OpenPGP signature against the directory's
+/// keys for `From` (`None`: not signed, or not checkable at all; not
+/// looked at when the directory has no key for `From`, unless `signed`
+/// says the verdict is wanted anyway). A good signature by a key the
+/// directory has for `From` vouches for a new key the mail carries (a key
+/// change signed by the old key).
+fn openpgp_signature(
+    content: &[u8],
+    from: &str,
+    context: &super::Context<'_>,
+    signed: bool,
+) -> Option<sealgate_openpgp::Verdict> {
     let limits = sealgate_openpgp::Limits::default();
     let known: Vec<sealgate_openpgp::Cert> = context
         .directory
@@ -215,13 +234,10 @@ fn openpgp_signer(content: &[u8], from: &str, context: &super::Context<'_>) -> O
         .filter_map(|e| sealgate_openpgp::parse_certs(&e.data, &limits).ok())
         .flatten()
         .collect();
-    if known.is_empty() {
+    if known.is_empty() && !signed {
         return None;
     }
-    match sealgate_openpgp::verify(content, &known, &limits) {
-        Ok(sealgate_openpgp::Verdict::Valid { signer }) => Some(signer.to_ascii_lowercase()),
-        _ => None,
-    }
+    sealgate_openpgp::verify(content, &known, &limits).ok()
 }
 
 /// What a message may carry for the directory, judged from its structure.
@@ -232,6 +248,8 @@ struct Carries {
     /// An Autocrypt header, an attached key, or an OpenPGP signature (which
     /// may hold the signer's key) or armored block in a text part.
     openpgp_material: bool,
+    /// A top-level PGP/MIME signature (`multipart/signed`, protocol PGP).
+    openpgp_signed: bool,
 }
 
 impl Carries {
@@ -249,6 +267,7 @@ impl Carries {
             ) {
                 ("multipart", "signed") if protocol.contains("pgp") => {
                     carries.openpgp_material = true;
+                    carries.openpgp_signed = true;
                 }
                 ("multipart", "signed") | ("application", "pkcs7-mime" | "x-pkcs7-mime") => {
                     carries.smime_signature = true;

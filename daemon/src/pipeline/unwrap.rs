@@ -161,7 +161,7 @@ fn known_signers(
 /// signer and its trust in the directory, `valid-unknown-key` (good, by a
 /// key only the mail carried), `signer-mismatch`, `invalid`,
 /// `unknown-signer` (nobody knows the key: not checkable), or `none`.
-fn signature_verdict(
+pub(super) fn signature_verdict(
     verdict: &sealgate_openpgp::Verdict,
     directory: &crate::directory::Directory,
 ) -> String {
