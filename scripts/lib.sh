@@ -35,6 +35,23 @@ apt_install() {
     return $_rc
 }
 
+# py_module MODULE DEBIAN_PACKAGE [PIP_SPEC]: makes MODULE importable by the
+# python3 on PATH. Debian's python3 gets the Debian package; another python3
+# (pyenv, a venv) does not see Debian's packages and gets PIP_SPEC (default:
+# the module's name) from PyPI. An empty DEBIAN_PACKAGE means PyPI either
+# way (with pip from Debian's python3-pip where python3 has none; Debian's
+# python3 is "externally managed", so pip is told this install is meant).
+py_module() {
+    python3 -c "import $1" 2>/dev/null && return 0
+    if [ -n "$2" ]; then
+        apt_install "$2"
+        python3 -c "import $1" 2>/dev/null && return 0
+    fi
+    python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+    python3 -m pip install -q --root-user-action=ignore --break-system-packages \
+        --no-warn-script-location "${3:-$1}"
+}
+
 # section TITLE: a visible marker in long logs.
 section() {
     printf '\n==> %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"
