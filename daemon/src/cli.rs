@@ -76,6 +76,46 @@ pub enum Command {
     /// Key changes waiting for review: list, show both keys, accept, reject.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// Trust anchors and CRLs, key discovery on demand, what to publish.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// The S/MIME trust anchors in force (`smime.trust_anchors`).
+    Anchors {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The CRLs the gateway holds: list, or upload one.
+    #[command(subcommand)]
+    Crl(CrlCommand),
+    /// Ask the key sources (`discovery.order`) for an address now, not
+    /// from the cache; what is found goes to the directory as in delivery.
+    Discover {
+        address: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The OPENPGPKEY and SMIMEA records to put into our DNS zone, and
+    /// the WKD paths for our keys.
+    Publish {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CrlCommand {
+    /// Every CRL held: issuer, where it came from, validity, entries.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload a CRL (DER or PEM; `-` reads stdin); kept when a trust
+    /// anchor or a CA the directory knows issued it.
+    Upload { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -401,6 +441,7 @@ pub fn dispatch(config: &Config, command: Command) -> ExitCode {
         Command::Keys(k) => keys_verb(config, k),
         Command::Pgp(p) => pgp_verb(config, p),
         Command::Review(r) => review_verb(config, r),
+        Command::Trust(t) => trust_verb(config, t),
         Command::Run
         | Command::CheckConfig
         | Command::Hsm(_)
@@ -747,24 +788,30 @@ fn audit_verb(config: &Config, a: &AuditArgs) -> ExitCode {
     })
 }
 
+/// A file (or stdin for `-`) of at most `limit` octets.
+fn read_bounded(file: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let read = if file.as_os_str() == "-" {
+        std::io::stdin().take(limit + 1).read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(file).and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+    };
+    read.map_err(|e| format!("{}: {e}", file.display()))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("{}: larger than {limit} octets", file.display()));
+    }
+    Ok(bytes)
+}
+
 fn directory_verb(config: &Config, cmd: DirectoryCommand) -> ExitCode {
     use base64::Engine as _;
-    use std::io::Read;
     match cmd {
         DirectoryCommand::Import { file, domain } => {
-            let mut bytes = Vec::new();
-            let limit = 512 * 1024;
-            let read = if file.as_os_str() == "-" {
-                std::io::stdin().take(limit + 1).read_to_end(&mut bytes)
-            } else {
-                std::fs::File::open(&file).and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+            let bytes = match read_bounded(&file, 512 * 1024) {
+                Ok(bytes) => bytes,
+                Err(e) => return usage(e),
             };
-            if let Err(e) = read {
-                return usage(format!("{}: {e}", file.display()));
-            }
-            if bytes.len() as u64 > limit {
-                return usage(format!("{}: larger than {limit} octets", file.display()));
-            }
             let op = directory::DirectoryImport {
                 data: base64::engine::general_purpose::STANDARD.encode(&bytes),
                 domain,
@@ -869,6 +916,97 @@ fn review_verb(config: &Config, cmd: ReviewCommand) -> ExitCode {
         }),
         ReviewCommand::Accept { id } => run(config, &trust::ReviewAccept { id }, false, done),
         ReviewCommand::Reject { id } => run(config, &trust::ReviewReject { id }, false, done),
+    }
+}
+
+fn trust_verb(config: &Config, cmd: TrustCommand) -> ExitCode {
+    use base64::Engine as _;
+    let print_crl = |c: &trust::CrlInfo| {
+        println!(
+            "{}  from {}  this update {}  next update {}  {} revoked",
+            c.issuer,
+            c.origin,
+            iso8601_ms(c.this_update_ms),
+            c.next_update_ms
+                .map_or_else(|| "none".to_owned(), iso8601_ms),
+            c.revoked
+        );
+    };
+    match cmd {
+        TrustCommand::Anchors { json } => {
+            run(config, &trust::AnchorsList::default(), json, |anchors| {
+                if anchors.is_empty() {
+                    println!("No trust anchors (smime.trust_anchors is empty).");
+                }
+                for a in anchors {
+                    println!(
+                        "{}  {}  valid until {}",
+                        a.fingerprint,
+                        a.subject,
+                        iso8601_ms(a.not_after_ms)
+                    );
+                }
+            })
+        }
+        TrustCommand::Crl(CrlCommand::List { json }) => {
+            run(config, &trust::CrlList::default(), json, |crls| {
+                if crls.is_empty() {
+                    println!("No CRLs held.");
+                }
+                crls.iter().for_each(print_crl);
+            })
+        }
+        TrustCommand::Crl(CrlCommand::Upload { file }) => {
+            let bytes = match read_bounded(&file, 16 * 1024 * 1024) {
+                Ok(bytes) => bytes,
+                Err(e) => return usage(e),
+            };
+            let op = trust::CrlUpload {
+                data: base64::engine::general_purpose::STANDARD.encode(&bytes),
+            };
+            run(config, &op, false, |c| {
+                print!("kept: ");
+                print_crl(c);
+            })
+        }
+        TrustCommand::Discover { address, json } => {
+            run(config, &trust::DiscoveryLookup { address }, json, |r| {
+                println!("{}: {}", r.address, r.status);
+                for f in &r.found {
+                    println!(
+                        "  {:?} key from {} ({}){}",
+                        f.kind,
+                        f.source,
+                        f.origin,
+                        f.domain
+                            .as_ref()
+                            .map_or_else(String::new, |d| format!(", for domain {d}"))
+                    );
+                }
+                if let Some(e) = &r.error {
+                    println!("  error: {e}");
+                }
+            })
+        }
+        TrustCommand::Publish { json } => {
+            run(config, &trust::PublishRecords::default(), json, |records| {
+                if records.is_empty() {
+                    println!(
+                        "Nothing to publish: no keys of ours in the directory or on the token."
+                    );
+                }
+                for r in records {
+                    if r.kind == "WKD" {
+                        println!("; WKD for {}\n{}  (key {})", r.address, r.name, r.data);
+                    } else {
+                        println!(
+                            "; {} for {}\n{} {} {}",
+                            r.kind, r.address, r.name, r.kind, r.data
+                        );
+                    }
+                }
+            })
+        }
     }
 }
 
