@@ -14,8 +14,9 @@ The smart host is handed to the guest as a system credential over SMBIOS
 (render-config reads it), so no boot path needs a changed command line.
 
 Every reboot is a cold boot. QEMU runs with `-no-reboot`: when the guest
-resets, QEMU exits, and the harness starts a new QEMU process on the same
-disk (and, under UEFI, the same variable store). A real appliance comes
+resets (the kernel's reboot, or the firmware's own reset), QEMU exits, and
+the harness starts a new QEMU process on the same disk (and, under UEFI,
+the same variable store); only the kernel's power off ends the machine. A real appliance comes
 back from `reboot` through its firmware either way; what the tests need
 from a reboot is on the disk (GRUB's slot state in grubenv on the ESP) and
 in the EFI variables, and both survive. The guest's warm reset under TCG
@@ -121,7 +122,8 @@ class Appliance:
         self._stopping = False
         self.exit_code: int | None = None
         self.boot_offset = 0  # where the current QEMU process's output starts
-        self.reboots = 0  # guest reboots followed by a new QEMU process
+        self.reboots = 0  # guest resets followed by a new QEMU process
+        self.resets: list[str] = []  # what each of them was
         self.vars = workdir / "OVMF_VARS.fd"
 
     # -- lifecycle -------------------------------------------------------
@@ -194,24 +196,31 @@ class Appliance:
         self.proc = proc
 
     def _supervise(self) -> None:
-        """Follow the guest's reboots until it powers off (or is killed).
+        """Follow the guest's resets until it powers off (or is killed).
 
-        A QEMU exit after the kernel's "reboot: Restarting system" is the
-        guest's reboot: start the next QEMU process. Any other exit (power
-        off, a crash, a firmware reset without the kernel's line) is final
-        and shows in the tests as the machine being off."""
+        With `-no-reboot` QEMU exits (code 0) on every reset: the kernel's
+        reboot, and also the firmware's own (OVMF resets once when its
+        memory-type settings change, e.g. on a fresh variable store). So
+        every exit with code 0 is a reset and the next QEMU process starts,
+        except after the kernel's "reboot: Power down", which is final; so
+        is a QEMU failure (another exit code) or a kill."""
         try:
             while True:
                 assert self.proc is not None
                 code = self.proc.wait()
                 self._reader_thread.join(10)  # the console's last words
-                rebooted = "reboot: Restarting system" in self.text(self.boot_offset)
-                if self._stopping or not rebooted or code != 0:
+                powered_off = "reboot: Power down" in self.text(self.boot_offset)
+                if self._stopping or powered_off or code != 0:
                     self.exit_code = code
                     return
                 self.reboots += 1
+                by = ("the kernel's reboot" if "reboot: Restarting system" in self.text(self.boot_offset)
+                      else "a reset without the kernel's reboot line (firmware, or early in boot)")
+                self.resets.append(by)
+                with self._lock:
+                    self._buf.extend(f"\n[harness: {by}; a new QEMU process boots the same disk]\n".encode())
                 with open(self.log_path, "ab") as log:
-                    log.write(b"\n[harness: the guest reset; a new QEMU process boots the same disk]\n")
+                    log.write(f"\n[harness: {by}; a new QEMU process boots the same disk]\n".encode())
                 self._spawn()
         except Exception as e:  # noqa: BLE001 - whatever it was, the machine is off
             self.exit_code = -1

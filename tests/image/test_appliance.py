@@ -401,8 +401,9 @@ def test_update_whose_gateway_does_not_start_falls_back(appliance):
     appliance.expect(r"Booting `Sealgate, root slot A", BOOT_TIMEOUT)
     assert boot(appliance, "fallback: back on slot A after the failed B", rebooted_at=rebooted,
                 since=since) == S.token
-    # Both reboots were cold boots of a new QEMU process (appliance.py).
-    assert appliance.reboots == reboots + 2
+    # Both reboots were cold boots of a new QEMU process (appliance.py);
+    # the firmware may add a reset of its own.
+    assert appliance.reboots >= reboots + 2
     out = status(appliance)
     assert re.search(rf"Image:\s+{re.escape(S.version)}, root slot A", out), out
     assert re.search(r"B bad, \S+\+broken", out), out
