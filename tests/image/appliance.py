@@ -145,7 +145,9 @@ class Appliance:
         disk = f"file={self.disk},if=none,id=disk0,format=qcow2"
         if self.disk.suffix == ".iso":  # an ISO written to a USB stick
             disk = f"file={self.disk},if=none,id=disk0,format=raw,readonly=on"
-        args += ["-drive", disk, "-device", f"virtio-blk-pci,drive=disk0,bootindex={disk_index}"]
+        # -kernel takes boot index 0 itself (QEMU's linuxboot option ROM).
+        bootindex = "" if self.firmware == "kernel" else f",bootindex={disk_index}"
+        args += ["-drive", disk, "-device", f"virtio-blk-pci,drive=disk0{bootindex}"]
         if self.cdrom:
             args += ["-drive", f"file={self.cdrom},if=none,id=cd0,media=cdrom,readonly=on",
                      "-device", "ide-cd,drive=cd0,bootindex=0"]

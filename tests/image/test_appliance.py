@@ -149,13 +149,17 @@ def boot(vm: Appliance, what: str, rebooted_at: float | None = None, since: int 
 
 
 def record_phases(vm: Appliance, what: str, began: float, since: int, ready: float) -> None:
-    """Where a boot's time went, from when the console showed each step:
-    firmware (and the shutdown before a reboot) to GRUB starting a slot,
-    the kernel and initrd to systemd's first unit of ours, the rest of
-    user space to the SMTP greeting."""
+    """Where a boot's time went: power-on (or the reboot command) to GRUB
+    starting a slot (shutdown, firmware, menu), GRUB loading the kernel and
+    initrd, and the kernel's own time to the SMTP greeting. The kernel's
+    start is its first console line's arrival minus the uptime it prints."""
     grub = vm.seen_at(r"Booting `Sealgate", since)
-    userspace = vm.seen_at(r"sealgate-(growpart|factory-reset|firstboot|migrate)|Welcome to", since)
-    marks = [("firmware+GRUB", grub), ("kernel+initrd", userspace), ("user space to SMTP", ready)]
+    kernel = None
+    m = re.search(r"\[\s*(\d+\.\d+)\] ", vm.text(since))
+    if m:
+        seen = vm.seen_at(re.escape(m.group(0)), since)
+        kernel = seen - float(m.group(1)) if seen else None
+    marks = [("to GRUB", grub), ("GRUB loads kernel+initrd", kernel), ("kernel to SMTP", ready)]
     last = began
     parts = []
     for name, when in marks:
