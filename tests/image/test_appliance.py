@@ -155,10 +155,11 @@ def record_phases(vm: Appliance, what: str, began: float, since: int, ready: flo
     start is its first console line's arrival minus the uptime it prints."""
     grub = vm.seen_at(r"Booting `Sealgate", since)
     kernel = None
-    m = re.search(r"\[\s*(\d+\.\d+)\] ", vm.text(since))
+    # The first kernel line after GRUB's (before it: the last boot's shutdown).
+    m = re.search(r"Booting `Sealgate[\s\S]*?(\[\s*(\d+\.\d+)\] )", vm.text(since))
     if m:
-        seen = vm.seen_at(re.escape(m.group(0)), since)
-        kernel = seen - float(m.group(1)) if seen else None
+        seen = vm.seen_at(r"Booting `Sealgate[\s\S]*?" + re.escape(m.group(1)), since)
+        kernel = seen - float(m.group(2)) if seen else None
     marks = [("to GRUB", grub), ("GRUB loads kernel+initrd", kernel), ("kernel to SMTP", ready)]
     last = began
     parts = []
