@@ -308,7 +308,10 @@ main() {
 
 	Boot it in QEMU (UEFI, serial console on this terminal):
 	  cp $out/sealgate-x86_64.qcow2 /tmp/sg.qcow2
-	  qemu-system-x86_64 -m 1024 -nographic -bios /usr/share/ovmf/OVMF.fd \\
+	  cp /usr/share/OVMF/OVMF_VARS_4M.fd /tmp/sg-vars.fd
+	  qemu-system-x86_64 -machine q35 -m 1024 -nographic \\
+	    -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \\
+	    -drive if=pflash,format=raw,unit=1,file=/tmp/sg-vars.fd \\
 	    -drive file=/tmp/sg.qcow2,if=virtio,format=qcow2 \\
 	    -nic user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:2525-:25
 	The recovery menu and the one-time setup token appear on the console.

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sealgate_api::ops::{audit, directory, keys, policy, queue, settings, status, tracking, trust};
+use sealgate_api::ops::{
+    audit, directory, keys, policy, queue, settings, status, tracking, trust, update,
+};
 use sealgate_api::{Actor, Operation, Service, ServiceError, WireRequest, WireResponse};
 
 use crate::config::Config;
@@ -79,6 +81,9 @@ pub enum Command {
     /// Trust anchors and CRLs, key discovery on demand, what to publish.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// The appliance's root slots; install a signed update bundle.
+    #[command(subcommand)]
+    Update(UpdateCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +121,23 @@ pub enum CrlCommand {
     /// Upload a CRL (DER or PEM; `-` reads stdin); kept when a trust
     /// anchor or a CA the directory knows issued it.
     Upload { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpdateCommand {
+    /// The root slots, their versions and the last update's outcome.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install a signed update bundle (RAUC) into the root slot that is not
+    /// running; it starts with the next boot, on trial.
+    Install {
+        /// An absolute path to the bundle on the appliance, or an http(s) URL.
+        source: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -442,6 +464,14 @@ pub fn dispatch(config: &Config, command: Command) -> ExitCode {
         Command::Pgp(p) => pgp_verb(config, p),
         Command::Review(r) => review_verb(config, r),
         Command::Trust(t) => trust_verb(config, t),
+        Command::Update(UpdateCommand::Status { json }) => {
+            run(config, &update::UpdateStatus {}, json, print_update_status)
+        }
+        Command::Update(UpdateCommand::Install { source, json }) => {
+            run(config, &update::UpdateInstall { source }, json, |done| {
+                println!("{}", done.text)
+            })
+        }
         Command::Run
         | Command::CheckConfig
         | Command::Hsm(_)
@@ -609,6 +639,35 @@ fn print_status(s: &status::StatusReport) {
     );
     for e in &s.expiring {
         println!("  expires {}: {}", iso8601_ms(e.not_after_ms), e.what);
+    }
+}
+
+fn print_update_status(r: &update::UpdateReport) {
+    println!(
+        "running:      {}{}",
+        r.running_version,
+        if r.live { " (live system)" } else { "" }
+    );
+    if !r.slots_known {
+        println!("root slots:   unknown (RAUC does not answer)");
+    }
+    for slot in &r.slots {
+        let mut line = format!(
+            "slot {}:       {} {}",
+            slot.name,
+            slot.version.as_deref().unwrap_or("empty"),
+            slot.boot_status
+        );
+        if slot.running {
+            line.push_str(", running");
+        }
+        if slot.next_boot {
+            line.push_str(", starts next boot");
+        }
+        println!("{line}");
+    }
+    if let Some(last) = &r.last_result {
+        println!("last update:  {last}");
     }
 }
 

@@ -81,6 +81,9 @@ fn sample(name: &str) -> serde_json::Value {
         }),
         "setup.admin" => json!({"name": "x", "password": "y"}),
         "setup.admin_confirm" => json!({"code": "000000"}),
+        // Refused before RAUC sees it (not an absolute path or a URL): the
+        // test never installs anything on the machine it runs on.
+        "update.install" => json!({"source": "relative.raucb"}),
         _ => json!({}),
     }
 }
@@ -233,6 +236,8 @@ fn needs(name: &str) -> sealgate_api::Permission {
         setup::SetupAdmin,
         setup::SetupAdminConfirm,
         setup::SetupFinish,
+        update::UpdateStatus,
+        update::UpdateInstall,
     );
     panic!("{name}: not in the table")
 }

@@ -12,6 +12,21 @@ forwarded on 127.0.0.1 only. A forwarded port accepts connections before the
 guest listens, so readiness is always an expected reply, never a connect.
 The smart host is handed to the guest as a system credential over SMBIOS
 (render-config reads it), so no boot path needs a changed command line.
+
+Every reboot is a cold boot. QEMU runs with `-no-reboot`: when the guest
+resets (the kernel's reboot, or the firmware's own reset), QEMU exits, and
+the harness starts a new QEMU process on the same disk (and, under UEFI,
+the same variable store); only the kernel's power off ends the machine. A real appliance comes
+back from `reboot` through its firmware either way; what the tests need
+from a reboot is on the disk (GRUB's slot state in grubenv on the ESP) and
+in the EFI variables, and both survive. The guest's warm reset under TCG
+with OVMF hung in the firmware in about one run in four (no output after
+"reboot: Restarting system"), and a hung VM failed every later test.
+
+UEFI is Debian's OVMF as a machine has it: the firmware code read-only in
+the first flash chip, and a per-VM copy of the variable store, writable,
+in the second; EFI variables (boot entries, boot order) persist across
+reboots of that VM. (`-bios OVMF.fd` would keep them in RAM only.)
 """
 
 from __future__ import annotations
@@ -31,7 +46,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("SEALGATE_IMAGE_OUT", REPO / "image" / "out"))
-OVMF = Path("/usr/share/ovmf/OVMF.fd")
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 BOOT_TIMEOUT = 240  # TCG on a loaded 2-core machine, first boot, plus margin
 
 
@@ -91,18 +107,37 @@ class Appliance:
         self.serial_path = workdir / "serial.sock"
         self.log_path = workdir / "serial.log"
         self._buf = bytearray()
+        # (buffer length after a read, when): when each piece of console
+        # output arrived, for the boot phase figures.
+        self._arrivals: list[tuple[int, float]] = []
         self._lock = threading.Lock()
         self._mark = 0
         self.proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
         self.started_at = 0.0
+        # Power-on to power-off: QEMU processes come and go with the guest's
+        # reboots; `_off` is set when the machine is off for good.
+        self._off = threading.Event()
+        self._off.set()
+        self._stopping = False
+        self.exit_code: int | None = None
+        self.boot_offset = 0  # where the current QEMU process's output starts
+        self.reboots = 0  # guest resets followed by a new QEMU process
+        self.resets: list[str] = []  # what each of them was
+        self.vars = workdir / "OVMF_VARS.fd"
 
     # -- lifecycle -------------------------------------------------------
     def qemu_args(self) -> list[str]:
         args = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg",
-                "-m", str(self.memory), "-smp", "2", "-display", "none", "-monitor", "none"]
+                "-m", str(self.memory), "-smp", "2", "-display", "none", "-monitor", "none",
+                # A guest reset ends this QEMU process; the supervisor starts
+                # the next one (see the module's docstring).
+                "-no-reboot"]
         if self.firmware == "uefi":
-            args += ["-bios", str(OVMF)]
+            if not self.vars.exists():
+                shutil.copyfile(OVMF_VARS, self.vars)
+            args += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                     "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}"]
         elif self.firmware == "kernel":
             args += ["-kernel", str(OUT / "vmlinuz"), "-initrd", str(OUT / "initrd.img"),
                      "-append", (OUT / "cmdline.txt").read_text().strip()]
@@ -110,7 +145,9 @@ class Appliance:
         disk = f"file={self.disk},if=none,id=disk0,format=qcow2"
         if self.disk.suffix == ".iso":  # an ISO written to a USB stick
             disk = f"file={self.disk},if=none,id=disk0,format=raw,readonly=on"
-        args += ["-drive", disk, "-device", f"virtio-blk-pci,drive=disk0,bootindex={disk_index}"]
+        # -kernel takes boot index 0 itself (QEMU's linuxboot option ROM).
+        bootindex = "" if self.firmware == "kernel" else f",bootindex={disk_index}"
+        args += ["-drive", disk, "-device", f"virtio-blk-pci,drive=disk0{bootindex}"]
         if self.cdrom:
             args += ["-drive", f"file={self.cdrom},if=none,id=cd0,media=cdrom,readonly=on",
                      "-device", "ide-cd,drive=cd0,bootindex=0"]
@@ -124,11 +161,24 @@ class Appliance:
         return args
 
     def start(self) -> None:
-        self.serial_path.unlink(missing_ok=True)
-        self._qemu_log = open(self.workdir / "qemu.log", "ab")
+        """Power on."""
+        if not self._off.is_set():
+            raise RuntimeError("the VM is running")
+        self._off.clear()
+        self._stopping = False
+        self.exit_code = None
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(["nice", "-n", "10"] + self.qemu_args(),
-                                     stdout=self._qemu_log, stderr=subprocess.STDOUT)
+        self._spawn()
+        threading.Thread(target=self._supervise, daemon=True).start()
+
+    def _spawn(self) -> None:
+        """One QEMU process, its serial socket and the thread that drains it."""
+        self.serial_path.unlink(missing_ok=True)
+        if getattr(self, "_qemu_log", None) is None:
+            self._qemu_log = open(self.workdir / "qemu.log", "ab")
+        self.boot_offset = self.size()
+        proc = subprocess.Popen(["nice", "-n", "10"] + self.qemu_args(),
+                                stdout=self._qemu_log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -137,18 +187,57 @@ class Appliance:
                 break
             except OSError:
                 s.close()
-                if time.monotonic() > deadline or self.proc.poll() is not None:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    proc.kill()
+                    proc.wait()
                     raise RuntimeError("QEMU did not open its serial socket")
                 time.sleep(0.05)
         self._sock = s
-        threading.Thread(target=self._reader, daemon=True).start()
+        self._reader_thread = threading.Thread(target=self._reader, args=(s,), daemon=True)
+        self._reader_thread.start()
+        self.proc = proc
 
-    def _reader(self) -> None:
-        assert self._sock is not None
+    def _supervise(self) -> None:
+        """Follow the guest's resets until it powers off (or is killed).
+
+        With `-no-reboot` QEMU exits (code 0) on every reset: the kernel's
+        reboot, and also the firmware's own (OVMF resets once when its
+        memory-type settings change, e.g. on a fresh variable store). So
+        every exit with code 0 is a reset and the next QEMU process starts,
+        except after the kernel's "reboot: Power down", which is final; so
+        is a QEMU failure (another exit code) or a kill."""
+        try:
+            while True:
+                assert self.proc is not None
+                code = self.proc.wait()
+                self._reader_thread.join(10)  # the console's last words
+                powered_off = "reboot: Power down" in self.text(self.boot_offset)
+                if self._stopping or powered_off or code != 0:
+                    self.exit_code = code
+                    return
+                self.reboots += 1
+                by = ("the kernel's reboot" if "reboot: Restarting system" in self.text(self.boot_offset)
+                      else "a reset without the kernel's reboot line (firmware, or early in boot)")
+                self.resets.append(by)
+                with self._lock:
+                    self._buf.extend(f"\n[harness: {by}; a new QEMU process boots the same disk]\n".encode())
+                with open(self.log_path, "ab") as log:
+                    log.write(f"\n[harness: {by}; a new QEMU process boots the same disk]\n".encode())
+                self._spawn()
+        except Exception as e:  # noqa: BLE001 - whatever it was, the machine is off
+            self.exit_code = -1
+            with open(self.log_path, "ab") as log:
+                log.write(f"\n[harness: could not start the next QEMU process: {e}]\n".encode())
+        finally:
+            if self._sock:
+                self._sock.close()
+            self._off.set()
+
+    def _reader(self, sock: socket.socket) -> None:
         with open(self.log_path, "ab") as log:
             while True:
                 try:
-                    data = self._sock.recv(65536)
+                    data = sock.recv(65536)
                 except OSError:
                     return
                 if not data:
@@ -157,18 +246,24 @@ class Appliance:
                 log.flush()
                 with self._lock:
                     self._buf.extend(data)
+                    self._arrivals.append((len(self._buf), time.monotonic()))
+
+    @property
+    def running(self) -> bool:
+        return not self._off.is_set()
 
     def wait_exit(self, timeout: float = BOOT_TIMEOUT) -> int:
-        assert self.proc is not None
-        code = self.proc.wait(timeout=timeout)
-        if self._sock:
-            self._sock.close()
-        return code
+        """Wait until the machine is off (not merely rebooting); its exit code."""
+        if not self._off.wait(timeout):
+            raise TimeoutError(f"the VM did not power off within {timeout}s")
+        assert self.exit_code is not None
+        return self.exit_code
 
     def kill(self) -> None:
+        self._stopping = True
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
+        self._off.wait(30)
         if self._sock:
             self._sock.close()
 
@@ -204,10 +299,25 @@ class Appliance:
             if time.monotonic() > deadline:
                 tail = text[-3000:].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 raise TimeoutError(f"no {pattern!r} on the serial console within {timeout}s; tail:\n{tail}")
-            if self.proc and self.proc.poll() is not None:
+            if not self.running:
                 tail = text[-3000:].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                raise RuntimeError(f"QEMU exited while waiting for {pattern!r}; tail:\n{tail}")
+                raise RuntimeError(f"the VM is off (QEMU exit {self.exit_code}) while waiting for {pattern!r};"
+                                   f" tail:\n{tail}")
             time.sleep(0.1)
+
+    def seen_at(self, pattern: str, since: int = 0) -> float | None:
+        """When the first match of `pattern` after offset `since` arrived on
+        the console (monotonic seconds), or None."""
+        with self._lock:
+            text = self._buf[since:].decode("utf-8", "surrogateescape")
+            m = re.search(pattern, text)
+            if not m:
+                return None
+            end = since + len(text[: m.end()].encode("utf-8", "surrogateescape"))
+            for length, when in self._arrivals:
+                if length >= end:
+                    return when
+        return None
 
     def send(self, line: str) -> None:
         assert self._sock is not None
@@ -229,8 +339,8 @@ class Appliance:
                         return time.monotonic()
             except OSError:
                 pass
-            if self.proc and self.proc.poll() is not None:
-                raise RuntimeError("QEMU exited while waiting for SMTP")
+            if not self.running:
+                raise RuntimeError(f"the VM is off (QEMU exit {self.exit_code}) while waiting for SMTP")
             time.sleep(1)
         raise TimeoutError("SMTP never greeted through the forward")
 

@@ -1,18 +1,16 @@
 //! The fixed allow-list of system commands the console may run.
 //!
-//! Every command is a constant argument vector. Two take one more argument,
-//! and only as a parsed value that cannot be anything else: a disk the
-//! console itself listed ([`Disk`]) and an update bundle source that is an
-//! absolute path to an existing file or an http(s) URL without spaces or
-//! control characters ([`BundleSource`]). They are passed as one argument,
-//! never through a shell; nothing else the administrator types ever becomes
-//! part of a command line.
+//! Every command is a constant argument vector. One takes one more
+//! argument, and only as a parsed value that cannot be anything else: a
+//! disk the console itself listed ([`Disk`]), passed as one argument, never
+//! through a shell; nothing else the administrator types ever becomes part
+//! of a command line. Updates are the service's (`crate::service::update`,
+//! with its own two RAUC commands and the parsed bundle source).
 
 use std::io::Write;
 use std::process::Command as Process;
 
 use super::install::Disk;
-use super::update::BundleSource;
 use super::{ConsoleError, Context};
 
 /// A system command the console is allowed to run.
@@ -41,10 +39,6 @@ pub(crate) enum Command<'a> {
     ListDisks,
     /// Write the appliance from the live medium onto a listed disk.
     InstallToDisk(&'a Disk),
-    /// RAUC's view of the root slots, as JSON (read-only).
-    SlotStatus,
-    /// Install a signed update bundle into the other root slot.
-    InstallBundle(&'a BundleSource),
     /// Make the other root slot the boot loader's first choice (roll back).
     ActivateOtherSlot,
     /// systemd-timesyncd's servers (read-only).
@@ -55,12 +49,10 @@ pub(crate) enum Command<'a> {
 pub(crate) const CONSOLES: [&str; 2] = ["ttyS0", "tty1"];
 
 impl Command<'_> {
-    /// The one checked argument of [`Command::InstallToDisk`] and
-    /// [`Command::InstallBundle`].
+    /// The one checked argument of [`Command::InstallToDisk`].
     fn argument(&self) -> Option<&str> {
         match self {
             Command::InstallToDisk(disk) => Some(disk.path()),
-            Command::InstallBundle(source) => Some(source.as_str()),
             _ => None,
         }
     }
@@ -102,8 +94,6 @@ impl Command<'_> {
                 "NAME,TYPE,SIZE,RO,TRAN,MODEL",
             ],
             Command::InstallToDisk(_) => &["/usr/libexec/sealgate/install-disk"],
-            Command::SlotStatus => &["rauc", "status", "--detailed", "--output-format=json"],
-            Command::InstallBundle(_) => &["rauc", "install"],
             Command::ActivateOtherSlot => &["rauc", "status", "mark-active", "other"],
             Command::TimeSync => &[
                 "timedatectl",
@@ -112,6 +102,7 @@ impl Command<'_> {
                 "--property=ServerAddress",
                 "--property=LinkNTPServers",
                 "--property=SystemNTPServers",
+                "--property=FallbackNTPServers",
             ],
         }
     }
@@ -126,7 +117,6 @@ impl Command<'_> {
                 | Command::Routes
                 | Command::RecentLog
                 | Command::ListDisks
-                | Command::SlotStatus
                 | Command::TimeSync
         )
     }

@@ -25,6 +25,9 @@ pub enum ConsoleError {
     /// A destructive action was not confirmed with the right word.
     #[error("not confirmed: type {0} to confirm")]
     NotConfirmed(&'static str),
+    /// The service refused or failed an operation (an update).
+    #[error("{0}")]
+    Service(sealgate_api::ServiceError),
     /// An allow-listed system command failed.
     #[error("`{command}` failed: {detail}")]
     CommandFailed {
@@ -33,6 +36,17 @@ pub enum ConsoleError {
         /// Exit status or start error.
         detail: String,
     },
+}
+
+impl From<crate::service::update::UpdateError> for ConsoleError {
+    fn from(e: crate::service::update::UpdateError) -> Self {
+        match e {
+            crate::service::update::UpdateError::InvalidSource(text) => {
+                ConsoleError::InvalidInput(text)
+            }
+            e => ConsoleError::Service(e.into()),
+        }
+    }
 }
 
 impl ConsoleError {

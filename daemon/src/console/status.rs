@@ -12,8 +12,6 @@ use base64::Engine as _;
 use super::command::{CONSOLES, Command};
 use super::{ConsoleError, Context, network, token, update};
 
-/// The image version the build wrote into the root.
-const IMAGE_VERSION: &str = "/etc/sealgate/image-version";
 /// The effective configuration (render-config), else the factory one.
 const CONFIGS: [&str; 2] = ["/run/sealgate/sealgate.toml", "/etc/sealgate/sealgate.toml"];
 /// timesyncd touches this once the clock is synchronised.
@@ -96,9 +94,7 @@ pub fn show(ctx: &Context, out: &mut dyn Write) -> Result<(), ConsoleError> {
 
 /// The running root's version, as the build wrote it.
 pub(crate) fn image_version() -> String {
-    fs::read_to_string(IMAGE_VERSION)
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
+    crate::service::update::image_version()
 }
 
 /// "0.1.0+1a2b3c, root slot A", or the live system.
@@ -213,12 +209,20 @@ fn time_sync(state: Option<String>) -> String {
     };
     let (name, address) = (get("ServerName"), get("ServerAddress"));
     let servers = format!("{} {}", get("LinkNTPServers"), get("SystemNTPServers"));
+    // A server from the fallback list (timesyncd.conf.d/sealgate.conf) is in
+    // use only when neither DHCP nor the wizard named one: say so.
+    let fallback = !name.is_empty()
+        && servers.trim().is_empty()
+        && get("FallbackNTPServers")
+            .split_whitespace()
+            .any(|s| s == name);
+    let origin = if fallback { " (fallback)" } else { "" };
     if Path::new(TIME_SYNCHRONIZED).exists() && !name.is_empty() {
-        format!("synchronised with {name} {address}")
+        format!("synchronised with {name}{origin} {address}")
             .trim()
             .to_owned()
     } else if !name.is_empty() {
-        format!("contacting {name}")
+        format!("contacting {name}{origin}")
     } else if servers.trim().is_empty() {
         "no NTP server (none by DHCP; the setup wizard sets one)".into()
     } else {
@@ -338,6 +342,20 @@ mod tests {
         );
         assert_eq!(
             time_sync(Some("ServerName=ntp.lan\nServerAddress=\n".into())),
+            "contacting ntp.lan"
+        );
+        assert_eq!(
+            time_sync(Some(
+                "ServerName=0.debian.pool.ntp.org\nServerAddress=\nLinkNTPServers=\n\
+                 SystemNTPServers=\nFallbackNTPServers=0.debian.pool.ntp.org 1.debian.pool.ntp.org\n"
+                    .into()
+            )),
+            "contacting 0.debian.pool.ntp.org (fallback)"
+        );
+        assert_eq!(
+            time_sync(Some(
+                "ServerName=ntp.lan\nLinkNTPServers=ntp.lan\nFallbackNTPServers=ntp.lan\n".into()
+            )),
             "contacting ntp.lan"
         );
     }

@@ -45,6 +45,7 @@ pub mod setup;
 pub mod status;
 pub mod tracking;
 pub mod trust;
+pub mod update;
 
 /// What the handlers work on.
 pub struct Ctx {
@@ -154,7 +155,7 @@ impl AdminService {
         use sealgate_api::ops::{
             accounts as ac, audit as a, cluster as c, dashboard as db, delivery as dl,
             directory as d, keys as k, policy as p, queue as q, settings as s, setup as su,
-            status as st, tracking as t, trust as tr,
+            status as st, tracking as t, trust as tr, update as up,
         };
         match name {
             q::QueueList::NAME => self.run(actor, args, queue::list).await,
@@ -223,6 +224,8 @@ impl AdminService {
             su::SetupAdminConfirm::NAME => self.run(actor, args, setup::admin_confirm).await,
             su::SetupFinish::NAME => self.run(actor, args, setup::finish).await,
             dl::DeliveryTest::NAME => self.run(actor, args, delivery_test::test).await,
+            up::UpdateStatus::NAME => self.run(actor, args, update::status).await,
+            up::UpdateInstall::NAME => self.run(actor, args, update::install_op).await,
             _ => Err(ServiceError::UnknownOperation(name.to_owned())),
         }
     }

@@ -18,6 +18,7 @@ pub mod setup;
 pub mod status;
 pub mod tracking;
 pub mod trust;
+pub mod update;
 
 /// Declares the [`crate::Operation`] impl of a request struct.
 macro_rules! operation {
@@ -127,4 +128,6 @@ pub const ALL: &[&str] = &[
     <setup::SetupAdmin as crate::Operation>::NAME,
     <setup::SetupAdminConfirm as crate::Operation>::NAME,
     <setup::SetupFinish as crate::Operation>::NAME,
+    <update::UpdateStatus as crate::Operation>::NAME,
+    <update::UpdateInstall as crate::Operation>::NAME,
 ];
