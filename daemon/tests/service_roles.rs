@@ -81,6 +81,11 @@ fn sample(name: &str) -> serde_json::Value {
         }),
         "setup.admin" => json!({"name": "x", "password": "y"}),
         "setup.admin_confirm" => json!({"code": "000000"}),
+        // Refused by their checks before they touch the token or the store.
+        "keys.smime_create" => json!({"address": "not-an-address", "common_name": "x"}),
+        "keys.tls_upload" => json!({"certificate": "x", "private_key": "y"}),
+        "backup.create" => json!({"passphrase": "short"}),
+        "backup.restore" => json!({"data": "x", "passphrase": "y"}),
         _ => json!({}),
     }
 }
@@ -233,6 +238,10 @@ fn needs(name: &str) -> sealgate_api::Permission {
         setup::SetupAdmin,
         setup::SetupAdminConfirm,
         setup::SetupFinish,
+        keys::SmimeCreate,
+        keys::TlsUpload,
+        backup::BackupCreate,
+        backup::BackupRestore,
     );
     panic!("{name}: not in the table")
 }
