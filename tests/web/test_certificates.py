@@ -8,7 +8,9 @@ certificates):
   identity on the token;
 - the Keys page offers the decryption certificate with its whole chain
   (openssl verifies it for S/MIME encryption; only the decryption
-  certificate carries the gateway's address) and the text for users;
+  certificate carries the gateway's address, so NSS, looking the gateway
+  up by address as a mail client does, encrypts to the key the gateway
+  opens) and the text for users;
 - a CSR made for a token key, signed by a CA (openssl), is imported;
 - a TLS key that does not belong to the certificate is refused next to
   the field."""
@@ -107,6 +109,21 @@ def test_certificates_from_the_wizard_and_the_keys_page(tmp_path, browser):
         assert "email:" not in ca_text, "the signing CA carries a mail address: a lookup by address finds it"
         verify = sh("openssl", "verify", "-purpose", "smimeencrypt", "-CAfile", f"{d}/gw-ca.pem", f"{d}/gw-leaf.pem")
         assert "OK" in verify.stdout
+        # NSS, as a mail client: the downloaded chain imported, the gateway
+        # looked up by its address; the message it makes opens on the token.
+        nss = tmp_path / "nss"
+        nss.mkdir()
+        sh("certutil", "-N", "-d", f"sql:{nss}", "--empty-password")
+        sh("certutil", "-A", "-d", f"sql:{nss}", "-n", "gateway-ca", "-t", "C,C,C", "-i", f"{d}/gw-ca.pem")
+        sh("certutil", "-A", "-d", f"sql:{nss}", "-n", "gateway", "-t", ",,", "-i", f"{d}/gw-leaf.pem")
+        (d / "inner.txt").write_bytes(b"Content-Type: text/plain\r\n\r\nencrypted by NSS to the gateway\r\n")
+        sh("cmsutil", "-E", "-r", ADDRESS, "-d", f"sql:{nss}", "-i", f"{d}/inner.txt", "-o", f"{d}/nss.p7m")
+        import base64
+        body = base64.encodebytes((d / "nss.p7m").read_bytes()).decode().replace("\n", "\r\n")
+        message = ("MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; "
+                   "name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\n" + body)
+        opened = gw.cli("smime", "decrypt", "--key-label", "gateway-decrypt", input_text=message, check=False)
+        assert opened.returncode == 0 and "encrypted by NSS to the gateway" in opened.stdout, opened.stderr
         readme = c.get("/keys/download/readme")
         assert readme.status == 200 and ADDRESS in readme.body and "fingerprint" in readme.body.lower()
         fp = sh("openssl", "x509", "-in", f"{d}/gw-leaf.pem", "-noout", "-fingerprint", "-sha256").stdout

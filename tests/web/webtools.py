@@ -262,11 +262,11 @@ class Browser:
         raise AssertionError(f"{what}: no new page loaded")
 
     def submit(self) -> None:
-        """Submits the page's main form (the last plain submit button in <main>)."""
+        """Submits the page's main form (the last plain submit button in <main>, outside forms marked `aside`)."""
         from selenium.webdriver.common.by import By
 
         buttons = self.driver.find_elements(
-            By.CSS_SELECTOR, "main form:not([action='/logout']) button[type=submit]:not([formaction])")
+            By.CSS_SELECTOR, "main form:not([action='/logout']):not(.aside) button[type=submit]:not([formaction])")
         assert buttons, "no submit button on the page"
         self.driver.execute_script("window.__sgOld = true;")
         buttons[-1].click()
