@@ -84,6 +84,10 @@ pub enum Command {
     /// The appliance's root slots; install a signed update bundle.
     #[command(subcommand)]
     Update(UpdateCommand),
+    /// Encrypted backups of the settings history, the directory, the
+    /// accounts and the OpenPGP metadata (private keys stay in the token).
+    #[command(subcommand)]
+    Backup(BackupCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +141,26 @@ pub enum UpdateCommand {
         source: String,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Write an encrypted backup to FILE. The passphrase (at least 12
+    /// characters) is read from --passphrase-file, or from the first line
+    /// of standard input: never from the command line.
+    Create {
+        file: PathBuf,
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Restore a backup made by `backup create` (onto a fresh install):
+    /// settings history, directory, reviews and accounts are replaced, the
+    /// newest settings version is put in force, every web session ends.
+    Restore {
+        file: PathBuf,
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
     },
 }
 
@@ -472,12 +496,90 @@ pub fn dispatch(config: &Config, command: Command) -> ExitCode {
                 println!("{}", done.text)
             })
         }
+        Command::Backup(b) => backup_verb(config, b),
         Command::Run
         | Command::CheckConfig
         | Command::Hsm(_)
         | Command::Smime(_)
         | Command::Console(_)
         | Command::Cluster(_) => usage("not a service verb"),
+    }
+}
+
+/// The passphrase from a file or the first line of standard input.
+fn passphrase(file: Option<&PathBuf>) -> Result<String, String> {
+    let text = match file {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("standard input: {e}"))?;
+            line
+        }
+    };
+    Ok(text.lines().next().unwrap_or("").to_owned())
+}
+
+fn backup_verb(config: &Config, b: BackupCommand) -> ExitCode {
+    use base64::Engine as _;
+    use sealgate_api::ops::backup;
+    let summary = |s: &backup::BackupSummary| {
+        format!(
+            "{} settings versions (newest {}), {} directory entries, {} accounts, {} reviews, \
+             {} OpenPGP files; made on {} at {}",
+            s.settings_versions,
+            s.settings_version,
+            s.directory_entries,
+            s.accounts,
+            s.reviews,
+            s.openpgp_files,
+            s.node,
+            iso8601_ms(s.created_ms)
+        )
+    };
+    match b {
+        BackupCommand::Create {
+            file,
+            passphrase_file,
+        } => {
+            let passphrase = match passphrase(passphrase_file.as_ref()) {
+                Ok(p) => p,
+                Err(e) => return usage(e),
+            };
+            match call(config, &backup::BackupCreate { passphrase }) {
+                Ok(made) => {
+                    let bytes = match base64::engine::general_purpose::STANDARD.decode(&made.data) {
+                        Ok(b) => b,
+                        Err(e) => return fail(&ServiceError::failed(format!("backup: {e}"))),
+                    };
+                    if let Err(e) = std::fs::write(&file, bytes) {
+                        return usage(format!("{}: {e}", file.display()));
+                    }
+                    println!("{}: {}", file.display(), summary(&made.summary));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        BackupCommand::Restore {
+            file,
+            passphrase_file,
+        } => {
+            let bytes = match std::fs::read(&file) {
+                Ok(b) => b,
+                Err(e) => return usage(format!("{}: {e}", file.display())),
+            };
+            let passphrase = match passphrase(passphrase_file.as_ref()) {
+                Ok(p) => p,
+                Err(e) => return usage(e),
+            };
+            let op = backup::BackupRestore {
+                data: base64::engine::general_purpose::STANDARD.encode(bytes),
+                passphrase,
+            };
+            run(config, &op, false, |s| println!("restored: {}", summary(s)))
+        }
     }
 }
 

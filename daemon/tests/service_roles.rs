@@ -84,6 +84,11 @@ fn sample(name: &str) -> serde_json::Value {
         // Refused before RAUC sees it (not an absolute path or a URL): the
         // test never installs anything on the machine it runs on.
         "update.install" => json!({"source": "relative.raucb"}),
+        // Refused by their checks before they touch the token or the store.
+        "keys.smime_create" => json!({"address": "not-an-address", "common_name": "x"}),
+        "keys.tls_upload" => json!({"certificate": "x", "private_key": "y"}),
+        "backup.create" => json!({"passphrase": "short"}),
+        "backup.restore" => json!({"data": "x", "passphrase": "y"}),
         _ => json!({}),
     }
 }
@@ -238,6 +243,10 @@ fn needs(name: &str) -> sealgate_api::Permission {
         setup::SetupFinish,
         update::UpdateStatus,
         update::UpdateInstall,
+        keys::SmimeCreate,
+        keys::TlsUpload,
+        backup::BackupCreate,
+        backup::BackupRestore,
     );
     panic!("{name}: not in the table")
 }

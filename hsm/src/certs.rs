@@ -238,6 +238,9 @@ impl Hsm {
                 .distinguished_name
                 .push(DnType::OrganizationalUnitName, unit);
         }
+        // The stored chain: the new certificate, then (when a token key
+        // issued it) the issuer's own chain, so an export carries it whole.
+        let mut chain_rest: Vec<Vec<u8>> = Vec::new();
         let cert = match issuer {
             None => {
                 let key = TokenSigningKey::new(self.signer(label)?);
@@ -247,10 +250,10 @@ impl Hsm {
             }
             Some(issuer_label) => {
                 let issuer_key = TokenSigningKey::new(self.signer(issuer_label)?);
-                let issuer_der = self
-                    .certificate_chain(issuer_label)?
-                    .into_iter()
-                    .next()
+                chain_rest = self.certificate_chain(issuer_label)?;
+                let issuer_der = chain_rest
+                    .first()
+                    .cloned()
                     .ok_or_else(|| Error::NoCertificate(issuer_label.to_owned()))?;
                 let issuer = Issuer::from_ca_cert_der(&issuer_der.into(), issuer_key)
                     .map_err(|e| Error::Certificate(e.to_string()))?;
@@ -271,7 +274,9 @@ impl Hsm {
             }
         };
         let der = cert.der().to_vec();
-        self.store_certificates(label, &info.id, std::slice::from_ref(&der))?;
+        let mut chain = vec![der.clone()];
+        chain.extend(chain_rest);
+        self.store_certificates(label, &info.id, &chain)?;
         Ok(der)
     }
 

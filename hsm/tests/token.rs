@@ -614,6 +614,8 @@ fn certificates_self_signed_issued_csr_import_export() {
     assert!(hsm.create_certificate(&dec, &req, None).is_err());
     assert!(hsm.create_csr(&dec, &req).is_err());
     hsm.create_certificate(&dec, &req, Some(&signer)).unwrap();
+    // Stored and exported with the issuer's chain, not the leaf alone.
+    assert_eq!(hsm.certificate_chain(&dec).unwrap().len(), 2);
     let decfile = scratch(&format!("{dec}.pem"));
     std::fs::write(
         &decfile,

@@ -29,7 +29,9 @@ def _sealgate_on_path(home: Path) -> str:
 
 
 def token_gateway(home: Path, settings: dict | None = None, openpgp_uid: str | None = None,
-                  email: str = "gateway@example.org") -> Gateway:
+                  email: str = "gateway@example.org", certificates: bool = True) -> Gateway:
+    """`certificates=False`: the token and its keys only, as the
+    appliance's first boot leaves them (the wizard makes the certificates)."""
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
     data = home / "data"
@@ -38,6 +40,10 @@ def token_gateway(home: Path, settings: dict | None = None, openpgp_uid: str | N
     gw = Gateway(home, settings or {}, env=env)
     subprocess.run([str(REPO / "hsm" / "provision"), str(data)], env=gw.env, check=True,
                    capture_output=True, timeout=300)
+    gw.gateway_pem = None
+    gw.gateway_asc = None
+    if not certificates:
+        return gw
     gw.cli("keys", "self-sign", "gateway-sign", "--cn", "gw.test", "--email", email)
     gw.cli("keys", "self-sign", "gateway-decrypt", "--cn", "gw.test", "--issuer", "gateway-sign")
     gw.gateway_pem = home / "gateway.pem"

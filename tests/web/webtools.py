@@ -69,6 +69,7 @@ class Reply:
     status: int
     headers: dict[str, list[str]]
     body: str
+    data: bytes = b""
 
     def header(self, name: str) -> str | None:
         values = self.headers.get(name.lower())
@@ -104,7 +105,8 @@ class Client:
         try:
             conn.request(method, path, body=body, headers=h)
             r = conn.getresponse()
-            data = r.read().decode(errors="replace")
+            raw = r.read()
+            data = raw.decode(errors="replace")
             hs: dict[str, list[str]] = {}
             for k, v in r.getheaders():
                 hs.setdefault(k.lower(), []).append(v)
@@ -116,7 +118,7 @@ class Client:
                     self.cookies.pop(name, None)
                 else:
                     self.cookies[name] = value
-            return Reply(r.status, hs, data)
+            return Reply(r.status, hs, data, raw)
         finally:
             conn.close()
 
@@ -126,6 +128,20 @@ class Client:
     def post(self, path: str, form: dict, **kw) -> Reply:
         return self.request("POST", path, form=form, **kw)
 
+    def post_multipart(self, path: str, fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> Reply:
+        """A multipart/form-data POST, as a browser sends a form with a file."""
+        boundary = "----sealgate-test-boundary-7d2f"
+        parts = []
+        for name, value in fields.items():
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+                         + value.encode() + b"\r\n")
+        for name, (filename, content) in files.items():
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                         f'Content-Type: application/octet-stream\r\n\r\n'.encode() + content + b"\r\n")
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        return self.request("POST", path, body=body,
+                            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
 
 def secret_from(page: str) -> str:
     m = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page)
@@ -133,7 +149,8 @@ def secret_from(page: str) -> str:
     return m.group(1).replace(" ", "")
 
 
-def setup_over_http(gw: Gateway, admin: str = "alice", used: set[str] | None = None) -> tuple[Client, str]:
+def setup_over_http(gw: Gateway, admin: str = "alice", used: set[str] | None = None,
+                    certificate: dict | None = None, keys_step=None) -> tuple[Client, str]:
     """Runs the wizard with plain HTTPS requests (not a browser): for the
     suites that need a set-up gateway. Returns the logged-in client and
     the administrator's TOTP secret."""
@@ -151,7 +168,10 @@ def setup_over_http(gw: Gateway, admin: str = "alice", used: set[str] | None = N
     assert r.status == 303, r.body[:2000]
     r = c.post("/setup/delivery", {"mode": "mx", "smarthost": "", "require_tls": "", "internal_server": ""})
     assert r.status == 303, r.body[:2000]
-    assert c.post("/setup/certificate", {"choice": "generated"}).status == 303
+    r = c.post("/setup/certificate", certificate or {"choice": "generated"})
+    assert r.status == 303, r.body[:2000]
+    if keys_step:
+        keys_step(c)
     assert c.post("/setup/keys", {}).status == 303
     assert c.post("/setup/policy", {"outbound": "encrypt-if-possible", "boundary_only": "on"}).status == 303
     r = c.post("/setup/finish", {})
@@ -242,11 +262,11 @@ class Browser:
         raise AssertionError(f"{what}: no new page loaded")
 
     def submit(self) -> None:
-        """Submits the page's main form (the last plain submit button in <main>)."""
+        """Submits the page's main form (the last plain submit button in <main>, outside forms marked `aside`)."""
         from selenium.webdriver.common.by import By
 
         buttons = self.driver.find_elements(
-            By.CSS_SELECTOR, "main form:not([action='/logout']) button[type=submit]:not([formaction])")
+            By.CSS_SELECTOR, "main form:not([action='/logout']):not(.aside) button[type=submit]:not([formaction])")
         assert buttons, "no submit button on the page"
         self.driver.execute_script("window.__sgOld = true;")
         buttons[-1].click()

@@ -154,6 +154,8 @@ pub fn app(state: WebState, limits: &Limits) -> Router {
             post(views::settings::view_rollback_post),
         )
         .route("/keys", get(views::keys::view_keys_get))
+        .merge(views::keys::routes())
+        .merge(views::backup::routes())
         .route(
             "/keys/download/{label}",
             get(views::keys::view_keys_download_get),
@@ -206,7 +208,7 @@ pub struct Chrome {
     pub notice: Option<&'static str>,
 }
 
-const PAGES: [(&str, &str, Area); 9] = [
+const PAGES: [(&str, &str, Area); 10] = [
     ("/dashboard", "Dashboard", Area::Status),
     ("/queue", "Queue", Area::Queue),
     ("/tracking", "Tracking", Area::Tracking),
@@ -216,6 +218,7 @@ const PAGES: [(&str, &str, Area); 9] = [
     ("/keys", "Keys", Area::Keys),
     ("/accounts", "Accounts", Area::Accounts),
     ("/audit", "Audit log", Area::Audit),
+    ("/backup", "Backup", Area::Accounts),
 ];
 
 impl Chrome {

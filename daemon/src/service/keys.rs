@@ -9,7 +9,7 @@ use sealgate_api::ops::Done;
 use sealgate_api::ops::keys::{
     CertificateInfo, KeyCsr, KeyDelete, KeyExportCert, KeyGenerate, KeyImportCert, KeyInfo,
     KeySelfSign, KeyStoreView, KeysList, KeysReload, OpenpgpInfo, PgpExport, PgpInit, PgpRotate,
-    Subject, TokenStatus,
+    SmimeCreate, Subject, TlsUpload, TlsUploaded, TokenStatus,
 };
 use sealgate_api::{Actor, ServiceError};
 use sealgate_hsm::certs::{CertFormat, CertRequest};
@@ -137,40 +137,232 @@ async fn reload_keys(ctx: &Ctx) {
 }
 
 pub async fn list(ctx: Arc<Ctx>, _: Actor, _: KeysList) -> Result<KeyStoreView, ServiceError> {
+    blocking(move || view(&ctx)).await
+}
+
+/// The key store as `keys.list` shows it.
+fn view(ctx: &Ctx) -> Result<KeyStoreView, ServiceError> {
+    let hsm = open(ctx)?;
+    let status = hsm.status();
+    let token = TokenStatus {
+        module: status.module,
+        label: status.token_label,
+        present: status.token_present,
+        logged_in: status.logged_in,
+        error: status.error,
+    };
+    let keys = if token.error.is_none() {
+        hsm.list()
+            .map_err(token_error)?
+            .iter()
+            .map(|info| key_info(&hsm, info))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let dir = openpgp_dir(ctx);
+    let openpgp = if dir.join("gateway.toml").exists() && token.error.is_none() {
+        sealgate_openpgp::GatewayIdentity::load(&hsm, &dir)
+            .ok()
+            .and_then(|id| openpgp_info(&id))
+    } else {
+        None
+    };
+    Ok(KeyStoreView {
+        token,
+        keys,
+        openpgp,
+    })
+}
+
+/// The decryption key's label (the signing key's is `crate::keys::SIGN_KEY_LABEL`).
+pub const DECRYPT_KEY_LABEL: &str = "gateway-decrypt";
+
+/// Generates `label` on the token unless it is there already.
+fn ensure_key(hsm: &Hsm, label: &str, usage: KeyUsage) -> Result<(), ServiceError> {
+    let present = hsm
+        .list()
+        .map_err(token_error)?
+        .iter()
+        .any(|k| k.label == label);
+    if !present {
+        hsm.generate(label, KeyAlgorithm::Rsa3072, usage)
+            .map_err(token_error)?;
+    }
+    Ok(())
+}
+
+pub async fn smime_create(
+    ctx: Arc<Ctx>,
+    _: Actor,
+    op: SmimeCreate,
+) -> Result<KeyStoreView, ServiceError> {
+    let address = op.address.trim().to_ascii_lowercase();
+    let valid = address
+        .split_once('@')
+        .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'));
+    if !valid {
+        return Err(ServiceError::invalid(
+            "address",
+            format!("`{address}` is not a mail address"),
+        ));
+    }
+    let common_name = op.common_name.trim().to_owned();
+    if common_name.is_empty() {
+        return Err(ServiceError::invalid(
+            "common_name",
+            "Name the gateway (its host name).",
+        ));
+    }
+    let days = op.days.unwrap_or(825).clamp(1, 3650);
+    let store = ctx.clone();
     blocking(move || {
-        let hsm = open(&ctx)?;
-        let status = hsm.status();
-        let token = TokenStatus {
-            module: status.module,
-            label: status.token_label,
-            present: status.token_present,
-            logged_in: status.logged_in,
-            error: status.error,
+        let hsm = open(&store)?;
+        let sign = crate::keys::SIGN_KEY_LABEL;
+        ensure_key(&hsm, sign, KeyUsage::Sign)?;
+        ensure_key(&hsm, DECRYPT_KEY_LABEL, KeyUsage::Decrypt)?;
+        // The CA: the gateway's name, no mail address (a lookup by
+        // address must not find it).
+        let ca = CertRequest {
+            common_name: format!("{common_name} S/MIME CA"),
+            organization: op.organization.clone(),
+            emails: Vec::new(),
+            dns_names: Vec::new(),
+            days,
         };
-        let keys = if token.error.is_none() {
-            hsm.list()
-                .map_err(token_error)?
-                .iter()
-                .map(|info| key_info(&hsm, info))
-                .collect()
-        } else {
-            Vec::new()
+        hsm.create_certificate(sign, &ca, None)
+            .map_err(token_error)?;
+        let leaf = CertRequest {
+            common_name,
+            organization: op.organization,
+            emails: vec![address],
+            dns_names: Vec::new(),
+            days,
         };
-        let dir = openpgp_dir(&ctx);
-        let openpgp = if dir.join("gateway.toml").exists() && token.error.is_none() {
-            sealgate_openpgp::GatewayIdentity::load(&hsm, &dir)
-                .ok()
-                .and_then(|id| openpgp_info(&id))
-        } else {
-            None
-        };
-        Ok(KeyStoreView {
-            token,
-            keys,
-            openpgp,
+        hsm.create_certificate(DECRYPT_KEY_LABEL, &leaf, Some(sign))
+            .map_err(token_error)?;
+        Ok(())
+    })
+    .await?;
+    reload_keys(&ctx).await;
+    blocking(move || view(&ctx)).await
+}
+
+pub async fn tls_upload(
+    ctx: Arc<Ctx>,
+    actor: Actor,
+    op: TlsUpload,
+) -> Result<TlsUploaded, ServiceError> {
+    blocking(move || {
+        let dir = ctx.live.bootstrap().data_dir.join("tls");
+        let (chain, info) = check_tls(&op.certificate, &op.private_key)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ServiceError::failed(format!("{}: {e}", dir.display())))?;
+        // A new pair of names each time: the settings in force keep
+        // pointing at the old files until the new version is applied.
+        let stamp = crate::envelope::now_ms();
+        let cert_path = dir.join(format!("uploaded-{stamp}-cert.pem"));
+        let key_path = dir.join(format!("uploaded-{stamp}-key.pem"));
+        write_private(&key_path, op.private_key.as_bytes())?;
+        write_private(&cert_path, chain.as_bytes())?;
+        if op.apply {
+            let current = ctx.settings.current().map_err(super::storage)?;
+            let (base, mut settings) = match current {
+                Some(v) => (Some(v.meta.version), v.settings),
+                None => (None, ctx.live.bootstrap().settings()),
+            };
+            settings.smtp.tls_certificate = Some(cert_path.clone());
+            settings.smtp.tls_private_key = Some(key_path.clone());
+            super::settings::commit(
+                &ctx,
+                &actor,
+                base,
+                settings,
+                Some(format!("TLS certificate {}", info.subject)),
+                None,
+            )?;
+        }
+        Ok(TlsUploaded {
+            certificate_path: cert_path.display().to_string(),
+            private_key_path: key_path.display().to_string(),
+            certificate: info,
         })
     })
     .await
+}
+
+/// Certificates as PEM, 64 characters a line.
+fn pem_chain(ders: &[Vec<u8>]) -> String {
+    use base64::Engine as _;
+    let mut out = String::new();
+    for der in ders {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
+/// Writes a file readable by the gateway alone, durably.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), ServiceError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let failed = |e: std::io::Error| ServiceError::failed(format!("{}: {e}", path.display()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(failed)?;
+    f.write_all(bytes).map_err(failed)?;
+    f.sync_all().map_err(failed)
+}
+
+/// Checks an uploaded TLS chain and key as the listeners will use them;
+/// answers the chain as clean PEM and the leaf summarised.
+fn check_tls(chain_pem: &str, key_pem: &str) -> Result<(String, CertificateInfo), ServiceError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| ServiceError::invalid("certificate", format!("not a PEM chain: {e}")))?;
+    if chain.is_empty() {
+        return Err(ServiceError::invalid(
+            "certificate",
+            "no certificate in it (PEM, `-----BEGIN CERTIFICATE-----`)",
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| ServiceError::invalid("private_key", format!("not a PEM private key: {e}")))?;
+    let ders: Vec<Vec<u8>> = chain.iter().map(|c| c.as_ref().to_vec()).collect();
+    let info = certificate_info(&ders).ok_or_else(|| {
+        ServiceError::invalid("certificate", "the first certificate does not parse")
+    })?;
+    let now = crate::envelope::now_ms();
+    if info.not_after_ms <= now || info.not_before_ms > now {
+        return Err(ServiceError::invalid(
+            "certificate",
+            "the certificate is not valid now (see its validity dates)",
+        ));
+    }
+    // The listeners' own check: the key must belong to the leaf.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| ServiceError::invalid("private_key", format!("unusable key: {e}")))?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signing);
+    certified.keys_match().map_err(|_| {
+        ServiceError::invalid(
+            "private_key",
+            "this key does not belong to the first certificate of the chain",
+        )
+    })?;
+    Ok((pem_chain(&ders), info))
 }
 
 pub async fn generate(ctx: Arc<Ctx>, _: Actor, op: KeyGenerate) -> Result<KeyInfo, ServiceError> {

@@ -33,6 +33,7 @@ use crate::store::SharedStore;
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod cluster;
 pub mod dashboard;
 pub mod delivery_test;
@@ -153,9 +154,9 @@ impl AdminService {
         args: serde_json::Value,
     ) -> Result<serde_json::Value, ServiceError> {
         use sealgate_api::ops::{
-            accounts as ac, audit as a, cluster as c, dashboard as db, delivery as dl,
-            directory as d, keys as k, policy as p, queue as q, settings as s, setup as su,
-            status as st, tracking as t, trust as tr, update as up,
+            accounts as ac, audit as a, backup as bk, cluster as c, dashboard as db,
+            delivery as dl, directory as d, keys as k, policy as p, queue as q, settings as s,
+            setup as su, status as st, tracking as t, trust as tr, update as up,
         };
         match name {
             q::QueueList::NAME => self.run(actor, args, queue::list).await,
@@ -181,6 +182,10 @@ impl AdminService {
             k::PgpRotate::NAME => self.run(actor, args, keys::pgp_rotate).await,
             k::PgpExport::NAME => self.run(actor, args, keys::pgp_export).await,
             k::KeysReload::NAME => self.run(actor, args, keys::reload).await,
+            k::SmimeCreate::NAME => self.run(actor, args, keys::smime_create).await,
+            k::TlsUpload::NAME => self.run(actor, args, keys::tls_upload).await,
+            bk::BackupCreate::NAME => self.run(actor, args, backup::create).await,
+            bk::BackupRestore::NAME => self.run(actor, args, backup::restore).await,
             s::SettingsShow::NAME => self.run(actor, args, settings::show).await,
             s::SettingsGet::NAME => self.run(actor, args, settings::get).await,
             s::SettingsSet::NAME => self.run(actor, args, settings::set).await,

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod dashboard;
 pub mod directory;
 pub mod home;

@@ -27,7 +27,7 @@ use axum::routing::{get, post};
 use std::ops::Not;
 
 use sealgate_api::ops::delivery::{DeliveryTest, DeliveryTestReport};
-use sealgate_api::ops::keys::{KeyStoreView, KeysList};
+use sealgate_api::ops::keys::{KeyStoreView, KeysList, TlsUpload};
 use sealgate_api::ops::setup::{
     CertificateChoice, SetupAdmin, SetupAdminConfirm, SetupDraft, SetupDraftGet, SetupFinish,
     SetupSave, SetupStatus, SetupUnlock,
@@ -74,6 +74,8 @@ pub fn routes() -> Router<WebState> {
             get(view_certificate_get).post(view_certificate_post),
         )
         .route("/setup/keys", get(view_keys_get).post(view_keys_post))
+        .route("/setup/keys/smime", post(view_keys_smime_post))
+        .route("/setup/keys/openpgp", post(view_keys_openpgp_post))
         .route("/setup/policy", get(view_policy_get).post(view_policy_post))
         .route("/setup/review", get(view_review_get))
         .route("/setup/finish", post(view_finish_post))
@@ -689,6 +691,11 @@ struct CertificatePage {
     chrome: Chrome,
     steps: Vec<StepItem>,
     hostname: String,
+    /// `generated` or `uploaded`.
+    choice: String,
+    /// The uploaded certificate in force in the draft, if any.
+    uploaded: Option<String>,
+    certificate: String,
     errors: Errors,
 }
 
@@ -698,6 +705,18 @@ pub async fn view_certificate_get(State(state): State<WebState>, s: SetupSession
         chrome: wizard_chrome(&state, "Setup: certificate"),
         steps: steps("certificate", &d.step),
         hostname: d.settings.hostname.clone(),
+        choice: match d.certificate {
+            CertificateChoice::Uploaded => "uploaded",
+            CertificateChoice::Generated => "generated",
+        }
+        .to_owned(),
+        uploaded: d
+            .settings
+            .smtp
+            .tls_certificate
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        certificate: String::new(),
         errors: Errors::default(),
     })
 }
@@ -706,6 +725,11 @@ pub async fn view_certificate_get(State(state): State<WebState>, s: SetupSession
 pub struct CertificateForm {
     #[serde(default)]
     choice: String,
+    /// The PEM chain, leaf first.
+    #[serde(default)]
+    certificate: String,
+    #[serde(default)]
+    private_key: String,
 }
 
 pub async fn view_certificate_post(
@@ -714,28 +738,65 @@ pub async fn view_certificate_post(
     Form(form): Form<CertificateForm>,
 ) -> Response {
     let d = step_draft!(state, s);
-    let choice = match form.choice.as_str() {
-        "uploaded" => CertificateChoice::Uploaded,
-        _ => CertificateChoice::Generated,
+    let mut settings = d.settings.clone();
+    let choice = if form.choice == "uploaded" {
+        let keep = form.certificate.trim().is_empty()
+            && form.private_key.trim().is_empty()
+            && settings.smtp.tls_certificate.is_some();
+        if !keep {
+            let op = TlsUpload {
+                certificate: form.certificate.clone(),
+                private_key: form.private_key,
+                apply: false,
+            };
+            match run(state.service(), &s.actor, &op).await {
+                Ok(stored) => {
+                    settings.smtp.tls_certificate = Some(stored.certificate_path.into());
+                    settings.smtp.tls_private_key = Some(stored.private_key_path.into());
+                }
+                Err(ServiceError::Invalid { errors }) => {
+                    return certificate_again(
+                        &state,
+                        &d,
+                        "uploaded",
+                        form.certificate,
+                        Errors(errors),
+                    );
+                }
+                Err(e) => return crate::error::service_error(&e),
+            }
+        }
+        CertificateChoice::Uploaded
+    } else {
+        settings.smtp.tls_certificate = None;
+        settings.smtp.tls_private_key = None;
+        CertificateChoice::Generated
     };
-    match save(
-        &state,
-        &s,
-        &d,
-        d.settings.clone(),
-        "certificate",
-        Some(choice),
-    )
-    .await
-    {
+    let choice_name = form.choice.clone();
+    match save(&state, &s, &d, settings, "certificate", Some(choice)).await {
         Ok(r) => r,
-        Err(errors) => render(&CertificatePage {
-            chrome: wizard_chrome(&state, "Setup: certificate"),
-            steps: steps("certificate", &d.step),
-            hostname: d.settings.hostname.clone(),
-            errors,
-        }),
+        Err(errors) => certificate_again(&state, &d, &choice_name, form.certificate, errors),
     }
+}
+
+fn certificate_again(
+    state: &WebState,
+    d: &SetupDraft,
+    choice: &str,
+    certificate: String,
+    errors: Errors,
+) -> Response {
+    let mut r = render(&CertificatePage {
+        chrome: wizard_chrome(state, "Setup: certificate"),
+        steps: steps("certificate", &d.step),
+        hostname: d.settings.hostname.clone(),
+        choice: choice.to_owned(),
+        uploaded: None,
+        certificate,
+        errors,
+    });
+    *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    r
 }
 
 // ---- 6. keys -----------------------------------------------------------
@@ -747,20 +808,47 @@ struct KeysPage {
     steps: Vec<StepItem>,
     keys: Option<KeyStoreView>,
     unavailable: Option<String>,
+    /// Suggestions for the forms: the gateway's address and name.
+    address: String,
+    hostname: String,
+    errors: Errors,
 }
 
-pub async fn view_keys_get(State(state): State<WebState>, s: SetupSession) -> Response {
-    let d = step_draft!(state, s);
+/// `gateway@<first domain>`, the address the wizard suggests.
+fn gateway_address(settings: &Settings) -> String {
+    let domain = settings
+        .relay
+        .domains
+        .first()
+        .cloned()
+        .unwrap_or_else(|| settings.hostname.clone());
+    format!("gateway@{domain}")
+}
+
+async fn keys_page(state: &WebState, s: &SetupSession, d: &SetupDraft, errors: Errors) -> Response {
     let (keys, unavailable) = match run(state.service(), &s.actor, &KeysList {}).await {
         Ok(k) => (Some(k), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    render(&KeysPage {
-        chrome: wizard_chrome(&state, "Setup: gateway keys"),
+    let failed = !errors.is_empty();
+    let mut r = render(&KeysPage {
+        chrome: wizard_chrome(state, "Setup: gateway keys"),
         steps: steps("keys", &d.step),
         keys,
         unavailable,
-    })
+        address: gateway_address(&d.settings),
+        hostname: d.settings.hostname.clone(),
+        errors,
+    });
+    if failed {
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    r
+}
+
+pub async fn view_keys_get(State(state): State<WebState>, s: SetupSession) -> Response {
+    let d = step_draft!(state, s);
+    keys_page(&state, &s, &d, Errors::default()).await
 }
 
 pub async fn view_keys_post(State(state): State<WebState>, s: SetupSession) -> Response {
@@ -768,6 +856,34 @@ pub async fn view_keys_post(State(state): State<WebState>, s: SetupSession) -> R
     match save(&state, &s, &d, d.settings.clone(), "keys", None).await {
         Ok(r) => r,
         Err(_) => Redirect::to("/setup/keys").into_response(),
+    }
+}
+
+/// `POST /setup/keys/smime`: the gateway's S/MIME certificates (self-signed).
+pub async fn view_keys_smime_post(
+    State(state): State<WebState>,
+    s: SetupSession,
+    Form(form): Form<super::keys::SmimeForm>,
+) -> Response {
+    let d = step_draft!(state, s);
+    match run(state.service(), &s.actor, &form.op()).await {
+        Ok(_) => Redirect::to("/setup/keys").into_response(),
+        Err(ServiceError::Invalid { errors }) => keys_page(&state, &s, &d, Errors(errors)).await,
+        Err(e) => crate::error::service_error(&e),
+    }
+}
+
+/// `POST /setup/keys/openpgp`: the gateway's OpenPGP identity.
+pub async fn view_keys_openpgp_post(
+    State(state): State<WebState>,
+    s: SetupSession,
+    Form(form): Form<super::keys::OpenpgpForm>,
+) -> Response {
+    let d = step_draft!(state, s);
+    match run(state.service(), &s.actor, &form.op()).await {
+        Ok(_) => Redirect::to("/setup/keys").into_response(),
+        Err(ServiceError::Invalid { errors }) => keys_page(&state, &s, &d, Errors(errors)).await,
+        Err(e) => crate::error::service_error(&e),
     }
 }
 

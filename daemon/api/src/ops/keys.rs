@@ -206,3 +206,69 @@ operation!(
     Permission::Write(Area::Keys),
     Done
 );
+
+/// `keys.smime_create`: the gateway's S/MIME certificates in one step,
+/// self-signed: the signing key (`gateway-sign`) gets a CA certificate
+/// that names the gateway but carries no mail address, and the
+/// decryption key (`gateway-decrypt`) a certificate issued by it that
+/// carries `address`. A client that looks the gateway up by its address
+/// (NSS, Outlook) so finds the encryption certificate, never the signing
+/// one. Keys missing on the token are generated first (RSA 3072).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmimeCreate {
+    /// The gateway's mail address (`gateway@example.org`).
+    pub address: String,
+    /// The name in both certificates (the gateway's host name).
+    pub common_name: String,
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// Validity in days (default 825).
+    #[serde(default)]
+    pub days: Option<u32>,
+}
+operation!(
+    SmimeCreate,
+    "keys.smime_create",
+    Permission::Write(Area::Keys),
+    KeyStoreView
+);
+
+/// The TLS certificate the gateway uses for SMTP and its web pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsUploaded {
+    /// Where the chain was stored (for `smtp.tls_certificate`).
+    pub certificate_path: String,
+    /// Where the key was stored, mode 0600 (for `smtp.tls_private_key`).
+    pub private_key_path: String,
+    pub certificate: CertificateInfo,
+}
+
+/// `keys.tls_upload`: a PEM chain (leaf first) and its private key,
+/// checked (they parse, the key belongs to the leaf, the leaf is valid
+/// now) and stored on the data partition. With `apply`, a new settings
+/// version puts the two paths into `smtp.tls_certificate` and
+/// `smtp.tls_private_key` at once (SMTP and the web listener use it from
+/// the next connection); without, the caller does (the wizard, when it
+/// finishes).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsUpload {
+    pub certificate: String,
+    pub private_key: String,
+    #[serde(default)]
+    pub apply: bool,
+}
+operation!(
+    TlsUpload,
+    "keys.tls_upload",
+    Permission::Write(Area::Keys),
+    TlsUploaded,
+    audit = |_op| serde_json::json!({})
+);
+
+impl std::fmt::Debug for TlsUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsUpload")
+            .field("certificate", &self.certificate)
+            .finish_non_exhaustive()
+    }
+}

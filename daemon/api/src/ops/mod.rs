@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod cluster;
 pub mod dashboard;
 pub mod delivery;
@@ -130,4 +131,8 @@ pub const ALL: &[&str] = &[
     <setup::SetupFinish as crate::Operation>::NAME,
     <update::UpdateStatus as crate::Operation>::NAME,
     <update::UpdateInstall as crate::Operation>::NAME,
+    <keys::SmimeCreate as crate::Operation>::NAME,
+    <keys::TlsUpload as crate::Operation>::NAME,
+    <backup::BackupCreate as crate::Operation>::NAME,
+    <backup::BackupRestore as crate::Operation>::NAME,
 ];
