@@ -351,7 +351,13 @@ pub struct TrackArgs {
 pub fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
     match path {
         Some(p) => Config::load(p).map_err(|e| e.to_string()),
-        None => Ok(Config::default()),
+        None => {
+            let mut config = Config::default();
+            // The development default also runs the portal's listener
+            // (the portal itself stays off until `portal.enabled`).
+            config.portal.listen = vec![std::net::SocketAddr::from(([127, 0, 0, 1], 8444))];
+            Ok(config)
+        }
     }
 }
 

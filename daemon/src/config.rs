@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sealgate_api::FieldError;
+pub use sealgate_api::settings::portal::PortalSettings;
 pub use sealgate_api::settings::{
     DeliveryMode, DeliverySettings, InvitationSettings, IpNetwork, LdapSettings, RelaySettings,
     Settings, SmtpSettings, TrackingSettings,
@@ -70,6 +71,33 @@ pub struct Config {
     pub smime: sealgate_api::settings::trust::SmimeTrustSettings,
     /// Shared state in PostgreSQL for a cluster of nodes (`[cluster]`, bootstrap); absent: a single node.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// The secure web mail portal (`[portal]`): its listener (bootstrap)
+    /// and its settings.
+    pub portal: PortalConfig,
+}
+
+/// The `[portal]` table: `listen` (bootstrap: the portal's own HTTPS
+/// listener, separate from the administration UI's) and the run-time
+/// keys of [`PortalSettings`], written in one table.
+#[derive(Debug, Clone, Default)]
+pub struct PortalConfig {
+    /// Addresses the portal listens on; empty: no portal listener.
+    pub listen: Vec<SocketAddr>,
+    pub settings: PortalSettings,
+}
+
+impl<'de> Deserialize<'de> for PortalConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut table = toml::Table::deserialize(d)?;
+        let listen = match table.remove("listen") {
+            Some(value) => Vec::<SocketAddr>::deserialize(value).map_err(D::Error::custom)?,
+            None => Vec::new(),
+        };
+        let settings =
+            PortalSettings::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)?;
+        Ok(PortalConfig { listen, settings })
+    }
 }
 
 /// The SMTP listener (bootstrap: `listen`) and its limits and certificate
@@ -242,6 +270,7 @@ impl Config {
             settings,
         );
         config.cluster = self.cluster.clone();
+        config.portal.listen = self.portal.listen.clone();
         config
     }
 
@@ -272,6 +301,10 @@ impl Config {
             discovery: s.discovery.clone(),
             smime: s.smime.clone(),
             cluster: None,
+            portal: PortalConfig {
+                listen: Vec::new(),
+                settings: s.portal.clone(),
+            },
         }
     }
 
@@ -291,6 +324,7 @@ impl Config {
             outbound_tls: self.outbound_tls.clone(),
             discovery: self.discovery.clone(),
             smime: self.smime.clone(),
+            portal: self.portal.settings.clone(),
         }
     }
 
@@ -461,6 +495,7 @@ pub fn check_settings(s: &Settings) -> Vec<FieldError> {
         }
     }
     errors.extend(crate::trust::settings::check(s));
+    errors.extend(crate::portal::check_settings(&s.portal));
     errors
 }
 

@@ -142,6 +142,12 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             })?,
         );
     }
+    let mut portal_listeners = Vec::new();
+    for addr in &config.portal.listen {
+        portal_listeners.push(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {addr} (portal): {e}"))
+        })?);
+    }
     let setup_token = crate::setup_token::ensure(&config.data_dir)?;
     // One outbound TLS state (policies, MTA-STS cache, TLS-RPT counts)
     // for the deliverer, the reports and the trust machinery.
@@ -188,6 +194,32 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             tokio::spawn(sealgate_webui::serve(
                 listener,
                 // The certificate of the settings version in force, per connection.
+                move || live.get().tls.clone(),
+                app.clone(),
+                limits.clone(),
+            ));
+        }
+    }
+    // The portal: its own listener and router, its own sessions (never
+    // the admin UI's), over the portal service.
+    tokio::spawn(crate::portal::service::expire_loop(queue.clone()));
+    if !portal_listeners.is_empty() {
+        let service: Arc<dyn sealgate_api::portal::PortalService> = Arc::new(
+            crate::portal::service::PortalServer::new(queue.clone(), live.clone()),
+        );
+        let limits = sealgate_webui::Limits {
+            max_connections: config.web.max_connections,
+            max_connections_per_ip: config.web.max_connections_per_ip,
+            ..sealgate_webui::Limits::default()
+        };
+        let app = sealgate_webui::portal::portal_app(
+            sealgate_webui::portal::PortalState::new(service),
+            &limits,
+        );
+        for listener in portal_listeners {
+            let live = live.clone();
+            tokio::spawn(sealgate_webui::serve(
+                listener,
                 move || live.get().tls.clone(),
                 app.clone(),
                 limits.clone(),
@@ -243,6 +275,16 @@ fn print_banner(config: &Config, queued: usize, setup_token: Option<&str>) {
                 );
             }
         }
+    }
+    if let Some(portal) = config.portal.listen.first() {
+        println!(
+            "  secure web mail portal:  https://{portal}/{}",
+            if config.portal.settings.enabled {
+                ""
+            } else {
+                "   (off: [portal] enabled = false)"
+            }
+        );
     }
     println!();
     println!("Try it:");

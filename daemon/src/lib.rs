@@ -30,6 +30,7 @@ pub mod logging;
 pub mod outbound_tls;
 pub mod pipeline;
 pub mod policy;
+pub mod portal;
 pub mod queue;
 pub mod reason;
 pub mod service;

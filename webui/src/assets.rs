@@ -18,6 +18,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../static/app.js"),
     ),
     (
+        "portal.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../static/portal.css"),
+    ),
+    (
         "icon.svg",
         "image/svg+xml",
         include_bytes!("../static/icon.svg"),

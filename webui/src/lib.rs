@@ -44,6 +44,7 @@ use sealgate_api::{Area, Permission, Role, Service};
 
 pub mod assets;
 pub mod error;
+pub mod portal;
 pub mod security;
 pub mod server;
 pub mod session;

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub mod actor;
 pub mod error;
 pub mod ops;
+pub mod portal;
 pub mod settings;
 
 pub use actor::{Actor, Area, Permission, Role, Via};

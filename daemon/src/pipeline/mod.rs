@@ -59,6 +59,17 @@ pub enum Disposition {
     Quarantine(Reason),
     /// Refused for good (policy `reject`).
     Refuse(Reason),
+    /// No key, and the portal serves the recipient: store
+    /// `plan.portal[copy]` there (encrypted at rest) and notify them.
+    Portal { copy: usize },
+}
+
+/// The message as one recipient reads it in the portal: never sent,
+/// only stored encrypted at rest (`crate::portal`).
+#[derive(Debug, Clone)]
+pub struct PortalCopy {
+    /// The message (subject keyword removed where the decision says so).
+    pub content: Arc<Vec<u8>>,
 }
 
 /// The pipeline's answer for a message: guarded, ready to apply.
@@ -74,6 +85,8 @@ pub struct Plan {
     /// stored in the directory, and whose policy lets such a key serve
     /// encrypt-required mail: mail held for them can be released.
     pub harvested: Vec<String>,
+    /// Copies for the portal (`Disposition::Portal`).
+    pub portal: Vec<PortalCopy>,
 }
 
 /// What the pipeline needs besides the message.
@@ -312,6 +325,28 @@ pub fn process(
                     crate::trust::resolve::Found::Wait(reason) => {
                         plan.dispositions.push((*index, Disposition::Hold(reason)));
                     }
+                    crate::trust::resolve::Found::None(why_not)
+                        if portal_serves(context, required) =>
+                    {
+                        let content = match &decision.strip_keyword {
+                            Some(keyword) => Arc::new(render::replace_subject(
+                                &base,
+                                &crate::policy::decide::strip_keyword(&facts.subject, keyword),
+                            )),
+                            None => Arc::clone(&base),
+                        };
+                        plan.portal.push(PortalCopy { content });
+                        plan.dispositions.push((
+                            *index,
+                            Disposition::Portal {
+                                copy: plan.portal.len() - 1,
+                            },
+                        ));
+                        notes.push((
+                            *index,
+                            format!("{why_not}: method portal (the recipient reads it in the secure web mail portal)"),
+                        ));
+                    }
                     crate::trust::resolve::Found::None(why_not) if required => plan
                         .dispositions
                         .push((*index, Disposition::Hold(Reason::NoKey { detail: why_not }))),
@@ -366,13 +401,24 @@ pub fn find_method(
     decision: &Decision,
     now: u64,
 ) -> Result<crate::trust::resolve::Found, Reason> {
+    let kinds = context.policy.config.key_kinds();
     crate::trust::resolve::Resolver {
         directory: context.directory,
         services: context.trust,
         config: context.config,
-        methods: &context.policy.config.methods,
+        methods: &kinds,
     }
     .method_for(address, decision, now)
+}
+
+/// Whether the portal takes a recipient that has no key: it is enabled,
+/// `policy.methods` names it, and encryption is required (or the portal's
+/// settings take encrypt-if-possible recipients too).
+pub fn portal_serves(context: &Context<'_>, required: bool) -> bool {
+    let portal = &context.config.portal.settings;
+    portal.enabled
+        && context.policy.config.portal_listed()
+        && (required || portal.encrypt_if_possible)
 }
 
 /// The addresses in the To and Cc fields (lower case): recipients a copy

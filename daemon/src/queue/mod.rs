@@ -59,6 +59,8 @@ struct Inner {
     state: QueueState,
     tracker: Tracker,
     directory: crate::directory::Directory,
+    /// The portal's sealed messages and accounts (node-local).
+    portal: crate::portal::Portal,
     scheduler: mpsc::UnboundedSender<SchedulerRequest>,
 }
 
@@ -73,6 +75,7 @@ impl Queue {
         let state = QueueState::open(db, shared.clone());
         let tracker = Tracker::open(db, &config.node_name);
         let directory = crate::directory::Directory::open(shared);
+        let portal = crate::portal::Portal::open(db, config.hsm_settings());
         let (tx, rx) = mpsc::unbounded_channel();
         Ok((
             Queue {
@@ -81,6 +84,7 @@ impl Queue {
                     state,
                     tracker,
                     directory,
+                    portal,
                     scheduler: tx,
                 }),
             },
@@ -103,6 +107,11 @@ impl Queue {
     /// The key directory (kept here because it shares the queue's database).
     pub fn directory(&self) -> &crate::directory::Directory {
         &self.inner.directory
+    }
+
+    /// The secure web mail portal's store.
+    pub fn portal(&self) -> &crate::portal::Portal {
+        &self.inner.portal
     }
 
     pub fn has_room_for(&self, size: u64) -> bool {

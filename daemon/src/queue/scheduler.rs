@@ -667,6 +667,12 @@ async fn apply_plan(
     for (i, disposition) in plan.dispositions {
         match disposition {
             Disposition::Send { .. } => {}
+            Disposition::Portal { copy } => {
+                let Some(portal_copy) = plan.portal.get(copy) else {
+                    continue;
+                };
+                deliver_to_portal(queue, config, message, ledger, i, &portal_copy.content).await;
+            }
             Disposition::Refuse(reason) => {
                 refuse(ledger, config, message, i, reason, "policy", notices)
             }
@@ -740,6 +746,42 @@ async fn apply_plan(
                 }
             }
         }
+    }
+}
+
+/// Stores recipient `i`'s copy in the portal and notifies them: the
+/// recipient is then delivered (remote `portal`). A token or storage
+/// outage defers; nothing is sent in clear either way.
+async fn deliver_to_portal(
+    queue: &Queue,
+    config: &Config,
+    message: &SpooledMessage,
+    ledger: &mut Ledger<'_>,
+    i: usize,
+    content: &[u8],
+) {
+    let stored = crate::portal::service::deliver(
+        queue,
+        config,
+        &message.envelope,
+        message.queue_id.as_str(),
+        i,
+        content,
+    )
+    .await;
+    match stored {
+        Ok(reply) => ledger.set(i, RecipientStatus::Delivered { reply }, "portal"),
+        // The token or the store is away (or, never seen, a store that
+        // cannot seal): try again later, never anything in clear.
+        Err(e) => ledger.set(
+            i,
+            RecipientStatus::Deferred {
+                reason: Reason::KeyStoreUnavailable {
+                    detail: format!("portal: {e}"),
+                },
+            },
+            "portal",
+        ),
     }
 }
 

@@ -131,6 +131,19 @@ pub async fn explain(
                                 (None, format!("waits: {}", reason.text()))
                             }
                             crate::trust::resolve::Found::None(why)
+                                if crate::pipeline::portal_serves(
+                                    &context,
+                                    d.action == Action::EncryptRequired,
+                                ) =>
+                            {
+                                (
+                                    None,
+                                    format!(
+                                        "method portal: {why}; stored encrypted in the secure web mail portal, the recipient is notified"
+                                    ),
+                                )
+                            }
+                            crate::trust::resolve::Found::None(why)
                                 if d.action == Action::EncryptRequired =>
                             {
                                 (None, format!("held: encryption required and {why}"))

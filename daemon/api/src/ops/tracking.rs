@@ -26,6 +26,9 @@ pub enum EventKind {
     Released,
     /// A held recipient was sent an invitation to provide a certificate or key.
     Invited,
+    /// The secure web mail portal: stored, read, downloaded, replied,
+    /// deleted, expired (the detail says which).
+    Portal,
 }
 
 impl EventKind {
@@ -43,6 +46,7 @@ impl EventKind {
             EventKind::Quarantined => "quarantined",
             EventKind::Released => "released",
             EventKind::Invited => "invited",
+            EventKind::Portal => "portal",
         }
     }
 }

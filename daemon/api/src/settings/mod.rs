@@ -21,6 +21,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub mod policy;
+pub mod portal;
 pub mod trust;
 
 pub use policy::PolicyConfig;
@@ -52,6 +53,8 @@ pub struct Settings {
     pub discovery: trust::DiscoverySettings,
     /// S/MIME trust anchors, CRLs, ciphers by capability.
     pub smime: trust::SmimeTrustSettings,
+    /// Secure web mail for recipients without keys.
+    pub portal: portal::PortalSettings,
 }
 
 impl Default for Settings {
@@ -70,6 +73,7 @@ impl Default for Settings {
             outbound_tls: trust::OutboundTlsSettings::default(),
             discovery: trust::DiscoverySettings::default(),
             smime: trust::SmimeTrustSettings::default(),
+            portal: portal::PortalSettings::default(),
         }
     }
 }

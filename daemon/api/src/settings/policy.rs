@@ -83,6 +83,37 @@ impl KeyKind {
     }
 }
 
+/// A delivery method in `policy.methods`: a kind of key, or the portal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MethodName {
+    /// The recipient's (or partner gateway's) S/MIME certificate.
+    Smime,
+    /// The recipient's OpenPGP certificate.
+    Openpgp,
+    /// The secure web mail portal (`[portal]`), for a recipient without a key.
+    Portal,
+}
+
+impl MethodName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodName::Smime => "smime",
+            MethodName::Openpgp => "openpgp",
+            MethodName::Portal => "portal",
+        }
+    }
+
+    /// The kind of key this method encrypts with (`None`: the portal).
+    pub fn key_kind(self) -> Option<KeyKind> {
+        match self {
+            MethodName::Smime => Some(KeyKind::Smime),
+            MethodName::Openpgp => Some(KeyKind::Openpgp),
+            MethodName::Portal => None,
+        }
+    }
+}
+
 /// What happens to a message for one recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -251,8 +282,10 @@ pub struct PolicyConfig {
     pub domain: BTreeMap<String, RecipientSettings>,
     pub address: BTreeMap<String, RecipientSettings>,
     pub rule: Vec<Rule>,
-    /// The order in which a recipient's methods are tried.
-    pub methods: Vec<KeyKind>,
+    /// The order in which a recipient's methods are tried; `portal`
+    /// serves a recipient with no key of the other methods (when
+    /// `[portal] enabled`).
+    pub methods: Vec<MethodName>,
     /// How the engines write for recipients.
     pub engine: EngineOptions,
 }
@@ -278,8 +311,20 @@ impl Default for PolicyConfig {
             domain: BTreeMap::new(),
             address: BTreeMap::new(),
             rule: Vec::new(),
-            methods: vec![KeyKind::Smime, KeyKind::Openpgp],
+            methods: vec![MethodName::Smime, MethodName::Openpgp, MethodName::Portal],
             engine: EngineOptions::default(),
         }
+    }
+}
+
+impl PolicyConfig {
+    /// The kinds of key in `methods`, in order (for the directory).
+    pub fn key_kinds(&self) -> Vec<KeyKind> {
+        self.methods.iter().filter_map(|m| m.key_kind()).collect()
+    }
+
+    /// Whether `methods` names the portal.
+    pub fn portal_listed(&self) -> bool {
+        self.methods.contains(&MethodName::Portal)
     }
 }

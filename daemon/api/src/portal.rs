@@ -1,0 +1,162 @@
+//! The secure web mail portal's interface, as types: what the portal's
+//! web pages (`webui::portal`) may ask the daemon (`daemon::portal`).
+//!
+//! The portal's users are external recipients, not administrators, so
+//! this is a service of its own beside [`crate::Service`]: no roles and
+//! no audit log, but the same discipline. Every call that touches a
+//! mailbox takes the session id the browser presented and the daemon
+//! resolves it to the address it was opened for: the web layer never
+//! names an address for a mailbox, so one recipient cannot reach
+//! another's message whatever the request says.
+//!
+//! Errors are [`ServiceError`]s: `NotFound` for anything that is not
+//! this session's (the same answer as for what does not exist),
+//! `Unavailable` when the token is away (temporary), `Invalid` naming the
+//! field.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BoxFuture, ServiceError};
+
+/// What a successful login or enrolment gives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PortalLogin {
+    /// A session: its id goes into the portal's cookie.
+    Session(String),
+    /// The address's domain requires a second factor and none is set up:
+    /// show the secret, then [`PortalService::confirm_totp`].
+    EnrolTotp {
+        enrolment: String,
+        secret_base32: String,
+        uri: String,
+    },
+}
+
+/// One message in the inbox list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSummary {
+    /// Unguessable (128 random bits, hex).
+    pub id: String,
+    pub from: String,
+    pub subject: String,
+    /// When the portal stored it (ms since the epoch).
+    pub stored_ms: u64,
+    /// When it expires (ms since the epoch).
+    pub expires_ms: u64,
+    pub size: u64,
+    pub attachments: usize,
+    pub read: bool,
+}
+
+/// One attachment of a message, without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentInfo {
+    pub index: usize,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+/// A message opened for reading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageView {
+    pub summary: MessageSummary,
+    pub to: String,
+    pub date: String,
+    /// The plain text body (or the HTML body's text).
+    pub text: String,
+    /// The HTML body, sanitised (ammonia): no script, no remote images.
+    /// Shown only inside a sandboxed frame under its own policy.
+    pub html: Option<String>,
+    pub attachments: Vec<AttachmentInfo>,
+}
+
+/// An attachment's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentData {
+    pub name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The portal's operations, implemented once by the daemon.
+pub trait PortalService: Send + Sync {
+    /// Sends a one-time code to `address` if the portal holds mail for it
+    /// or it has an account. The caller always shows the same answer:
+    /// `Ok` whether or not a code went out (no account enumeration).
+    fn request_code<'a>(
+        &'a self,
+        address: &'a str,
+        from: Option<String>,
+    ) -> BoxFuture<'a, Result<(), ServiceError>>;
+
+    /// Proves control of `address` with its code and sets the password
+    /// (a first visit, or a reset).
+    fn enrol<'a>(
+        &'a self,
+        address: &'a str,
+        code: &'a str,
+        password: &'a str,
+        from: Option<String>,
+    ) -> BoxFuture<'a, Result<PortalLogin, ServiceError>>;
+
+    /// Confirms a TOTP enrolment with its first code.
+    fn confirm_totp<'a>(
+        &'a self,
+        enrolment: &'a str,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<String, ServiceError>>;
+
+    /// Logs in: the same error for an unknown address, a wrong password,
+    /// a wrong code and a locked account.
+    fn login<'a>(
+        &'a self,
+        address: &'a str,
+        password: &'a str,
+        code: Option<&'a str>,
+        from: Option<String>,
+    ) -> BoxFuture<'a, Result<PortalLogin, ServiceError>>;
+
+    /// The address a live session belongs to (its idle timer starts again).
+    fn session<'a>(&'a self, session: &'a str) -> BoxFuture<'a, Result<String, ServiceError>>;
+
+    /// Ends a session on the server.
+    fn logout<'a>(&'a self, session: &'a str) -> BoxFuture<'a, Result<(), ServiceError>>;
+
+    /// The session's messages, newest first.
+    fn inbox<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<MessageSummary>, ServiceError>>;
+
+    /// Opens one of the session's messages (a tracking event).
+    fn read<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<MessageView, ServiceError>>;
+
+    /// One attachment of one of the session's messages (a tracking event).
+    fn attachment<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        index: usize,
+    ) -> BoxFuture<'a, Result<AttachmentData, ServiceError>>;
+
+    /// Deletes one of the session's messages: its wrapped key is destroyed.
+    fn delete<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), ServiceError>>;
+
+    /// Replies to the original sender: the reply enters the gateway as
+    /// mail from the session's address; answers its queue id.
+    fn reply<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<String, ServiceError>>;
+}

@@ -1,0 +1,488 @@
+//! Portal accounts: one per external address, created when the recipient
+//! proves control of the address (a one-time code sent there) and sets a
+//! password; sessions kept by hash; lockout after failed logins.
+//!
+//! Reuses the administrator accounts' parts rather than copies:
+//! `crate::accounts::password` (Argon2id, the common-password check, the
+//! decoy hash that makes an unknown address cost the same verification)
+//! and `crate::accounts::totp` (RFC 6238 with a replay guard).
+//!
+//! Node-local (the node's sled, trees `portal_accounts`, `portal_codes`,
+//! `portal_sessions`); a cluster shares none of it yet.
+//!
+//! Trusts: nothing in a request. Never stores a password, code or session
+//! id, only their hashes.
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq as _;
+
+use sealgate_api::{FieldError, ServiceError};
+
+use crate::accounts::{password, totp};
+use crate::db::{Db, Tree};
+use crate::envelope::now_ms;
+
+/// A code is valid this long.
+const CODE_LIFETIME_MS: u64 = 15 * 60 * 1000;
+/// At most one code per address in this time.
+const CODE_EVERY_MS: u64 = 60 * 1000;
+/// Wrong tries before a code is void.
+const CODE_TRIES: u32 = 5;
+/// A session ends after this long without a request…
+const SESSION_IDLE_MS: u64 = 15 * 60 * 1000;
+/// …or this long after login.
+const SESSION_MAX_MS: u64 = 8 * 3600 * 1000;
+/// A TOTP enrolment must be confirmed within this time.
+const ENROLMENT_MS: u64 = 10 * 60 * 1000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Account {
+    address: String,
+    password_hash: String,
+    totp_secret: Option<String>,
+    totp_last_step: u64,
+    failures: u32,
+    locked_until_ms: u64,
+    created_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Code {
+    hash: String,
+    created_ms: u64,
+    tries: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Session {
+    address: String,
+    created_ms: u64,
+    last_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Enrolment {
+    address: String,
+    secret: String,
+    created_ms: u64,
+}
+
+/// How a login or enrolment ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new session id.
+    Session(String),
+    /// Set up TOTP first: the enrolment id and the secret.
+    EnrolTotp { enrolment: String, secret: Vec<u8> },
+}
+
+/// The portal's accounts, codes and sessions.
+pub struct PortalAccounts {
+    accounts: Tree,
+    codes: Tree,
+    sessions: Tree,
+}
+
+fn sha256_hex(text: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect()
+}
+
+fn new_token() -> Result<String, ServiceError> {
+    let bytes = super::seal::random::<32>().map_err(|e| ServiceError::failed(e.to_string()))?;
+    use base64::Engine as _;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn storage(e: impl std::fmt::Display) -> ServiceError {
+    tracing::warn!(error = %e, "portal accounts: storage failed");
+    ServiceError::Unavailable {
+        what: "the portal's storage".into(),
+    }
+}
+
+/// The one answer for every failed login: unknown address, wrong
+/// password, wrong code, locked account.
+pub fn login_failed() -> ServiceError {
+    ServiceError::invalid(
+        "password",
+        "The address, password or code is not right, or the account is locked for a while.",
+    )
+}
+
+fn code_failed() -> ServiceError {
+    ServiceError::invalid("code", "The code is not right or no longer valid.")
+}
+
+impl PortalAccounts {
+    pub fn open(db: &Db) -> PortalAccounts {
+        PortalAccounts {
+            accounts: db.tree("portal_accounts"),
+            codes: db.tree("portal_codes"),
+            sessions: db.tree("portal_sessions"),
+        }
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(
+        tree: &Tree,
+        key: &str,
+    ) -> Result<Option<T>, ServiceError> {
+        match tree.get(key.as_bytes()).map_err(storage)? {
+            Some(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            None => Ok(None),
+        }
+    }
+
+    fn put<T: Serialize>(tree: &Tree, key: &str, value: &T) -> Result<(), ServiceError> {
+        let json = serde_json::to_vec(value).map_err(storage)?;
+        tree.insert(key.as_bytes(), json).map_err(storage)?;
+        tree.flush().map_err(storage)
+    }
+
+    /// Whether `address` has an account.
+    pub fn exists(&self, address: &str) -> Result<bool, ServiceError> {
+        Ok(Self::get::<Account>(&self.accounts, &address.to_ascii_lowercase())?.is_some())
+    }
+
+    /// A new six-digit code for `address`, unless one went out less than a
+    /// minute ago (then `None`: nothing is sent, the answer is the same).
+    pub fn new_code(&self, address: &str) -> Result<Option<String>, ServiceError> {
+        let key = address.to_ascii_lowercase();
+        let now = now_ms();
+        if let Some(old) = Self::get::<Code>(&self.codes, &key)?
+            && now.saturating_sub(old.created_ms) < CODE_EVERY_MS
+        {
+            return Ok(None);
+        }
+        let n = u32::from_be_bytes(
+            super::seal::random::<4>().map_err(|e| ServiceError::failed(e.to_string()))?,
+        ) % 1_000_000;
+        let code = format!("{n:06}");
+        Self::put(
+            &self.codes,
+            &key,
+            &Code {
+                hash: sha256_hex(&format!("{key}\0{code}")),
+                created_ms: now,
+                tries: 0,
+            },
+        )?;
+        Ok(Some(code))
+    }
+
+    fn take_code(&self, address: &str, code: &str) -> Result<(), ServiceError> {
+        let key = address.to_ascii_lowercase();
+        let Some(mut stored) = Self::get::<Code>(&self.codes, &key)? else {
+            return Err(code_failed());
+        };
+        if now_ms().saturating_sub(stored.created_ms) > CODE_LIFETIME_MS
+            || stored.tries >= CODE_TRIES
+        {
+            self.codes.remove(key.as_bytes()).map_err(storage)?;
+            return Err(code_failed());
+        }
+        let given = sha256_hex(&format!("{key}\0{}", code.trim()));
+        if !bool::from(given.as_bytes().ct_eq(stored.hash.as_bytes())) {
+            stored.tries += 1;
+            Self::put(&self.codes, &key, &stored)?;
+            return Err(code_failed());
+        }
+        self.codes.remove(key.as_bytes()).map_err(storage)?;
+        Ok(())
+    }
+
+    /// Proves `address` with `code` and sets `new_password` (first visit,
+    /// or a reset: a reset asks for the second factor again).
+    pub fn enrol(
+        &self,
+        address: &str,
+        code: &str,
+        new_password: &str,
+        totp_required: bool,
+    ) -> Result<Outcome, ServiceError> {
+        let key = address.to_ascii_lowercase();
+        password::check(new_password, &key, "password")
+            .map_err(|e| ServiceError::Invalid { errors: vec![e] })?;
+        self.take_code(&key, code)?;
+        let hash = password::hash(new_password).map_err(ServiceError::failed)?;
+        let account = Account {
+            address: key.clone(),
+            password_hash: hash,
+            totp_secret: None,
+            totp_last_step: 0,
+            failures: 0,
+            locked_until_ms: 0,
+            created_ms: now_ms(),
+        };
+        Self::put(&self.accounts, &key, &account)?;
+        // A reset ends every session of the address.
+        self.end_sessions_of(&key)?;
+        if totp_required {
+            return self.enrolment(&key);
+        }
+        self.open_session(&key).map(Outcome::Session)
+    }
+
+    fn enrolment(&self, address: &str) -> Result<Outcome, ServiceError> {
+        let secret = totp::new_secret();
+        let id = new_token()?;
+        Self::put(
+            &self.sessions,
+            &format!("e:{}", sha256_hex(&id)),
+            &Enrolment {
+                address: address.to_owned(),
+                secret: hex(&secret),
+                created_ms: now_ms(),
+            },
+        )?;
+        Ok(Outcome::EnrolTotp {
+            enrolment: id,
+            secret,
+        })
+    }
+
+    /// Confirms a TOTP enrolment with its first code; the session begins.
+    pub fn confirm_totp(&self, enrolment: &str, code: &str) -> Result<String, ServiceError> {
+        let key = format!("e:{}", sha256_hex(enrolment));
+        let Some(e) = Self::get::<Enrolment>(&self.sessions, &key)? else {
+            return Err(code_failed());
+        };
+        if now_ms().saturating_sub(e.created_ms) > ENROLMENT_MS {
+            self.sessions.remove(key.as_bytes()).map_err(storage)?;
+            return Err(code_failed());
+        }
+        let secret = unhex(&e.secret).ok_or_else(code_failed)?;
+        let Some(step) = totp::verify(&secret, code, now_ms() / 1000, 0) else {
+            return Err(code_failed());
+        };
+        let Some(mut account) = Self::get::<Account>(&self.accounts, &e.address)? else {
+            return Err(code_failed());
+        };
+        account.totp_secret = Some(e.secret);
+        account.totp_last_step = step;
+        Self::put(&self.accounts, &e.address, &account)?;
+        self.sessions.remove(key.as_bytes()).map_err(storage)?;
+        self.open_session(&e.address)
+    }
+
+    /// Logs in; every failure gives [`login_failed`]. `lockout` is
+    /// (failures in a row, seconds locked).
+    pub fn login(
+        &self,
+        address: &str,
+        password_text: &str,
+        code: Option<&str>,
+        totp_required: bool,
+        lockout: (u32, u64),
+    ) -> Result<Outcome, ServiceError> {
+        let key = address.to_ascii_lowercase();
+        let account = Self::get::<Account>(&self.accounts, &key)?;
+        let hash = account
+            .as_ref()
+            .map_or_else(|| password::decoy().to_owned(), |a| a.password_hash.clone());
+        // Verified in every case, so an unknown address costs the same.
+        let password_ok = password::verify(password_text, &hash);
+        let Some(mut account) = account else {
+            return Err(login_failed());
+        };
+        let now = now_ms();
+        if account.locked_until_ms > now {
+            return Err(login_failed());
+        }
+        let second = match account.totp_secret.as_deref().and_then(unhex) {
+            Some(secret) => code
+                .and_then(|c| totp::verify(&secret, c, now / 1000, account.totp_last_step))
+                .map(Some),
+            None => Some(None),
+        };
+        match (password_ok, second) {
+            (true, Some(step)) => {
+                account.failures = 0;
+                if let Some(step) = step {
+                    account.totp_last_step = step;
+                }
+                Self::put(&self.accounts, &key, &account)?;
+                if totp_required && account.totp_secret.is_none() {
+                    return self.enrolment(&key);
+                }
+                self.open_session(&key).map(Outcome::Session)
+            }
+            _ => {
+                account.failures += 1;
+                if account.failures >= lockout.0 {
+                    account.failures = 0;
+                    account.locked_until_ms = now.saturating_add(lockout.1.saturating_mul(1000));
+                    tracing::info!(address = %key, "portal account locked after failed logins");
+                }
+                Self::put(&self.accounts, &key, &account)?;
+                Err(login_failed())
+            }
+        }
+    }
+
+    fn open_session(&self, address: &str) -> Result<String, ServiceError> {
+        let id = new_token()?;
+        let now = now_ms();
+        Self::put(
+            &self.sessions,
+            &format!("s:{}", sha256_hex(&id)),
+            &Session {
+                address: address.to_owned(),
+                created_ms: now,
+                last_ms: now,
+            },
+        )?;
+        Ok(id)
+    }
+
+    /// The address of a live session (touching it).
+    pub fn session(&self, id: &str) -> Result<String, ServiceError> {
+        let key = format!("s:{}", sha256_hex(id));
+        let gone = || ServiceError::NotFound {
+            what: "session".into(),
+        };
+        let Some(mut s) = Self::get::<Session>(&self.sessions, &key)? else {
+            return Err(gone());
+        };
+        let now = now_ms();
+        if now.saturating_sub(s.last_ms) > SESSION_IDLE_MS
+            || now.saturating_sub(s.created_ms) > SESSION_MAX_MS
+        {
+            self.sessions.remove(key.as_bytes()).map_err(storage)?;
+            return Err(gone());
+        }
+        if now.saturating_sub(s.last_ms) > 30_000 {
+            s.last_ms = now;
+            Self::put(&self.sessions, &key, &s)?;
+        }
+        Ok(s.address)
+    }
+
+    pub fn logout(&self, id: &str) -> Result<(), ServiceError> {
+        self.sessions
+            .remove(format!("s:{}", sha256_hex(id)).as_bytes())
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    fn end_sessions_of(&self, address: &str) -> Result<(), ServiceError> {
+        let mut ended = Vec::new();
+        for item in self.sessions.scan_prefix(b"s:").map_err(storage)? {
+            let (k, v) = item.map_err(storage)?;
+            if serde_json::from_slice::<Session>(&v).is_ok_and(|s| s.address == address) {
+                ended.push(k);
+            }
+        }
+        for k in ended {
+            self.sessions.remove(k).map_err(storage)?;
+        }
+        Ok(())
+    }
+}
+
+/// The field error for an address that does not parse.
+pub fn bad_address() -> ServiceError {
+    ServiceError::Invalid {
+        errors: vec![FieldError::new("address", "This is not a mail address.")],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+    use super::*;
+
+    fn accounts() -> (std::path::PathBuf, PortalAccounts) {
+        let n: u64 = rand::random();
+        let dir = std::env::temp_dir().join(format!("sealgate-portal-acc-{n:x}"));
+        let db = Db::open(&dir).unwrap();
+        (dir, PortalAccounts::open(&db))
+    }
+
+    const GOOD: &str = "violet staple gravel orbit";
+
+    #[test]
+    fn enrol_with_code_then_login_lockout_and_no_enumeration() {
+        let (dir, a) = accounts();
+        let code = a.new_code("Dan@ext.example").unwrap().unwrap();
+        // A second code within a minute is not sent.
+        assert!(a.new_code("dan@ext.example").unwrap().is_none());
+        // A common password is refused before the code is used.
+        assert!(
+            a.enrol("dan@ext.example", &code, "password1234", false)
+                .is_err()
+        );
+        assert!(a.enrol("dan@ext.example", "000000x", GOOD, false).is_err());
+        let Outcome::Session(s) = a.enrol("dan@ext.example", &code, GOOD, false).unwrap() else {
+            panic!("no session");
+        };
+        assert_eq!(a.session(&s).unwrap(), "dan@ext.example");
+        // The code is used up.
+        assert!(a.enrol("dan@ext.example", &code, GOOD, false).is_err());
+        // Unknown address and wrong password: the same answer.
+        let unknown = a.login("nobody@ext.example", GOOD, None, false, (3, 60));
+        let wrong = a.login("dan@ext.example", "wrong", None, false, (3, 60));
+        assert_eq!(unknown.unwrap_err(), wrong.clone().unwrap_err());
+        assert!(
+            a.login("dan@ext.example", GOOD, None, false, (3, 60))
+                .is_ok()
+        );
+        for _ in 0..3 {
+            assert!(
+                a.login("dan@ext.example", "wrong", None, false, (3, 60))
+                    .is_err()
+            );
+        }
+        // Locked: even the right password fails, with the same answer.
+        assert_eq!(
+            a.login("dan@ext.example", GOOD, None, false, (3, 60))
+                .unwrap_err(),
+            wrong.unwrap_err()
+        );
+        a.logout(&s).unwrap();
+        assert!(a.session(&s).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn totp_where_the_domain_requires_it() {
+        let (dir, a) = accounts();
+        let code = a.new_code("dan@ext.example").unwrap().unwrap();
+        let Outcome::EnrolTotp { enrolment, secret } =
+            a.enrol("dan@ext.example", &code, GOOD, true).unwrap()
+        else {
+            panic!("no enrolment");
+        };
+        let now = now_ms() / 1000;
+        let first = format!("{:06}", totp::code(&secret, now / totp::STEP));
+        let s = a.confirm_totp(&enrolment, &first).unwrap();
+        assert_eq!(a.session(&s).unwrap(), "dan@ext.example");
+        // Without the code, or with the used one, no login.
+        assert!(
+            a.login("dan@ext.example", GOOD, None, true, (9, 60))
+                .is_err()
+        );
+        assert!(
+            a.login("dan@ext.example", GOOD, Some(&first), true, (9, 60))
+                .is_err()
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,285 @@
+//! The mail the portal sends: the notification that a message waits
+//! (plain text and HTML, English or German, or the administrator's own
+//! text from `[portal] notification_text`), and the one-time code that
+//! proves control of an address.
+//!
+//! Both name the sender at most, never anything of the message, and both
+//! leave as gateway notices (null sender, no policy decision: they hold
+//! nothing of anyone's mail). The link is the portal's address with the
+//! recipient's address to fill the login form: no credential.
+//!
+//! Trusts: the settings (the template) and the envelope sender.
+
+use sealgate_api::settings::portal::PortalSettings;
+
+use crate::address::Address;
+use crate::config::Config;
+use crate::envelope::Envelope;
+
+/// The languages the built-in texts come in.
+pub const LANGUAGES: &[&str] = &["en", "de"];
+
+struct Texts {
+    subject: &'static str,
+    body: &'static str,
+    code_subject: &'static str,
+    code_body: &'static str,
+}
+
+const EN: Texts = Texts {
+    subject: "Secure message from {sender}",
+    body: "Hello,\r\n\r\n\
+           {sender} has sent you a message that must reach you encrypted.\r\n\
+           It waits for you in the secure web mail portal:\r\n\r\n\
+           \x20 {link}\r\n\r\n\
+           On your first visit you confirm your address with a code we send\r\n\
+           you and choose a password. The message is kept for {days} days.\r\n\
+           This notice contains nothing of the message itself.\r\n",
+    code_subject: "Your code for the secure web mail portal",
+    code_body: "Hello,\r\n\r\n\
+                your code for the secure web mail portal is:\r\n\r\n\
+                \x20 {code}\r\n\r\n\
+                It is valid for 15 minutes. If you did not ask for it, ignore\r\n\
+                this message.\r\n",
+};
+
+const DE: Texts = Texts {
+    subject: "Vertrauliche Nachricht von {sender}",
+    body: "Guten Tag,\r\n\r\n\
+           {sender} hat Ihnen eine Nachricht geschickt, die Sie nur verschlüsselt\r\n\
+           erreichen darf. Sie liegt für Sie im sicheren Web-Mail-Portal bereit:\r\n\r\n\
+           \x20 {link}\r\n\r\n\
+           Beim ersten Besuch bestätigen Sie Ihre Adresse mit einem Code, den wir\r\n\
+           Ihnen senden, und wählen ein Passwort. Die Nachricht wird {days} Tage\r\n\
+           aufbewahrt. Diese Benachrichtigung enthält nichts von der Nachricht selbst.\r\n",
+    code_subject: "Ihr Code für das sichere Web-Mail-Portal",
+    code_body: "Guten Tag,\r\n\r\n\
+                Ihr Code für das sichere Web-Mail-Portal lautet:\r\n\r\n\
+                \x20 {code}\r\n\r\n\
+                Er gilt 15 Minuten. Wenn Sie ihn nicht angefordert haben, beachten\r\n\
+                Sie diese Nachricht nicht.\r\n",
+};
+
+fn texts(language: &str) -> &'static Texts {
+    match language {
+        "de" => &DE,
+        _ => &EN,
+    }
+}
+
+/// The link in the notification: the portal with the address filled in.
+pub fn link(settings: &PortalSettings, recipient: &str) -> String {
+    let mut encoded = String::new();
+    for b in recipient.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{}/?address={encoded}", settings.url.trim_end_matches('/'))
+}
+
+fn fill(template: &str, sender: &str, recipient: &str, link: &str, days: u32) -> String {
+    template
+        .replace("{sender}", sender)
+        .replace("{recipient}", recipient)
+        .replace("{link}", link)
+        .replace("{days}", &days.to_string())
+}
+
+/// Escapes text for HTML.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// RFC 2047 for a header value that is not ASCII.
+fn header_value(text: &str) -> String {
+    use base64::Engine as _;
+    let one_line: String = text.chars().filter(|c| !c.is_control()).collect();
+    if one_line.is_ascii() {
+        return one_line;
+    }
+    format!(
+        "=?utf-8?b?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(one_line.as_bytes())
+    )
+}
+
+fn from(config: &Config) -> String {
+    config
+        .portal
+        .settings
+        .from
+        .clone()
+        .unwrap_or_else(|| format!("postmaster@{}", config.hostname))
+}
+
+fn envelope(config: &Config, recipient: &Address, tag: String) -> Envelope {
+    Envelope {
+        gateway_notice: true,
+        ..Envelope::from_gateway(recipient.clone(), &config.hostname, tag)
+    }
+}
+
+fn head(config: &Config, recipient: &Address, subject: &str, tag: &str) -> String {
+    format!(
+        "From: Secure web mail <{}>\r\nTo: <{recipient}>\r\nSubject: {}\r\nDate: {}\r\n\
+         Message-ID: <{tag}.{}@{}>\r\nAuto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n",
+        from(config),
+        header_value(subject),
+        crate::util::rfc5322_date_now(),
+        crate::envelope::now_ms(),
+        config.hostname,
+    )
+}
+
+/// The notification that a message from `sender` waits for `recipient`.
+pub fn notification(
+    config: &Config,
+    sender: &str,
+    recipient: &Address,
+    queue_id: &str,
+) -> (Envelope, Vec<u8>) {
+    let settings = &config.portal.settings;
+    let domain = recipient.domain_lower();
+    let texts = texts(settings.language_for(&domain));
+    let link = link(settings, &recipient.to_string());
+    let days = settings.retention_for(&domain);
+    let rcpt = recipient.to_string();
+    let subject = fill(
+        settings
+            .notification_subject
+            .as_deref()
+            .unwrap_or(texts.subject),
+        sender,
+        &rcpt,
+        &link,
+        days,
+    );
+    let text = fill(
+        settings.notification_text.as_deref().unwrap_or(texts.body),
+        sender,
+        &rcpt,
+        &link,
+        days,
+    )
+    .replace("\r\n", "\n")
+    .replace('\n', "\r\n");
+    // The HTML part is the text, escaped, with the link made a link.
+    let escaped_link = escape(&link);
+    let html_body = escape(&text).replace(
+        &escaped_link,
+        &format!("<a href=\"{escaped_link}\">{escaped_link}</a>"),
+    );
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head>\
+         <body><pre style=\"font-family:sans-serif;white-space:pre-wrap\">{html_body}</pre></body></html>\r\n",
+        escape(&subject)
+    );
+    let tag = format!("portal-{queue_id}");
+    let boundary = format!("=_sealgate_portal_{}", crate::envelope::now_ms());
+    let mut out = head(config, recipient, &subject, &tag);
+    out.push_str(&format!(
+        "Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n\
+         --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+         --{boundary}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+         --{boundary}--\r\n",
+        base64_lines(text.as_bytes()),
+        base64_lines(html.as_bytes()),
+    ));
+    (envelope(config, recipient, tag), out.into_bytes())
+}
+
+/// The mail carrying a one-time code to `recipient`.
+pub fn code_mail(config: &Config, recipient: &Address, code: &str) -> (Envelope, Vec<u8>) {
+    let domain = recipient.domain_lower();
+    let texts = texts(config.portal.settings.language_for(&domain));
+    let tag = "portal-code".to_owned();
+    let mut out = head(config, recipient, texts.code_subject, &tag);
+    out.push_str(&format!(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+        base64_lines(texts.code_body.replace("{code}", code).as_bytes())
+    ));
+    (envelope(config, recipient, tag), out.into_bytes())
+}
+
+fn base64_lines(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn decoded(mail: &[u8]) -> String {
+        let parsed = mail_parser::MessageParser::default().parse(mail).unwrap();
+        let mut out = String::new();
+        out.push_str(parsed.subject().unwrap_or_default());
+        out.push('\n');
+        out.push_str(&parsed.body_text(0).unwrap_or_default());
+        out.push('\n');
+        out.push_str(&parsed.body_html(0).unwrap_or_default());
+        out
+    }
+
+    #[test]
+    fn notification_names_sender_links_portal_in_both_languages() {
+        let mut config = Config::default();
+        config.portal.settings.url = "https://portal.example.org/".into();
+        config
+            .portal
+            .settings
+            .domain_language
+            .insert("ext.de".into(), "de".into());
+        let rcpt = Address::parse("dan+x@ext.example").unwrap();
+        let (env, mail) = notification(&config, "alice@example.org", &rcpt, "Q1");
+        assert!(env.gateway_notice && env.sender.is_none());
+        let text = decoded(&mail);
+        assert!(
+            text.contains("Secure message from alice@example.org"),
+            "{text}"
+        );
+        assert!(text.contains("https://portal.example.org/?address=dan%2Bx%40ext.example"));
+        assert!(
+            text.contains("<a href=\"https://portal.example.org/?address=dan%2Bx%40ext.example\">")
+        );
+        assert!(text.contains("30 days"));
+        let rcpt = Address::parse("eva@ext.de").unwrap();
+        let text = decoded(&notification(&config, "<b>x</b>@example.org", &rcpt, "Q2").1);
+        assert!(text.contains("Vertrauliche Nachricht"), "{text}");
+        assert!(text.contains("&lt;b&gt;x&lt;/b&gt;@example.org"), "{text}");
+        assert!(!text.contains("<b>x</b>@example.org</pre>"));
+    }
+
+    #[test]
+    fn the_admin_template_replaces_the_text() {
+        let mut config = Config::default();
+        config.portal.settings.notification_text =
+            Some("Mail from {sender} for {recipient}: {link} ({days} days)".into());
+        let rcpt = Address::parse("dan@ext.example").unwrap();
+        let text = decoded(&notification(&config, "alice@example.org", &rcpt, "Q1").1);
+        assert!(text.contains(
+            "Mail from alice@example.org for dan@ext.example: https://127.0.0.1:8444/?address=dan%40ext.example (30 days)"
+        ), "{text}");
+    }
+}

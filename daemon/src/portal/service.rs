@@ -1,0 +1,457 @@
+//! The daemon's side of `sealgate_api::portal::PortalService`, and the
+//! step the scheduler takes for a recipient whose method is `portal`.
+//!
+//! Every mailbox call resolves the session to its address first and
+//! then looks the message up under that address only ([`super::store`]),
+//! so a session can never reach another address's message. Every access
+//! to a message is a tracking event (kind `portal`: stored, read,
+//! downloaded, replied, deleted, expired).
+
+use std::sync::Arc;
+
+use sealgate_api::portal::{
+    AttachmentData, MessageSummary, MessageView, PortalLogin, PortalService,
+};
+use sealgate_api::{BoxFuture, ServiceError};
+
+use super::accounts::{self, Outcome};
+use super::{Portal, PortalError, view};
+use crate::address::Address;
+use crate::config::Config;
+use crate::envelope::{Envelope, now_ms};
+use crate::queue::Queue;
+use crate::tracking::{Direction, EventKind};
+
+/// Stores `content` for recipient `index` of `envelope` and queues the
+/// notification. Blocking parts (the token) run in place. Answers what
+/// tracking records as the delivery's reply.
+pub async fn deliver(
+    queue: &Queue,
+    config: &Config,
+    envelope: &Envelope,
+    queue_id: &str,
+    index: usize,
+    content: &[u8],
+) -> Result<String, PortalError> {
+    let recipient = envelope
+        .recipients
+        .get(index)
+        .ok_or(PortalError::NotFound)?
+        .address
+        .clone();
+    let sender = envelope.sender_text_or_empty();
+    let (summary, attachments) = view::summarise(content, &sender);
+    let days = config
+        .portal
+        .settings
+        .retention_for(&recipient.domain_lower());
+    tokio::task::block_in_place(|| {
+        queue.portal().messages.store(
+            &super::store::Incoming {
+                recipient: &recipient.to_string(),
+                queue_id,
+                summary: &summary,
+                attachments,
+                content,
+            },
+            now_ms(),
+            days,
+        )
+    })?;
+    let named = if sender.is_empty() {
+        summary.from.clone()
+    } else {
+        sender
+    };
+    let (env, mail) = super::notify::notification(config, &named, &recipient, queue_id);
+    let notice = match queue.inject(&env, &mail).await {
+        Ok(id) => format!("notification queued as {id}"),
+        Err(e) => {
+            tracing::warn!(queue_id, error = %e, "portal notification not queued");
+            "notification not queued".to_owned()
+        }
+    };
+    Ok(format!(
+        "stored in the portal, encrypted at rest, for {days} days; {notice}"
+    ))
+}
+
+/// The portal service over the queue (its store and tracking) and the
+/// settings in force.
+pub struct PortalServer {
+    queue: Queue,
+    live: Arc<crate::settings::live::Live>,
+}
+
+impl PortalServer {
+    pub fn new(queue: Queue, live: Arc<crate::settings::live::Live>) -> PortalServer {
+        PortalServer { queue, live }
+    }
+
+    fn portal(&self) -> &Portal {
+        self.queue.portal()
+    }
+
+    fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.live.get().config)
+    }
+
+    fn track(&self, queue_id: &str, address: &str, detail: &str) {
+        self.queue.tracker().record(
+            queue_id,
+            EventKind::Portal,
+            Direction::Out,
+            "",
+            address,
+            "portal",
+            detail,
+        );
+    }
+
+    fn address_of(&self, session: &str) -> Result<String, ServiceError> {
+        self.portal().accounts.session(session)
+    }
+
+    fn summary_of(&self, entry: &super::store::IndexEntry) -> Result<MessageSummary, PortalError> {
+        let s = self.portal().messages.summary(entry)?;
+        Ok(MessageSummary {
+            id: entry.id.clone(),
+            from: s.from,
+            subject: s.subject,
+            stored_ms: entry.stored_ms,
+            expires_ms: entry.expires_ms,
+            size: entry.size,
+            attachments: entry.attachments,
+            read: entry.read,
+        })
+    }
+
+    fn login_of(outcome: Outcome, address: &str) -> PortalLogin {
+        match outcome {
+            Outcome::Session(id) => PortalLogin::Session(id),
+            Outcome::EnrolTotp { enrolment, secret } => PortalLogin::EnrolTotp {
+                enrolment,
+                secret_base32: crate::accounts::totp::base32(&secret),
+                uri: crate::accounts::totp::uri(address, &secret),
+            },
+        }
+    }
+
+    fn parse(address: &str) -> Result<Address, ServiceError> {
+        Address::parse(address.trim()).ok_or_else(accounts::bad_address)
+    }
+
+    fn blocking<T: Send + 'static>(
+        f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, ServiceError>> {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(f)
+                .await
+                .map_err(|e| ServiceError::failed(format!("stopped: {e}")))?
+        })
+    }
+
+    fn clone_handle(&self) -> PortalServer {
+        PortalServer {
+            queue: self.queue.clone(),
+            live: Arc::clone(&self.live),
+        }
+    }
+}
+
+impl PortalService for PortalServer {
+    fn request_code<'a>(
+        &'a self,
+        address: &'a str,
+        _from: Option<String>,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(async move {
+            let address = Self::parse(address)?;
+            let text = address.to_string().to_ascii_lowercase();
+            // A code goes only where mail waits or an account exists (the
+            // gateway sends codes to nobody else), and the answer is the
+            // same either way.
+            let known = self
+                .portal()
+                .messages
+                .has_mail_for(&text)
+                .map_err(ServiceError::from)?
+                || self.portal().accounts.exists(&text)?;
+            if !known {
+                return Ok(());
+            }
+            let Some(code) = self.portal().accounts.new_code(&text)? else {
+                return Ok(());
+            };
+            let (env, mail) = super::notify::code_mail(&self.config(), &address, &code);
+            match self.queue.inject(&env, &mail).await {
+                Ok(id) => self.track(id.as_str(), &text, "one-time code sent"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "portal: code mail not queued");
+                    return Err(ServiceError::Unavailable {
+                        what: "sending the code".into(),
+                    });
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn enrol<'a>(
+        &'a self,
+        address: &'a str,
+        code: &'a str,
+        password: &'a str,
+        _from: Option<String>,
+    ) -> BoxFuture<'a, Result<PortalLogin, ServiceError>> {
+        let me = self.clone_handle();
+        let (address, code, password) = (
+            address.trim().to_ascii_lowercase(),
+            code.to_owned(),
+            password.to_owned(),
+        );
+        Self::blocking(move || {
+            let parsed = Self::parse(&address)?;
+            let totp = me
+                .config()
+                .portal
+                .settings
+                .totp_required(&parsed.domain_lower());
+            let outcome = me
+                .portal()
+                .accounts
+                .enrol(&address, &code, &password, totp)?;
+            me.track("-", &address, "enrolled: address confirmed, password set");
+            Ok(Self::login_of(outcome, &address))
+        })
+    }
+
+    fn confirm_totp<'a>(
+        &'a self,
+        enrolment: &'a str,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<String, ServiceError>> {
+        Box::pin(async move { self.portal().accounts.confirm_totp(enrolment, code) })
+    }
+
+    fn login<'a>(
+        &'a self,
+        address: &'a str,
+        password: &'a str,
+        code: Option<&'a str>,
+        _from: Option<String>,
+    ) -> BoxFuture<'a, Result<PortalLogin, ServiceError>> {
+        let me = self.clone_handle();
+        let (address, password, code) = (
+            address.trim().to_ascii_lowercase(),
+            password.to_owned(),
+            code.map(str::to_owned),
+        );
+        Self::blocking(move || {
+            let config = me.config();
+            let settings = &config.portal.settings;
+            let domain = address.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
+            let outcome = me.portal().accounts.login(
+                &address,
+                &password,
+                code.as_deref(),
+                settings.totp_required(&domain),
+                (settings.lockout_after, settings.lockout_secs),
+            )?;
+            Ok(Self::login_of(outcome, &address))
+        })
+    }
+
+    fn session<'a>(&'a self, session: &'a str) -> BoxFuture<'a, Result<String, ServiceError>> {
+        Box::pin(async move { self.address_of(session) })
+    }
+
+    fn logout<'a>(&'a self, session: &'a str) -> BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(async move { self.portal().accounts.logout(session) })
+    }
+
+    fn inbox<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<MessageSummary>, ServiceError>> {
+        let me = self.clone_handle();
+        let session = session.to_owned();
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let mut out = Vec::new();
+            for entry in me.portal().messages.entries(&address)? {
+                out.push(me.summary_of(&entry)?);
+            }
+            out.sort_by_key(|m| std::cmp::Reverse(m.stored_ms));
+            Ok(out)
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<MessageView, ServiceError>> {
+        let me = self.clone_handle();
+        let (session, id) = (session.to_owned(), id.to_owned());
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let opened = me.portal().messages.read(&address, &id)?;
+            me.portal().messages.mark_read(&opened.entry)?;
+            me.track(&opened.entry.queue_id, &address, &format!("read {id}"));
+            let body = view::body(&opened.content);
+            Ok(MessageView {
+                summary: MessageSummary {
+                    id: opened.entry.id.clone(),
+                    from: opened.summary.from.clone(),
+                    subject: opened.summary.subject.clone(),
+                    stored_ms: opened.entry.stored_ms,
+                    expires_ms: opened.entry.expires_ms,
+                    size: opened.entry.size,
+                    attachments: opened.entry.attachments,
+                    read: true,
+                },
+                to: body.to,
+                date: body.date,
+                text: body.text,
+                html: body.html,
+                attachments: body.attachments,
+            })
+        })
+    }
+
+    fn attachment<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        index: usize,
+    ) -> BoxFuture<'a, Result<AttachmentData, ServiceError>> {
+        let me = self.clone_handle();
+        let (session, id) = (session.to_owned(), id.to_owned());
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let opened = me.portal().messages.read(&address, &id)?;
+            let data =
+                view::attachment(&opened.content, index).ok_or_else(|| ServiceError::NotFound {
+                    what: "attachment".into(),
+                })?;
+            me.track(
+                &opened.entry.queue_id,
+                &address,
+                &format!("downloaded attachment {} of {id}", index + 1),
+            );
+            Ok(data)
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        let me = self.clone_handle();
+        let (session, id) = (session.to_owned(), id.to_owned());
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let entry = me.portal().messages.delete(&address, &id)?;
+            me.track(
+                &entry.queue_id,
+                &address,
+                &format!("deleted {id} by the recipient: its key is destroyed"),
+            );
+            Ok(())
+        })
+    }
+
+    fn reply<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<String, ServiceError>> {
+        Box::pin(async move {
+            if text.trim().is_empty() {
+                return Err(ServiceError::invalid("text", "Write a reply first."));
+            }
+            if text.len() > 1024 * 1024 {
+                return Err(ServiceError::invalid("text", "The reply is too long."));
+            }
+            let address = self.address_of(session)?;
+            let opened = {
+                let me = self.clone_handle();
+                let (address, id) = (address.clone(), id.to_owned());
+                tokio::task::spawn_blocking(move || me.portal().messages.read(&address, &id))
+                    .await
+                    .map_err(|e| ServiceError::failed(format!("stopped: {e}")))??
+            };
+            let Some(original_sender) = Address::parse(&opened.summary.sender) else {
+                return Err(ServiceError::invalid(
+                    "text",
+                    "This message has no sender to reply to.",
+                ));
+            };
+            let from = Self::parse(&address)?;
+            let config = self.config();
+            let reply_id = super::store::new_id().map_err(ServiceError::from)?;
+            let content = view::reply(
+                &config.hostname,
+                &address,
+                &opened.summary,
+                text,
+                &format!("portal-{reply_id}"),
+            );
+            let envelope = Envelope {
+                sender: Some(from),
+                // Not an internal network and not "local": the pipeline
+                // decides as for mail from outside, and sends no notices
+                // to the portal user's address.
+                client_ip: "portal".into(),
+                ..Envelope::from_gateway(
+                    original_sender,
+                    &config.hostname,
+                    format!("portal-reply-{reply_id}"),
+                )
+            };
+            let queued = self.queue.inject(&envelope, &content).await.map_err(|e| {
+                tracing::warn!(error = %e, "portal reply not queued");
+                ServiceError::Unavailable {
+                    what: "the queue".into(),
+                }
+            })?;
+            self.track(
+                &opened.entry.queue_id,
+                &address,
+                &format!("replied to {id}: queued as {queued}"),
+            );
+            Ok(queued.to_string())
+        })
+    }
+}
+
+/// Destroys expired portal messages every ten minutes (each a tracking event).
+pub async fn expire_loop(queue: Queue) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let q = queue.clone();
+        let expired =
+            tokio::task::spawn_blocking(move || q.portal().messages.expire(now_ms())).await;
+        match expired {
+            Ok(Ok(entries)) => {
+                for e in entries {
+                    queue.tracker().record(
+                        &e.queue_id,
+                        EventKind::Portal,
+                        Direction::Out,
+                        "",
+                        &e.recipient,
+                        "portal",
+                        &format!("expired {}: its key is destroyed", e.id),
+                    );
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "portal expiry failed; tried again later"),
+            Err(e) => tracing::warn!(error = %e, "portal expiry stopped"),
+        }
+    }
+}

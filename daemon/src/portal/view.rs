@@ -1,0 +1,256 @@
+//! What the portal shows of a stored message and what a reply looks
+//! like: the summary taken when the message is stored, the view (plain
+//! text; HTML sanitised with ammonia, no remote images), attachments, and
+//! the reply to the original sender with the thread kept.
+//!
+//! Trusts: nothing in the message. The HTML that leaves here is shown only
+//! in a sandboxed frame under its own strict policy (`webui::portal`), so
+//! the sanitiser is the second wall, not the only one.
+
+use mail_parser::{MessageParser, MimeHeaders};
+
+use sealgate_api::portal::{AttachmentData, AttachmentInfo};
+
+use super::store::Summary;
+
+/// The summary and the number of attachments of a message about to be stored.
+pub fn summarise(content: &[u8], envelope_sender: &str) -> (Summary, usize) {
+    let Some(message) = MessageParser::default().parse(content) else {
+        return (
+            Summary {
+                sender: envelope_sender.to_owned(),
+                from: envelope_sender.to_owned(),
+                ..Summary::default()
+            },
+            0,
+        );
+    };
+    let from = message
+        .from()
+        .and_then(|a| a.first())
+        .map(|a| match (a.name(), a.address()) {
+            (Some(n), Some(addr)) => format!("{n} <{addr}>"),
+            (None, Some(addr)) => addr.to_owned(),
+            (Some(n), None) => n.to_owned(),
+            (None, None) => String::new(),
+        })
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| envelope_sender.to_owned());
+    (
+        Summary {
+            from,
+            sender: envelope_sender.to_owned(),
+            subject: message.subject().unwrap_or_default().to_owned(),
+            message_id: message.message_id().map(|m| format!("<{m}>")),
+        },
+        message.attachment_count(),
+    )
+}
+
+/// The body of a message for reading: (to, date, text, sanitised HTML, attachments).
+pub struct Body {
+    pub to: String,
+    pub date: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub attachments: Vec<AttachmentInfo>,
+}
+
+/// HTML as the portal shows it: no script, no styles that load, no
+/// remote images (every `img` is removed), links open nothing here.
+pub fn sanitise(html: &str) -> String {
+    ammonia::Builder::default()
+        .rm_tags(["img"])
+        .url_schemes(["http", "https", "mailto"].into_iter().collect())
+        // A "relative" URL is what a browser may read as a scheme after
+        // removing tabs and line breaks (`java\tscript:`): mail has no
+        // base to be relative to, so none is kept.
+        .url_relative(ammonia::UrlRelative::Deny)
+        .link_rel(Some("noopener noreferrer nofollow"))
+        .clean(html)
+        .to_string()
+}
+
+/// Reads the stored message.
+pub fn body(content: &[u8]) -> Body {
+    let Some(message) = MessageParser::default().parse(content) else {
+        return Body {
+            to: String::new(),
+            date: String::new(),
+            text: String::from_utf8_lossy(content).into_owned(),
+            html: None,
+            attachments: Vec::new(),
+        };
+    };
+    let to = message
+        .to()
+        .map(|list| {
+            list.iter()
+                .filter_map(|a| a.address())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let date = message.date().map(|d| d.to_rfc822()).unwrap_or_default();
+    let html = (!message.html_body.is_empty())
+        .then(|| message.body_html(0).map(|h| sanitise(&h)))
+        .flatten();
+    let text = message.body_text(0).unwrap_or_default().into_owned();
+    let attachments = message
+        .attachments()
+        .enumerate()
+        .map(|(index, part)| AttachmentInfo {
+            index,
+            name: attachment_name(part, index),
+            content_type: content_type(part),
+            size: part.contents().len() as u64,
+        })
+        .collect();
+    Body {
+        to,
+        date,
+        text,
+        html,
+        attachments,
+    }
+}
+
+fn attachment_name(part: &mail_parser::MessagePart<'_>, index: usize) -> String {
+    part.attachment_name()
+        .map(|n| {
+            n.chars()
+                .filter(|c| !c.is_control() && !matches!(c, '/' | '\\' | '"'))
+                .collect::<String>()
+        })
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| format!("attachment-{}", index + 1))
+}
+
+fn content_type(part: &mail_parser::MessagePart<'_>) -> String {
+    part.content_type()
+        .map(|ct| match ct.subtype() {
+            Some(sub) => format!("{}/{sub}", ct.ctype()),
+            None => ct.ctype().to_string(),
+        })
+        .unwrap_or_else(|| "application/octet-stream".to_owned())
+}
+
+/// Attachment `index` of the stored message.
+pub fn attachment(content: &[u8], index: usize) -> Option<AttachmentData> {
+    let message = MessageParser::default().parse(content)?;
+    let part = message.attachment(u32::try_from(index).ok()?)?;
+    Some(AttachmentData {
+        name: attachment_name(part, index),
+        content_type: content_type(part),
+        bytes: part.contents().to_vec(),
+    })
+}
+
+/// The reply from `from` (the authenticated address) to the original
+/// sender, keeping the thread.
+pub fn reply(
+    hostname: &str,
+    from: &str,
+    summary: &Summary,
+    text: &str,
+    message_id: &str,
+) -> Vec<u8> {
+    let subject = if summary.subject.to_ascii_lowercase().starts_with("re:") {
+        summary.subject.clone()
+    } else {
+        format!("Re: {}", summary.subject)
+    };
+    let subject: String = subject.chars().filter(|c| !c.is_control()).collect();
+    let subject = if subject.is_ascii() {
+        subject
+    } else {
+        use base64::Engine as _;
+        format!(
+            "=?utf-8?b?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(subject.as_bytes())
+        )
+    };
+    let mut head = format!(
+        "From: <{from}>\r\nTo: <{}>\r\nSubject: {subject}\r\nDate: {}\r\nMessage-ID: <{message_id}@{hostname}>\r\n",
+        summary.sender,
+        crate::util::rfc5322_date_now(),
+    );
+    if let Some(parent) = &summary.message_id {
+        head.push_str(&format!(
+            "In-Reply-To: {parent}\r\nReferences: {parent}\r\n"
+        ));
+    }
+    head.push_str("X-Sealgate-Portal: reply from an authenticated portal user\r\n");
+    head.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+    use base64::Engine as _;
+    let normalised = text.replace("\r\n", "\n").replace('\n', "\r\n");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(normalised.as_bytes());
+    for chunk in encoded.as_bytes().chunks(76) {
+        head.push_str(&String::from_utf8_lossy(chunk));
+        head.push_str("\r\n");
+    }
+    head.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const MAIL: &[u8] = b"From: Alice <alice@example.org>\r\nTo: dan@ext.example\r\nSubject: Numbers\r\n\
+Message-ID: <m1@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/html\r\n\r\n<p onclick=\"x()\">Hi<script>alert(1)</script><img src=\"https://track.example/p.gif\"></p>\r\n\
+--b\r\nContent-Type: application/pdf; name=\"r.pdf\"\r\nContent-Disposition: attachment; filename=\"../r.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
+
+    #[test]
+    fn html_is_sanitised_and_attachments_read() {
+        let (summary, n) = summarise(MAIL, "alice@example.org");
+        assert_eq!(summary.from, "Alice <alice@example.org>");
+        assert_eq!(summary.message_id.as_deref(), Some("<m1@example.org>"));
+        assert_eq!(n, 1);
+        let b = body(MAIL);
+        let html = b.html.unwrap();
+        assert!(html.contains("Hi"), "{html}");
+        for bad in ["script", "onclick", "img", "track.example"] {
+            assert!(!html.contains(bad), "{html}");
+        }
+        assert_eq!(b.attachments.len(), 1);
+        let a = attachment(MAIL, 0).unwrap();
+        assert_eq!(a.name, "..r.pdf");
+        assert_eq!(a.bytes, b"%PDF-1.4\n");
+        assert!(attachment(MAIL, 1).is_none());
+    }
+
+    #[test]
+    fn no_url_a_browser_could_run_survives() {
+        for href in [
+            "javascript:alert(1)",
+            " javascript:alert(1)",
+            "java\tscript:alert(1)",
+            "java&#x09;script:alert(1)",
+            "jav&#x0A;ascript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "vbscript:msgbox(1)",
+            "/relative",
+        ] {
+            let out = sanitise(&format!("<a href=\"{href}\">x</a>"));
+            assert!(!out.contains("href"), "{href:?} → {out}");
+        }
+        assert!(
+            sanitise("<a href=\"https://example.org/\">x</a>")
+                .contains("href=\"https://example.org/\"")
+        );
+    }
+
+    #[test]
+    fn reply_keeps_the_thread() {
+        let (summary, _) = summarise(MAIL, "alice@example.org");
+        let r = reply("gw.example", "dan@ext.example", &summary, "Thanks", "r1");
+        let parsed = MessageParser::default().parse(&r).unwrap();
+        assert_eq!(parsed.subject(), Some("Re: Numbers"));
+        assert_eq!(parsed.in_reply_to().as_text(), Some("m1@example.org"));
+        assert_eq!(parsed.body_text(0).unwrap(), "Thanks");
+        assert!(String::from_utf8_lossy(&r).contains("To: <alice@example.org>"));
+    }
+}

@@ -1,0 +1,50 @@
+"""Fixtures of the portal suite (tests/portal): a gateway with its
+SoftHSM token and its portal listener, headless Chromium. Reuses
+tests/lib (harness, hsm_token) and tests/web/webtools.py."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+for _d in (HERE.parent / "lib", HERE.parent / "web", HERE):
+    if str(_d) not in sys.path:
+        sys.path.insert(0, str(_d))
+
+from harness import free_port  # noqa: E402
+from hsm_token import token_gateway  # noqa: E402
+from webtools import Browser  # noqa: E402
+
+
+@pytest.fixture
+def portal_gateway(tmp_path):
+    """A started gateway: external domain partner.example is
+    encrypt-required, nobody there has a key, the portal is on (TOTP
+    required for partner.example), mail leaves to the outbox."""
+    port = free_port()
+    settings = {
+        "relay": {"domains": ["example.org"], "internal_networks": ["127.0.0.0/8"]},
+        "policy": {"domain": {"partner.example": {"action": "encrypt-required"}}},
+        "portal": {
+            "listen": [f"127.0.0.1:{port}"],
+            "enabled": True,
+            "url": f"https://127.0.0.1:{port}",
+            "require_totp_domains": ["partner.example"],
+            "lockout_after": 3,
+        },
+    }
+    gw = token_gateway(tmp_path / "gw", settings)
+    gw.portal_port = port
+    gw.start()
+    yield gw
+    gw.stop()
+    if gw.log_path.exists():
+        print(f"--- log tail ---\n{gw.log_path.read_text(errors='replace')[-3000:]}")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    b = Browser(tmp_path)
+    yield b
+    b.close()

@@ -1,0 +1,677 @@
+//! The secure web mail portal's pages: external recipients confirm their
+//! address, log in, read, download, delete and reply.
+//!
+//! Its own listener and host name (`[portal] listen`), its own router
+//! ([`portal_app`]), its own cookie (`__Host-sealgate-portal`) and its
+//! own session space (the daemon's `portal` accounts): an admin cookie
+//! means nothing here and a portal cookie nothing on the admin UI. It
+//! reuses the admin UI's machinery: the listener limits
+//! ([`crate::server`]), the security headers and same-origin check
+//! ([`crate::security`]), the login throttle ([`crate::throttle`]) and
+//! the error pages.
+//!
+//! A message's HTML is shown only in a sandboxed `iframe` (no scripts, no
+//! same origin) whose document is served by `/message/{id}/body` under its
+//! own policy: nothing but inline styles and `data:` images, so no remote
+//! image loads and nothing runs even if the sanitiser missed something.
+//!
+//! Trusts: the portal service in process (`sealgate_api::portal`), which
+//! resolves the session to its address; nothing from the network.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use sealgate_api::ServiceError;
+use sealgate_api::portal::{MessageSummary, MessageView, PortalLogin, PortalService};
+use serde::Deserialize;
+
+use crate::server::{ClientAddr, Limits};
+
+/// The portal's cookie (never the admin UI's).
+pub const COOKIE: &str = "__Host-sealgate-portal";
+
+/// The policy of the portal's pages: the admin UI's, plus frames from
+/// this origin (the message body).
+pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                            frame-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The policy of a message body: nothing runs, nothing loads.
+pub const BODY_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+                            form-action 'none'; frame-ancestors 'self'; base-uri 'none'; sandbox";
+
+#[derive(Clone)]
+pub struct PortalState {
+    service: Arc<dyn PortalService>,
+    throttle: Arc<crate::throttle::Throttle>,
+    /// Code requests per client address (each counts: no bulk mailing).
+    codes: Arc<crate::throttle::Throttle>,
+}
+
+impl PortalState {
+    pub fn new(service: Arc<dyn PortalService>) -> PortalState {
+        PortalState {
+            service,
+            throttle: Arc::new(crate::throttle::Throttle::new(3)),
+            codes: Arc::new(crate::throttle::Throttle::new(10)),
+        }
+    }
+}
+
+/// Marks a response as a message body (its own policy, framable by us).
+#[derive(Clone, Copy)]
+struct BodyDocument;
+
+/// The portal's routes and layers, without sockets.
+pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
+    Router::new()
+        .route("/", get(view_login_get).post(view_login_post))
+        .route("/code", get(view_code_get).post(view_code_post))
+        .route("/enrol", post(view_enrol_post))
+        .route("/enrol/totp", post(view_totp_post))
+        .route("/logout", post(view_logout_post))
+        .route("/inbox", get(view_inbox_get))
+        .route("/message/{id}", get(view_message_get))
+        .route("/message/{id}/body", get(view_body_get))
+        .route("/message/{id}/attachment/{n}", get(view_attachment_get))
+        .route("/message/{id}/delete", post(view_delete_post))
+        .route("/message/{id}/reply", post(view_reply_post))
+        .route("/static/{file}", get(crate::assets::view_static_get))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { crate::WebError::NotFound.into_response() })
+        .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
+        .layer(middleware::from_fn(crate::security::csrf))
+        .layer(middleware::from_fn_with_state(
+            limits.request_timeout,
+            crate::security::timeout,
+        ))
+        .layer(middleware::from_fn(headers))
+        .with_state(state)
+}
+
+/// The admin UI's headers, with the portal's policies.
+async fn headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let body = response.extensions().get::<BodyDocument>().is_some();
+    let h = response.headers_mut();
+    crate::security::set_headers(h);
+    if body {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(BODY_CSP),
+        );
+        h.insert(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("SAMEORIGIN"),
+        );
+    } else {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_CSP),
+        );
+    }
+    response
+}
+
+fn set_cookie(id: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict"
+    ))
+    .unwrap_or_else(|_| clear_cookie())
+}
+
+fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static(
+        "__Host-sealgate-portal=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+    )
+}
+
+/// The portal session id the browser presents (the portal's cookie only).
+pub fn presented(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// A logged-in portal user: the session id (the service resolves it).
+struct Reader {
+    session: String,
+    address: String,
+}
+
+impl axum::extract::FromRequestParts<PortalState> for Reader {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &PortalState,
+    ) -> Result<Self, Response> {
+        let Some(session) = presented(&parts.headers) else {
+            return Err(Redirect::to("/").into_response());
+        };
+        match state.service.session(&session).await {
+            Ok(address) => Ok(Reader { session, address }),
+            Err(_) => {
+                let mut r = Redirect::to("/").into_response();
+                r.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+                Err(r)
+            }
+        }
+    }
+}
+
+fn client(parts: Option<&ClientAddr>) -> std::net::IpAddr {
+    crate::client_ip(parts)
+}
+
+fn error(e: &ServiceError) -> Response {
+    crate::error::service_error(e)
+}
+
+fn render(t: &impl Template) -> Response {
+    crate::render(t)
+}
+
+// ---- login ----------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "portal/login.html")]
+struct LoginPage {
+    address: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct AddressQuery {
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    sent: Option<String>,
+}
+
+async fn view_login_get(Query(q): Query<AddressQuery>) -> Response {
+    render(&LoginPage {
+        address: q.address,
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    address: String,
+    password: String,
+    #[serde(default)]
+    code: String,
+}
+
+async fn view_login_post(
+    State(state): State<PortalState>,
+    addr: Option<axum::Extension<ClientAddr>>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let ip = client(addr.as_ref().map(|a| &a.0));
+    if let Err(wait) = state.throttle.check(ip) {
+        return login_error(
+            &form.address,
+            &format!(
+                "Too many attempts from your address. Try again in {} seconds.",
+                wait.as_secs().max(1)
+            ),
+        );
+    }
+    let code = Some(form.code.trim()).filter(|c| !c.is_empty());
+    match state
+        .service
+        .login(&form.address, &form.password, code, Some(ip.to_string()))
+        .await
+    {
+        Ok(login) => {
+            state.throttle.succeeded(ip);
+            logged_in(login)
+        }
+        Err(e) if e.is_temporary() => error(&e),
+        Err(_) => {
+            state.throttle.failed(ip);
+            login_error(
+                &form.address,
+                "The address, password or code is not right, or the account is locked for a while.",
+            )
+        }
+    }
+}
+
+fn login_error(address: &str, text: &str) -> Response {
+    let mut r = render(&LoginPage {
+        address: address.to_owned(),
+        error: Some(text.to_owned()),
+    });
+    *r.status_mut() = StatusCode::UNAUTHORIZED;
+    r
+}
+
+#[derive(Template)]
+#[template(path = "portal/totp.html")]
+struct TotpPage {
+    enrolment: String,
+    secret: String,
+    uri: String,
+    error: Option<String>,
+}
+
+fn logged_in(login: PortalLogin) -> Response {
+    match login {
+        PortalLogin::Session(id) => {
+            let mut r = Redirect::to("/inbox").into_response();
+            r.headers_mut().insert(header::SET_COOKIE, set_cookie(&id));
+            r
+        }
+        PortalLogin::EnrolTotp {
+            enrolment,
+            secret_base32,
+            uri,
+        } => render(&TotpPage {
+            enrolment,
+            secret: secret_base32,
+            uri,
+            error: None,
+        }),
+    }
+}
+
+// ---- first visit: code, password, second factor -----------------------------
+
+#[derive(Template)]
+#[template(path = "portal/code.html")]
+struct CodePage {
+    address: String,
+    sent: bool,
+    error: Option<String>,
+}
+
+async fn view_code_get(Query(q): Query<AddressQuery>) -> Response {
+    render(&CodePage {
+        address: q.address,
+        sent: q.sent.is_some(),
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    address: String,
+}
+
+async fn view_code_post(
+    State(state): State<PortalState>,
+    addr: Option<axum::Extension<ClientAddr>>,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let ip = client(addr.as_ref().map(|a| &a.0));
+    if state.codes.check(ip).is_err() {
+        return error(&ServiceError::Busy {
+            what: "Too many attempts from your address; try again in a minute.".into(),
+        });
+    }
+    // Every request counts: codes cannot be asked for in bulk.
+    state.codes.failed(ip);
+    match state
+        .service
+        .request_code(&form.address, Some(ip.to_string()))
+        .await
+    {
+        // The same answer whether or not a code went out.
+        Ok(()) => render(&CodePage {
+            address: form.address,
+            sent: true,
+            error: None,
+        }),
+        Err(ServiceError::Invalid { .. }) => render(&CodePage {
+            address: form.address,
+            sent: false,
+            error: Some("This is not a mail address.".into()),
+        }),
+        Err(e) => error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct EnrolForm {
+    address: String,
+    code: String,
+    password: String,
+    password2: String,
+}
+
+async fn view_enrol_post(
+    State(state): State<PortalState>,
+    addr: Option<axum::Extension<ClientAddr>>,
+    Form(form): Form<EnrolForm>,
+) -> Response {
+    let ip = client(addr.as_ref().map(|a| &a.0));
+    let again = |text: String| {
+        let mut r = render(&CodePage {
+            address: form.address.clone(),
+            sent: true,
+            error: Some(text),
+        });
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        r
+    };
+    if state.throttle.check(ip).is_err() {
+        return again("Too many attempts from your address; try again in a minute.".into());
+    }
+    if form.password != form.password2 {
+        return again("The two passwords differ.".into());
+    }
+    match state
+        .service
+        .enrol(
+            &form.address,
+            &form.code,
+            &form.password,
+            Some(ip.to_string()),
+        )
+        .await
+    {
+        Ok(login) => logged_in(login),
+        Err(ServiceError::Invalid { errors }) => {
+            state.throttle.failed(ip);
+            again(
+                errors
+                    .into_iter()
+                    .map(|e| e.message)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        }
+        Err(e) => error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct TotpForm {
+    enrolment: String,
+    code: String,
+    #[serde(default)]
+    secret: String,
+    #[serde(default)]
+    uri: String,
+}
+
+async fn view_totp_post(State(state): State<PortalState>, Form(form): Form<TotpForm>) -> Response {
+    match state
+        .service
+        .confirm_totp(&form.enrolment, &form.code)
+        .await
+    {
+        Ok(id) => logged_in(PortalLogin::Session(id)),
+        Err(e) if e.is_temporary() => error(&e),
+        Err(_) => render(&TotpPage {
+            enrolment: form.enrolment,
+            secret: form.secret,
+            uri: form.uri,
+            error: Some("The code is not right. Enter the current one from your app.".into()),
+        }),
+    }
+}
+
+async fn view_logout_post(State(state): State<PortalState>, headers: HeaderMap) -> Response {
+    if let Some(id) = presented(&headers) {
+        let _ = state.service.logout(&id).await;
+    }
+    let mut r = Redirect::to("/").into_response();
+    r.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    r
+}
+
+// ---- mailbox ----------------------------------------------------------------
+
+/// A date for people: `2026-12-04 23:10 UTC`.
+pub fn when(ms: &u64) -> String {
+    let secs = i64::try_from(*ms / 1000).unwrap_or(0);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Days left before `ms`.
+pub fn days_left(ms: &u64) -> u64 {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = u64::try_from(now).unwrap_or(0) * 1000;
+    ms.saturating_sub(now).div_ceil(86_400_000)
+}
+
+/// Sizes for people.
+pub fn size(bytes: &u64) -> String {
+    match *bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{} KB", b.div_ceil(1024)),
+        b => format!("{:.1} MB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// One line of the inbox, ready to show.
+struct Row {
+    id: String,
+    from: String,
+    subject: String,
+    when: String,
+    size: String,
+    days_left: u64,
+    read: bool,
+    attachments: usize,
+}
+
+impl From<MessageSummary> for Row {
+    fn from(m: MessageSummary) -> Row {
+        Row {
+            when: when(&m.stored_ms),
+            size: size(&m.size),
+            days_left: days_left(&m.expires_ms),
+            id: m.id,
+            from: m.from,
+            subject: if m.subject.is_empty() {
+                "(no subject)".into()
+            } else {
+                m.subject
+            },
+            read: m.read,
+            attachments: m.attachments,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/inbox.html")]
+struct InboxPage {
+    address: String,
+    messages: Vec<Row>,
+    notice: Option<&'static str>,
+}
+
+#[derive(Deserialize, Default)]
+struct NoticeQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+async fn view_inbox_get(
+    State(state): State<PortalState>,
+    reader: Reader,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    match state.service.inbox(&reader.session).await {
+        Ok(messages) => render(&InboxPage {
+            address: reader.address,
+            messages: messages.into_iter().map(Row::from).collect(),
+            notice: match q.done.as_deref() {
+                Some("deleted") => Some("The message was deleted."),
+                Some("replied") => Some("Your reply was sent."),
+                _ => None,
+            },
+        }),
+        Err(e) => error(&e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/message.html")]
+struct MessagePage {
+    address: String,
+    message: MessageView,
+    row: Row,
+}
+
+async fn view_message_get(
+    State(state): State<PortalState>,
+    reader: Reader,
+    Path(id): Path<String>,
+) -> Response {
+    match state.service.read(&reader.session, &id).await {
+        Ok(message) => render(&MessagePage {
+            address: reader.address,
+            row: Row::from(message.summary.clone()),
+            message,
+        }),
+        Err(e) => error(&e),
+    }
+}
+
+/// The sanitised HTML of a message, as its own document for the sandboxed frame.
+async fn view_body_get(
+    State(state): State<PortalState>,
+    reader: Reader,
+    Path(id): Path<String>,
+) -> Response {
+    match state.service.read(&reader.session, &id).await {
+        Ok(message) => {
+            let html = message.html.unwrap_or_default();
+            let doc = format!(
+                "<!doctype html><html><head><meta charset=\"utf-8\"><base target=\"_blank\"></head><body>{html}</body></html>"
+            );
+            let mut r = (StatusCode::OK, axum::response::Html(doc)).into_response();
+            r.extensions_mut().insert(BodyDocument);
+            r
+        }
+        Err(e) => error(&e),
+    }
+}
+
+async fn view_attachment_get(
+    State(state): State<PortalState>,
+    reader: Reader,
+    Path((id, n)): Path<(String, usize)>,
+) -> Response {
+    match state.service.attachment(&reader.session, &id, n).await {
+        Ok(data) => {
+            let mut r = (StatusCode::OK, data.bytes).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            let ascii: String = data
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._-+ ".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let encoded: String = percent_encoding::utf8_percent_encode(
+                &data.name,
+                percent_encoding::NON_ALPHANUMERIC,
+            )
+            .to_string();
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+            )) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            } else {
+                h.insert(
+                    header::CONTENT_DISPOSITION,
+                    HeaderValue::from_static("attachment"),
+                );
+            }
+            r
+        }
+        Err(e) => error(&e),
+    }
+}
+
+async fn view_delete_post(
+    State(state): State<PortalState>,
+    reader: Reader,
+    Path(id): Path<String>,
+) -> Response {
+    match state.service.delete(&reader.session, &id).await {
+        Ok(()) => Redirect::to("/inbox?done=deleted").into_response(),
+        Err(e) => error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReplyForm {
+    text: String,
+}
+
+async fn view_reply_post(
+    State(state): State<PortalState>,
+    reader: Reader,
+    Path(id): Path<String>,
+    Form(form): Form<ReplyForm>,
+) -> Response {
+    match state.service.reply(&reader.session, &id, &form.text).await {
+        Ok(_) => Redirect::to("/inbox?done=replied").into_response(),
+        Err(e) => error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_portal_cookie_counts() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-sealgate=admin123"),
+        );
+        assert_eq!(presented(&h), None);
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-sealgate=admin123; __Host-sealgate-portal=p_1"),
+        );
+        assert_eq!(presented(&h).as_deref(), Some("p_1"));
+        assert_eq!(crate::session::presented(&h).as_deref(), Some("admin123"));
+    }
+}
