@@ -76,7 +76,8 @@ def test_backup_from_a_restores_into_a_fresh_b(gateways, tmp_path, browser):
     assert r.status == 422, r.status
     assert cb.get("/setup/admin").status == 200, "a refused restore leaves the wizard open"
     r = cb.post_multipart("/setup/restore", {"passphrase": PASSPHRASE}, {"file": ("a.sgbk", backup)})
-    assert r.status == 303 and r.header("location") == "/login", (r.status, r.body[:2000])
+    assert r.status == 303 and r.header("location") == "/login?done=restored", (r.status, r.body[:2000])
+    assert "The backup is restored" in Client(b.web_port).get("/login?done=restored").body
     # The wizard is gone; A's administrator logs in with A's password and second factor.
     assert not (b.data_dir / "setup-token").exists()
     login = Client(b.web_port)

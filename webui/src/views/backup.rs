@@ -152,7 +152,7 @@ pub async fn view_backup_restore_post(
         return refused;
     }
     match restore(&state, &account.actor, request).await {
-        Ok(_) => Redirect::to("/login").into_response(),
+        Ok(_) => Redirect::to("/login?done=restored").into_response(),
         Err(Ok(errors)) => page(&state, &account, errors, "restore"),
         Err(Err(r)) => r,
     }
@@ -173,7 +173,7 @@ pub async fn view_setup_restore_post(
     request: Request,
 ) -> Response {
     match restore(&state, &s.actor, request).await {
-        Ok(_) => Redirect::to("/login").into_response(),
+        Ok(_) => Redirect::to("/login?done=restored").into_response(),
         Err(Ok(errors)) => {
             let mut r = render(&SetupRestorePage {
                 chrome: Chrome::public(&state, "Setup: restore a backup"),

@@ -70,9 +70,23 @@ fn group4(s: &str) -> String {
         .join(" ")
 }
 
-pub async fn view_login_get(State(state): State<WebState>) -> Response {
+/// `?done=` on the login page (fixed words only, never echoed).
+#[derive(Deserialize, Default)]
+pub struct LoginQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+pub async fn view_login_get(
+    State(state): State<WebState>,
+    axum::extract::Query(q): axum::extract::Query<LoginQuery>,
+) -> Response {
+    let notice = match q.done.as_deref() {
+        Some("restored") => Some("The backup is restored: log in with an account from it."),
+        _ => None,
+    };
     render(&LoginPage {
-        chrome: Chrome::public(&state, "Log in"),
+        chrome: Chrome::public(&state, "Log in").with_notice(notice),
         name: String::new(),
         error: None,
     })
