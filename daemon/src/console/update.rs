@@ -99,7 +99,10 @@ pub fn install(
     match result {
         Ok(installed) => {
             writeln!(out, "The update is installed.")?;
-            writeln!(out, "{}", installed.text)?;
+            // The service's sentence, in lines that fit an 80-column console.
+            for line in wrap(&installed.text, 78) {
+                writeln!(out, "{line}")?;
+            }
             Ok(())
         }
         Err(err) => {
