@@ -5,8 +5,8 @@ downstream. Each test asserts what a user sees: SMTP replies, what arrives
 downstream (and whether openssl opens it), what the CLI prints.
 
 The portal case of the issue ("a portal message stored through A is read
-through C") waits for the portal (issue 15): portal mailboxes will be a
-space of the same shared store."""
+through C") is not here: the portal (issue 15) keeps its accounts and
+mailboxes in the node's own sled, not yet in the shared store."""
 
 import json
 import re
