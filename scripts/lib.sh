@@ -48,8 +48,17 @@ py_module() {
         python3 -c "import $1" 2>/dev/null && return 0
     fi
     python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
-    python3 -m pip install -q --root-user-action=ignore --break-system-packages \
-        --no-warn-script-location "${3:-$1}"
+    # Suites run in parallel lanes and two may want the same module at
+    # once: two pips writing one site-packages leave a half-installed
+    # distribution that breaks the other (seen on a fresh machine with
+    # selenium for the web and portal suites). One pip at a time, and the
+    # second finds the module there.
+    (
+        flock 9
+        python3 -c "import $1" 2>/dev/null && exit 0
+        python3 -m pip install -q --root-user-action=ignore --break-system-packages \
+            --no-warn-script-location "${3:-$1}"
+    ) 9>"${TMPDIR:-/tmp}/sealgate-py-module.lock"
 }
 
 # section TITLE: a visible marker in long logs.
