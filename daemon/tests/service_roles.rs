@@ -89,6 +89,7 @@ fn sample(name: &str) -> serde_json::Value {
         "keys.tls_upload" => json!({"certificate": "x", "private_key": "y"}),
         "backup.create" => json!({"passphrase": "short"}),
         "backup.restore" => json!({"data": "x", "passphrase": "y"}),
+        "wkd.lookup" => json!({"domain": "example.org"}),
         _ => json!({}),
     }
 }
@@ -218,6 +219,7 @@ fn needs(name: &str) -> sealgate_api::Permission {
         trust::CrlUpload,
         trust::DiscoveryLookup,
         trust::PublishRecords,
+        trust::WkdLookup,
         cluster::ClusterStatus,
         cluster::ClusterTrack,
         tracking::TrackMessages,

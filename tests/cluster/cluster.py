@@ -270,7 +270,13 @@ class Cluster:
                 "cluster": self.pg.cluster_settings(f"{ip}:{api_port}", heartbeat_secs=heartbeat,
                                                     peer_timeout_ms=2000, query_timeout_ms=2000),
             }
+            web_port = None
+            if name == names[0]:
+                # The first node's web UI (the Cluster page).
+                web_port = free_port()
+                settings["web"] = {"listen": [f"127.0.0.1:{web_port}"]}
             self.nodes[name] = Node(root / f"node-{name}", name, ip, smtp_port, api_port, settings, self.env)
+            self.nodes[name].web_port = web_port
             self.nodes[name].data_dir.mkdir(parents=True, exist_ok=True)
         first = self.nodes[names[0]]
         # The gateway's keys get certificates once, on the shared token.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-for _d in (HERE.parent / "lib", HERE.parent / "smtp", HERE):
+for _d in (HERE.parent / "lib", HERE.parent / "smtp", HERE.parent / "web", HERE):
     if str(_d) not in sys.path:
         sys.path.insert(0, str(_d))
 

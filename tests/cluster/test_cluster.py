@@ -144,6 +144,18 @@ def test_one_gateway_on_three_nodes(cluster, tmp_path):
     assert views["node-b"]["last_heartbeat_ms"], "the stopped node is shown with its last heartbeat"
     assert views["node-c"]["answers"]
 
+    # The administrator sees the same on A's Cluster page (after A's
+    # wizard, run last: it applies settings of its own to every node).
+    from webtools import setup_over_http
+    admin, _ = setup_over_http(a)
+    page = admin.get("/cluster")
+    assert page.status == 200, page.body[:1000]
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"(?s)<tr>\s*<td data-label=\"Node\"[^>]*>(node-[abc]).*?</tr>",
+                                                         page.body)}
+    assert sorted(rows) == ["node-a", "node-b", "node-c"], page.body[:3000]
+    assert "badge bad" in rows["node-b"] and "badge ok" in rows["node-c"], rows
+    assert "2 of 3 nodes answer" in page.body and "connected" in page.body
+
 
 def test_database_outage_loses_nothing_and_sends_nothing_in_clear(cluster, tmp_path):
     a, b = cluster["a"], cluster["b"]

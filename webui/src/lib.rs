@@ -23,7 +23,8 @@
 //!
 //! # Routes, grouped by guard
 //!
-//! - public: `/login`, `/setup` (unlock), `/healthz`, `/static/*`
+//! - public: `/login`, `/setup` (unlock), `/healthz`, `/static/*`,
+//!   `/.well-known/openpgpkey/*` (our Web Key Directory)
 //!   (`/metrics` takes a bearer token or an admin session);
 //! - setup session: `/setup/*` while the gateway is not set up;
 //! - logged in: everything else; what each role may do is the service's
@@ -109,6 +110,22 @@ pub fn app(state: WebState, limits: &Limits) -> Router {
         .route("/metrics", get(views::metrics::view_metrics_get))
         .route("/static/{file}", get(assets::view_static_get))
         .route(
+            "/.well-known/openpgpkey/hu/{hash}",
+            get(views::wkd::view_wkd_direct_get),
+        )
+        .route(
+            "/.well-known/openpgpkey/policy",
+            get(views::wkd::view_wkd_direct_policy_get),
+        )
+        .route(
+            "/.well-known/openpgpkey/{domain}/hu/{hash}",
+            get(views::wkd::view_wkd_advanced_get),
+        )
+        .route(
+            "/.well-known/openpgpkey/{domain}/policy",
+            get(views::wkd::view_wkd_advanced_policy_get),
+        )
+        .route(
             "/login",
             get(views::login::view_login_get).post(views::login::view_login_post),
         )
@@ -137,6 +154,12 @@ pub fn app(state: WebState, limits: &Limits) -> Router {
             "/directory/download/{fingerprint}",
             get(views::directory::view_directory_download_get),
         )
+        .route("/trust", get(views::trust::view_trust_get))
+        .route(
+            "/trust/review",
+            get(views::trust::view_trust_review_get).post(views::trust::view_trust_review_post),
+        )
+        .route("/trust/crl", post(views::trust::view_trust_crl_post))
         .route(
             "/policy",
             get(views::policy::view_policy_get).post(views::policy::view_policy_post),
@@ -179,6 +202,11 @@ pub fn app(state: WebState, limits: &Limits) -> Router {
             post(views::accounts::view_password_post),
         )
         .route("/audit", get(views::audit::view_audit_get))
+        .route("/cluster", get(views::cluster::view_cluster_get))
+        .route(
+            "/update",
+            get(views::update::view_update_get).post(views::update::view_update_post),
+        )
         .fallback(views::home::view_not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn(security::csrf))
@@ -209,17 +237,20 @@ pub struct Chrome {
     pub notice: Option<&'static str>,
 }
 
-const PAGES: [(&str, &str, Area); 10] = [
+const PAGES: [(&str, &str, Area); 13] = [
     ("/dashboard", "Dashboard", Area::Status),
     ("/queue", "Queue", Area::Queue),
     ("/tracking", "Tracking", Area::Tracking),
     ("/directory", "Directory", Area::Directory),
+    ("/trust", "Trust", Area::Directory),
     ("/policy", "Policy", Area::Policy),
     ("/settings", "Settings", Area::Settings),
     ("/keys", "Keys", Area::Keys),
     ("/accounts", "Accounts", Area::Accounts),
     ("/audit", "Audit log", Area::Audit),
     ("/backup", "Backup", Area::Accounts),
+    ("/cluster", "Cluster", Area::Status),
+    ("/update", "Update", Area::Status),
 ];
 
 impl Chrome {

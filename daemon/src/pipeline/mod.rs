@@ -109,6 +109,8 @@ struct ClearForm {
     must_be_encrypted: bool,
     /// Signed by the gateway.
     sign: bool,
+    /// With the gateway's key in an `Autocrypt:` header (signed mail only).
+    autocrypt: bool,
 }
 
 /// What makes two encrypted copies the same, so that their recipients can
@@ -267,6 +269,7 @@ pub fn process(
                 must_be_encrypted: must,
                 // What arrived encrypted leaves as it came: never signed over.
                 sign: decision.sign && !must,
+                autocrypt: decision.autocrypt && decision.sign && !must,
             };
             match groups.iter_mut().find(|(f, _)| *f == form) {
                 Some((_, group)) => group.push(*index),
@@ -523,7 +526,16 @@ fn render_clear(
     };
     if form.sign {
         match render::sign(&bytes, context.keys) {
-            Ok(signed) => bytes = signed,
+            Ok(signed) => {
+                bytes = signed;
+                if form.autocrypt
+                    && let Some(field) =
+                        render::domain_autocrypt(&bytes, context.keys, context.config)
+                {
+                    bytes = render::prepend_field(&field, &bytes);
+                    notes.extend(group.iter().map(|i| (*i, "with Autocrypt".to_owned())));
+                }
+            }
             Err((true, e)) => return Err(Reason::KeyStoreUnavailable { detail: e }),
             Err((false, e)) => notes.extend(group.iter().map(|i| (*i, format!("not signed: {e}")))),
         }
@@ -622,6 +634,10 @@ fn encrypted_copy(
     } else {
         String::new()
     };
+    // Our domain key for the recipients' replies, in the outer header.
+    let autocrypt = (decision.autocrypt && !signed.is_empty())
+        .then(|| render::domain_autocrypt(&source, context.keys, context.config))
+        .flatten();
     let protection = decision.neutral_subject.then(|| protect::protect(&source));
     Ok(render::encrypt(
         &source,
@@ -630,11 +646,15 @@ fn encrypted_copy(
         &context.policy.config.engine,
         &context.config.smime.cipher,
     )
-    .map(|encrypted| {
-        (
+    .map(|encrypted| match &autocrypt {
+        Some(field) => (
+            render::prepend_field(field, &encrypted),
+            format!("{signed}encrypted for {described}{shared}{unsigned}, with Autocrypt"),
+        ),
+        None => (
             encrypted,
             format!("{signed}encrypted for {described}{shared}{unsigned}"),
-        )
+        ),
     })
     .map_err(|e| format!("{described} found, but {e}")))
 }

@@ -180,6 +180,49 @@ pub fn sign(content: &[u8], store: &crate::keys::KeyStore) -> Result<Vec<u8>, (b
     .map_err(|e| (e.is_temporary(), e.to_string()))
 }
 
+/// `Autocrypt: addr=…; prefer-encrypt=mutual; keydata=…` folded at 76
+/// columns (Autocrypt Level 1): `cert` is a binary OpenPGP key.
+pub fn autocrypt_field(address: &str, cert: &[u8]) -> String {
+    let keydata = base64::engine::general_purpose::STANDARD.encode(cert);
+    let mut field = format!("Autocrypt: addr={address}; prefer-encrypt=mutual; keydata=\r\n");
+    for chunk in keydata.as_bytes().chunks(72) {
+        field.push(' ');
+        field.push_str(&String::from_utf8_lossy(chunk));
+        field.push_str("\r\n");
+    }
+    field
+}
+
+/// The `Autocrypt:` field that tells the recipients of mail from one of
+/// our users to encrypt to the gateway's OpenPGP key (the domain key: the
+/// gateway opens such mail and delivers it inside): `addr` is the
+/// message's `From` address, as Autocrypt requires. `None` when `From` is
+/// not in one of our domains or the gateway has no OpenPGP identity.
+pub fn domain_autocrypt(
+    content: &[u8],
+    store: &crate::keys::KeyStore,
+    config: &crate::config::Config,
+) -> Option<String> {
+    let parsed = mail_parser::MessageParser::default().parse_headers(content)?;
+    let from = parsed
+        .header_raw("From")
+        .and_then(sealgate_smime::verify::from_address)?;
+    let (_, domain) = from.rsplit_once('@')?;
+    if !config.is_local_domain(domain) {
+        return None;
+    }
+    let cert = store.keys()?.openpgp()?.export_binary().ok()?;
+    Some(autocrypt_field(&from, &cert))
+}
+
+/// `content` with `field` (one complete header field) in front.
+pub fn prepend_field(field: &str, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len() + content.len());
+    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(content);
+    out
+}
+
 /// `content` with its Subject field replaced by `subject` (added if absent).
 pub fn replace_subject(content: &[u8], subject: &str) -> Vec<u8> {
     let header_end = content
@@ -346,5 +389,26 @@ mod tests {
         let out = replace_subject(b"From: a@b\r\n\r\nhi\r\n", "new\r\nBcc: evil@x");
         assert_eq!(subject_of(&out).as_deref(), Some("newBcc: evil@x"));
         assert!(!out.windows(5).any(|w| w == b"\nBcc:"));
+    }
+
+    #[test]
+    fn autocrypt_keydata_is_folded_and_reads_back() {
+        let cert: Vec<u8> = (0..=255u8).cycle().take(700).collect();
+        let field = autocrypt_field("gateway@example.org", &cert);
+        assert!(field.lines().all(|l| l.len() <= 78));
+        let value = field
+            .trim_start_matches("Autocrypt: ")
+            .replace("\r\n ", "")
+            .replace("\r\n", "");
+        let keydata = value
+            .split_once("keydata=")
+            .map(|(_, k)| k)
+            .unwrap_or_default();
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(keydata)
+                .unwrap_or_default(),
+            cert
+        );
     }
 }

@@ -16,8 +16,6 @@
 //!
 //! Trusts: the configuration and the gateway's own keys.
 
-use base64::Engine as _;
-
 use crate::address::Address;
 use crate::config::Config;
 use crate::envelope::Envelope;
@@ -73,7 +71,7 @@ pub fn build(
                 .any(|a| a.eq_ignore_ascii_case(&from))
         })
         .and_then(|id| id.export_binary().ok())
-        .map(|cert| autocrypt_field(&from, &cert));
+        .map(|cert| crate::pipeline::render::autocrypt_field(&from, &cert));
     if let Some(field) = &autocrypt {
         head.push_str(field);
         carries.push("Autocrypt key");
@@ -123,18 +121,6 @@ fn from_address(config: &Config, openpgp_addresses: &[String]) -> String {
         .clone()
         .or_else(|| openpgp_addresses.first().cloned())
         .unwrap_or_else(|| format!("postmaster@{}", config.hostname))
-}
-
-/// `Autocrypt: addr=…; prefer-encrypt=mutual; keydata=…` folded at 76 columns.
-fn autocrypt_field(address: &str, cert: &[u8]) -> String {
-    let keydata = base64::engine::general_purpose::STANDARD.encode(cert);
-    let mut field = format!("Autocrypt: addr={address}; prefer-encrypt=mutual; keydata=\r\n");
-    for chunk in keydata.as_bytes().chunks(72) {
-        field.push(' ');
-        field.push_str(&String::from_utf8_lossy(chunk));
-        field.push_str("\r\n");
-    }
-    field
 }
 
 /// The text the recipient reads.
@@ -214,27 +200,6 @@ mod tests {
         assert_eq!(
             from_address(&config, &["gateway@example.org".into()]),
             "gateway@example.org"
-        );
-    }
-
-    #[test]
-    fn autocrypt_keydata_is_folded_and_reads_back() {
-        let cert: Vec<u8> = (0..=255u8).cycle().take(700).collect();
-        let field = autocrypt_field("gateway@example.org", &cert);
-        assert!(field.lines().all(|l| l.len() <= 78));
-        let value = field
-            .trim_start_matches("Autocrypt: ")
-            .replace("\r\n ", "")
-            .replace("\r\n", "");
-        let keydata = value
-            .split_once("keydata=")
-            .map(|(_, k)| k)
-            .unwrap_or_default();
-        assert_eq!(
-            base64::engine::general_purpose::STANDARD
-                .decode(keydata)
-                .unwrap_or_default(),
-            cert
         );
     }
 }

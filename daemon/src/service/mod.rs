@@ -206,6 +206,7 @@ impl AdminService {
             tr::CrlUpload::NAME => self.run(actor, args, trust::crl_upload).await,
             tr::DiscoveryLookup::NAME => self.run(actor, args, trust::discover).await,
             tr::PublishRecords::NAME => self.run(actor, args, trust::publish).await,
+            tr::WkdLookup::NAME => self.run(actor, args, trust::wkd).await,
             c::ClusterStatus::NAME => self.run(actor, args, cluster::status).await,
             c::ClusterTrack::NAME => self.run(actor, args, cluster::track).await,
             ac::Login::NAME => self.run(actor, args, accounts::login).await,

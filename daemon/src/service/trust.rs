@@ -9,7 +9,7 @@ use sealgate_api::ops::directory::DirectoryItem;
 use sealgate_api::ops::trust::{
     Anchor, AnchorsList, CrlInfo, CrlList, CrlUpload, Discovered, DiscoveryLookup, DiscoveryResult,
     KeyReview, KeyReviewDetail, PublishRecords, Published, ReviewAccept, ReviewList, ReviewReject,
-    ReviewShow,
+    ReviewShow, WkdAnswer, WkdLookup,
 };
 use sealgate_api::{Actor, ServiceError};
 
@@ -293,34 +293,83 @@ pub async fn discover(
     })
 }
 
+/// A key of ours to publish: for whom, which kind, its bytes.
+struct Ours {
+    address: String,
+    kind: Kind,
+    data: Vec<u8>,
+}
+
+/// Whether an entry of the directory is one we vouch for in public: an
+/// administrator's import or the corporate directory's. Keys taken from
+/// mail, and keys the world published, are not ours to republish.
+fn vouched(e: &Entry) -> bool {
+    matches!(e.trust, Trust::Manual | Trust::Ldap)
+}
+
+/// The keys we publish: the gateway's OpenPGP identity and the usable,
+/// vouched-for directory entries of addresses in our domains; with
+/// `only`, just those for that address.
+fn published_keys(ctx: &Ctx, only: Option<&str>) -> Result<Vec<Ours>, ServiceError> {
+    let config = ctx.live.get().config.clone();
+    let wanted = |address: &str| only.is_none_or(|o| o.eq_ignore_ascii_case(address));
+    let mut keys = Vec::new();
+    if let Some(identity) = ctx.keys.current().keys().and_then(|k| k.openpgp()) {
+        let addresses: Vec<String> = identity
+            .email_addresses()
+            .into_iter()
+            .map(|a| a.to_ascii_lowercase())
+            .filter(|a| wanted(a))
+            .collect();
+        if !addresses.is_empty() {
+            let binary = identity
+                .export_binary()
+                .map_err(|e| ServiceError::failed(format!("gateway OpenPGP key: {e}")))?;
+            for address in addresses {
+                keys.push(Ours {
+                    address,
+                    kind: Kind::Openpgp,
+                    data: binary.clone(),
+                });
+            }
+        }
+    }
+    let directory = ctx.queue.directory();
+    let entries = match only {
+        Some(address) => directory.lookup(address)?,
+        None => directory.all()?,
+    };
+    let now = crate::envelope::now_ms();
+    for e in entries.iter().filter(|e| vouched(e) && e.usable(now)) {
+        for address in e.addresses.iter().filter(|a| wanted(a)) {
+            let ours = address
+                .rsplit_once('@')
+                .is_some_and(|(_, d)| config.is_local_domain(d));
+            if ours {
+                keys.push(Ours {
+                    address: address.clone(),
+                    kind: e.kind,
+                    data: e.data.clone(),
+                });
+            }
+        }
+    }
+    Ok(keys)
+}
+
 pub async fn publish(
     ctx: Arc<Ctx>,
     _: Actor,
     _: PublishRecords,
 ) -> Result<Vec<Published>, ServiceError> {
     blocking(move || {
-        let config = ctx.live.get().config.clone();
         let mut out = Vec::new();
-        let mut keys: Vec<(String, Kind, Vec<u8>)> = Vec::new();
-        if let Some(identity) = ctx.keys.current().keys().and_then(|k| k.openpgp()) {
-            let binary = identity
-                .export_binary()
-                .map_err(|e| ServiceError::failed(format!("gateway OpenPGP key: {e}")))?;
-            for address in identity.email_addresses() {
-                keys.push((address.to_ascii_lowercase(), Kind::Openpgp, binary.clone()));
-            }
-        }
-        for e in ctx.queue.directory().all()? {
-            for address in &e.addresses {
-                let ours = address
-                    .rsplit_once('@')
-                    .is_some_and(|(_, d)| config.is_local_domain(d));
-                if ours && e.usable(crate::envelope::now_ms()) {
-                    keys.push((address.clone(), e.kind, e.data.clone()));
-                }
-            }
-        }
-        for (address, kind, data) in keys {
+        for Ours {
+            address,
+            kind,
+            data,
+        } in published_keys(&ctx, None)?
+        {
             let Some((local, domain)) = address.rsplit_once('@') else {
                 continue;
             };
@@ -358,6 +407,47 @@ pub async fn publish(
             }
         }
         Ok(out)
+    })
+    .await
+}
+
+/// The Web Key Directory: our published OpenPGP keys for one hashed local
+/// part, or (without a hash) the policy file of one of our domains.
+pub async fn wkd(ctx: Arc<Ctx>, _: Actor, op: WkdLookup) -> Result<WkdAnswer, ServiceError> {
+    let not_found = || ServiceError::NotFound {
+        what: "no published key".to_owned(),
+    };
+    let domain = op.domain.trim_end_matches('.').to_ascii_lowercase();
+    if !ctx.live.get().config.is_local_domain(&domain) {
+        return Err(not_found());
+    }
+    let Some(hash) = op.hash else {
+        return Ok(WkdAnswer::default());
+    };
+    blocking(move || {
+        let hash = hash.to_ascii_lowercase();
+        // With the local part (`l=`), one directory lookup; without it,
+        // every key we publish is hashed and compared.
+        let only = op
+            .local
+            .filter(|l| crate::discovery::wkd::local_part_hash(l) == hash)
+            .map(|l| format!("{}@{domain}", l.to_lowercase()));
+        let mut keys = Vec::new();
+        for ours in published_keys(&ctx, only.as_deref())? {
+            let matches = ours.kind == Kind::Openpgp
+                && ours.address.rsplit_once('@').is_some_and(|(l, d)| {
+                    d == domain && crate::discovery::wkd::local_part_hash(l) == hash
+                });
+            if matches && !keys.contains(&ours.data) {
+                keys.push(ours.data);
+            }
+        }
+        if keys.is_empty() {
+            return Err(not_found());
+        }
+        Ok(WkdAnswer {
+            keys: base64::engine::general_purpose::STANDARD.encode(keys.concat()),
+        })
     })
     .await
 }

@@ -98,15 +98,7 @@ pub async fn view_directory_import_post(
         Ok(f) => f,
         Err(e) => return crate::WebError::BadRequest(e).into_response(),
     };
-    let data = form
-        .file("file")
-        .filter(|f| !f.is_empty())
-        .map(<[u8]>::to_vec)
-        .or_else(|| {
-            form.text("text")
-                .filter(|t| !t.trim().is_empty())
-                .map(|t| t.as_bytes().to_vec())
-        });
+    let data = form.file_or_text("file", "text");
     let Some(data) = data else {
         return page(
             &state,

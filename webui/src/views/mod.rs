@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod backup;
+pub mod cluster;
 pub mod dashboard;
 pub mod directory;
 pub mod home;
@@ -15,6 +16,9 @@ pub mod queue;
 pub mod settings;
 pub mod setup;
 pub mod tracking;
+pub mod trust;
+pub mod update;
+pub mod wkd;
 
 use sealgate_api::FieldError;
 
@@ -82,6 +86,17 @@ pub fn when(ms: impl std::borrow::Borrow<u64>) -> String {
         t.minute(),
         t.second()
     )
+}
+
+/// The end of a validity: [`when`], or "no expiry" for keys that never
+/// expire (stored as the largest time).
+pub fn until(ms: impl std::borrow::Borrow<u64>) -> String {
+    let ms = *ms.borrow();
+    // Past the year 9999: what "never" is stored as.
+    if ms >= 253_402_300_800_000 {
+        return "no expiry".to_owned();
+    }
+    when(ms)
 }
 
 /// Now, in milliseconds since the epoch.

@@ -20,6 +20,19 @@ impl Fields {
     pub fn text(&self, name: &str) -> Option<&str> {
         self.file(name).and_then(|v| std::str::from_utf8(v).ok())
     }
+
+    /// An upload form's content: the chosen file, else the pasted text;
+    /// `None` when both are empty.
+    pub fn file_or_text(&self, file: &str, text: &str) -> Option<Vec<u8>> {
+        self.file(file)
+            .filter(|f| !f.is_empty())
+            .map(<[u8]>::to_vec)
+            .or_else(|| {
+                self.text(text)
+                    .filter(|t| !t.trim().is_empty())
+                    .map(|t| t.as_bytes().to_vec())
+            })
+    }
 }
 
 /// Reads every field; a malformed body is a bad request.

@@ -106,6 +106,7 @@ pub const ALL: &[&str] = &[
     <trust::CrlUpload as crate::Operation>::NAME,
     <trust::DiscoveryLookup as crate::Operation>::NAME,
     <trust::PublishRecords as crate::Operation>::NAME,
+    <trust::WkdLookup as crate::Operation>::NAME,
     <cluster::ClusterStatus as crate::Operation>::NAME,
     <cluster::ClusterTrack as crate::Operation>::NAME,
     <tracking::TrackMessages as crate::Operation>::NAME,

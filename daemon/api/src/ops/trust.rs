@@ -204,3 +204,29 @@ operation!(
     Permission::Read(Area::Directory),
     Vec<Published>
 );
+
+/// What the Web Key Directory serves for one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WkdAnswer {
+    /// The binary OpenPGP keys (transferable public keys, concatenated),
+    /// base64; empty for the policy file.
+    pub keys: String,
+}
+
+/// `wkd.lookup`: what our Web Key Directory serves (RFC draft
+/// `openpgp-webkey-service`), without login: the OpenPGP keys we publish
+/// (the gateway's identity and administrator-imported or LDAP keys of our
+/// own users) for the local part whose hash is `hash` under `domain`, one
+/// of our mail domains. Without `hash`: the domain's policy file (empty).
+/// Not found when the domain is not ours or no key matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WkdLookup {
+    pub domain: String,
+    /// The z-base-32 SHA-1 of the lower-cased local part.
+    #[serde(default)]
+    pub hash: Option<String>,
+    /// The local part itself (the `l=` parameter), when the client sent it.
+    #[serde(default)]
+    pub local: Option<String>,
+}
+operation!(WkdLookup, "wkd.lookup", Permission::Public, WkdAnswer);
