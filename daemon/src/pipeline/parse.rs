@@ -261,6 +261,17 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
+    #[test]
+    fn mime_that_trips_mail_parsers_part_bookkeeping_is_parsed_without_a_panic() {
+        // Found by the mime_policy fuzzer: a message/rfc822 part whose
+        // boundary line is broken. mail-parser leaves the part out.
+        let input = include_bytes!(
+            "../../../fuzz/seeds/mime_policy/mail-parser-debug-assert-multipart-part-id"
+        );
+        let facts = facts(input, &ctx(), Limits::default()).unwrap();
+        assert!(facts.attachments.len() <= Limits::default().max_attachments);
+    }
+
     fn ctx() -> Context<'static> {
         Context {
             sender: "alice@corp.example",
