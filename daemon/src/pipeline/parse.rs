@@ -268,8 +268,10 @@ mod tests {
         let input = include_bytes!(
             "../../../fuzz/seeds/mime_policy/mail-parser-debug-assert-multipart-part-id"
         );
-        let facts = facts(input, &ctx(), Limits::default()).unwrap();
-        assert!(facts.attachments.len() <= Limits::default().max_attachments);
+        // Either answer is fine; panicking is not.
+        if let Ok(facts) = facts(input, &ctx(), Limits::default()) {
+            assert!(facts.attachments.len() <= Limits::default().max_attachments);
+        }
     }
 
     fn ctx() -> Context<'static> {

@@ -163,7 +163,8 @@ pub async fn view_trust_review_post(
             "rejected",
         ),
         _ => {
-            return crate::WebError::BadRequest("decision must be accept or reject").into_response();
+            return crate::WebError::BadRequest("decision must be accept or reject")
+                .into_response();
         }
     };
     match answer {
