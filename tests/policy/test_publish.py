@@ -30,7 +30,7 @@ from harness import free_port
 from smtp_conftest import send_message, wait_outbox
 from test_policy import POLICY, envelope_to
 from test_unwrap import provisioned_gateway
-from test_unwrap_openpgp import GATEWAY_UID
+from test_unwrap_openpgp import GATEWAY_UID, pgp_mime
 
 OUTSIDE = "127.0.0.2"
 # GnuPG's WKD client (Debian keeps it out of PATH, in /usr/lib/gnupg).
@@ -152,19 +152,6 @@ def gateway_key(gw, gnupg, tmp_path) -> tuple[str, bytes]:
     return fpr(gnupg, "--import-options", "show-only", "--import", input=data)[0], data
 
 
-def pgp_reply(gnupg, key: str, text: str) -> bytes:
-    """A PGP/MIME reply from bob to alice, encrypted by gpg to `key`."""
-    inner = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n".encode()
-    armored = gnupg("--armor", "--trust-model", "always", "--encrypt", "--recipient", key,
-                    input=inner).stdout.decode().replace("\r\n", "\n").replace("\n", "\r\n")
-    b = "reply-boundary"
-    return (f"From: bob@partner.test\r\nTo: {ALICE}\r\nSubject: re: offer\r\nMIME-Version: 1.0\r\n"
-            f'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="{b}"\r\n'
-            f"\r\n--{b}\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
-            f'\r\n--{b}\r\nContent-Type: application/octet-stream; name="encrypted.asc"\r\n\r\n'
-            f"{armored}\r\n--{b}--\r\n").encode()
-
-
 def autocrypt_of(raw: bytes) -> dict[str, str] | None:
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     value = msg.get("Autocrypt")
@@ -201,7 +188,7 @@ def test_signed_mail_carries_our_domain_key_and_replies_to_it_are_opened(gw, gnu
     assert check.returncode == 0 and b"our offer" in check.stdout, check.stderr
     # Bob's mail client encrypts its reply to the key it was given.
     gnupg("--import", input=keydata)
-    reply = pgp_reply(gnupg, gateway_fpr, "the accepted offer")
+    reply = pgp_mime(gnupg, gateway_fpr, ALICE, "re: offer", "the accepted offer", sender="bob@partner.test")
     assert b"the accepted offer" not in reply
     send_message(gw.port, "bob@partner.test", [ALICE], reply, source=OUTSIDE)
     got = wait_outbox(gw, lambda m: any(ALICE in envelope_to(x) for x in m))

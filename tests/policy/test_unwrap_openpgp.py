@@ -34,16 +34,17 @@ def gw_with_openpgp(tmp_path, gnupg):
     gw.stop()
 
 
-def pgp_mime(gnupg, recipient: str, to: str, subject: str, body: str, inner: bytes | None = None) -> bytes:
-    """A PGP/MIME message (RFC 3156) as a mail client builds it, encrypted
-    by gpg for `recipient`; the encrypted entity is a text/plain part with
-    `body`, or `inner` as given."""
+def pgp_mime(gnupg, recipient: str, to: str, subject: str, body: str, inner: bytes | None = None,
+             sender: str = SENDER) -> bytes:
+    """A PGP/MIME message (RFC 3156) from `sender` as a mail client builds
+    it, encrypted by gpg for `recipient`; the encrypted entity is a
+    text/plain part with `body`, or `inner` as given."""
     if inner is None:
         inner = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n".encode()
     armored = gnupg("--armor", "--trust-model", "always", "--encrypt", "--recipient", recipient,
                     input=inner).stdout.decode().replace("\r\n", "\n").replace("\n", "\r\n")
     b = "sealgate-test-boundary"
-    return (f"From: {SENDER}\r\nTo: {to}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
             f'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="{b}"\r\n'
             f"\r\n--{b}\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
             f'\r\n--{b}\r\nContent-Type: application/octet-stream; name="encrypted.asc"\r\n\r\n'
