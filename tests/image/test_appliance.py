@@ -467,7 +467,11 @@ def test_data_partition_is_ext4_untouched_by_updates(appliance):
     assert files[".initialized"].strip()
     assert "Address=10.0.2.15/24" in files["network/20-wired.network"]
     assert "tokendir" in files["hsm/softhsm2.conf"]
-    assert files["export/smime-rsa.pem"].strip() == S.smime_cert.strip()
+    # The export carries the certificate first, then its issuer's chain
+    # (what correspondents need to build the path).
+    exported = files["export/smime-rsa.pem"].strip()
+    assert exported.startswith(S.smime_cert.strip()), exported[:200]
+    assert exported.count("-----BEGIN CERTIFICATE-----") == 2, exported
     # The update ran its one migration step once and recorded data version 1.
     assert files[".data-version"].strip() == "1"
     assert len(files["update-test-migration"].splitlines()) == 1, files["update-test-migration"]
