@@ -47,13 +47,19 @@ pub fn clear_cookie() -> HeaderValue {
 
 /// The session id the browser presents, if any (only characters a session id has).
 pub fn presented(headers: &HeaderMap) -> Option<String> {
+    presented_in(headers, COOKIE)
+}
+
+/// The value of the cookie `name` the browser presents, if it has only
+/// characters a session id has (the admin UI's and the portal's cookies).
+pub fn presented_in(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.trim().to_owned())
         .filter(|v| {
             !v.is_empty()

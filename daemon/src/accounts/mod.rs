@@ -131,7 +131,8 @@ pub struct Accounts {
     failures: Mutex<HashMap<String, Failures>>,
 }
 
-fn sha256_hex(text: &str) -> String {
+/// SHA-256 of `text`, lower-case hex (how secrets are stored: by hash).
+pub(crate) fn sha256_hex(text: &str) -> String {
     digest::digest(&digest::SHA256, text.as_bytes())
         .as_ref()
         .iter()
@@ -139,11 +140,11 @@ fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }

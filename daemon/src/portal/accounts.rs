@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq as _;
 
 use sealgate_api::{FieldError, ServiceError};
 
-use crate::accounts::{password, totp};
+use crate::accounts::{hex, password, sha256_hex, totp, unhex};
 use crate::db::{Db, Tree};
 use crate::envelope::now_ms;
 
@@ -81,28 +81,6 @@ pub struct PortalAccounts {
     accounts: Tree,
     codes: Tree,
     sessions: Tree,
-}
-
-fn sha256_hex(text: &str) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect()
 }
 
 fn new_token() -> Result<String, ServiceError> {

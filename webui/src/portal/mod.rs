@@ -133,20 +133,7 @@ fn clear_cookie() -> HeaderValue {
 
 /// The portal session id the browser presents (the portal's cookie only).
 pub fn presented(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim().to_owned())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    crate::session::presented_in(headers, COOKIE)
 }
 
 /// A logged-in portal user: the session id (the service resolves it).
