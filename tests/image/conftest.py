@@ -6,6 +6,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+# The web suite's helpers (HTTPS client with a cookie jar, TOTP codes) for
+# the wizard test in test_iso.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
 
 
 def pytest_runtest_logreport(report):
