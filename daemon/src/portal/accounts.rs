@@ -324,8 +324,10 @@ impl PortalAccounts {
     /// The notification language `address` chose, if it has an account
     /// and chose one.
     pub fn language(&self, address: &str) -> Result<Option<String>, ServiceError> {
-        Ok(Self::get::<Account>(&self.accounts, &address.to_ascii_lowercase())?
-            .and_then(|a| a.language))
+        Ok(
+            Self::get::<Account>(&self.accounts, &address.to_ascii_lowercase())?
+                .and_then(|a| a.language),
+        )
     }
 
     /// Sets (or with `None` clears) the notification language of an
@@ -438,7 +440,8 @@ impl PortalAccounts {
         let mut ended = Vec::new();
         for item in self.sessions.scan_prefix(b"s:").map_err(storage)? {
             let (k, v) = item.map_err(storage)?;
-            if pick(&k) && serde_json::from_slice::<Session>(&v).is_ok_and(|s| s.address == address) {
+            if pick(&k) && serde_json::from_slice::<Session>(&v).is_ok_and(|s| s.address == address)
+            {
                 ended.push(k);
             }
         }
@@ -555,7 +558,9 @@ mod tests {
         let wrong = a
             .change_password("dan@ext.example", &here, "wrong", NEW, (3, 60))
             .unwrap_err();
-        assert!(matches!(wrong, ServiceError::Invalid { ref errors } if errors[0].key == "current"));
+        assert!(
+            matches!(wrong, ServiceError::Invalid { ref errors } if errors[0].key == "current")
+        );
         let weak = a
             .change_password("dan@ext.example", &here, GOOD, "password1234", (3, 60))
             .unwrap_err();
@@ -566,8 +571,14 @@ mod tests {
             .unwrap();
         assert_eq!(a.session(&here).unwrap(), "dan@ext.example");
         assert!(a.session(&elsewhere).is_err());
-        assert!(a.login("dan@ext.example", GOOD, None, false, (9, 60)).is_err());
-        assert!(a.login("dan@ext.example", NEW, None, false, (9, 60)).is_ok());
+        assert!(
+            a.login("dan@ext.example", GOOD, None, false, (9, 60))
+                .is_err()
+        );
+        assert!(
+            a.login("dan@ext.example", NEW, None, false, (9, 60))
+                .is_ok()
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -579,7 +590,10 @@ mod tests {
         a.enrol("dan@ext.example", &code, GOOD, false).unwrap();
         assert_eq!(a.language("Dan@ext.example").unwrap(), None);
         a.set_language("dan@ext.example", Some("de")).unwrap();
-        assert_eq!(a.language("dan@ext.example").unwrap().as_deref(), Some("de"));
+        assert_eq!(
+            a.language("dan@ext.example").unwrap().as_deref(),
+            Some("de")
+        );
         // A reset (new code, new password) keeps the choice.
         let accounts = a.accounts.clone();
         let mut stored: Account =
@@ -589,9 +603,17 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(5));
         a.codes.remove(b"dan@ext.example").unwrap();
         let code = a.new_code("dan@ext.example").unwrap().unwrap();
-        a.enrol("dan@ext.example", &code, "amber lantern cobalt fjord", false)
-            .unwrap();
-        assert_eq!(a.language("dan@ext.example").unwrap().as_deref(), Some("de"));
+        a.enrol(
+            "dan@ext.example",
+            &code,
+            "amber lantern cobalt fjord",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            a.language("dan@ext.example").unwrap().as_deref(),
+            Some("de")
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -213,8 +213,7 @@ pub fn code_mail(
     language: Option<&str>,
 ) -> (Envelope, Vec<u8>) {
     let domain = recipient.domain_lower();
-    let texts =
-        texts(language.unwrap_or_else(|| config.portal.settings.language_for(&domain)));
+    let texts = texts(language.unwrap_or_else(|| config.portal.settings.language_for(&domain)));
     let tag = "portal-code".to_owned();
     let mut out = head(config, recipient, texts.code_subject, &tag);
     out.push_str(&format!(
@@ -280,7 +279,10 @@ mod tests {
         assert!(!text.contains("<b>x</b>@example.org</pre>"));
         // The recipient's own choice wins over the domain's.
         let text = decoded(&notification(&config, "alice@example.org", &rcpt, "Q3", Some("en")).1);
-        assert!(text.contains("Secure message from alice@example.org"), "{text}");
+        assert!(
+            text.contains("Secure message from alice@example.org"),
+            "{text}"
+        );
     }
 
     #[test]

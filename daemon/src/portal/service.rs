@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use sealgate_api::portal::{
-    AttachmentData, KeyUploaded, MessageSummary, MessageView, OwnKey, PortalLogin,
-    PortalService, Preferences,
+    AttachmentData, KeyUploaded, MessageSummary, MessageView, OwnKey, PortalLogin, PortalService,
+    Preferences,
 };
 use sealgate_api::{BoxFuture, ServiceError};
 
@@ -69,13 +69,8 @@ pub async fn deliver(
         .accounts
         .language(&recipient.to_string())
         .unwrap_or_default();
-    let (env, mail) = super::notify::notification(
-        config,
-        &named,
-        &recipient,
-        queue_id,
-        language.as_deref(),
-    );
+    let (env, mail) =
+        super::notify::notification(config, &named, &recipient, queue_id, language.as_deref());
     let notice = match queue.inject(&env, &mail).await {
         Ok(id) => format!("notification queued as {id}"),
         Err(e) => {
@@ -485,13 +480,17 @@ impl PortalService for PortalServer {
             if let Some(l) = language
                 && !super::notify::LANGUAGES.contains(&l)
             {
-                return Err(ServiceError::invalid("language", "Choose one of the languages listed."));
+                return Err(ServiceError::invalid(
+                    "language",
+                    "Choose one of the languages listed.",
+                ));
             }
             self.portal().accounts.set_language(&address, language)?;
-            self.track("-", &address, &format!(
-                "language set to {}",
-                language.unwrap_or("the domain's")
-            ));
+            self.track(
+                "-",
+                &address,
+                &format!("language set to {}", language.unwrap_or("the domain's")),
+            );
             Ok(())
         })
     }
@@ -512,7 +511,10 @@ impl PortalService for PortalServer {
                 // An entry the directory already has keeps the addresses
                 // it serves; this upload adds this one.
                 for e in &mut entries {
-                    if let Some(known) = directory.get(&e.fingerprint).map_err(|e| storage_error(&e))? {
+                    if let Some(known) = directory
+                        .get(&e.fingerprint)
+                        .map_err(|e| storage_error(&e))?
+                    {
                         for a in known.addresses {
                             if !e.addresses.contains(&a) {
                                 e.addresses.push(a);
@@ -534,7 +536,9 @@ impl PortalService for PortalServer {
             // Held mail for the address is decided again now.
             let _ = self
                 .queue
-                .request(crate::queue::SchedulerRequest::KeysArrived(vec![address.clone()]));
+                .request(crate::queue::SchedulerRequest::KeysArrived(vec![
+                    address.clone(),
+                ]));
             Ok(KeyUploaded {
                 keys: stored.iter().map(|e| own_key(e, now)).collect(),
             })
@@ -559,7 +563,11 @@ impl PortalService for PortalServer {
                 &new,
                 (settings.lockout_after, settings.lockout_secs),
             )?;
-            me.track("-", &address, "password changed by the recipient; other sessions ended");
+            me.track(
+                "-",
+                &address,
+                "password changed by the recipient; other sessions ended",
+            );
             Ok(())
         })
     }
@@ -675,7 +683,7 @@ pub async fn expire_loop(queue: Queue) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
 
     fn cert(emails: &[&str], usage: rcgen::KeyUsagePurpose, days: i64) -> Vec<u8> {
@@ -711,21 +719,47 @@ mod tests {
         };
         // Someone else's certificate, a signing-only one, an expired one,
         // nothing, and garbage: refused next to the field.
-        let other = cert(&["eva@ext.example"], rcgen::KeyUsagePurpose::KeyAgreement, 30);
-        assert_eq!(field(entries_for(&other, "dan@ext.example", now).unwrap_err()), "key");
+        let other = cert(
+            &["eva@ext.example"],
+            rcgen::KeyUsagePurpose::KeyAgreement,
+            30,
+        );
+        assert_eq!(
+            field(entries_for(&other, "dan@ext.example", now).unwrap_err()),
+            "key"
+        );
         let signing = cert(
             &["dan@ext.example"],
             rcgen::KeyUsagePurpose::DigitalSignature,
             30,
         );
-        assert_eq!(field(entries_for(&signing, "dan@ext.example", now).unwrap_err()), "key");
-        let expired = cert(&["dan@ext.example"], rcgen::KeyUsagePurpose::KeyAgreement, -1);
-        assert_eq!(field(entries_for(&expired, "dan@ext.example", now).unwrap_err()), "key");
-        assert_eq!(field(entries_for(b"  \n", "dan@ext.example", now).unwrap_err()), "key");
         assert_eq!(
-            field(entries_for(b"-----BEGIN CERTIFICATE-----\nnope\n", "dan@ext.example", now).unwrap_err()),
+            field(entries_for(&signing, "dan@ext.example", now).unwrap_err()),
+            "key"
+        );
+        let expired = cert(
+            &["dan@ext.example"],
+            rcgen::KeyUsagePurpose::KeyAgreement,
+            -1,
+        );
+        assert_eq!(
+            field(entries_for(&expired, "dan@ext.example", now).unwrap_err()),
+            "key"
+        );
+        assert_eq!(
+            field(entries_for(b"  \n", "dan@ext.example", now).unwrap_err()),
+            "key"
+        );
+        assert_eq!(
+            field(
+                entries_for(
+                    b"-----BEGIN CERTIFICATE-----\nnope\n",
+                    "dan@ext.example",
+                    now
+                )
+                .unwrap_err()
+            ),
             "key"
         );
     }
 }
-

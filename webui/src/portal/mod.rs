@@ -28,9 +28,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use sealgate_api::ServiceError;
-use sealgate_api::portal::{
-    MessageSummary, MessageView, PortalLogin, PortalService, Preferences,
-};
+use sealgate_api::portal::{MessageSummary, MessageView, PortalLogin, PortalService, Preferences};
 use serde::Deserialize;
 
 use crate::server::{ClientAddr, Limits};
@@ -85,8 +83,14 @@ pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
         .route("/message/{id}/reply", post(view_reply_post))
         .route("/preferences", get(view_preferences_get))
         .route("/preferences/key", post(view_preferences_key_post))
-        .route("/preferences/language", post(view_preferences_language_post))
-        .route("/preferences/password", post(view_preferences_password_post))
+        .route(
+            "/preferences/language",
+            post(view_preferences_language_post),
+        )
+        .route(
+            "/preferences/password",
+            post(view_preferences_password_post),
+        )
         .route("/static/{file}", get(crate::assets::view_static_get))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { crate::WebError::NotFound.into_response() })
