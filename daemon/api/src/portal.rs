@@ -79,6 +79,43 @@ pub struct AttachmentData {
     pub bytes: Vec<u8>,
 }
 
+/// A key or certificate the directory holds for the session's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnKey {
+    /// `S/MIME` or `OpenPGP`.
+    pub kind: String,
+    pub fingerprint: String,
+    /// When it stops being usable (ms since the epoch).
+    pub expires_ms: u64,
+    /// Whether mail to the address can be encrypted with it now.
+    pub usable: bool,
+    /// Who vouched for it: `portal` for one the recipient uploaded here,
+    /// else the directory's level (`manual`, `wkd`, …).
+    pub trust: String,
+}
+
+/// The recipient's own settings, as the preferences page shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preferences {
+    pub address: String,
+    /// The notification's language chosen by the recipient; `None`: the
+    /// domain's (`effective_language`).
+    pub language: Option<String>,
+    pub effective_language: String,
+    /// The languages to choose from.
+    pub languages: Vec<String>,
+    /// Keys and certificates mail to this address is encrypted with
+    /// instead of coming to the portal.
+    pub keys: Vec<OwnKey>,
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUploaded {
+    /// What was stored (mail held for the address is decided again).
+    pub keys: Vec<OwnKey>,
+}
+
 /// The portal's operations, implemented once by the daemon.
 pub trait PortalService: Send + Sync {
     /// Sends a one-time code to `address` if the portal holds mail for it
@@ -159,4 +196,38 @@ pub trait PortalService: Send + Sync {
         id: &'a str,
         text: &'a str,
     ) -> BoxFuture<'a, Result<String, ServiceError>>;
+
+    /// The session's preferences.
+    fn preferences<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<Preferences, ServiceError>>;
+
+    /// The notification language for the session's address (`None`: the
+    /// domain's).
+    fn set_language<'a>(
+        &'a self,
+        session: &'a str,
+        language: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), ServiceError>>;
+
+    /// An S/MIME certificate or OpenPGP key for the session's address:
+    /// stored in the directory with the `portal` trust level for that
+    /// address only (other addresses it names are ignored), so the next
+    /// mail is encrypted with it; mail held for the address is decided
+    /// again at once.
+    fn upload_key<'a>(
+        &'a self,
+        session: &'a str,
+        data: &'a [u8],
+    ) -> BoxFuture<'a, Result<KeyUploaded, ServiceError>>;
+
+    /// A new password, given the current one; other sessions of the
+    /// address end.
+    fn change_password<'a>(
+        &'a self,
+        session: &'a str,
+        current: &'a str,
+        new: &'a str,
+    ) -> BoxFuture<'a, Result<(), ServiceError>>;
 }

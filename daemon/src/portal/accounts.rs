@@ -44,6 +44,9 @@ struct Account {
     failures: u32,
     locked_until_ms: u64,
     created_ms: u64,
+    /// The notification language the recipient chose (`None`: the domain's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    language: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,6 +203,8 @@ impl PortalAccounts {
             .map_err(|e| ServiceError::Invalid { errors: vec![e] })?;
         self.take_code(&key, code)?;
         let hash = password::hash(new_password).map_err(ServiceError::failed)?;
+        // A reset keeps what the recipient chose.
+        let language = Self::get::<Account>(&self.accounts, &key)?.and_then(|a| a.language);
         let account = Account {
             address: key.clone(),
             password_hash: hash,
@@ -208,6 +213,7 @@ impl PortalAccounts {
             failures: 0,
             locked_until_ms: 0,
             created_ms: now_ms(),
+            language,
         };
         Self::put(&self.accounts, &key, &account)?;
         // A reset ends every session of the address.
@@ -315,6 +321,67 @@ impl PortalAccounts {
         }
     }
 
+    /// The notification language `address` chose, if it has an account
+    /// and chose one.
+    pub fn language(&self, address: &str) -> Result<Option<String>, ServiceError> {
+        Ok(
+            Self::get::<Account>(&self.accounts, &address.to_ascii_lowercase())?
+                .and_then(|a| a.language),
+        )
+    }
+
+    /// Sets (or with `None` clears) the notification language of an
+    /// existing account.
+    pub fn set_language(&self, address: &str, language: Option<&str>) -> Result<(), ServiceError> {
+        let key = address.to_ascii_lowercase();
+        let Some(mut account) = Self::get::<Account>(&self.accounts, &key)? else {
+            return Err(ServiceError::NotFound {
+                what: "account".into(),
+            });
+        };
+        account.language = language.map(str::to_owned);
+        Self::put(&self.accounts, &key, &account)
+    }
+
+    /// A new password for the account of a live session, given the
+    /// current one. Every other session of the address ends; `keep` (the
+    /// session that asked) goes on. A wrong current password counts as a
+    /// failed login (lockout included).
+    pub fn change_password(
+        &self,
+        address: &str,
+        keep: &str,
+        current: &str,
+        new_password: &str,
+        lockout: (u32, u64),
+    ) -> Result<(), ServiceError> {
+        let key = address.to_ascii_lowercase();
+        let Some(mut account) = Self::get::<Account>(&self.accounts, &key)? else {
+            return Err(ServiceError::NotFound {
+                what: "account".into(),
+            });
+        };
+        if !password::verify(current, &account.password_hash) {
+            account.failures += 1;
+            if account.failures >= lockout.0 {
+                account.failures = 0;
+                account.locked_until_ms = now_ms().saturating_add(lockout.1.saturating_mul(1000));
+            }
+            Self::put(&self.accounts, &key, &account)?;
+            return Err(ServiceError::invalid(
+                "current",
+                "The current password is not right.",
+            ));
+        }
+        password::check(new_password, &key, "new")
+            .map_err(|e| ServiceError::Invalid { errors: vec![e] })?;
+        account.password_hash = password::hash(new_password).map_err(ServiceError::failed)?;
+        account.failures = 0;
+        Self::put(&self.accounts, &key, &account)?;
+        let kept = format!("s:{}", sha256_hex(keep));
+        self.end_sessions_where(&key, |k| k != kept.as_bytes())
+    }
+
     fn open_session(&self, address: &str) -> Result<String, ServiceError> {
         let id = new_token()?;
         let now = now_ms();
@@ -361,10 +428,20 @@ impl PortalAccounts {
     }
 
     fn end_sessions_of(&self, address: &str) -> Result<(), ServiceError> {
+        self.end_sessions_where(address, |_| true)
+    }
+
+    /// Ends the sessions of `address` whose storage key `pick` accepts.
+    fn end_sessions_where(
+        &self,
+        address: &str,
+        pick: impl Fn(&[u8]) -> bool,
+    ) -> Result<(), ServiceError> {
         let mut ended = Vec::new();
         for item in self.sessions.scan_prefix(b"s:").map_err(storage)? {
             let (k, v) = item.map_err(storage)?;
-            if serde_json::from_slice::<Session>(&v).is_ok_and(|s| s.address == address) {
+            if pick(&k) && serde_json::from_slice::<Session>(&v).is_ok_and(|s| s.address == address)
+            {
                 ended.push(k);
             }
         }
@@ -460,6 +537,82 @@ mod tests {
         assert!(
             a.login("dan@ext.example", GOOD, Some(&first), true, (9, 60))
                 .is_err()
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn password_change_needs_the_current_one_and_ends_other_sessions() {
+        let (dir, a) = accounts();
+        let code = a.new_code("dan@ext.example").unwrap().unwrap();
+        let Outcome::Session(here) = a.enrol("dan@ext.example", &code, GOOD, false).unwrap() else {
+            panic!("no session");
+        };
+        let Outcome::Session(elsewhere) = a
+            .login("dan@ext.example", GOOD, None, false, (3, 60))
+            .unwrap()
+        else {
+            panic!("no session");
+        };
+        const NEW: &str = "amber lantern cobalt fjord";
+        let wrong = a
+            .change_password("dan@ext.example", &here, "wrong", NEW, (3, 60))
+            .unwrap_err();
+        assert!(
+            matches!(wrong, ServiceError::Invalid { ref errors } if errors[0].key == "current")
+        );
+        let weak = a
+            .change_password("dan@ext.example", &here, GOOD, "password1234", (3, 60))
+            .unwrap_err();
+        assert!(matches!(weak, ServiceError::Invalid { ref errors } if errors[0].key == "new"));
+        // Both sessions still live after refused changes.
+        assert!(a.session(&elsewhere).is_ok());
+        a.change_password("dan@ext.example", &here, GOOD, NEW, (3, 60))
+            .unwrap();
+        assert_eq!(a.session(&here).unwrap(), "dan@ext.example");
+        assert!(a.session(&elsewhere).is_err());
+        assert!(
+            a.login("dan@ext.example", GOOD, None, false, (9, 60))
+                .is_err()
+        );
+        assert!(
+            a.login("dan@ext.example", NEW, None, false, (9, 60))
+                .is_ok()
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn language_is_kept_across_a_reset() {
+        let (dir, a) = accounts();
+        assert!(a.set_language("dan@ext.example", Some("de")).is_err());
+        let code = a.new_code("dan@ext.example").unwrap().unwrap();
+        a.enrol("dan@ext.example", &code, GOOD, false).unwrap();
+        assert_eq!(a.language("Dan@ext.example").unwrap(), None);
+        a.set_language("dan@ext.example", Some("de")).unwrap();
+        assert_eq!(
+            a.language("dan@ext.example").unwrap().as_deref(),
+            Some("de")
+        );
+        // A reset (new code, new password) keeps the choice.
+        let accounts = a.accounts.clone();
+        let mut stored: Account =
+            serde_json::from_slice(&accounts.get(b"dan@ext.example").unwrap().unwrap()).unwrap();
+        stored.created_ms = 0;
+        PortalAccounts::put(&accounts, "dan@ext.example", &stored).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        a.codes.remove(b"dan@ext.example").unwrap();
+        let code = a.new_code("dan@ext.example").unwrap().unwrap();
+        a.enrol(
+            "dan@ext.example",
+            &code,
+            "amber lantern cobalt fjord",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            a.language("dan@ext.example").unwrap().as_deref(),
+            Some("de")
         );
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -145,16 +145,18 @@ fn head(config: &Config, recipient: &Address, subject: &str, tag: &str) -> Strin
     )
 }
 
-/// The notification that a message from `sender` waits for `recipient`.
+/// The notification that a message from `sender` waits for `recipient`,
+/// in `language` (the recipient's choice) or else the domain's.
 pub fn notification(
     config: &Config,
     sender: &str,
     recipient: &Address,
     queue_id: &str,
+    language: Option<&str>,
 ) -> (Envelope, Vec<u8>) {
     let settings = &config.portal.settings;
     let domain = recipient.domain_lower();
-    let texts = texts(settings.language_for(&domain));
+    let texts = texts(language.unwrap_or_else(|| settings.language_for(&domain)));
     let link = link(settings, &recipient.to_string());
     let days = settings.retention_for(&domain);
     let rcpt = recipient.to_string();
@@ -202,10 +204,16 @@ pub fn notification(
     (envelope(config, recipient, tag), out.into_bytes())
 }
 
-/// The mail carrying a one-time code to `recipient`.
-pub fn code_mail(config: &Config, recipient: &Address, code: &str) -> (Envelope, Vec<u8>) {
+/// The mail carrying a one-time code to `recipient`, in `language` (the
+/// recipient's choice) or else the domain's.
+pub fn code_mail(
+    config: &Config,
+    recipient: &Address,
+    code: &str,
+    language: Option<&str>,
+) -> (Envelope, Vec<u8>) {
     let domain = recipient.domain_lower();
-    let texts = texts(config.portal.settings.language_for(&domain));
+    let texts = texts(language.unwrap_or_else(|| config.portal.settings.language_for(&domain)));
     let tag = "portal-code".to_owned();
     let mut out = head(config, recipient, texts.code_subject, &tag);
     out.push_str(&format!(
@@ -252,7 +260,7 @@ mod tests {
             .domain_language
             .insert("ext.de".into(), "de".into());
         let rcpt = Address::parse("dan+x@ext.example").unwrap();
-        let (env, mail) = notification(&config, "alice@example.org", &rcpt, "Q1");
+        let (env, mail) = notification(&config, "alice@example.org", &rcpt, "Q1", None);
         assert!(env.gateway_notice && env.sender.is_none());
         let text = decoded(&mail);
         assert!(
@@ -265,10 +273,16 @@ mod tests {
         );
         assert!(text.contains("30 days"));
         let rcpt = Address::parse("eva@ext.de").unwrap();
-        let text = decoded(&notification(&config, "<b>x</b>@example.org", &rcpt, "Q2").1);
+        let text = decoded(&notification(&config, "<b>x</b>@example.org", &rcpt, "Q2", None).1);
         assert!(text.contains("Vertrauliche Nachricht"), "{text}");
         assert!(text.contains("&lt;b&gt;x&lt;/b&gt;@example.org"), "{text}");
         assert!(!text.contains("<b>x</b>@example.org</pre>"));
+        // The recipient's own choice wins over the domain's.
+        let text = decoded(&notification(&config, "alice@example.org", &rcpt, "Q3", Some("en")).1);
+        assert!(
+            text.contains("Secure message from alice@example.org"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -277,7 +291,7 @@ mod tests {
         config.portal.settings.notification_text =
             Some("Mail from {sender} for {recipient}: {link} ({days} days)".into());
         let rcpt = Address::parse("dan@ext.example").unwrap();
-        let text = decoded(&notification(&config, "alice@example.org", &rcpt, "Q1").1);
+        let text = decoded(&notification(&config, "alice@example.org", &rcpt, "Q1", None).1);
         assert!(text.contains(
             "Mail from alice@example.org for dan@ext.example: https://127.0.0.1:8444/?address=dan%40ext.example (30 days)"
         ), "{text}");

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use sealgate_api::portal::{
-    AttachmentData, MessageSummary, MessageView, PortalLogin, PortalService,
+    AttachmentData, KeyUploaded, MessageSummary, MessageView, OwnKey, PortalLogin, PortalService,
+    Preferences,
 };
 use sealgate_api::{BoxFuture, ServiceError};
 
@@ -63,7 +64,13 @@ pub async fn deliver(
     } else {
         sender
     };
-    let (env, mail) = super::notify::notification(config, &named, &recipient, queue_id);
+    let language = queue
+        .portal()
+        .accounts
+        .language(&recipient.to_string())
+        .unwrap_or_default();
+    let (env, mail) =
+        super::notify::notification(config, &named, &recipient, queue_id, language.as_deref());
     let notice = match queue.inject(&env, &mail).await {
         Ok(id) => format!("notification queued as {id}"),
         Err(e) => {
@@ -151,6 +158,17 @@ impl PortalServer {
         })
     }
 
+    /// The directory's keys for `address`, as the preferences page shows them.
+    fn own_keys(&self, address: &str) -> Result<Vec<OwnKey>, ServiceError> {
+        let now = now_ms();
+        let entries = self
+            .queue
+            .directory()
+            .lookup(address)
+            .map_err(|e| storage_error(&e))?;
+        Ok(entries.iter().map(|e| own_key(e, now)).collect())
+    }
+
     fn clone_handle(&self) -> PortalServer {
         PortalServer {
             queue: self.queue.clone(),
@@ -183,7 +201,9 @@ impl PortalService for PortalServer {
             let Some(code) = self.portal().accounts.new_code(&text)? else {
                 return Ok(());
             };
-            let (env, mail) = super::notify::code_mail(&self.config(), &address, &code);
+            let language = self.portal().accounts.language(&text)?;
+            let (env, mail) =
+                super::notify::code_mail(&self.config(), &address, &code, language.as_deref());
             match self.queue.inject(&env, &mail).await {
                 Ok(id) => self.track(id.as_str(), &text, "one-time code sent"),
                 Err(e) => {
@@ -426,6 +446,211 @@ impl PortalService for PortalServer {
             Ok(queued.to_string())
         })
     }
+
+    fn preferences<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<Preferences, ServiceError>> {
+        let me = self.clone_handle();
+        let session = session.to_owned();
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let domain = address.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
+            let config = me.config();
+            Ok(Preferences {
+                language: me.portal().accounts.language(&address)?,
+                effective_language: config.portal.settings.language_for(&domain).to_owned(),
+                languages: super::notify::LANGUAGES
+                    .iter()
+                    .map(|l| (*l).to_owned())
+                    .collect(),
+                keys: me.own_keys(&address)?,
+                address,
+            })
+        })
+    }
+
+    fn set_language<'a>(
+        &'a self,
+        session: &'a str,
+        language: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(async move {
+            let address = self.address_of(session)?;
+            if let Some(l) = language
+                && !super::notify::LANGUAGES.contains(&l)
+            {
+                return Err(ServiceError::invalid(
+                    "language",
+                    "Choose one of the languages listed.",
+                ));
+            }
+            self.portal().accounts.set_language(&address, language)?;
+            self.track(
+                "-",
+                &address,
+                &format!("language set to {}", language.unwrap_or("the domain's")),
+            );
+            Ok(())
+        })
+    }
+
+    fn upload_key<'a>(
+        &'a self,
+        session: &'a str,
+        data: &'a [u8],
+    ) -> BoxFuture<'a, Result<KeyUploaded, ServiceError>> {
+        let me = self.clone_handle();
+        let (session, data) = (session.to_owned(), data.to_vec());
+        Box::pin(async move {
+            let (address, stored) = Self::blocking(move || {
+                let address = me.address_of(&session)?;
+                let now = now_ms();
+                let directory = me.queue.directory();
+                let mut entries = entries_for(&data, &address, now)?;
+                // An entry the directory already has keeps the addresses
+                // it serves; this upload adds this one.
+                for e in &mut entries {
+                    if let Some(known) = directory
+                        .get(&e.fingerprint)
+                        .map_err(|e| storage_error(&e))?
+                    {
+                        for a in known.addresses {
+                            if !e.addresses.contains(&a) {
+                                e.addresses.push(a);
+                            }
+                        }
+                    }
+                }
+                let stored = directory.store(entries).map_err(|e| storage_error(&e))?;
+                Ok((address, stored))
+            })
+            .await?;
+            let now = now_ms();
+            let fingerprints: Vec<&str> = stored.iter().map(|e| e.fingerprint.as_str()).collect();
+            self.track(
+                "-",
+                &address,
+                &format!("key uploaded by the recipient: {}", fingerprints.join(", ")),
+            );
+            // Held mail for the address is decided again now.
+            let _ = self
+                .queue
+                .request(crate::queue::SchedulerRequest::KeysArrived(vec![
+                    address.clone(),
+                ]));
+            Ok(KeyUploaded {
+                keys: stored.iter().map(|e| own_key(e, now)).collect(),
+            })
+        })
+    }
+
+    fn change_password<'a>(
+        &'a self,
+        session: &'a str,
+        current: &'a str,
+        new: &'a str,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        let me = self.clone_handle();
+        let (session, current, new) = (session.to_owned(), current.to_owned(), new.to_owned());
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let settings = &me.config().portal.settings;
+            me.portal().accounts.change_password(
+                &address,
+                &session,
+                &current,
+                &new,
+                (settings.lockout_after, settings.lockout_secs),
+            )?;
+            me.track(
+                "-",
+                &address,
+                "password changed by the recipient; other sessions ended",
+            );
+            Ok(())
+        })
+    }
+}
+
+fn storage_error(e: &dyn std::fmt::Display) -> ServiceError {
+    tracing::warn!(error = %e, "portal: directory storage failed");
+    ServiceError::Unavailable {
+        what: "the key directory".into(),
+    }
+}
+
+fn own_key(e: &crate::directory::Entry, now: u64) -> OwnKey {
+    OwnKey {
+        kind: match e.kind {
+            crate::directory::Kind::Smime => "S/MIME",
+            crate::directory::Kind::Openpgp => "OpenPGP",
+        }
+        .to_owned(),
+        fingerprint: e.fingerprint.clone(),
+        expires_ms: e.not_after_ms,
+        usable: e.usable(now),
+        trust: e.trust.as_str().to_owned(),
+    }
+}
+
+/// Parses an upload into directory entries for `address` alone, with the
+/// `portal` level: the recipient proved control of `address` and of
+/// nothing else, so whatever else a certificate names is not taken from
+/// here. Refused (naming the field `key`) when nothing in it is for
+/// `address` or can encrypt now.
+pub fn entries_for(
+    data: &[u8],
+    address: &str,
+    now: u64,
+) -> Result<Vec<crate::directory::Entry>, ServiceError> {
+    use crate::directory::{DirectoryError, Trust, parse_openpgp, parse_x509};
+    let invalid = |m: &str| ServiceError::invalid("key", m);
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Err(invalid("Choose a file or paste a certificate or key."));
+    }
+    let source = format!("portal:{address}");
+    let text = String::from_utf8_lossy(data.get(..data.len().min(4096)).unwrap_or(&[]));
+    let parsed = if text.contains("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+        || data.first().is_some_and(|b| b & 0x80 != 0)
+    {
+        parse_openpgp(data, Trust::Portal, &source, now)
+    } else {
+        parse_x509(data, None, Trust::Portal, &source, now)
+    };
+    let entries = match parsed {
+        Ok(e) => e,
+        Err(e @ DirectoryError::Storage(_)) => return Err(storage_error(&e)),
+        Err(DirectoryError::NoAddress) => {
+            return Err(invalid(&format!(
+                "This certificate names no e-mail address: it must name {address}."
+            )));
+        }
+        Err(e) => {
+            return Err(invalid(&format!(
+                "This is not an S/MIME certificate or OpenPGP public key we can use: {e}."
+            )));
+        }
+    };
+    let mine: Vec<_> = entries
+        .into_iter()
+        .filter(|e| e.domain.is_none() && e.addresses.iter().any(|a| a == address))
+        .map(|mut e| {
+            e.addresses = vec![address.to_owned()];
+            e
+        })
+        .collect();
+    if mine.is_empty() {
+        return Err(invalid(&format!(
+            "Nothing in this file is for {address}: the certificate or key must name your address."
+        )));
+    }
+    if !mine.iter().any(|e| e.usable(now)) {
+        return Err(invalid(
+            "This certificate or key cannot be used to encrypt (expired, not yet valid, or for signing only).",
+        ));
+    }
+    Ok(mine)
 }
 
 /// Destroys expired portal messages every ten minutes (each a tracking event).
@@ -453,5 +678,88 @@ pub async fn expire_loop(queue: Queue) {
             Ok(Err(e)) => tracing::warn!(error = %e, "portal expiry failed; tried again later"),
             Err(e) => tracing::warn!(error = %e, "portal expiry stopped"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+    use super::*;
+
+    fn cert(emails: &[&str], usage: rcgen::KeyUsagePurpose, days: i64) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = emails
+            .iter()
+            .map(|e| rcgen::SanType::Rfc822Name((*e).try_into().unwrap()))
+            .collect();
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(2);
+        params.not_after = now + time::Duration::days(days);
+        params.key_usages = vec![usage];
+        params.self_signed(&key).unwrap().pem().into_bytes()
+    }
+
+    #[test]
+    fn an_upload_serves_the_session_address_alone_at_the_portal_level() {
+        let now = now_ms();
+        let both = cert(
+            &["dan@ext.example", "ceo@ext.example"],
+            rcgen::KeyUsagePurpose::KeyAgreement,
+            30,
+        );
+        let entries = entries_for(&both, "dan@ext.example", now).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].addresses, vec!["dan@ext.example".to_owned()]);
+        assert_eq!(entries[0].trust, crate::directory::Trust::Portal);
+        assert_eq!(entries[0].source, "portal:dan@ext.example");
+        let field = |e: ServiceError| match e {
+            ServiceError::Invalid { errors } => errors[0].key.clone(),
+            other => panic!("{other:?}"),
+        };
+        // Someone else's certificate, a signing-only one, an expired one,
+        // nothing, and garbage: refused next to the field.
+        let other = cert(
+            &["eva@ext.example"],
+            rcgen::KeyUsagePurpose::KeyAgreement,
+            30,
+        );
+        assert_eq!(
+            field(entries_for(&other, "dan@ext.example", now).unwrap_err()),
+            "key"
+        );
+        let signing = cert(
+            &["dan@ext.example"],
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            30,
+        );
+        assert_eq!(
+            field(entries_for(&signing, "dan@ext.example", now).unwrap_err()),
+            "key"
+        );
+        let expired = cert(
+            &["dan@ext.example"],
+            rcgen::KeyUsagePurpose::KeyAgreement,
+            -1,
+        );
+        assert_eq!(
+            field(entries_for(&expired, "dan@ext.example", now).unwrap_err()),
+            "key"
+        );
+        assert_eq!(
+            field(entries_for(b"  \n", "dan@ext.example", now).unwrap_err()),
+            "key"
+        );
+        assert_eq!(
+            field(
+                entries_for(
+                    b"-----BEGIN CERTIFICATE-----\nnope\n",
+                    "dan@ext.example",
+                    now
+                )
+                .unwrap_err()
+            ),
+            "key"
+        );
     }
 }

@@ -28,7 +28,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use sealgate_api::ServiceError;
-use sealgate_api::portal::{MessageSummary, MessageView, PortalLogin, PortalService};
+use sealgate_api::portal::{MessageSummary, MessageView, PortalLogin, PortalService, Preferences};
 use serde::Deserialize;
 
 use crate::server::{ClientAddr, Limits};
@@ -81,6 +81,16 @@ pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
         .route("/message/{id}/attachment/{n}", get(view_attachment_get))
         .route("/message/{id}/delete", post(view_delete_post))
         .route("/message/{id}/reply", post(view_reply_post))
+        .route("/preferences", get(view_preferences_get))
+        .route("/preferences/key", post(view_preferences_key_post))
+        .route(
+            "/preferences/language",
+            post(view_preferences_language_post),
+        )
+        .route(
+            "/preferences/password",
+            post(view_preferences_password_post),
+        )
         .route("/static/{file}", get(crate::assets::view_static_get))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { crate::WebError::NotFound.into_response() })
@@ -639,6 +649,156 @@ async fn view_reply_post(
     match state.service.reply(&reader.session, &id, &form.text).await {
         Ok(_) => Redirect::to("/inbox?done=replied").into_response(),
         Err(e) => error(&e),
+    }
+}
+
+// ---- preferences --------------------------------------------------------------
+
+/// A language's name in itself, for the preferences page.
+pub fn language_name(code: &str) -> &'static str {
+    match code {
+        "de" => "Deutsch",
+        "en" => "English",
+        _ => "another language",
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/preferences.html")]
+struct PreferencesPage {
+    address: String,
+    prefs: Preferences,
+    notice: Option<&'static str>,
+    errors: crate::views::Errors,
+}
+
+async fn preferences_page(
+    state: &PortalState,
+    reader: &Reader,
+    notice: Option<&'static str>,
+    errors: crate::views::Errors,
+) -> Response {
+    let refused = !errors.is_empty();
+    match state.service.preferences(&reader.session).await {
+        Ok(prefs) => {
+            let mut r = render(&PreferencesPage {
+                address: reader.address.clone(),
+                prefs,
+                notice,
+                errors,
+            });
+            if refused {
+                *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            }
+            r
+        }
+        Err(e) => error(&e),
+    }
+}
+
+async fn view_preferences_get(
+    State(state): State<PortalState>,
+    reader: Reader,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    let notice = match q.done.as_deref() {
+        Some("key") => Some(
+            "Your key is stored: mail for you is encrypted to it from now on, and mail waiting for a key is being sent.",
+        ),
+        Some("language") => Some("Your language is saved."),
+        Some("password") => Some("Your password is changed; your other sessions have ended."),
+        _ => None,
+    };
+    preferences_page(&state, &reader, notice, crate::views::Errors::default()).await
+}
+
+/// Answers a refused form on the page, anything else as an error page.
+async fn refused_or(state: &PortalState, reader: &Reader, e: ServiceError) -> Response {
+    match e {
+        ServiceError::Invalid { errors } => {
+            preferences_page(state, reader, None, crate::views::Errors(errors)).await
+        }
+        e => error(&e),
+    }
+}
+
+async fn view_preferences_key_post(
+    State(state): State<PortalState>,
+    reader: Reader,
+    request: Request,
+) -> Response {
+    let form = match crate::views::multipart::read(request).await {
+        Ok(f) => f,
+        Err(e) => return crate::WebError::BadRequest(e).into_response(),
+    };
+    let data = form.file_or_text("file", "text").unwrap_or_default();
+    match state.service.upload_key(&reader.session, &data).await {
+        Ok(_) => Redirect::to("/preferences?done=key").into_response(),
+        Err(e) => refused_or(&state, &reader, e).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct LanguageForm {
+    #[serde(default)]
+    language: String,
+}
+
+async fn view_preferences_language_post(
+    State(state): State<PortalState>,
+    reader: Reader,
+    Form(form): Form<LanguageForm>,
+) -> Response {
+    let language = Some(form.language.trim()).filter(|l| !l.is_empty());
+    match state.service.set_language(&reader.session, language).await {
+        Ok(()) => Redirect::to("/preferences?done=language").into_response(),
+        Err(e) => refused_or(&state, &reader, e).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    current: String,
+    new: String,
+}
+
+async fn view_preferences_password_post(
+    State(state): State<PortalState>,
+    reader: Reader,
+    addr: Option<axum::Extension<ClientAddr>>,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let ip = client(addr.as_ref().map(|a| &a.0));
+    if let Err(wait) = state.throttle.check(ip) {
+        return refused_or(
+            &state,
+            &reader,
+            ServiceError::invalid(
+                "current",
+                format!(
+                    "Too many attempts from your address. Try again in {} seconds.",
+                    wait.as_secs().max(1)
+                ),
+            ),
+        )
+        .await;
+    }
+    match state
+        .service
+        .change_password(&reader.session, &form.current, &form.new)
+        .await
+    {
+        Ok(()) => {
+            state.throttle.succeeded(ip);
+            Redirect::to("/preferences?done=password").into_response()
+        }
+        Err(e) => {
+            if matches!(&e, ServiceError::Invalid { errors } if errors.iter().any(|f| f.key == "current"))
+            {
+                state.throttle.failed(ip);
+            }
+            refused_or(&state, &reader, e).await
+        }
     }
 }
 
