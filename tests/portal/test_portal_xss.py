@@ -1,7 +1,8 @@
 """The XSS corpus (tests/web/data/xss-vectors.json) in the portal: every
-vector as a Subject, a display name, an attachment name and an HTML body
-of real mail delivered to the portal, shown in the inbox and on the
-message page (whose HTML body is the sandboxed frame). After every page:
+vector as a Subject, a display name, an attachment name, a plain text
+body and an HTML body (the two as alternatives) of real mail delivered to
+the portal, shown in the inbox and on the message page (whose HTML body
+is the sandboxed frame; the plain text is on the page itself). After every page:
 no dialog, no element or handler a payload made, no request that left
 the page (Chromium's network log, and a trap every other host name
 resolves to)."""
@@ -33,6 +34,7 @@ def _message(v: dict, n: int) -> bytes:
     html = payload.encode("utf-8")
     import base64
     body = base64.encodebytes(b"<p>vector " + v["id"].encode() + b"</p>" + html).decode().replace("\n", "\r\n")
+    text = base64.encodebytes(b"vector " + v["id"].encode() + b"\n" + html).decode().replace("\n", "\r\n")
     return (
         f"From: {_encoded_word(payload)} <sender{n}@example.org>\r\n"
         f"To: <dan@partner.example>\r\n"
@@ -40,8 +42,12 @@ def _message(v: dict, n: int) -> bytes:
         f"Message-ID: <xss-{n}@example.org>\r\n"
         "MIME-Version: 1.0\r\n"
         'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
-        "--b\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        "--b\r\nContent-Type: multipart/alternative; boundary=\"a\"\r\n\r\n"
+        "--a\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + text +
+        "--a\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
         + body +
+        "--a--\r\n"
         "--b\r\nContent-Type: application/octet-stream\r\n"
         f"Content-Disposition: attachment;\r\n {_filename(payload)}\r\n"
         "Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n"
@@ -84,6 +90,9 @@ def test_the_corpus_is_inert_in_the_portal(portal_gateway, trapped):
     assert_inert(b, trap, origin, "inbox")
     for msg_id in ids:
         b.open(origin + f"/message/{msg_id}")
+        # The plain text alternative is on the page itself (escaped).
+        shown = b.driver.find_element("css selector", "pre.mail-text").get_attribute("textContent")
+        assert shown.startswith("vector "), (msg_id, shown[:200])
         assert_inert_with_body_frame(b, trap, origin, f"message {msg_id}")
 
 
