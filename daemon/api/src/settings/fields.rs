@@ -281,8 +281,17 @@ pub fn sample_all_set() -> Settings {
     use super::policy::{Action, Rule};
     use super::{IpNetwork, LdapSettings, trust};
     use std::path::PathBuf;
-    let mut s = Settings::default();
-    s.hostname = "gw.example.org".into();
+    let mut s = Settings {
+        hostname: "gw.example.org".into(),
+        ldap: Some(LdapSettings {
+            url: "ldaps://ldap.example.org:636".into(),
+            bind_dn: "cn=gw,dc=example,dc=org".into(),
+            bind_password_file: Some(PathBuf::from("/etc/sealgate/ldap.pw")),
+            base_dn: "dc=example,dc=org".into(),
+            ..LdapSettings::default()
+        }),
+        ..Settings::default()
+    };
     s.smtp.tls_certificate = Some(PathBuf::from("/etc/sealgate/tls.pem"));
     s.smtp.tls_private_key = Some(PathBuf::from("/etc/sealgate/tls.key"));
     s.relay.domains = vec!["example.org".into(), "example.net".into()];
@@ -324,13 +333,6 @@ pub fn sample_all_set() -> Settings {
     );
     s.groups
         .insert("finance".into(), vec!["alice@example.org".into()]);
-    s.ldap = Some(LdapSettings {
-        url: "ldaps://ldap.example.org:636".into(),
-        bind_dn: "cn=gw,dc=example,dc=org".into(),
-        bind_password_file: Some(PathBuf::from("/etc/sealgate/ldap.pw")),
-        base_dn: "dc=example,dc=org".into(),
-        ..LdapSettings::default()
-    });
     s.invitations.from = Some("keys@example.org".into());
     s.outbound_tls
         .domain

@@ -33,8 +33,10 @@ fn tree(settings: &Settings) -> Result<Value, FieldError> {
 /// The defaults with the optional tables present: what their fields show
 /// while a table is unset, and what a table starts as when it is turned on.
 fn shape() -> Value {
-    let mut s = Settings::default();
-    s.ldap = Some(Default::default());
+    let mut s = Settings {
+        ldap: Some(Default::default()),
+        ..Settings::default()
+    };
     s.discovery.ldap = Some(Default::default());
     serde_json::to_value(s).unwrap_or(Value::Null)
 }
@@ -363,7 +365,12 @@ pub fn views(section: &str, raw: &Raw, errors: &super::super::Errors) -> Vec<Fie
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
     use super::*;
     use sealgate_api::settings::fields::{SECTIONS, sample_all_set};
 
