@@ -168,9 +168,15 @@ pub fn app(state: WebState, limits: &Limits) -> Router {
             "/policy/dry-run",
             get(views::policy::view_dry_run_get).post(views::policy::view_dry_run_post),
         )
+        .route("/settings", get(views::settings::view_settings_get))
         .route(
-            "/settings",
-            get(views::settings::view_settings_get).post(views::settings::view_settings_post),
+            "/settings/section/{name}",
+            post(views::settings::view_settings_section_post),
+        )
+        .route(
+            "/settings/toml",
+            get(views::settings::view_settings_toml_get)
+                .post(views::settings::view_settings_toml_post),
         )
         .route("/settings/history", get(views::settings::view_history_get))
         .route(

@@ -144,6 +144,7 @@ pub fn notice(code: Option<&str>) -> Option<&'static str> {
         "imported" => "Imported into the directory.",
         "removed" => "Removed from the directory.",
         "saved" => "Saved as a new settings version.",
+        "unchanged" => "Nothing changed: no new version was saved.",
         "rolled-back" => "Rolled back: the earlier version is in force as a new version.",
         "created" => "Account created. It enrols its second factor at its first login.",
         "updated" => "Account updated; its sessions were ended.",

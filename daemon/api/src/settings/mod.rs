@@ -20,6 +20,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub mod fields;
 pub mod policy;
 pub mod portal;
 pub mod trust;
