@@ -3,15 +3,19 @@
 //!
 //! - `received` events carry the message's Subject and Message-ID
 //!   ([`Labels`], read from the header section at acceptance, bounded).
-//! - [`Tracker::messages`] walks the events newest first from the end of
+//! - [`Tracker::messages`] reads the message index (`super::index`): a
+//!   row per message in order of its first `received` event, walked
+//!   newest first until a page is full, so a page costs its rows (and the
+//!   rows the filters pass over), not the events in the window.
+//! - Until the index is built (an old data directory whose indexing
+//!   failed at open), it walks the events newest first from the end of
 //!   the window and builds one line per message when it reaches the
 //!   message's `received` events; the events after them (already passed)
-//!   give each recipient's latest state. It stops as soon as a page is
-//!   full, so the first page costs the events of that page, not of the
-//!   window.
+//!   give each recipient's latest state.
 //! - [`Tracker::count`] adds each `received` and `delivered` event to a
 //!   per-minute counter (tree `traffic`), so the 24-hour chart reads 1,440
-//!   small records, not a day of events.
+//!   small records, not a day of events; the latest failures come from
+//!   the index's `failures` tree.
 //!
 //! Trusts: the events it wrote; message headers are parsed bounded and
 //! only kept as text (the web page escapes them).
@@ -140,7 +144,22 @@ impl Tracker {
                 *slot = o;
             }
         }
-        // The latest failures: a short walk back from now.
+        let last_errors = if self.indexed() {
+            self.latest_failures(10)?
+        } else {
+            self.failures_by_walk()?
+        };
+        Ok(Traffic {
+            start_ms: first * 60_000,
+            bucket_ms: 60_000,
+            incoming,
+            outgoing,
+            last_errors,
+        })
+    }
+
+    /// The latest failures without the index: a short walk back from now.
+    pub(super) fn failures_by_walk(&self) -> sled::Result<Vec<Event>> {
         let mut last_errors = Vec::new();
         for (walked, item) in self.events.iter()?.rev().enumerate() {
             let (_, value) = item?;
@@ -156,17 +175,21 @@ impl Tracker {
                 last_errors.push(e);
             }
         }
-        Ok(Traffic {
-            start_ms: first * 60_000,
-            bucket_ms: 60_000,
-            incoming,
-            outgoing,
-            last_errors,
-        })
+        Ok(last_errors)
     }
 
     /// Messages matching `q`, newest first (see the module doc).
     pub fn messages(&self, q: &MessageQuery) -> sled::Result<Vec<MessageSummary>> {
+        if self.indexed() {
+            self.messages_indexed(q)
+        } else {
+            self.messages_by_walk(q)
+        }
+    }
+
+    /// Messages matching `q` by a walk over the events (before the index
+    /// is built).
+    pub(super) fn messages_by_walk(&self, q: &MessageQuery) -> sled::Result<Vec<MessageSummary>> {
         let limit = q.limit.unwrap_or(50).clamp(1, 500);
         let since = q.since_ms.unwrap_or(0);
         let until = q

@@ -5,8 +5,11 @@
 //!
 //! Events are append-only and keyed by time, so a time-range query is a
 //! range scan; sender and recipient filters are applied to that range.
+//! The message list reads an index by message instead ([`index`]), kept
+//! as events are written.
 //! Trusts: its callers (the daemon's own modules).
 
+mod index;
 pub mod messages;
 pub mod retention;
 
@@ -21,9 +24,17 @@ pub struct Tracker {
     /// Recipients received and delivered per minute (minute u64 BE →
     /// two u64 BE counters): the dashboard's chart without a scan.
     traffic: crate::db::Tree,
+    /// The message index and the latest failures ([`index`]).
+    message_index: crate::db::Tree,
+    message_ids: crate::db::Tree,
+    message_recipients: crate::db::Tree,
+    failures: crate::db::Tree,
+    meta: crate::db::Tree,
     db: crate::db::Db,
     node: String,
-    /// Events not written yet because the state store failed.
+    /// Events not written yet because the state store failed; its lock
+    /// is also the write lock (events and the index are written under
+    /// it).
     backlog: std::sync::Arc<std::sync::Mutex<Backlog>>,
     /// The settings version events are recorded under.
     version: Option<u64>,
@@ -39,15 +50,43 @@ pub const MAX_BACKLOG: usize = 20_000;
 static FALLBACK_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 62);
 
 impl Tracker {
+    /// Opens the store; events written before the message index existed
+    /// are indexed now (once; see [`Tracker::build_index`]).
     pub fn open(db: &crate::db::Db, node: &str) -> Tracker {
-        Tracker {
+        let tracker = Tracker {
             events: db.tree("events"),
             traffic: db.tree("traffic"),
+            message_index: db.tree("message_index"),
+            message_ids: db.tree("message_ids"),
+            message_recipients: db.tree("message_recipients"),
+            failures: db.tree("failures"),
+            meta: db.tree("tracking_meta"),
             db: db.clone(),
             node: node.to_string(),
             backlog: Default::default(),
             version: None,
+        };
+        if !tracker.indexed() {
+            let started = std::time::Instant::now();
+            match tracker.build_index() {
+                Ok(events) => tracing::info!(
+                    events,
+                    seconds = started.elapsed().as_secs(),
+                    "tracking: message index built"
+                ),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "tracking: message index not built; the message list walks the events"
+                ),
+            }
         }
+        tracker
+    }
+
+    fn write_lock(&self) -> std::sync::MutexGuard<'_, Backlog> {
+        self.backlog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The same store, recording events under settings version `version`
@@ -109,6 +148,18 @@ impl Tracker {
             subject: labels.and_then(|l| l.subject.clone()),
             message_id: labels.and_then(|l| l.message_id.clone()),
         };
+        self.write(event);
+    }
+
+    /// Counts, logs and stores an event.
+    fn write(&self, event: Event) {
+        let (queue_id, kind, direction) = (event.queue_id.as_str(), event.kind, event.direction);
+        let (sender, recipient, remote, detail) = (
+            event.sender.as_str(),
+            event.recipient.as_str(),
+            event.remote.as_str(),
+            event.detail.as_str(),
+        );
         self.count(&event);
         tracing::info!(
             queue_id,
@@ -131,7 +182,7 @@ impl Tracker {
         key.extend_from_slice(&event.time_ms.to_be_bytes());
         key.extend_from_slice(&seq.to_be_bytes());
         match serde_json::to_vec(&event) {
-            Ok(value) => self.store(key, value),
+            Ok(value) => self.store(key, value, &event),
             Err(e) => tracing::warn!(error = %e, "tracking event not encoded"),
         }
     }
@@ -139,14 +190,27 @@ impl Tracker {
     /// Writes an event; while the state store fails (a full disk), events
     /// wait in memory (at most [`MAX_BACKLOG`]) and are written once it
     /// works again, so tracking keeps what happened meanwhile.
-    fn store(&self, key: Vec<u8>, value: Vec<u8>) {
-        let mut backlog = self
-            .backlog
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// `event` is the decoded `value` (the index needs it; events from the
+    /// backlog are decoded again).
+    fn store(&self, key: Vec<u8>, value: Vec<u8>, event: &Event) {
+        let mut backlog = self.write_lock();
+        if backlog.is_empty() {
+            match self.events.insert(&key, value.as_slice()) {
+                Ok(()) => return self.index_logged(&key, &value, event),
+                Err(_) => {
+                    backlog.push_back((key, value));
+                    return;
+                }
+            }
+        }
         backlog.push_back((key, value));
+        self.drain(&mut backlog);
+    }
+
+    /// Writes waiting events in order until one fails.
+    fn drain(&self, backlog: &mut Backlog) {
         while let Some((key, value)) = backlog.pop_front() {
-            if let Err(e) = self.events.insert(&key, value.clone()) {
+            if let Err(e) = self.events.insert(&key, value.as_slice()) {
                 backlog.push_front((key, value));
                 if backlog.len() > MAX_BACKLOG {
                     backlog.pop_front();
@@ -154,24 +218,29 @@ impl Tracker {
                 }
                 return;
             }
+            if let Ok(event) = serde_json::from_slice::<Event>(&value) {
+                self.index_logged(&key, &value, &event);
+            }
+        }
+    }
+
+    /// Indexes a written event; a failure is logged (the event itself is
+    /// stored, and the drill-down still finds it).
+    fn index_logged(&self, key: &[u8], value: &[u8], event: &Event) {
+        if let Err(e) = self.index(key, value, event) {
+            tracing::warn!(error = %e, queue_id = %event.queue_id, "tracking event not indexed");
         }
     }
 
     /// Writes the events that waited for the state store.
     pub fn write_backlog(&self) {
-        let waiting = std::mem::take(
-            &mut *self
-                .backlog
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        for (key, value) in waiting {
-            self.store(key, value);
-        }
+        let mut backlog = self.write_lock();
+        self.drain(&mut backlog);
     }
 
-    /// Removes up to `batch` events older than `before_ms`; returns how
-    /// many (0: nothing older is left).
+    /// Removes up to `batch` events older than `before_ms`, and index rows
+    /// of messages received before it; returns how many of whichever
+    /// there were more of (0: nothing older is left).
     pub fn prune(&self, before_ms: u64, batch: usize) -> sled::Result<usize> {
         let mut old = Vec::with_capacity(batch.min(4096));
         for item in self.events.range(..before_ms.to_be_bytes().to_vec())? {
@@ -198,7 +267,8 @@ impl Tracker {
         for key in &old {
             self.events.remove(key)?;
         }
-        Ok(old.len())
+        let rows = self.prune_index(before_ms, batch)?;
+        Ok(old.len().max(rows))
     }
 
     /// Events matching `query`, oldest first. A storage error ends the
