@@ -386,12 +386,7 @@ impl Tracker {
     /// Messages matching `q` from the index, newest first: walks rows
     /// backwards from the window's end and stops when a page is full.
     pub(super) fn messages_indexed(&self, q: &MessageQuery) -> sled::Result<Vec<MessageSummary>> {
-        let limit = q.limit.unwrap_or(50).clamp(1, 500);
-        let since = q.since_ms.unwrap_or(0);
-        let until = q
-            .until_ms
-            .unwrap_or(u64::MAX)
-            .min(q.before_ms.map_or(u64::MAX, |b| b.saturating_sub(1)));
+        let (limit, since, until) = super::messages::page_bounds(q);
         if since > until {
             return Ok(Vec::new());
         }

@@ -190,12 +190,7 @@ impl Tracker {
     /// Messages matching `q` by a walk over the events (before the index
     /// is built).
     pub(super) fn messages_by_walk(&self, q: &MessageQuery) -> sled::Result<Vec<MessageSummary>> {
-        let limit = q.limit.unwrap_or(50).clamp(1, 500);
-        let since = q.since_ms.unwrap_or(0);
-        let until = q
-            .until_ms
-            .unwrap_or(u64::MAX)
-            .min(q.before_ms.map_or(u64::MAX, |b| b.saturating_sub(1)));
+        let (limit, since, until) = page_bounds(q);
         // Each recipient's latest event, for messages whose `received` is still ahead.
         let mut later: HashMap<String, Vec<RecipientOutcome>> = HashMap::new();
         let mut directions: HashMap<String, Vec<Direction>> = HashMap::new();
@@ -318,6 +313,18 @@ fn encode_counts(counts: [u64; 2]) -> Vec<u8> {
     out.extend_from_slice(&counts[0].to_be_bytes());
     out.extend_from_slice(&counts[1].to_be_bytes());
     out
+}
+
+/// A query's page size and time window (`before_ms`, the next page's
+/// cursor, narrows the window's end), for the index and the walk alike.
+pub(super) fn page_bounds(q: &MessageQuery) -> (usize, u64, u64) {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let since = q.since_ms.unwrap_or(0);
+    let until = q
+        .until_ms
+        .unwrap_or(u64::MAX)
+        .min(q.before_ms.map_or(u64::MAX, |b| b.saturating_sub(1)));
+    (limit, since, until)
 }
 
 #[cfg(test)]

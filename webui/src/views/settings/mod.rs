@@ -91,6 +91,17 @@ impl SettingsPage {
     }
 }
 
+/// A settings version (`None`: the one in force), or the error page.
+async fn settings_version(
+    state: &WebState,
+    account: &Account,
+    version: Option<u64>,
+) -> Result<SettingsVersion, Response> {
+    run(state.service(), &account.actor, &SettingsShow { version })
+        .await
+        .map_err(|e| crate::error::service_error(&e))
+}
+
 fn can_change(account: &Account) -> bool {
     account
         .session
@@ -106,15 +117,9 @@ pub async fn view_settings_get(
     if let Some(refused) = account.refuse(Permission::Read(Area::Settings)) {
         return refused;
     }
-    let current = match run(
-        state.service(),
-        &account.actor,
-        &SettingsShow { version: None },
-    )
-    .await
-    {
+    let current = match settings_version(&state, &account, None).await {
         Ok(v) => v,
-        Err(e) => return crate::error::service_error(&e),
+        Err(r) => return r,
     };
     let chrome = Chrome::for_account(&state, &account, "Settings", "/settings")
         .with_notice(notice(q.done.as_deref()));
@@ -152,17 +157,9 @@ pub async fn view_settings_section_post(
         return crate::error::service_error(&ServiceError::invalid("_version", "no version given"));
     };
     let comment = sent("_comment").unwrap_or_default();
-    let base = match run(
-        state.service(),
-        &account.actor,
-        &SettingsShow {
-            version: Some(version),
-        },
-    )
-    .await
-    {
+    let base = match settings_version(&state, &account, Some(version)).await {
         Ok(v) => v,
-        Err(e) => return crate::error::service_error(&e),
+        Err(r) => return r,
     };
     let raw = form::raw_from(section.name, &submitted);
     let again = |base: SettingsVersion, errors: Vec<sealgate_api::FieldError>, raw: Raw| {
@@ -199,15 +196,9 @@ pub async fn view_settings_section_post(
         Err(e @ ServiceError::Conflict { .. }) => {
             // Shown over the newer version with the user's values kept:
             // saving again puts this section's values over it, knowingly.
-            let current = match run(
-                state.service(),
-                &account.actor,
-                &SettingsShow { version: None },
-            )
-            .await
-            {
+            let current = match settings_version(&state, &account, None).await {
                 Ok(v) => v,
-                Err(e) => return crate::error::service_error(&e),
+                Err(r) => return r,
             };
             let message =
                 format!("{e}. Your values are kept below; save again to put them over it.");
@@ -240,15 +231,9 @@ pub async fn view_settings_toml_get(
     if let Some(refused) = account.refuse(Permission::Read(Area::Settings)) {
         return refused;
     }
-    let current = match run(
-        state.service(),
-        &account.actor,
-        &SettingsShow { version: None },
-    )
-    .await
-    {
+    let current = match settings_version(&state, &account, None).await {
         Ok(v) => v,
-        Err(e) => return crate::error::service_error(&e),
+        Err(r) => return r,
     };
     let text = match run(
         state.service(),
@@ -301,17 +286,9 @@ pub async fn view_settings_toml_post(
         *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
         r
     };
-    let meta = match run(
-        state.service(),
-        &account.actor,
-        &SettingsShow {
-            version: Some(form.version),
-        },
-    )
-    .await
-    {
+    let meta = match settings_version(&state, &account, Some(form.version)).await {
         Ok(v) => v.meta,
-        Err(e) => return crate::error::service_error(&e),
+        Err(r) => return r,
     };
     let settings: Settings = match toml::from_str(&form.text) {
         Ok(s) => s,
