@@ -159,19 +159,7 @@ impl Directory {
         source: &str,
         now_ms: u64,
     ) -> Result<Vec<Entry>, DirectoryError> {
-        let text = String::from_utf8_lossy(input.get(..input.len().min(4096)).unwrap_or(&[]));
-        let armored_pgp = text.contains("-----BEGIN PGP PUBLIC KEY BLOCK-----");
-        let binary_pgp = input.first().is_some_and(|b| b & 0x80 != 0);
-        if armored_pgp || binary_pgp {
-            if domain.is_some() {
-                return Err(DirectoryError::Certificate(
-                    "partner domains take an S/MIME gateway certificate, not an OpenPGP key".into(),
-                ));
-            }
-            self.import_openpgp(input, trust, source, now_ms)
-        } else {
-            self.import_x509(input, domain, trust, source, now_ms)
-        }
+        self.store(parse(input, domain, trust, source, now_ms)?)
     }
 
     /// Imports OpenPGP certificates (public parts only), for the e-mail
@@ -219,6 +207,30 @@ impl Directory {
         self.put(entry)?;
         self.shared.flush()?;
         Ok(())
+    }
+}
+
+/// Parses certificates or keys without storing them: OpenPGP (armored or
+/// binary) or X.509 ([`parse_x509`]), told apart by their first bytes.
+pub fn parse(
+    input: &[u8],
+    domain: Option<&str>,
+    trust: Trust,
+    source: &str,
+    now_ms: u64,
+) -> Result<Vec<Entry>, DirectoryError> {
+    let text = String::from_utf8_lossy(input.get(..input.len().min(4096)).unwrap_or(&[]));
+    let armored_pgp = text.contains("-----BEGIN PGP PUBLIC KEY BLOCK-----");
+    let binary_pgp = input.first().is_some_and(|b| b & 0x80 != 0);
+    if armored_pgp || binary_pgp {
+        if domain.is_some() {
+            return Err(DirectoryError::Certificate(
+                "partner domains take an S/MIME gateway certificate, not an OpenPGP key".into(),
+            ));
+        }
+        parse_openpgp(input, trust, source, now_ms)
+    } else {
+        parse_x509(input, domain, trust, source, now_ms)
     }
 }
 

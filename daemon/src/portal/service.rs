@@ -604,21 +604,13 @@ pub fn entries_for(
     address: &str,
     now: u64,
 ) -> Result<Vec<crate::directory::Entry>, ServiceError> {
-    use crate::directory::{DirectoryError, Trust, parse_openpgp, parse_x509};
+    use crate::directory::{DirectoryError, Trust};
     let invalid = |m: &str| ServiceError::invalid("key", m);
     if data.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("Choose a file or paste a certificate or key."));
     }
     let source = format!("portal:{address}");
-    let text = String::from_utf8_lossy(data.get(..data.len().min(4096)).unwrap_or(&[]));
-    let parsed = if text.contains("-----BEGIN PGP PUBLIC KEY BLOCK-----")
-        || data.first().is_some_and(|b| b & 0x80 != 0)
-    {
-        parse_openpgp(data, Trust::Portal, &source, now)
-    } else {
-        parse_x509(data, None, Trust::Portal, &source, now)
-    };
-    let entries = match parsed {
+    let entries = match crate::directory::parse(data, None, Trust::Portal, &source, now) {
         Ok(e) => e,
         Err(e @ DirectoryError::Storage(_)) => return Err(storage_error(&e)),
         Err(DirectoryError::NoAddress) => {
