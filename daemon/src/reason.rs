@@ -81,6 +81,8 @@ pub enum Reason {
     GuardStopped { detail: String },
     /// The gateway's key store (the token) is not available now.
     KeyStoreUnavailable { detail: String },
+    /// The recipient's portal mailbox is over its quota (RFC 3463 X.2.2).
+    MailboxFull { detail: String },
     /// Encrypted for the gateway, but it does not open.
     Undecryptable { detail: String },
     /// CBC content with the marks of malleation (Efail).
@@ -132,6 +134,7 @@ impl Reason {
             | Reason::KeyReview { .. }
             | Reason::GuardStopped { .. }
             | Reason::KeyStoreUnavailable { .. }
+            | Reason::MailboxFull { .. }
             | Reason::Quarantined { .. }
             | Reason::Local { .. }
             | Reason::Legacy { .. } => true,
@@ -176,6 +179,7 @@ impl Reason {
             | Reason::Tampered { .. } => Status::new(7, 5),
             Reason::PolicyRefused { .. } | Reason::Quarantined { .. } => Status::new(7, 1),
             Reason::Unprocessable { .. } => Status::new(6, 0),
+            Reason::MailboxFull { .. } => Status::new(2, 2),
             Reason::WaitedTooLong { reason, .. } => reason.status(),
             Reason::Expired { .. } => Status::new(4, 7),
             Reason::Local { config, .. } => Status::new(3, if *config { 5 } else { 0 }),
@@ -208,6 +212,7 @@ impl Reason {
             Reason::KeyStoreUnavailable { detail } => {
                 format!("the key store is unavailable ({detail})")
             }
+            Reason::MailboxFull { detail } => format!("the recipient's mailbox is full ({detail})"),
             Reason::Undecryptable { detail } => format!(
                 "the message is encrypted for the gateway but could not be decrypted: {detail}"
             ),

@@ -107,6 +107,10 @@ pub struct Preferences {
     /// Keys and certificates mail to this address is encrypted with
     /// instead of coming to the portal.
     pub keys: Vec<OwnKey>,
+    /// Bytes the address's messages take in the portal.
+    pub used_bytes: u64,
+    /// The most they may take (`None`: no limit); new mail beyond it waits.
+    pub quota_bytes: Option<u64>,
 }
 
 /// What an upload did.
@@ -133,6 +137,19 @@ pub trait PortalService: Send + Sync {
         &'a self,
         address: &'a str,
         code: &'a str,
+        password: &'a str,
+        from: Option<String>,
+    ) -> BoxFuture<'a, Result<PortalLogin, ServiceError>>;
+
+    /// The address a reset link (the token from the code mail's link) was
+    /// sent to, while the link is valid; uses nothing up.
+    fn reset_address<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<String, ServiceError>>;
+
+    /// Sets the password of the address a reset link was sent to, using
+    /// the link (and its code) up: as [`Self::enrol`] with the code.
+    fn reset<'a>(
+        &'a self,
+        token: &'a str,
         password: &'a str,
         from: Option<String>,
     ) -> BoxFuture<'a, Result<PortalLogin, ServiceError>>;

@@ -54,6 +54,19 @@ struct Code {
     hash: String,
     created_ms: u64,
     tries: u32,
+    /// SHA-256 of the reset link's token sent with the code (the link
+    /// does what the code does, once, within the code's lifetime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    link_hash: Option<String>,
+}
+
+/// A one-time code and the link token that goes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCode {
+    /// Six digits, typed into the code page.
+    pub code: String,
+    /// 256 random bits for the link `/reset/{token}`.
+    pub link: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +121,18 @@ pub fn login_failed() -> ServiceError {
     )
 }
 
+fn link_failed() -> ServiceError {
+    ServiceError::invalid(
+        "link",
+        "This link is not valid any more: it was used, or it is older than 15 minutes. Ask for a new one.",
+    )
+}
+
+/// Where a link token's hash points to its address (in `portal_codes`).
+fn link_key(hash: &str) -> String {
+    format!("l:{hash}")
+}
+
 fn code_failed() -> ServiceError {
     ServiceError::invalid("code", "The code is not right or no longer valid.")
 }
@@ -142,9 +167,10 @@ impl PortalAccounts {
         Ok(Self::get::<Account>(&self.accounts, &address.to_ascii_lowercase())?.is_some())
     }
 
-    /// A new six-digit code for `address`, unless one went out less than a
-    /// minute ago (then `None`: nothing is sent, the answer is the same).
-    pub fn new_code(&self, address: &str) -> Result<Option<String>, ServiceError> {
+    /// A new six-digit code and link token for `address`, unless one went
+    /// out less than a minute ago (then `None`: nothing is sent, the answer
+    /// is the same). A new code voids the previous code and link.
+    pub fn new_code(&self, address: &str) -> Result<Option<NewCode>, ServiceError> {
         let key = address.to_ascii_lowercase();
         let now = now_ms();
         if let Some(old) = Self::get::<Code>(&self.codes, &key)?
@@ -156,6 +182,12 @@ impl PortalAccounts {
             super::seal::random::<4>().map_err(|e| ServiceError::failed(e.to_string()))?,
         ) % 1_000_000;
         let code = format!("{n:06}");
+        let link = new_token()?;
+        let link_hash = sha256_hex(&link);
+        if let Some(old) = Self::get::<Code>(&self.codes, &key)? {
+            self.void(&key, &old)?;
+        }
+        Self::put(&self.codes, &link_key(&link_hash), &key)?;
         Self::put(
             &self.codes,
             &key,
@@ -163,9 +195,61 @@ impl PortalAccounts {
                 hash: sha256_hex(&format!("{key}\0{code}")),
                 created_ms: now,
                 tries: 0,
+                link_hash: Some(link_hash),
             },
         )?;
-        Ok(Some(code))
+        Ok(Some(NewCode { code, link }))
+    }
+
+    /// Removes a code and its link.
+    fn void(&self, key: &str, code: &Code) -> Result<(), ServiceError> {
+        if let Some(h) = &code.link_hash {
+            self.codes.remove(link_key(h).as_bytes()).map_err(storage)?;
+        }
+        self.codes.remove(key.as_bytes()).map_err(storage)?;
+        Ok(())
+    }
+
+    /// The address a reset link was sent to, while the link is valid
+    /// (unused, not expired, its code not used up). Consumes nothing.
+    pub fn link_address(&self, token: &str) -> Result<String, ServiceError> {
+        let Some(address) = Self::get::<String>(&self.codes, &link_key(&sha256_hex(token)))? else {
+            return Err(link_failed());
+        };
+        match Self::get::<Code>(&self.codes, &address)? {
+            Some(code)
+                if code.link_hash.as_deref() == Some(&sha256_hex(token))
+                    && now_ms().saturating_sub(code.created_ms) <= CODE_LIFETIME_MS
+                    && code.tries < CODE_TRIES =>
+            {
+                Ok(address)
+            }
+            Some(code) => {
+                self.void(&address, &code)?;
+                Err(link_failed())
+            }
+            None => Err(link_failed()),
+        }
+    }
+
+    /// Sets `new_password` for the address a reset link was sent to,
+    /// using the link up (and its code); as [`Self::enrol`] otherwise.
+    pub fn reset_with_link(
+        &self,
+        token: &str,
+        new_password: &str,
+        totp_required: bool,
+    ) -> Result<(String, Outcome), ServiceError> {
+        let key = self.link_address(token)?;
+        // Checked before the link is used up: a weak password does not
+        // cost the recipient the link.
+        password::check(new_password, &key, "password")
+            .map_err(|e| ServiceError::Invalid { errors: vec![e] })?;
+        if let Some(code) = Self::get::<Code>(&self.codes, &key)? {
+            self.void(&key, &code)?;
+        }
+        let outcome = self.set_password(&key, new_password, totp_required)?;
+        Ok((key, outcome))
     }
 
     fn take_code(&self, address: &str, code: &str) -> Result<(), ServiceError> {
@@ -176,7 +260,7 @@ impl PortalAccounts {
         if now_ms().saturating_sub(stored.created_ms) > CODE_LIFETIME_MS
             || stored.tries >= CODE_TRIES
         {
-            self.codes.remove(key.as_bytes()).map_err(storage)?;
+            self.void(&key, &stored)?;
             return Err(code_failed());
         }
         let given = sha256_hex(&format!("{key}\0{}", code.trim()));
@@ -185,7 +269,7 @@ impl PortalAccounts {
             Self::put(&self.codes, &key, &stored)?;
             return Err(code_failed());
         }
-        self.codes.remove(key.as_bytes()).map_err(storage)?;
+        self.void(&key, &stored)?;
         Ok(())
     }
 
@@ -202,11 +286,22 @@ impl PortalAccounts {
         password::check(new_password, &key, "password")
             .map_err(|e| ServiceError::Invalid { errors: vec![e] })?;
         self.take_code(&key, code)?;
+        self.set_password(&key, new_password, totp_required)
+    }
+
+    /// After the address is proven: the new password, the second factor
+    /// enrolled again where required, every old session ended.
+    fn set_password(
+        &self,
+        key: &str,
+        new_password: &str,
+        totp_required: bool,
+    ) -> Result<Outcome, ServiceError> {
         let hash = password::hash(new_password).map_err(ServiceError::failed)?;
         // A reset keeps what the recipient chose.
-        let language = Self::get::<Account>(&self.accounts, &key)?.and_then(|a| a.language);
+        let language = Self::get::<Account>(&self.accounts, key)?.and_then(|a| a.language);
         let account = Account {
-            address: key.clone(),
+            address: key.to_owned(),
             password_hash: hash,
             totp_secret: None,
             totp_last_step: 0,
@@ -215,13 +310,13 @@ impl PortalAccounts {
             created_ms: now_ms(),
             language,
         };
-        Self::put(&self.accounts, &key, &account)?;
+        Self::put(&self.accounts, key, &account)?;
         // A reset ends every session of the address.
-        self.end_sessions_of(&key)?;
+        self.end_sessions_of(key)?;
         if totp_required {
-            return self.enrolment(&key);
+            return self.enrolment(key);
         }
-        self.open_session(&key).map(Outcome::Session)
+        self.open_session(key).map(Outcome::Session)
     }
 
     fn enrolment(&self, address: &str) -> Result<Outcome, ServiceError> {
@@ -476,7 +571,7 @@ mod tests {
     #[test]
     fn enrol_with_code_then_login_lockout_and_no_enumeration() {
         let (dir, a) = accounts();
-        let code = a.new_code("Dan@ext.example").unwrap().unwrap();
+        let code = a.new_code("Dan@ext.example").unwrap().unwrap().code;
         // A second code within a minute is not sent.
         assert!(a.new_code("dan@ext.example").unwrap().is_none());
         // A common password is refused before the code is used.
@@ -519,7 +614,7 @@ mod tests {
     #[test]
     fn totp_where_the_domain_requires_it() {
         let (dir, a) = accounts();
-        let code = a.new_code("dan@ext.example").unwrap().unwrap();
+        let code = a.new_code("dan@ext.example").unwrap().unwrap().code;
         let Outcome::EnrolTotp { enrolment, secret } =
             a.enrol("dan@ext.example", &code, GOOD, true).unwrap()
         else {
@@ -544,7 +639,7 @@ mod tests {
     #[test]
     fn password_change_needs_the_current_one_and_ends_other_sessions() {
         let (dir, a) = accounts();
-        let code = a.new_code("dan@ext.example").unwrap().unwrap();
+        let code = a.new_code("dan@ext.example").unwrap().unwrap().code;
         let Outcome::Session(here) = a.enrol("dan@ext.example", &code, GOOD, false).unwrap() else {
             panic!("no session");
         };
@@ -586,7 +681,7 @@ mod tests {
     fn language_is_kept_across_a_reset() {
         let (dir, a) = accounts();
         assert!(a.set_language("dan@ext.example", Some("de")).is_err());
-        let code = a.new_code("dan@ext.example").unwrap().unwrap();
+        let code = a.new_code("dan@ext.example").unwrap().unwrap().code;
         a.enrol("dan@ext.example", &code, GOOD, false).unwrap();
         assert_eq!(a.language("Dan@ext.example").unwrap(), None);
         a.set_language("dan@ext.example", Some("de")).unwrap();
@@ -602,7 +697,7 @@ mod tests {
         PortalAccounts::put(&accounts, "dan@ext.example", &stored).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
         a.codes.remove(b"dan@ext.example").unwrap();
-        let code = a.new_code("dan@ext.example").unwrap().unwrap();
+        let code = a.new_code("dan@ext.example").unwrap().unwrap().code;
         a.enrol(
             "dan@ext.example",
             &code,
@@ -615,5 +710,55 @@ mod tests {
             Some("de")
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Makes the stored code for `address` look `created_ms` old.
+    fn age_code(a: &PortalAccounts, address: &str, created_ms: u64) {
+        let mut stored: Code = PortalAccounts::get(&a.codes, address).unwrap().unwrap();
+        stored.created_ms = created_ms;
+        PortalAccounts::put(&a.codes, address, &stored).unwrap();
+    }
+
+    #[test]
+    fn reset_link_once_within_its_lifetime_then_second_factor_again() {
+        let (dir, a) = accounts();
+        let first = a.new_code("dan@ext.example").unwrap().unwrap();
+        let Outcome::EnrolTotp { enrolment, secret } =
+            a.enrol("dan@ext.example", &first.code, GOOD, true).unwrap()
+        else {
+            panic!("no TOTP enrolment");
+        };
+        let now = now_ms() / 1000;
+        let step_code = format!("{:06}", totp::code(&secret, now / totp::STEP));
+        let old_session = a.confirm_totp(&enrolment, &step_code).unwrap();
+        // The first code's link went with the code.
+        assert!(a.link_address(&first.link).is_err());
+        // A new code and link (a minute later).
+        let reset = a.new_code("dan@ext.example").unwrap().unwrap();
+        assert_eq!(a.link_address(&reset.link).unwrap(), "dan@ext.example");
+        assert!(a.link_address("not-a-token").is_err());
+        // A weak password does not use the link up.
+        assert!(
+            a.reset_with_link(&reset.link, "password1234", true)
+                .is_err()
+        );
+        let (address, outcome) = a.reset_with_link(&reset.link, GOOD, true).unwrap();
+        assert_eq!(address, "dan@ext.example");
+        // The second factor is asked again, the old session is gone, and
+        // the link and its code are used up.
+        assert!(matches!(outcome, Outcome::EnrolTotp { .. }));
+        assert!(a.session(&old_session).is_err());
+        assert!(a.reset_with_link(&reset.link, GOOD, true).is_err());
+        assert!(a.enrol("dan@ext.example", &reset.code, GOOD, true).is_err());
+        // An expired link opens nothing, and a new code voids the old link.
+        let late = a.new_code("dan@ext.example").unwrap().unwrap();
+        age_code(&a, "dan@ext.example", now_ms() - CODE_LIFETIME_MS - 1);
+        assert!(a.link_address(&late.link).is_err());
+        let newer = a.new_code("dan@ext.example").unwrap().unwrap();
+        age_code(&a, "dan@ext.example", 0);
+        let newest = a.new_code("dan@ext.example").unwrap().unwrap();
+        assert!(a.link_address(&newer.link).is_err());
+        assert!(a.link_address(&newest.link).is_ok());
+        drop(dir);
     }
 }

@@ -49,6 +49,10 @@ pub enum PortalError {
     /// No such message for this address (also: not this address's).
     #[error("no such message")]
     NotFound,
+    /// The recipient's mailbox would go over its quota: the message waits
+    /// until the recipient deletes some (bytes in use, the quota).
+    #[error("{used} of {quota} bytes in use, the message has {size}")]
+    OverQuota { used: u64, size: u64, quota: u64 },
     /// A stored part did not authenticate (altered, or moved).
     #[error("the stored message does not open: damaged or altered")]
     Damaged,
@@ -59,7 +63,9 @@ impl PortalError {
     pub fn is_temporary(&self) -> bool {
         matches!(
             self,
-            PortalError::TokenUnavailable(_) | PortalError::Storage(_)
+            PortalError::TokenUnavailable(_)
+                | PortalError::Storage(_)
+                | PortalError::OverQuota { .. }
         )
     }
 }
@@ -72,6 +78,9 @@ impl From<PortalError> for sealgate_api::ServiceError {
             },
             PortalError::Storage(_) => sealgate_api::ServiceError::Unavailable {
                 what: "the portal's storage".into(),
+            },
+            PortalError::OverQuota { .. } => sealgate_api::ServiceError::Busy {
+                what: "the mailbox is full".into(),
             },
             PortalError::NotFound => sealgate_api::ServiceError::NotFound {
                 what: "message".into(),

@@ -1,17 +1,21 @@
 //! The mail the portal sends: the notification that a message waits
 //! (plain text and HTML, English or German, or the administrator's own
-//! text from `[portal] notification_text`), and the one-time code that
-//! proves control of an address.
+//! text from `[portal] notification_text`), the one-time code (with its
+//! reset link) that proves control of an address, and the read receipt
+//! to a sender.
 //!
-//! Both name the sender at most, never anything of the message, and both
-//! leave as gateway notices (null sender, no policy decision: they hold
-//! nothing of anyone's mail). The link is the portal's address with the
-//! recipient's address to fill the login form: no credential.
+//! None carries anything of a message's body (a receipt names its
+//! subject, to its own sender), and all leave as gateway notices (null
+//! sender, no policy decision). The notification's link is the portal's
+//! address with the recipient's address to fill the login form: no
+//! credential. The code mail's reset link is one, like the code: once,
+//! for 15 minutes.
 //!
 //! Trusts: the settings (the template) and the envelope sender.
 
 use sealgate_api::settings::portal::PortalSettings;
 
+use super::accounts::NewCode;
 use crate::address::Address;
 use crate::config::Config;
 use crate::envelope::Envelope;
@@ -24,6 +28,8 @@ struct Texts {
     body: &'static str,
     code_subject: &'static str,
     code_body: &'static str,
+    receipt_subject: &'static str,
+    receipt_body: &'static str,
 }
 
 const EN: Texts = Texts {
@@ -39,8 +45,16 @@ const EN: Texts = Texts {
     code_body: "Hello,\r\n\r\n\
                 your code for the secure web mail portal is:\r\n\r\n\
                 \x20 {code}\r\n\r\n\
-                It is valid for 15 minutes. If you did not ask for it, ignore\r\n\
-                this message.\r\n",
+                Or open this link to set your password (a new one, if you\r\n\
+                forgot it):\r\n\r\n\
+                \x20 {link}\r\n\r\n\
+                Code and link are valid for 15 minutes and work once. If you\r\n\
+                did not ask for them, ignore this message.\r\n",
+    receipt_subject: "Read: {subject}",
+    receipt_body: "Hello,\r\n\r\n\
+                   your message \"{subject}\" to {recipient}, kept for them in the\r\n\
+                   secure web mail portal since {stored}, was opened by them on\r\n\
+                   {read}.\r\n",
 };
 
 const DE: Texts = Texts {
@@ -56,8 +70,15 @@ const DE: Texts = Texts {
     code_body: "Guten Tag,\r\n\r\n\
                 Ihr Code für das sichere Web-Mail-Portal lautet:\r\n\r\n\
                 \x20 {code}\r\n\r\n\
-                Er gilt 15 Minuten. Wenn Sie ihn nicht angefordert haben, beachten\r\n\
-                Sie diese Nachricht nicht.\r\n",
+                Oder öffnen Sie diesen Link, um Ihr Passwort festzulegen (ein neues,\r\n\
+                wenn Sie es vergessen haben):\r\n\r\n\
+                \x20 {link}\r\n\r\n\
+                Code und Link gelten 15 Minuten und funktionieren einmal. Wenn Sie\r\n\
+                sie nicht angefordert haben, beachten Sie diese Nachricht nicht.\r\n",
+    receipt_subject: "Gelesen: {subject}",
+    receipt_body: "Guten Tag,\r\n\r\n\
+                   Ihre Nachricht \"{subject}\" an {recipient}, seit {stored} im sicheren\r\n\
+                   Web-Mail-Portal für sie bereit, wurde am {read} von ihnen geöffnet.\r\n",
 };
 
 fn texts(language: &str) -> &'static Texts {
@@ -204,12 +225,18 @@ pub fn notification(
     (envelope(config, recipient, tag), out.into_bytes())
 }
 
-/// The mail carrying a one-time code to `recipient`, in `language` (the
-/// recipient's choice) or else the domain's.
+/// The reset link for a code mail's `token`: unlike the notification's
+/// link, a credential (once, for the code's lifetime).
+pub fn reset_link(settings: &PortalSettings, token: &str) -> String {
+    format!("{}/reset/{token}", settings.url.trim_end_matches('/'))
+}
+
+/// The mail carrying a one-time code and its reset link to `recipient`,
+/// in `language` (the recipient's choice) or else the domain's.
 pub fn code_mail(
     config: &Config,
     recipient: &Address,
-    code: &str,
+    code: &NewCode,
     language: Option<&str>,
 ) -> (Envelope, Vec<u8>) {
     let domain = recipient.domain_lower();
@@ -218,9 +245,54 @@ pub fn code_mail(
     let mut out = head(config, recipient, texts.code_subject, &tag);
     out.push_str(&format!(
         "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
-        base64_lines(texts.code_body.replace("{code}", code).as_bytes())
+        base64_lines(
+            texts
+                .code_body
+                .replace("{code}", &code.code)
+                .replace("{link}", &reset_link(&config.portal.settings, &code.link))
+                .as_bytes()
+        )
     ));
     (envelope(config, recipient, tag), out.into_bytes())
+}
+
+/// The receipt telling `sender` that `reader` opened the message with
+/// `subject` (stored at `stored_ms`, Message-ID `message_id`) now, in the
+/// portal's default language. A gateway notice like the others.
+pub fn receipt(
+    config: &Config,
+    sender: &Address,
+    reader: &str,
+    subject: &str,
+    message_id: Option<&str>,
+    stored_ms: u64,
+) -> (Envelope, Vec<u8>) {
+    let texts = texts(&config.portal.settings.language);
+    let fill = |t: &str| {
+        t.replace("{subject}", subject)
+            .replace("{recipient}", reader)
+            .replace("{stored}", &crate::util::rfc5322_date_ms(stored_ms))
+            .replace("{read}", &crate::util::rfc5322_date_now())
+    };
+    let tag = format!("portal-receipt-{}", crate::envelope::now_ms());
+    let mut out = head(config, sender, &fill(texts.receipt_subject), &tag);
+    // The receipt threads with the original in the sender's mail program.
+    if let Some(id) = message_id.filter(|id| is_message_id(id)) {
+        out.push_str(&format!("In-Reply-To: {id}\r\nReferences: {id}\r\n"));
+    }
+    out.push_str(&format!(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+        base64_lines(fill(texts.receipt_body).as_bytes())
+    ));
+    (envelope(config, sender, tag), out.into_bytes())
+}
+
+/// A Message-ID fit to repeat in a header: `<…>`, printable, one line.
+fn is_message_id(id: &str) -> bool {
+    id.len() <= 998
+        && id.starts_with('<')
+        && id.ends_with('>')
+        && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn base64_lines(bytes: &[u8]) -> String {
@@ -295,5 +367,31 @@ mod tests {
         assert!(text.contains(
             "Mail from alice@example.org for dan@ext.example: https://127.0.0.1:8444/?address=dan%40ext.example (30 days)"
         ), "{text}");
+    }
+
+    #[test]
+    fn receipt_threads_with_the_original_and_carries_no_injected_header() {
+        let config = Config::default();
+        let sender = Address::parse("alice@example.org").unwrap();
+        let (env, mail) = receipt(
+            &config,
+            &sender,
+            "dan@ext.example",
+            "Figures\r\nBcc: eve@evil.example",
+            Some("<m1@example.org>"),
+            1_700_000_000_000,
+        );
+        assert!(env.gateway_notice && env.sender.is_none());
+        let parsed = mail_parser::MessageParser::default().parse(&mail).unwrap();
+        assert_eq!(parsed.in_reply_to().as_text(), Some("m1@example.org"));
+        assert!(parsed.header("Bcc").is_none());
+        let text = decoded(&mail);
+        assert!(text.starts_with("Read: Figures"), "{text}");
+        assert!(text.contains("dan@ext.example"), "{text}");
+        // An id that is no Message-ID is left out rather than repeated.
+        let (_, mail) = receipt(&config, &sender, "d@x", "s", Some("<a>\r\nX: y"), 0);
+        let parsed = mail_parser::MessageParser::default().parse(&mail).unwrap();
+        assert!(parsed.in_reply_to().is_empty());
+        assert!(parsed.header("X").is_none());
     }
 }

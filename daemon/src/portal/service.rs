@@ -47,7 +47,15 @@ pub async fn deliver(
         .settings
         .retention_for(&recipient.domain_lower());
     tokio::task::block_in_place(|| {
-        queue.portal().messages.store(
+        let messages = &queue.portal().messages;
+        if let Some(quota) = config.portal.settings.quota_bytes() {
+            let used = messages.usage(&recipient.to_string())?;
+            let size = content.len() as u64;
+            if used.saturating_add(size) > quota {
+                return Err(PortalError::OverQuota { used, size, quota });
+            }
+        }
+        messages.store(
             &super::store::Incoming {
                 recipient: &recipient.to_string(),
                 queue_id,
@@ -246,6 +254,32 @@ impl PortalService for PortalServer {
         })
     }
 
+    fn reset_address<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<String, ServiceError>> {
+        Box::pin(async move { self.portal().accounts.link_address(token) })
+    }
+
+    fn reset<'a>(
+        &'a self,
+        token: &'a str,
+        password: &'a str,
+        _from: Option<String>,
+    ) -> BoxFuture<'a, Result<PortalLogin, ServiceError>> {
+        let me = self.clone_handle();
+        let (token, password) = (token.to_owned(), password.to_owned());
+        Self::blocking(move || {
+            let config = me.config();
+            let accounts = &me.portal().accounts;
+            let address = accounts.link_address(&token)?;
+            let totp = config
+                .portal
+                .settings
+                .totp_required(&Self::parse(&address)?.domain_lower());
+            let (address, outcome) = accounts.reset_with_link(&token, &password, totp)?;
+            me.track("-", &address, "password set with the mailed link");
+            Ok(Self::login_of(outcome, &address))
+        })
+    }
+
     fn confirm_totp<'a>(
         &'a self,
         enrolment: &'a str,
@@ -314,13 +348,27 @@ impl PortalService for PortalServer {
     ) -> BoxFuture<'a, Result<MessageView, ServiceError>> {
         let me = self.clone_handle();
         let (session, id) = (session.to_owned(), id.to_owned());
-        Self::blocking(move || {
+        let opening = Self::blocking(move || {
             let address = me.address_of(&session)?;
             let opened = me.portal().messages.read(&address, &id)?;
             me.portal().messages.mark_read(&opened.entry)?;
             me.track(&opened.entry.queue_id, &address, &format!("read {id}"));
+            let receipt = (!opened.entry.read && me.config().portal.settings.read_receipts)
+                .then(|| {
+                    let sender = Address::parse(&opened.summary.sender)?;
+                    let (env, mail) = super::notify::receipt(
+                        &me.config(),
+                        &sender,
+                        &address,
+                        &opened.summary.subject,
+                        opened.summary.message_id.as_deref(),
+                        opened.entry.stored_ms,
+                    );
+                    Some((env, mail, opened.entry.queue_id.clone(), address.clone()))
+                })
+                .flatten();
             let body = view::body(&opened.content);
-            Ok(MessageView {
+            let view = MessageView {
                 summary: MessageSummary {
                     id: opened.entry.id.clone(),
                     from: opened.summary.from.clone(),
@@ -336,7 +384,25 @@ impl PortalService for PortalServer {
                 text: body.text,
                 html: body.html,
                 attachments: body.attachments,
-            })
+            };
+            Ok((view, receipt))
+        });
+        Box::pin(async move {
+            let (view, receipt) = opening.await?;
+            // The first opening, where the policy asks for receipts: the
+            // sender hears of it. A receipt not queued is logged and
+            // tracked; the reader still reads.
+            if let Some((env, mail, queue_id, reader)) = receipt {
+                let detail = match self.queue.inject(&env, &mail).await {
+                    Ok(id) => format!("read receipt to the sender queued as {id}"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "portal: read receipt not queued");
+                        "read receipt to the sender not queued".to_owned()
+                    }
+                };
+                self.track(&queue_id, &reader, &detail);
+            }
+            Ok(view)
         })
     }
 
@@ -465,6 +531,8 @@ impl PortalService for PortalServer {
                     .map(|l| (*l).to_owned())
                     .collect(),
                 keys: me.own_keys(&address)?,
+                used_bytes: me.portal().messages.usage(&address)?,
+                quota_bytes: config.portal.settings.quota_bytes(),
                 address,
             })
         })

@@ -110,6 +110,12 @@ impl MessageStore {
         }
     }
 
+    /// Bytes of messages stored for `recipient` (what counts against the
+    /// quota).
+    pub fn usage(&self, recipient: &str) -> Result<u64, PortalError> {
+        Ok(self.entries(recipient)?.iter().map(|e| e.size).sum())
+    }
+
     /// Seals and stores `content` for `recipient`; answers the new id.
     /// Blocking (the token wraps the key).
     pub fn store(

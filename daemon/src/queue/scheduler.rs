@@ -771,6 +771,16 @@ async fn deliver_to_portal(
     .await;
     match stored {
         Ok(reply) => ledger.set(i, RecipientStatus::Delivered { reply }, "portal"),
+        // A full mailbox waits like one at any other next hop.
+        Err(e @ crate::portal::PortalError::OverQuota { .. }) => ledger.set(
+            i,
+            RecipientStatus::Deferred {
+                reason: Reason::MailboxFull {
+                    detail: format!("portal: {e}"),
+                },
+            },
+            "portal",
+        ),
         // The token or the store is away (or, never seen, a store that
         // cannot seal): try again later, never anything in clear.
         Err(e) => ledger.set(

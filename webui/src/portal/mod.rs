@@ -74,6 +74,7 @@ pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
         .route("/code", get(view_code_get).post(view_code_post))
         .route("/enrol", post(view_enrol_post))
         .route("/enrol/totp", post(view_totp_post))
+        .route("/reset/{token}", get(view_reset_get).post(view_reset_post))
         .route("/logout", post(view_logout_post))
         .route("/inbox", get(view_inbox_get))
         .route("/message/{id}", get(view_message_get))
@@ -389,13 +390,97 @@ async fn view_enrol_post(
         Ok(login) => logged_in(login),
         Err(ServiceError::Invalid { errors }) => {
             state.throttle.failed(ip);
-            again(
-                errors
-                    .into_iter()
-                    .map(|e| e.message)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            )
+            again(messages(errors))
+        }
+        Err(e) => error(&e),
+    }
+}
+
+/// The messages of refused fields, as one line over a form.
+fn messages(errors: Vec<sealgate_api::FieldError>) -> String {
+    errors
+        .into_iter()
+        .map(|e| e.message)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+// ---- reset by the mailed link ------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "portal/reset.html")]
+struct ResetPage {
+    token: String,
+    /// `None`: the link is not valid (any more).
+    address: Option<String>,
+    error: Option<String>,
+}
+
+fn reset_page(token: String, address: Option<String>, error: Option<String>) -> Response {
+    let status = match (&address, &error) {
+        (None, _) => StatusCode::NOT_FOUND,
+        (Some(_), Some(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+        (Some(_), None) => StatusCode::OK,
+    };
+    let mut r = render(&ResetPage {
+        token,
+        address,
+        error,
+    });
+    *r.status_mut() = status;
+    r
+}
+
+async fn view_reset_get(State(state): State<PortalState>, Path(token): Path<String>) -> Response {
+    match state.service.reset_address(&token).await {
+        Ok(address) => reset_page(token, Some(address), None),
+        Err(e) if e.is_temporary() => error(&e),
+        Err(ServiceError::Invalid { errors }) => reset_page(token, None, Some(messages(errors))),
+        Err(e) => error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    password: String,
+    password2: String,
+}
+
+async fn view_reset_post(
+    State(state): State<PortalState>,
+    Path(token): Path<String>,
+    addr: Option<axum::Extension<ClientAddr>>,
+    Form(form): Form<ResetForm>,
+) -> Response {
+    let ip = client(addr.as_ref().map(|a| &a.0));
+    // The link's own address, to show the form again over its error.
+    let address = match state.service.reset_address(&token).await {
+        Ok(address) => address,
+        Err(ServiceError::Invalid { errors }) => {
+            return reset_page(token, None, Some(messages(errors)));
+        }
+        Err(e) => return error(&e),
+    };
+    if state.throttle.check(ip).is_err() {
+        let text = "Too many attempts from your address; try again in a minute.";
+        return reset_page(token, Some(address), Some(text.into()));
+    }
+    if form.password != form.password2 {
+        return reset_page(
+            token,
+            Some(address),
+            Some("The two passwords differ.".into()),
+        );
+    }
+    match state
+        .service
+        .reset(&token, &form.password, Some(ip.to_string()))
+        .await
+    {
+        Ok(login) => logged_in(login),
+        Err(ServiceError::Invalid { errors }) => {
+            state.throttle.failed(ip);
+            reset_page(token, Some(address), Some(messages(errors)))
         }
         Err(e) => error(&e),
     }

@@ -255,6 +255,8 @@ pub const FIELDS: &[Field] = &[
     f!("portal.from", "Notification From address", "Empty: postmaster@<hostname>.", Kind::OptText),
     f!("portal.notification_text", "Notification text", "Plain text replacing the built-in one; {sender}, {recipient}, {link} and {days} are filled in. Empty: built-in.", Kind::OptLongText),
     f!("portal.notification_subject", "Notification subject", "Replaces the built-in subject (same placeholders). Empty: built-in.", Kind::OptText),
+    f!("portal.quota_mb", "Mailbox quota (MB)", "Megabytes one address's portal mailbox may hold; 0: no limit. Mail beyond it waits in the queue.", Kind::Number { max: U32 }),
+    f!("portal.read_receipts", "Read receipts", "Tell the sender when the recipient first opens a message.", Kind::Bool),
     f!("portal.lockout_after", "Lock after failed logins", "Failed logins in a row that lock a portal account.", Kind::Number { max: U32 }),
     f!("portal.lockout_secs", "Lockout (seconds)", "How long a locked portal account stays locked.", Kind::Number { max: U64 }),
     // ldap

@@ -23,6 +23,13 @@ pub struct PortalSettings {
     pub retention_days: u32,
     /// Per recipient domain: days, overriding `retention_days`.
     pub domain_retention_days: BTreeMap<String, u32>,
+    /// Megabytes one address's portal mailbox may hold (0: no limit). Mail
+    /// beyond it waits in the queue, like mail for a full mailbox, until
+    /// the recipient deletes messages or the queue lifetime ends.
+    pub quota_mb: u32,
+    /// Tell the sender when the recipient first opens a message (a
+    /// receipt from the portal, recorded in tracking).
+    pub read_receipts: bool,
     /// Recipient domains whose portal accounts must use a second factor (TOTP).
     pub require_totp_domains: Vec<String>,
     /// The notification's language: `en` or `de` (default `en`).
@@ -51,6 +58,8 @@ impl Default for PortalSettings {
             encrypt_if_possible: false,
             retention_days: 30,
             domain_retention_days: BTreeMap::new(),
+            quota_mb: 100,
+            read_receipts: false,
             require_totp_domains: Vec::new(),
             language: "en".into(),
             domain_language: BTreeMap::new(),
@@ -78,6 +87,11 @@ impl PortalSettings {
             .iter()
             .find(|(d, _)| d.eq_ignore_ascii_case(domain))
             .map_or(self.language.as_str(), |(_, l)| l.as_str())
+    }
+
+    /// The quota in bytes (`None`: no limit).
+    pub fn quota_bytes(&self) -> Option<u64> {
+        (self.quota_mb > 0).then(|| u64::from(self.quota_mb) * 1024 * 1024)
     }
 
     /// Whether accounts of `domain` need a second factor.
