@@ -329,7 +329,7 @@ pub fn process(
                         plan.dispositions.push((*index, Disposition::Hold(reason)));
                     }
                     crate::trust::resolve::Found::None(why_not)
-                        if portal_serves(context, required) =>
+                        if portal_serves(context, decision) =>
                     {
                         let content = match &decision.strip_keyword {
                             Some(keyword) => Arc::new(render::replace_subject(
@@ -404,7 +404,7 @@ pub fn find_method(
     decision: &Decision,
     now: u64,
 ) -> Result<crate::trust::resolve::Found, Reason> {
-    let kinds = context.policy.config.key_kinds();
+    let kinds = sealgate_api::settings::policy::key_kinds(&decision.methods);
     crate::trust::resolve::Resolver {
         directory: context.directory,
         services: context.trust,
@@ -415,13 +415,16 @@ pub fn find_method(
 }
 
 /// Whether the portal takes a recipient that has no key: it is enabled,
-/// `policy.methods` names it, and encryption is required (or the portal's
+/// the recipient's methods (`decision.methods`: per address, domain or
+/// `policy.methods`) name it, and encryption is required (or the portal's
 /// settings take encrypt-if-possible recipients too).
-pub fn portal_serves(context: &Context<'_>, required: bool) -> bool {
+pub fn portal_serves(context: &Context<'_>, decision: &Decision) -> bool {
     let portal = &context.config.portal.settings;
     portal.enabled
-        && context.policy.config.portal_listed()
-        && (required || portal.encrypt_if_possible)
+        && decision
+            .methods
+            .contains(&sealgate_api::settings::policy::MethodName::Portal)
+        && (decision.action == Action::EncryptRequired || portal.encrypt_if_possible)
 }
 
 /// The addresses in the To and Cc fields (lower case): recipients a copy

@@ -20,6 +20,7 @@ use serde::Serialize;
 use super::facts::{Direction, MessageFacts, Recipient};
 use super::glob;
 use super::rules::{Action, Policy, Rule, Settings};
+use sealgate_api::settings::policy::MethodName;
 
 /// What decided: a rule, or the recipient's settings at some level.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -56,6 +57,9 @@ pub struct Decision {
     pub pinned_keys: Vec<String>,
     /// Signed mail to this recipient carries the gateway's Autocrypt key.
     pub autocrypt: bool,
+    /// The delivery methods for this recipient, in order (address →
+    /// domain → global settings → `policy.methods`).
+    pub methods: Vec<MethodName>,
     pub source: Source,
     /// Why, in words: the conditions that held and any guard that changed the action.
     pub because: Vec<String>,
@@ -193,6 +197,11 @@ pub fn decide(policy: &Policy, facts: &MessageFacts, recipient: &Recipient) -> D
             .or_else(|| domain_settings.and_then(|(_, s)| s.pinned_keys.clone()))
             .unwrap_or_default(),
         autocrypt: inherited(|s| s.autocrypt).unwrap_or(false),
+        methods: address_settings
+            .and_then(|(_, s)| s.methods.clone())
+            .or_else(|| domain_settings.and_then(|(_, s)| s.methods.clone()))
+            .or_else(|| config.settings.methods.clone())
+            .unwrap_or_else(|| config.methods.clone()),
         source,
         because,
     }

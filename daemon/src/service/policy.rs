@@ -131,10 +131,7 @@ pub async fn explain(
                                 (None, format!("waits: {}", reason.text()))
                             }
                             crate::trust::resolve::Found::None(why)
-                                if crate::pipeline::portal_serves(
-                                    &context,
-                                    d.action == Action::EncryptRequired,
-                                ) =>
+                                if crate::pipeline::portal_serves(&context, &d) =>
                             {
                                 (
                                     None,

@@ -203,6 +203,7 @@ pub const FIELDS: &[Field] = &[
     f!("policy.settings.required_trust", "Least trust for required encryption", "The least trust level a key needs for encrypt-required mail; unset: portal.", Kind::OptChoice(TRUST_LEVELS)),
     f!("policy.settings.pinned_keys", "Pinned keys", "Fingerprints, one per line: only these keys are used; others wait for review. Empty: no pinning.", Kind::OptLines),
     f!("policy.settings.autocrypt", "Autocrypt header", "Put the gateway's OpenPGP key in an Autocrypt header of mail it signs.", Kind::OptBool),
+    f!("policy.settings.methods", "Methods for all recipients", "One per line (smime, openpgp, portal), in order; domains and addresses may set their own. Empty: the list below.", Kind::OptLines),
     f!("policy.domain", "Settings per domain", "TOML: a table per recipient domain with the same keys as the global settings.", Kind::Table),
     f!("policy.address", "Settings per address", "TOML: a table per recipient address with the same keys as the global settings.", Kind::Table),
     f!("policy.rule", "Rules", "TOML: [[rule]] tables, tried in order; the first whose conditions all hold decides.", Kind::Table),
@@ -280,7 +281,7 @@ pub const FIELDS: &[Field] = &[
 /// filled: for tests (here, of the table above; in the web UI, of the
 /// forms' round trip).
 pub fn sample_all_set() -> Settings {
-    use super::policy::{Action, Rule};
+    use super::policy::{Action, MethodName, Rule};
     use super::{IpNetwork, LdapSettings, trust};
     use std::path::PathBuf;
     let mut s = Settings {
@@ -315,6 +316,7 @@ pub fn sample_all_set() -> Settings {
         required_trust: Some(crate::ops::directory::Trust::Dane),
         pinned_keys: Some(vec!["0123456789ABCDEF0123456789ABCDEF01234567".into()]),
         autocrypt: Some(true),
+        methods: Some(vec![MethodName::Smime, MethodName::Portal]),
     };
     s.policy
         .domain

@@ -211,6 +211,10 @@ pub struct RecipientSettings {
     /// Put the gateway's OpenPGP key in an `Autocrypt:` header of the mail
     /// the gateway signs (outbound).
     pub autocrypt: Option<bool>,
+    /// The delivery methods for this address or domain, in order
+    /// (unset: `policy.methods`). Leaving `portal` out holds an
+    /// encrypt-required recipient without a key instead.
+    pub methods: Option<Vec<MethodName>>,
 }
 
 impl RecipientSettings {
@@ -317,14 +321,8 @@ impl Default for PolicyConfig {
     }
 }
 
-impl PolicyConfig {
-    /// The kinds of key in `methods`, in order (for the directory).
-    pub fn key_kinds(&self) -> Vec<KeyKind> {
-        self.methods.iter().filter_map(|m| m.key_kind()).collect()
-    }
-
-    /// Whether `methods` names the portal.
-    pub fn portal_listed(&self) -> bool {
-        self.methods.contains(&MethodName::Portal)
-    }
+/// The kinds of key in a methods list (`policy.methods`, or a
+/// recipient's own), in order.
+pub fn key_kinds(methods: &[MethodName]) -> Vec<KeyKind> {
+    methods.iter().filter_map(|m| m.key_kind()).collect()
 }
