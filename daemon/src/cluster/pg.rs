@@ -39,8 +39,24 @@
 //! that a node restarted during an outage has them too) and answer while
 //! the database cannot. A lookup never made before has no cached answer
 //! and fails: the pipeline then defers the recipient, never sends in
-//! clear. The cache answers only when the database does not; while it
-//! does, every read goes to it and refreshes the cache.
+//! clear. This cache answers only when the database does not.
+//!
+//! # Fresh answers
+//!
+//! While the listening connection is up, a read of those spaces is also
+//! kept in memory as *fresh* with its space's generation: the count of
+//! changes this node has heard of for the space (its own writes, and
+//! every notification). A later read of the same query answers from
+//! memory while the generation is unchanged and the answer is younger
+//! than [`FRESH_FOR`]; any change to the space anywhere in the cluster
+//! moves the generation at the notification, so a certificate imported
+//! on another node is seen as soon as its notification arrives, as the
+//! subscribers see it. When the listening connection is down no answer
+//! is fresh (notifications could be missed) and every read goes to the
+//! database; when it comes back every generation moves. The generation is
+//! taken before the query, so an answer that raced a change is never
+//! kept as fresh. This takes the database's round trip off most
+//! directory lookups on the mail path.
 //!
 //! # Schema
 //!
@@ -79,6 +95,13 @@ const CHANNEL: &str = "sealgate_changes";
 /// Longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// The longest a fresh answer is used without asking the database (a
+/// bound in case a notification is lost without the connection ending).
+const FRESH_FOR: Duration = Duration::from_secs(5);
+
+/// At most this many fresh answers are kept (then all are dropped).
+const FRESH_MAX: usize = 20_000;
+
 /// Why the cluster store could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum PgSetupError {
@@ -102,6 +125,8 @@ pub struct PgHealth {
     pub last_error: Option<String>,
     /// Reads answered from the read cache because the database did not.
     pub cache_answers: u64,
+    /// Reads answered from memory as fresh (no change heard since).
+    pub fresh_answers: u64,
     /// Answers in the read cache.
     pub cached: usize,
 }
@@ -127,6 +152,13 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     cache: ReadCache,
     cache_answers: AtomicU64,
+    /// Whether connection 0 listens for changes now.
+    listening: std::sync::atomic::AtomicBool,
+    /// Per space, the changes this node has heard of ([`Shared::changed`]).
+    generations: Mutex<HashMap<Space, u64>>,
+    /// Fresh answers: query → (its space's generation, when, answer).
+    fresh: Mutex<HashMap<Vec<u8>, (u64, std::time::Instant, Vec<u8>)>>,
+    fresh_answers: AtomicU64,
 }
 
 struct Slot {
@@ -224,6 +256,10 @@ impl PgStore {
             last_error: Mutex::new(None),
             cache: ReadCache::new(config.read_cache_mib.saturating_mul(1024 * 1024), cache),
             cache_answers: AtomicU64::new(0),
+            listening: std::sync::atomic::AtomicBool::new(false),
+            generations: Mutex::new(HashMap::new()),
+            fresh: Mutex::new(HashMap::new()),
+            fresh_answers: AtomicU64::new(0),
         });
         let runtime = RuntimeThread::start().map_err(PgSetupError::Runtime)?;
         for index in 0..shared.slots.len() {
@@ -260,6 +296,7 @@ impl PgStore {
             pool: self.shared.slots.len(),
             last_error: lock(&self.shared.last_error).clone(),
             cache_answers: self.shared.cache_answers.load(Ordering::Relaxed),
+            fresh_answers: self.shared.fresh_answers.load(Ordering::Relaxed),
             cached: self.shared.cache.len(),
         }
     }
@@ -309,9 +346,20 @@ impl PgStore {
         if !cached(space) {
             return self.run(f);
         }
+        let generation = self.shared.generation(space);
+        if let Some(generation) = generation
+            && let Some(value) = self.shared.fresh_answer(&query, generation, decode)
+        {
+            return Ok(value);
+        }
         match self.run(f) {
             Ok(value) => {
-                self.shared.cache.store(query, encode(&value));
+                let encoded = encode(&value);
+                if let Some(generation) = generation {
+                    self.shared
+                        .keep_fresh(query.clone(), generation, encoded.clone());
+                }
+                self.shared.cache.store(query, encoded);
                 Ok(value)
             }
             Err(e) => match self.shared.cache.lookup(&query).and_then(|v| decode(&v)) {
@@ -546,15 +594,57 @@ impl Shared {
     }
 
     fn changed(&self, space: Space) {
+        {
+            let mut generations = lock(&self.generations);
+            let n = generations.entry(space).or_insert(0);
+            *n = n.wrapping_add(1);
+        }
         if let Some(tx) = lock(&self.changes).get(&space) {
             tx.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
     fn changed_all(&self) {
+        for space in Space::ALL {
+            let mut generations = lock(&self.generations);
+            let n = generations.entry(space).or_insert(0);
+            *n = n.wrapping_add(1);
+        }
         for tx in lock(&self.changes).values() {
             tx.send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+
+    /// The generation of `space`, while changes are heard (`None`: no
+    /// answer is fresh now).
+    fn generation(&self, space: Space) -> Option<u64> {
+        self.listening
+            .load(Ordering::SeqCst)
+            .then(|| lock(&self.generations).get(&space).copied().unwrap_or(0))
+    }
+
+    fn fresh_answer<T>(
+        &self,
+        query: &[u8],
+        generation: u64,
+        decode: fn(&[u8]) -> Option<T>,
+    ) -> Option<T> {
+        let fresh = lock(&self.fresh);
+        let (kept, at, answer) = fresh.get(query)?;
+        if *kept != generation || at.elapsed() > FRESH_FOR {
+            return None;
+        }
+        let value = decode(answer)?;
+        self.fresh_answers.fetch_add(1, Ordering::Relaxed);
+        Some(value)
+    }
+
+    fn keep_fresh(&self, query: Vec<u8>, generation: u64, answer: Vec<u8>) {
+        let mut fresh = lock(&self.fresh);
+        if fresh.len() >= FRESH_MAX {
+            fresh.clear();
+        }
+        fresh.insert(query, (generation, std::time::Instant::now(), answer));
     }
 
     fn set_up(&self, index: usize, conn: Option<Arc<Conn>>) {
@@ -562,6 +652,11 @@ impl Shared {
             return;
         };
         let now_up = conn.is_some();
+        if index == 0 {
+            // Connection 0 listens: while it is down, changes elsewhere go
+            // unheard and no answer is fresh.
+            self.listening.store(now_up, Ordering::SeqCst);
+        }
         let was_up = std::mem::replace(&mut *lock(&slot.conn), conn).is_some();
         let live = match (was_up, now_up) {
             (false, true) => self.up.fetch_add(1, Ordering::SeqCst) + 1,
