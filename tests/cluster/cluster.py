@@ -270,6 +270,10 @@ class Cluster:
                 "cluster": self.pg.cluster_settings(f"{ip}:{api_port}", heartbeat_secs=heartbeat,
                                                     peer_timeout_ms=2000, query_timeout_ms=2000),
             }
+            # Every node's portal listener (bootstrap, per node); whether
+            # the portal is on is a shared setting, off until a test says.
+            portal_port = free_port()
+            settings["portal"] = {"listen": [f"127.0.0.1:{portal_port}"]}
             web_port = None
             if name == names[0]:
                 # The first node's web UI (the Cluster page).
@@ -277,6 +281,7 @@ class Cluster:
                 settings["web"] = {"listen": [f"127.0.0.1:{web_port}"]}
             self.nodes[name] = Node(root / f"node-{name}", name, ip, smtp_port, api_port, settings, self.env)
             self.nodes[name].web_port = web_port
+            self.nodes[name].portal_port = portal_port
             self.nodes[name].data_dir.mkdir(parents=True, exist_ok=True)
         first = self.nodes[names[0]]
         # The gateway's keys get certificates once, on the shared token.

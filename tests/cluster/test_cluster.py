@@ -5,8 +5,9 @@ downstream. Each test asserts what a user sees: SMTP replies, what arrives
 downstream (and whether openssl opens it), what the CLI prints.
 
 The portal case of the issue ("a portal message stored through A is read
-through C") is not here: the portal (issue 15) keeps its accounts and
-mailboxes in the node's own sled, not yet in the shared store."""
+through C") is `test_portal_message_stored_through_a_is_read_through_c`:
+the portal's accounts, sessions and sealed mailboxes are in the shared
+store."""
 
 import json
 import re
@@ -15,6 +16,7 @@ import time
 from cluster import (SECURE, SENDER, SteadySender, arrivals, make_cert, message, smime_decrypt, smtp_send,
                      wait_until)
 from harness import SmtpDialogue
+from postgres import DATABASE
 
 BOB = f"bob@{SECURE}"
 DAVE = f"dave@{SECURE}"
@@ -251,3 +253,56 @@ def test_node_killed_during_steady_send_loses_nothing(cluster, tmp_path):
     print(f"{len(sender.accepted)} messages accepted while node-b was killed and restarted; all delivered; "
           f"events per node {by_node}")
     assert json.dumps(found)  # the answer is JSON the web UI can render
+
+
+def _mail_text(raw: bytes) -> str:
+    import email as _email
+    import email.policy as _policy
+
+    m = _email.message_from_bytes(raw, policy=_policy.default)
+    part = m.get_body(preferencelist=("plain",))
+    return part.get_content() if part else ""
+
+
+def test_portal_message_stored_through_a_is_read_through_c(cluster, tmp_path):
+    """The recipient without a key is served by the portal; the message is
+    stored by node A, and the recipient enrols and reads through node C:
+    accounts, codes, sessions and the sealed mailbox are shared, and the
+    database never sees the message in clear."""
+    from webtools import Client
+
+    a, c = cluster["a"], cluster["c"]
+    a.cli("settings", "set", "portal.enabled", "true")
+    erin = f"erin@{SECURE}"
+    marker = f"portal-{time.monotonic_ns()}"
+    smtp_send(a.ip, a.port, [erin], message(marker, erin, subject="For the portal"))
+    note = wait_until(lambda: [x for x in arrived_for(cluster.sink, erin)
+                               if "Secure message from" in str(x.message["Subject"])],
+                      30, "the portal notification")[0]
+    assert marker.encode() not in note.raw
+    # Stored by A (its tracking), in PostgreSQL only sealed.
+    assert "stored in the portal" in a.cli("track", "--to", erin).stdout
+    dump = cluster.pg.psql("COPY (SELECT encode(value, 'escape') FROM sealgate_kv "
+                           "WHERE space LIKE 'portal%') TO STDOUT", db=DATABASE)
+    assert dump.strip(), "nothing of the portal in the shared store"
+    assert marker not in dump
+
+    # The recipient comes to node C: code, password, inbox, message.
+    reader = Client(c.portal_port)
+    assert reader.post("/code", {"address": erin}).status == 200
+    mail = wait_until(lambda: [x for x in arrived_for(cluster.sink, erin)
+                               if "code" in str(x.message["Subject"]).lower()], 30, "the code mail")[0]
+    code = re.search(r"\b(\d{6})\b", _mail_text(mail.raw)).group(1)
+    password = "Vm4-tolu-rapid-cedar-92"
+    r = reader.post("/enrol", {"address": erin, "code": code, "password": password, "password2": password})
+    assert r.status == 303 and r.header("location") == "/inbox", (r.status, r.body[:500])
+    inbox = reader.get("/inbox").body
+    found = re.search(r'href="/message/([0-9a-f]{32})"', inbox)
+    assert found and "For the portal" in inbox, inbox[:2000]
+    page = reader.get(f"/message/{found.group(1)}")
+    assert page.status == 200 and f"body {marker}" in page.body, page.body[:1000]
+    # C's tracking has the reading; the session works on A too (shared).
+    assert f"read {found.group(1)}" in c.cli("track", "--to", erin).stdout
+    on_a = Client(a.portal_port, cookies=dict(reader.cookies))
+    assert on_a.get("/inbox").status == 200
+
