@@ -14,6 +14,8 @@
 //! `Unavailable` when the token is away (temporary), `Invalid` naming the
 //! field.
 
+pub mod mailbox;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{BoxFuture, ServiceError};

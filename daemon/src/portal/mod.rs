@@ -26,6 +26,7 @@
 //! session of another address.
 
 pub mod accounts;
+pub mod folders;
 pub mod notify;
 pub mod seal;
 pub mod service;
@@ -52,6 +53,9 @@ pub enum PortalError {
     /// A stored part did not authenticate (altered, or moved).
     #[error("the stored message does not open: damaged or altered")]
     Damaged,
+    /// A folder operation the mailbox refuses (shown next to the field).
+    #[error("{0}")]
+    Folder(#[from] folders::FolderError),
 }
 
 impl PortalError {
@@ -77,6 +81,12 @@ impl From<PortalError> for sealgate_api::ServiceError {
                 what: "message".into(),
             },
             PortalError::Damaged => sealgate_api::ServiceError::failed("the message does not open"),
+            PortalError::Folder(folders::FolderError::NoSuchFolder) => {
+                sealgate_api::ServiceError::NotFound {
+                    what: "folder".into(),
+                }
+            }
+            PortalError::Folder(e) => sealgate_api::ServiceError::invalid("folder", e.to_string()),
         }
     }
 }
