@@ -48,6 +48,9 @@ pub struct MessageSummary {
     pub size: u64,
     pub attachments: usize,
     pub read: bool,
+    /// The folder it is in (`inbox`, `sent`, `trash` or an own folder's name).
+    #[serde(default)]
+    pub folder: String,
 }
 
 /// One attachment of a message, without its bytes.
@@ -118,8 +121,9 @@ pub struct KeyUploaded {
     pub keys: Vec<OwnKey>,
 }
 
-/// The portal's operations, implemented once by the daemon.
-pub trait PortalService: Send + Sync {
+/// The portal's operations, implemented once by the daemon (the
+/// mailbox's folders, search and reply-all: [`mailbox::MailboxService`]).
+pub trait PortalService: mailbox::MailboxService + Send + Sync {
     /// Sends a one-time code to `address` if the portal holds mail for it
     /// or it has an account. The caller always shows the same answer:
     /// `Ok` whether or not a code went out (no account enumeration).
@@ -183,7 +187,8 @@ pub trait PortalService: Send + Sync {
         index: usize,
     ) -> BoxFuture<'a, Result<AttachmentData, ServiceError>>;
 
-    /// Deletes one of the session's messages: its wrapped key is destroyed.
+    /// Deletes one of the session's messages: into Trash; from Trash,
+    /// its wrapped key is destroyed.
     fn delete<'a>(
         &'a self,
         session: &'a str,
