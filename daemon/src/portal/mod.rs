@@ -14,10 +14,12 @@
 //! there, sets a password (the admin accounts' Argon2id and
 //! common-password check, `crate::accounts::password`) and, where the
 //! domain requires it, TOTP (`crate::accounts::totp`); then reads,
-//! downloads, deletes and replies ([`service`], the daemon's side of
+//! downloads, files into folders ([`folders`]), searches, deletes (into
+//! Trash, then for good) and replies ([`service`], the daemon's side of
 //! `sealgate_api::portal::PortalService`). A reply enters the queue as
-//! mail from the authenticated address to the original sender and goes
-//! through the pipeline like any other mail.
+//! mail from the authenticated address to the original sender (and, for
+//! reply-all, the internal recipients) and goes through the pipeline
+//! like any other mail; a sealed copy stays in the account's Sent.
 //!
 //! Trusts: the token for confidentiality; the session (resolved here,
 //! never named by the web layer) for whose mailbox a request may reach.

@@ -10,9 +10,10 @@
 //! - `portal_folders`: `<recipient>\0<name>` → the account's own folders
 //!   ([`mailbox`]: folders, move, trash).
 //!
-//! Nothing in either tree is readable without the token (ids, times and
-//! sizes aside). Deleting or expiring removes the index entry, and with
-//! it the only copy of the wrapped key, then the sealed data.
+//! Nothing in either tree is readable without the token (ids, times,
+//! sizes and folders aside). Deleting from Trash or expiring removes the
+//! index entry, and with it the only copy of the wrapped key, then the
+//! sealed data.
 //!
 //! Trusts: the data directory for availability only; every sealed part is
 //! authenticated when it opens.
