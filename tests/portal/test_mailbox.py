@@ -153,3 +153,41 @@ def test_mailbox_folders_search_sort_trash_and_reply_all(portal_gateway, browser
     track = gw.cli("track", "--to", DAN).stdout
     for what in ("moved", "moved to Trash", "its key is destroyed", "replied to all", "kept in Sent"):
         assert what in track, (what, track)
+
+
+def test_another_recipient_cannot_move_delete_or_reply_all(portal_gateway):
+    """The mailbox's new doors check the session's address like the old ones."""
+    import re
+
+    from portaltools import enrol_over_http
+
+    gw = portal_gateway
+    _send(gw, "Carol Lane", "carol@example.org", "For Dan only", cc=["alice@example.org"])
+    m = EmailMessage()
+    m["From"] = "alice@example.org"
+    m["To"] = "eve@partner.example"
+    m["Subject"] = "For Eve"
+    m.set_content("eve's mail")
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.sendmail("alice@example.org", ["eve@partner.example"], m.as_bytes(policy=email.policy.SMTP))
+    seen: set = set()
+    used: set = set()
+    for rcpt in (DAN, "eve@partner.example"):
+        outbox_mail(gw, rcpt, lambda m: "Secure message" in str(m["Subject"]), seen=seen)
+    dan = enrol_over_http(gw, DAN, seen, used)
+    eve = enrol_over_http(gw, "eve@partner.example", seen, used)
+    dan_id = re.search(r'href="/message/([0-9a-f]{32})"', dan.get("/inbox").body).group(1)
+    assert eve.post("/folders", {"name": "Projects"}).status == 303
+    for path, form in ((f"/message/{dan_id}/move", {"folder": "Projects"}),
+                       (f"/message/{dan_id}/move", {"folder": "trash"}),
+                       (f"/message/{dan_id}/delete", {"folder": "trash"}),
+                       (f"/message/{dan_id}/reply-all", {"text": "hi"})):
+        r = eve.post(path, form)
+        assert r.status == 404, (path, form, r.status)
+    # Eve's folder is not Dan's; Dan's message is still in his inbox.
+    assert dan.get("/inbox?folder=Projects").status == 404
+    assert "For Dan only" in dan.get("/inbox").body
+    assert "For Dan only" not in eve.get("/inbox?folder=trash").body
+    # A folder name the mailbox refuses is said on the page.
+    r = dan.post("/folders", {"name": "Trash"})
+    assert r.status == 422 and "Inbox, Sent and Trash are there already" in r.body
