@@ -148,21 +148,16 @@ impl PortalServer {
         };
         let from = Self::parse(&address)?;
         let config = self.config();
-        let own = address.to_ascii_lowercase();
-        let mut seen = vec![own, original_sender.to_string().to_ascii_lowercase()];
-        let mut copies: Vec<Address> = Vec::new();
-        if all {
-            for a in view::recipients(&opened.content) {
-                let Some(a) = Address::parse(&a) else {
-                    continue;
-                };
-                let lower = a.to_string().to_ascii_lowercase();
-                if config.is_local_domain(&a.domain_lower()) && !seen.contains(&lower) {
-                    seen.push(lower);
-                    copies.push(a);
-                }
-            }
-        }
+        let copies = if all {
+            copies_for_reply_all(
+                &view::recipients(&opened.content),
+                &original_sender,
+                &address,
+                |domain| config.is_local_domain(domain),
+            )
+        } else {
+            Vec::new()
+        };
         let reply_id = crate::portal::store::new_id().map_err(ServiceError::from)?;
         let to = [original_sender.to_string()];
         let cc: Vec<String> = copies.iter().map(ToString::to_string).collect();
@@ -272,6 +267,32 @@ impl PortalServer {
             Err(e) => tracing::warn!(error = %e, "portal: no copy of the reply in Sent"),
         }
     }
+}
+
+/// Who besides the original sender a reply-all goes to: the addresses
+/// the message was written to (To, Cc) that are in our own domains
+/// (`internal`), once each, never the sender again nor the replying
+/// recipient's own address (case aside). External addresses are left
+/// out: the portal answers the organisation that wrote, it is no relay.
+pub(super) fn copies_for_reply_all(
+    written: &[String],
+    original_sender: &Address,
+    own: &str,
+    internal: impl Fn(&str) -> bool,
+) -> Vec<Address> {
+    let mut seen = vec![
+        own.to_ascii_lowercase(),
+        original_sender.to_string().to_ascii_lowercase(),
+    ];
+    let mut copies = Vec::new();
+    for a in written.iter().filter_map(|a| Address::parse(a)) {
+        let lower = a.to_string().to_ascii_lowercase();
+        if internal(&a.domain_lower()) && !seen.contains(&lower) {
+            seen.push(lower);
+            copies.push(a);
+        }
+    }
+    copies
 }
 
 /// The list line of an entry with its opened summary.
@@ -406,5 +427,32 @@ fn folder_error(field: &str, e: crate::portal::PortalError) -> ServiceError {
         crate::portal::PortalError::Folder(folders::FolderError::NoSuchFolder) => no_folder(),
         crate::portal::PortalError::Folder(f) => ServiceError::invalid(field, f.to_string()),
         other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn reply_all_goes_to_internal_recipients_once_and_never_to_oneself() {
+        let written: Vec<String> = [
+            "dan@partner.example",
+            "Alice@Example.org",
+            "bob@example.org",
+            "carol@example.org",
+            "alice@example.org",
+            "mallory@elsewhere.example",
+            "not an address",
+        ]
+        .map(String::from)
+        .to_vec();
+        let sender = Address::parse("carol@example.org").unwrap();
+        let copies = copies_for_reply_all(&written, &sender, "Dan@partner.example", |d| {
+            d == "example.org" || d == "partner.example"
+        });
+        let copies: Vec<String> = copies.iter().map(ToString::to_string).collect();
+        assert_eq!(copies, ["Alice@Example.org", "bob@example.org"]);
     }
 }
