@@ -191,3 +191,10 @@ def test_another_recipient_cannot_move_delete_or_reply_all(portal_gateway):
     # A folder name the mailbox refuses is said on the page.
     r = dan.post("/folders", {"name": "Trash"})
     assert r.status == 422 and "Inbox, Sent and Trash are there already" in r.body
+    # The date window (whole UTC days) and a date that is none.
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert "For Dan only" in dan.get(f"/inbox?from={today}&to={today}").body
+    r = dan.get("/inbox?from=2000-01-01&to=2000-01-02")
+    assert "For Dan only" not in r.body and "No message here matches" in r.body
+    r = dan.get("/inbox?from=yesterday")
+    assert "For Dan only" in r.body and "is not a date like" in r.body
