@@ -150,6 +150,14 @@ def test_mailbox_folders_search_sort_trash_and_reply_all(portal_gateway, browser
     _open(b, "Re: Project kickoff")
     assert "let us start on Monday" in b.driver.page_source
     assert b.driver.find_elements("id", "send-reply") == []
+    # Moved out of Sent, it still is no message to answer: refused.
+    sent_id = b.driver.current_url.rsplit("/", 1)[1]
+    cookies = {c["name"]: c["value"] for c in b.driver.get_cookies()}
+    from webtools import Client
+    c = Client(gw.portal_port, cookies=cookies)
+    assert c.post(f"/message/{sent_id}/move", {"folder": "inbox", "back": "sent"}).status == 303
+    r = c.post(f"/message/{sent_id}/reply", {"text": "to myself"})
+    assert r.status == 422 and "copy of your own reply" in r.body, (r.status, r.body[:300])
     track = gw.cli("track", "--to", DAN).stdout
     for what in ("moved", "moved to Trash", "its key is destroyed", "replied to all", "kept in Sent"):
         assert what in track, (what, track)

@@ -166,7 +166,8 @@ pub trait PortalService: mailbox::MailboxService + Send + Sync {
     /// Ends a session on the server.
     fn logout<'a>(&'a self, session: &'a str) -> BoxFuture<'a, Result<(), ServiceError>>;
 
-    /// The session's messages, newest first.
+    /// The session's messages in every folder, newest first (a folder's
+    /// list, searched and sorted: [`mailbox::MailboxService::mailbox`]).
     fn inbox<'a>(
         &'a self,
         session: &'a str,

@@ -132,20 +132,20 @@ impl PortalServer {
                 .await
                 .map_err(|e| ServiceError::failed(format!("stopped: {e}")))??
         };
-        if opened.entry.folder() == Folder::Sent {
-            // A copy of the recipient's own reply: its "sender" is the
-            // recipient; a reply to it would go to themselves.
-            return Err(ServiceError::invalid(
-                "text",
-                "This is a copy of your own reply; reply to the message it answers.",
-            ));
-        }
         let Some(original_sender) = Address::parse(&opened.summary.sender) else {
             return Err(ServiceError::invalid(
                 "text",
                 "This message has no sender to reply to.",
             ));
         };
+        if original_sender.to_string().eq_ignore_ascii_case(&address) {
+            // A copy of the recipient's own reply (in Sent, or moved out
+            // of it): a reply would go back to themselves.
+            return Err(ServiceError::invalid(
+                "text",
+                "This is a copy of your own reply; reply to the message it answers.",
+            ));
+        }
         let from = Self::parse(&address)?;
         let config = self.config();
         let copies = if all {
