@@ -14,6 +14,8 @@
 //! `Unavailable` when the token is away (temporary), `Invalid` naming the
 //! field.
 
+pub mod mailbox;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{BoxFuture, ServiceError};
@@ -46,6 +48,9 @@ pub struct MessageSummary {
     pub size: u64,
     pub attachments: usize,
     pub read: bool,
+    /// The folder it is in (`inbox`, `sent`, `trash` or an own folder's name).
+    #[serde(default)]
+    pub folder: String,
 }
 
 /// One attachment of a message, without its bytes.
@@ -120,8 +125,9 @@ pub struct KeyUploaded {
     pub keys: Vec<OwnKey>,
 }
 
-/// The portal's operations, implemented once by the daemon.
-pub trait PortalService: Send + Sync {
+/// The portal's operations, implemented once by the daemon (the
+/// mailbox's folders, search and reply-all: [`mailbox::MailboxService`]).
+pub trait PortalService: mailbox::MailboxService + Send + Sync {
     /// Sends a one-time code to `address` if the portal holds mail for it
     /// or it has an account. The caller always shows the same answer:
     /// `Ok` whether or not a code went out (no account enumeration).
@@ -177,7 +183,8 @@ pub trait PortalService: Send + Sync {
     /// Ends a session on the server.
     fn logout<'a>(&'a self, session: &'a str) -> BoxFuture<'a, Result<(), ServiceError>>;
 
-    /// The session's messages, newest first.
+    /// The session's messages in every folder, newest first (a folder's
+    /// list, searched and sorted: [`mailbox::MailboxService::mailbox`]).
     fn inbox<'a>(
         &'a self,
         session: &'a str,
@@ -198,7 +205,8 @@ pub trait PortalService: Send + Sync {
         index: usize,
     ) -> BoxFuture<'a, Result<AttachmentData, ServiceError>>;
 
-    /// Deletes one of the session's messages: its wrapped key is destroyed.
+    /// Deletes one of the session's messages: into Trash; from Trash,
+    /// its wrapped key is destroyed.
     fn delete<'a>(
         &'a self,
         session: &'a str,

@@ -14,10 +14,12 @@
 //! there, sets a password (the admin accounts' Argon2id and
 //! common-password check, `crate::accounts::password`) and, where the
 //! domain requires it, TOTP (`crate::accounts::totp`); then reads,
-//! downloads, deletes and replies ([`service`], the daemon's side of
+//! downloads, files into folders ([`folders`]), searches, deletes (into
+//! Trash, then for good) and replies ([`service`], the daemon's side of
 //! `sealgate_api::portal::PortalService`). A reply enters the queue as
-//! mail from the authenticated address to the original sender and goes
-//! through the pipeline like any other mail.
+//! mail from the authenticated address to the original sender (and, for
+//! reply-all, the internal recipients) and goes through the pipeline
+//! like any other mail; a sealed copy stays in the account's Sent.
 //!
 //! Trusts: the token for confidentiality; the session (resolved here,
 //! never named by the web layer) for whose mailbox a request may reach.
@@ -26,6 +28,7 @@
 //! session of another address.
 
 pub mod accounts;
+pub mod folders;
 pub mod notify;
 pub mod seal;
 pub mod service;
@@ -56,6 +59,9 @@ pub enum PortalError {
     /// A stored part did not authenticate (altered, or moved).
     #[error("the stored message does not open: damaged or altered")]
     Damaged,
+    /// A folder operation the mailbox refuses (shown next to the field).
+    #[error("{0}")]
+    Folder(#[from] folders::FolderError),
 }
 
 impl PortalError {
@@ -86,6 +92,12 @@ impl From<PortalError> for sealgate_api::ServiceError {
                 what: "message".into(),
             },
             PortalError::Damaged => sealgate_api::ServiceError::failed("the message does not open"),
+            PortalError::Folder(folders::FolderError::NoSuchFolder) => {
+                sealgate_api::ServiceError::NotFound {
+                    what: "folder".into(),
+                }
+            }
+            PortalError::Folder(e) => sealgate_api::ServiceError::invalid("folder", e.to_string()),
         }
     }
 }

@@ -7,6 +7,8 @@
 //! to a message is a tracking event (kind `portal`: stored, read,
 //! downloaded, replied, deleted, expired).
 
+mod mailbox;
+
 use std::sync::Arc;
 
 use sealgate_api::portal::{
@@ -129,16 +131,7 @@ impl PortalServer {
 
     fn summary_of(&self, entry: &super::store::IndexEntry) -> Result<MessageSummary, PortalError> {
         let s = self.portal().messages.summary(entry)?;
-        Ok(MessageSummary {
-            id: entry.id.clone(),
-            from: s.from,
-            subject: s.subject,
-            stored_ms: entry.stored_ms,
-            expires_ms: entry.expires_ms,
-            size: entry.size,
-            attachments: entry.attachments,
-            read: entry.read,
-        })
+        Ok(mailbox::message_summary(entry, s))
     }
 
     fn login_of(outcome: Outcome, address: &str) -> PortalLogin {
@@ -370,14 +363,8 @@ impl PortalService for PortalServer {
             let body = view::body(&opened.content);
             let view = MessageView {
                 summary: MessageSummary {
-                    id: opened.entry.id.clone(),
-                    from: opened.summary.from.clone(),
-                    subject: opened.summary.subject.clone(),
-                    stored_ms: opened.entry.stored_ms,
-                    expires_ms: opened.entry.expires_ms,
-                    size: opened.entry.size,
-                    attachments: opened.entry.attachments,
                     read: true,
+                    ..mailbox::message_summary(&opened.entry, opened.summary.clone())
                 },
                 to: body.to,
                 date: body.date,
@@ -439,11 +426,14 @@ impl PortalService for PortalServer {
         let (session, id) = (session.to_owned(), id.to_owned());
         Self::blocking(move || {
             let address = me.address_of(&session)?;
-            let entry = me.portal().messages.delete(&address, &id)?;
+            let (entry, done) = match me.portal().messages.discard(&address, &id)? {
+                super::store::Discarded::Trashed(e) => (e, "moved to Trash"),
+                super::store::Discarded::Destroyed(e) => (e, "its key is destroyed"),
+            };
             me.track(
                 &entry.queue_id,
                 &address,
-                &format!("deleted {id} by the recipient: its key is destroyed"),
+                &format!("deleted {id} by the recipient: {done}"),
             );
             Ok(())
         })
@@ -455,62 +445,7 @@ impl PortalService for PortalServer {
         id: &'a str,
         text: &'a str,
     ) -> BoxFuture<'a, Result<String, ServiceError>> {
-        Box::pin(async move {
-            if text.trim().is_empty() {
-                return Err(ServiceError::invalid("text", "Write a reply first."));
-            }
-            if text.len() > 1024 * 1024 {
-                return Err(ServiceError::invalid("text", "The reply is too long."));
-            }
-            let address = self.address_of(session)?;
-            let opened = {
-                let me = self.clone_handle();
-                let (address, id) = (address.clone(), id.to_owned());
-                tokio::task::spawn_blocking(move || me.portal().messages.read(&address, &id))
-                    .await
-                    .map_err(|e| ServiceError::failed(format!("stopped: {e}")))??
-            };
-            let Some(original_sender) = Address::parse(&opened.summary.sender) else {
-                return Err(ServiceError::invalid(
-                    "text",
-                    "This message has no sender to reply to.",
-                ));
-            };
-            let from = Self::parse(&address)?;
-            let config = self.config();
-            let reply_id = super::store::new_id().map_err(ServiceError::from)?;
-            let content = view::reply(
-                &config.hostname,
-                &address,
-                &opened.summary,
-                text,
-                &format!("portal-{reply_id}"),
-            );
-            let envelope = Envelope {
-                sender: Some(from),
-                // Not an internal network and not "local": the pipeline
-                // decides as for mail from outside, and sends no notices
-                // to the portal user's address.
-                client_ip: "portal".into(),
-                ..Envelope::from_gateway(
-                    original_sender,
-                    &config.hostname,
-                    format!("portal-reply-{reply_id}"),
-                )
-            };
-            let queued = self.queue.inject(&envelope, &content).await.map_err(|e| {
-                tracing::warn!(error = %e, "portal reply not queued");
-                ServiceError::Unavailable {
-                    what: "the queue".into(),
-                }
-            })?;
-            self.track(
-                &opened.entry.queue_id,
-                &address,
-                &format!("replied to {id}: queued as {queued}"),
-            );
-            Ok(queued.to_string())
-        })
+        Box::pin(self.send_reply(session, id, text, false))
     }
 
     fn preferences<'a>(

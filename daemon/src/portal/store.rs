@@ -7,18 +7,25 @@
 //!   address, so a message is found only under the address it was stored
 //!   for: a lookup with another session's address finds nothing.
 //! - `portal_data`: `<id>` → the sealed message (nonce, ciphertext, tag).
+//! - `portal_folders`: `<recipient>\0<name>` → the account's own folders
+//!   ([`mailbox`]: folders, move, trash).
 //!
-//! Nothing in either tree is readable without the token (ids, times and
-//! sizes aside). Deleting or expiring removes the index entry, and with
-//! it the only copy of the wrapped key, then the sealed data.
+//! Nothing in either tree is readable without the token (ids, times,
+//! sizes and folders aside). Deleting from Trash or expiring removes the
+//! index entry, and with it the only copy of the wrapped key, then the
+//! sealed data.
 //!
 //! Trusts: the data directory for availability only; every sealed part is
 //! authenticated when it opens.
 
+mod mailbox;
+
+pub use mailbox::Discarded;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::PortalError;
+use super::folders::Folder;
 use super::seal::{self, WrapperSource};
 use crate::db::{Db, Tree};
 
@@ -38,6 +45,14 @@ pub struct IndexEntry {
     pub summary: String,
     /// The queue id the message arrived under (for tracking).
     pub queue_id: String,
+    /// The folder it is in ([`super::folders::Folder`]); entries stored
+    /// before folders existed are in the inbox.
+    #[serde(default = "inbox")]
+    pub folder: String,
+}
+
+fn inbox() -> String {
+    "inbox".to_owned()
 }
 
 /// What the inbox shows of a message: sealed like the message.
@@ -78,6 +93,7 @@ fn b64() -> base64::engine::GeneralPurpose {
 pub struct MessageStore {
     index: Tree,
     data: Tree,
+    folders: Tree,
     wrappers: std::sync::Arc<dyn WrapperSource>,
 }
 
@@ -106,6 +122,7 @@ impl MessageStore {
         MessageStore {
             index: db.tree("portal_index"),
             data: db.tree("portal_data"),
+            folders: db.tree("portal_folders"),
             wrappers,
         }
     }
@@ -121,6 +138,17 @@ impl MessageStore {
     pub fn store(
         &self,
         incoming: &Incoming<'_>,
+        now_ms: u64,
+        retention_days: u32,
+    ) -> Result<IndexEntry, PortalError> {
+        self.store_in(incoming, &Folder::Inbox, now_ms, retention_days)
+    }
+
+    /// [`MessageStore::store`] into `folder` (Sent, for the copy of a reply).
+    pub fn store_in(
+        &self,
+        incoming: &Incoming<'_>,
+        folder: &Folder,
         now_ms: u64,
         retention_days: u32,
     ) -> Result<IndexEntry, PortalError> {
@@ -151,10 +179,12 @@ impl MessageStore {
             expires_ms: now_ms.saturating_add(u64::from(retention_days) * 24 * 3600 * 1000),
             size: content.len() as u64,
             attachments,
-            read: false,
+            // A copy of what the recipient sent is not news to them.
+            read: *folder == Folder::Sent,
             wrapped_key: b64().encode(&wrapped),
             summary: b64().encode(&sealed_summary),
             queue_id: queue_id.to_owned(),
+            folder: folder.as_str().to_owned(),
         };
         self.data.insert(id.as_bytes(), body).map_err(storage)?;
         self.put(&entry)?;
@@ -307,7 +337,7 @@ fn storage(e: sled::Error) -> PortalError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -315,14 +345,14 @@ mod tests {
     use super::*;
     use crate::portal::seal::TestWrappers;
 
-    fn store() -> (tempfile_dir::Dir, MessageStore, Arc<TestWrappers>) {
+    pub(super) fn store() -> (tempfile_dir::Dir, MessageStore, Arc<TestWrappers>) {
         let dir = tempfile_dir::Dir::new();
         let db = Db::open(&dir.0).unwrap();
         let wrappers = Arc::new(TestWrappers([7; 32], AtomicBool::new(false)));
         (dir, MessageStore::open(&db, wrappers.clone()), wrappers)
     }
 
-    mod tempfile_dir {
+    pub(super) mod tempfile_dir {
         pub struct Dir(pub std::path::PathBuf);
         impl Dir {
             pub fn new() -> Dir {
@@ -339,7 +369,12 @@ mod tests {
         }
     }
 
-    fn incoming<'a>(r: &'a str, q: &'a str, s: &'a Summary, content: &'a [u8]) -> Incoming<'a> {
+    pub(super) fn incoming<'a>(
+        r: &'a str,
+        q: &'a str,
+        s: &'a Summary,
+        content: &'a [u8],
+    ) -> Incoming<'a> {
         Incoming {
             recipient: r,
             queue_id: q,
@@ -349,7 +384,7 @@ mod tests {
         }
     }
 
-    fn summary() -> Summary {
+    pub(super) fn summary() -> Summary {
         Summary {
             from: "Alice <alice@example.org>".into(),
             sender: "alice@example.org".into(),

@@ -146,6 +146,18 @@ pub fn attachment(content: &[u8], index: usize) -> Option<AttachmentData> {
     })
 }
 
+/// The To and Cc addresses of a stored message (for reply-all), as written.
+pub fn recipients(content: &[u8]) -> Vec<String> {
+    let Some(message) = MessageParser::default().parse(content) else {
+        return Vec::new();
+    };
+    [message.to(), message.cc()]
+        .into_iter()
+        .flatten()
+        .flat_map(|list| list.iter().filter_map(|a| a.address().map(str::to_owned)))
+        .collect()
+}
+
 /// The reply from `from` (the authenticated address) to the original
 /// sender, keeping the thread.
 pub fn reply(
@@ -155,6 +167,33 @@ pub fn reply(
     text: &str,
     message_id: &str,
 ) -> Vec<u8> {
+    reply_to(
+        hostname,
+        from,
+        summary,
+        (std::slice::from_ref(&summary.sender), &[]),
+        text,
+        message_id,
+    )
+}
+
+/// The reply from `from` to `to` with copies to `cc` (addresses the
+/// caller has parsed), keeping the thread.
+pub fn reply_to(
+    hostname: &str,
+    from: &str,
+    summary: &Summary,
+    (to, cc): (&[String], &[String]),
+    text: &str,
+    message_id: &str,
+) -> Vec<u8> {
+    let list = |addresses: &[String]| {
+        addresses
+            .iter()
+            .map(|a| format!("<{a}>"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let subject = if summary.subject.to_ascii_lowercase().starts_with("re:") {
         summary.subject.clone()
     } else {
@@ -170,11 +209,14 @@ pub fn reply(
             base64::engine::general_purpose::STANDARD.encode(subject.as_bytes())
         )
     };
-    let mut head = format!(
-        "From: <{from}>\r\nTo: <{}>\r\nSubject: {subject}\r\nDate: {}\r\nMessage-ID: <{message_id}@{hostname}>\r\n",
-        summary.sender,
+    let mut head = format!("From: <{from}>\r\nTo: {}\r\n", list(to));
+    if !cc.is_empty() {
+        head.push_str(&format!("Cc: {}\r\n", list(cc)));
+    }
+    head.push_str(&format!(
+        "Subject: {subject}\r\nDate: {}\r\nMessage-ID: <{message_id}@{hostname}>\r\n",
         crate::util::rfc5322_date_now(),
-    );
+    ));
     if let Some(parent) = &summary.message_id {
         head.push_str(&format!(
             "In-Reply-To: {parent}\r\nReferences: {parent}\r\n"
@@ -252,5 +294,35 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
         assert_eq!(parsed.in_reply_to().as_text(), Some("m1@example.org"));
         assert_eq!(parsed.body_text(0).unwrap(), "Thanks");
         assert!(String::from_utf8_lossy(&r).contains("To: <alice@example.org>"));
+    }
+
+    #[test]
+    fn reply_all_names_to_and_cc_and_keeps_the_thread() {
+        let mail = b"From: carol@example.org\r\nTo: Dan <dan@ext.example>\r\n\
+Cc: alice@example.org, Bob <bob@example.org>\r\nSubject: Plan\r\nMessage-ID: <p1@example.org>\r\n\r\nx\r\n";
+        assert_eq!(
+            recipients(mail),
+            ["dan@ext.example", "alice@example.org", "bob@example.org"]
+        );
+        let (summary, _) = summarise(mail, "carol@example.org");
+        let r = reply_to(
+            "gw.example",
+            "dan@ext.example",
+            &summary,
+            (
+                &["carol@example.org".to_owned()],
+                &["alice@example.org".to_owned(), "bob@example.org".to_owned()],
+            ),
+            "Agreed",
+            "r2",
+        );
+        let text = String::from_utf8_lossy(&r);
+        assert!(text.contains("To: <carol@example.org>\r\n"), "{text}");
+        assert!(
+            text.contains("Cc: <alice@example.org>, <bob@example.org>\r\n"),
+            "{text}"
+        );
+        let parsed = MessageParser::default().parse(&r).unwrap();
+        assert_eq!(parsed.in_reply_to().as_text(), Some("p1@example.org"));
     }
 }

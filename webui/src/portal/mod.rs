@@ -18,6 +18,8 @@
 //! Trusts: the portal service in process (`sealgate_api::portal`), which
 //! resolves the session to its address; nothing from the network.
 
+mod mailbox;
+
 use std::sync::Arc;
 
 use askama::Template;
@@ -76,12 +78,20 @@ pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
         .route("/enrol/totp", post(view_totp_post))
         .route("/reset/{token}", get(view_reset_get).post(view_reset_post))
         .route("/logout", post(view_logout_post))
-        .route("/inbox", get(view_inbox_get))
+        .route("/inbox", get(mailbox::view_inbox_get))
         .route("/message/{id}", get(view_message_get))
         .route("/message/{id}/body", get(view_body_get))
         .route("/message/{id}/attachment/{n}", get(view_attachment_get))
-        .route("/message/{id}/delete", post(view_delete_post))
+        .route("/message/{id}/delete", post(mailbox::view_delete_post))
         .route("/message/{id}/reply", post(view_reply_post))
+        .route(
+            "/message/{id}/reply-all",
+            post(mailbox::view_reply_all_post),
+        )
+        .route("/message/{id}/move", post(mailbox::view_move_post))
+        .route("/folders", post(mailbox::view_folder_create_post))
+        .route("/folders/rename", post(mailbox::view_folder_rename_post))
+        .route("/folders/delete", post(mailbox::view_folder_delete_post))
         .route("/preferences", get(view_preferences_get))
         .route("/preferences/key", post(view_preferences_key_post))
         .route(
@@ -588,37 +598,10 @@ impl From<MessageSummary> for Row {
     }
 }
 
-#[derive(Template)]
-#[template(path = "portal/inbox.html")]
-struct InboxPage {
-    address: String,
-    messages: Vec<Row>,
-    notice: Option<&'static str>,
-}
-
 #[derive(Deserialize, Default)]
 struct NoticeQuery {
     #[serde(default)]
     done: Option<String>,
-}
-
-async fn view_inbox_get(
-    State(state): State<PortalState>,
-    reader: Reader,
-    Query(q): Query<NoticeQuery>,
-) -> Response {
-    match state.service.inbox(&reader.session).await {
-        Ok(messages) => render(&InboxPage {
-            address: reader.address,
-            messages: messages.into_iter().map(Row::from).collect(),
-            notice: match q.done.as_deref() {
-                Some("deleted") => Some("The message was deleted."),
-                Some("replied") => Some("Your reply was sent."),
-                _ => None,
-            },
-        }),
-        Err(e) => error(&e),
-    }
 }
 
 #[derive(Template)]
@@ -627,6 +610,11 @@ struct MessagePage {
     address: String,
     message: MessageView,
     row: Row,
+    /// Where the message can be moved (not where it is, not Sent).
+    targets: Vec<sealgate_api::portal::mailbox::FolderInfo>,
+    /// The list it is in, as a link.
+    back: String,
+    back_label: String,
 }
 
 async fn view_message_get(
@@ -634,14 +622,30 @@ async fn view_message_get(
     reader: Reader,
     Path(id): Path<String>,
 ) -> Response {
-    match state.service.read(&reader.session, &id).await {
-        Ok(message) => render(&MessagePage {
-            address: reader.address,
-            row: Row::from(message.summary.clone()),
-            message,
-        }),
-        Err(e) => error(&e),
-    }
+    let message = match state.service.read(&reader.session, &id).await {
+        Ok(m) => m,
+        Err(e) => return error(&e),
+    };
+    let folders = match state.service.folders(&reader.session).await {
+        Ok(f) => f,
+        Err(e) => return error(&e),
+    };
+    let here = message.summary.folder.clone();
+    let back_label = folders
+        .iter()
+        .find(|f| f.name == here)
+        .map_or_else(|| "Inbox".to_owned(), |f| f.label.clone());
+    render(&MessagePage {
+        address: reader.address,
+        row: Row::from(message.summary.clone()),
+        targets: folders
+            .into_iter()
+            .filter(|f| f.name != here && f.name != "sent")
+            .collect(),
+        back: mailbox::folder_url(&here),
+        back_label,
+        message,
+    })
 }
 
 /// The sanitised HTML of a message, as its own document for the sandboxed frame.
@@ -705,17 +709,6 @@ async fn view_attachment_get(
             }
             r
         }
-        Err(e) => error(&e),
-    }
-}
-
-async fn view_delete_post(
-    State(state): State<PortalState>,
-    reader: Reader,
-    Path(id): Path<String>,
-) -> Response {
-    match state.service.delete(&reader.session, &id).await {
-        Ok(()) => Redirect::to("/inbox?done=deleted").into_response(),
         Err(e) => error(&e),
     }
 }
