@@ -45,10 +45,24 @@ pub enum Space {
     Cluster,
     /// The setup wizard's draft: `draft` → draft (JSON).
     Setup,
+    /// Portal accounts: address → account (JSON; password and TOTP
+    /// secret as the admin accounts keep theirs).
+    PortalAccounts,
+    /// Portal one-time codes and reset links, by hash.
+    PortalCodes,
+    /// Portal sessions and TOTP enrolments, by hash.
+    PortalSessions,
+    /// The portal's index: `recipient` NUL `id` → entry (JSON; the data
+    /// key wrapped by the token, the sealed summary).
+    PortalIndex,
+    /// Sealed portal messages: id → AES-256-GCM ciphertext.
+    PortalData,
+    /// Portal accounts' own folders: `recipient` NUL name → empty.
+    PortalFolders,
 }
 
 impl Space {
-    pub const ALL: [Space; 11] = [
+    pub const ALL: [Space; 17] = [
         Space::Settings,
         Space::Audit,
         Space::Directory,
@@ -60,6 +74,12 @@ impl Space {
         Space::Nodes,
         Space::Cluster,
         Space::Setup,
+        Space::PortalAccounts,
+        Space::PortalCodes,
+        Space::PortalSessions,
+        Space::PortalIndex,
+        Space::PortalData,
+        Space::PortalFolders,
     ];
 
     /// The name: the sled tree on a single node (the existing trees keep
@@ -77,6 +97,12 @@ impl Space {
             Space::Nodes => "nodes",
             Space::Cluster => "cluster",
             Space::Setup => "setup",
+            Space::PortalAccounts => "portal_accounts",
+            Space::PortalCodes => "portal_codes",
+            Space::PortalSessions => "portal_sessions",
+            Space::PortalIndex => "portal_index",
+            Space::PortalData => "portal_data",
+            Space::PortalFolders => "portal_folders",
         }
     }
 }

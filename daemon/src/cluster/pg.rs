@@ -82,6 +82,8 @@ use super::config::{ClusterConfig, DatabaseTls};
 use super::pgtls::MakeRustls;
 use crate::store::{Pair, Pairs, SharedStore, Space, StoreError};
 
+// V1: the shared table and its notifications; V2: the portal's keyspaces
+// notify nobody.
 mod embedded {
     refinery::embed_migrations!("src/cluster/migrations");
 }

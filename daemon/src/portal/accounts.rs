@@ -18,9 +18,10 @@ use subtle::ConstantTimeEq as _;
 
 use sealgate_api::{FieldError, ServiceError};
 
+use super::kv::Kv;
 use crate::accounts::{hex, password, sha256_hex, totp, unhex};
-use crate::db::{Db, Tree};
 use crate::envelope::now_ms;
+use crate::store::{SharedStore, Space};
 
 /// A code is valid this long.
 const CODE_LIFETIME_MS: u64 = 15 * 60 * 1000;
@@ -94,9 +95,9 @@ pub enum Outcome {
 
 /// The portal's accounts, codes and sessions.
 pub struct PortalAccounts {
-    accounts: Tree,
-    codes: Tree,
-    sessions: Tree,
+    accounts: Kv,
+    codes: Kv,
+    sessions: Kv,
 }
 
 fn new_token() -> Result<String, ServiceError> {
@@ -138,16 +139,16 @@ fn code_failed() -> ServiceError {
 }
 
 impl PortalAccounts {
-    pub fn open(db: &Db) -> PortalAccounts {
+    pub fn open(shared: &std::sync::Arc<dyn SharedStore>) -> PortalAccounts {
         PortalAccounts {
-            accounts: db.tree("portal_accounts"),
-            codes: db.tree("portal_codes"),
-            sessions: db.tree("portal_sessions"),
+            accounts: Kv::new(shared.clone(), Space::PortalAccounts),
+            codes: Kv::new(shared.clone(), Space::PortalCodes),
+            sessions: Kv::new(shared.clone(), Space::PortalSessions),
         }
     }
 
     fn get<T: serde::de::DeserializeOwned>(
-        tree: &Tree,
+        tree: &Kv,
         key: &str,
     ) -> Result<Option<T>, ServiceError> {
         match tree.get(key.as_bytes()).map_err(storage)? {
@@ -156,7 +157,7 @@ impl PortalAccounts {
         }
     }
 
-    fn put<T: Serialize>(tree: &Tree, key: &str, value: &T) -> Result<(), ServiceError> {
+    fn put<T: Serialize>(tree: &Kv, key: &str, value: &T) -> Result<(), ServiceError> {
         let json = serde_json::to_vec(value).map_err(storage)?;
         tree.insert(key.as_bytes(), json).map_err(storage)?;
         tree.flush().map_err(storage)
@@ -562,8 +563,10 @@ mod tests {
     fn accounts() -> (std::path::PathBuf, PortalAccounts) {
         let n: u64 = rand::random();
         let dir = std::env::temp_dir().join(format!("sealgate-portal-acc-{n:x}"));
-        let db = Db::open(&dir).unwrap();
-        (dir, PortalAccounts::open(&db))
+        let db = crate::db::Db::open(&dir).unwrap();
+        let shared: std::sync::Arc<dyn SharedStore> =
+            std::sync::Arc::new(crate::store::SledStore::new(&db));
+        (dir, PortalAccounts::open(&shared))
     }
 
     const GOOD: &str = "violet staple gravel orbit";

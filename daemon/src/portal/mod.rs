@@ -29,6 +29,7 @@
 
 pub mod accounts;
 pub mod folders;
+pub mod kv;
 pub mod notify;
 pub mod seal;
 pub mod service;
@@ -102,7 +103,7 @@ impl From<PortalError> for sealgate_api::ServiceError {
     }
 }
 
-/// The portal's state on this node: sealed messages and accounts.
+/// The portal's state: sealed messages and accounts, in the shared store.
 #[derive(Clone)]
 pub struct Portal {
     pub messages: store::MessageStore,
@@ -110,15 +111,22 @@ pub struct Portal {
 }
 
 impl Portal {
-    /// Opens the portal's trees; the token is opened when first needed.
-    pub fn open(db: &crate::db::Db, hsm: sealgate_hsm::HsmSettings) -> Portal {
-        Portal::with_wrappers(db, Arc::new(seal::TokenWrappers::new(hsm)))
+    /// Opens the portal's keyspaces in the shared store (the node's sled,
+    /// or the cluster's PostgreSQL); the token is opened when first needed.
+    pub fn open(
+        shared: &Arc<dyn crate::store::SharedStore>,
+        hsm: sealgate_hsm::HsmSettings,
+    ) -> Portal {
+        Portal::with_wrappers(shared, Arc::new(seal::TokenWrappers::new(hsm)))
     }
 
-    pub fn with_wrappers(db: &crate::db::Db, wrappers: Arc<dyn seal::WrapperSource>) -> Portal {
+    pub fn with_wrappers(
+        shared: &Arc<dyn crate::store::SharedStore>,
+        wrappers: Arc<dyn seal::WrapperSource>,
+    ) -> Portal {
         Portal {
-            messages: store::MessageStore::open(db, wrappers),
-            accounts: Arc::new(accounts::PortalAccounts::open(db)),
+            messages: store::MessageStore::open(shared, wrappers),
+            accounts: Arc::new(accounts::PortalAccounts::open(shared)),
         }
     }
 }

@@ -26,8 +26,9 @@ use zeroize::Zeroizing;
 
 use super::PortalError;
 use super::folders::Folder;
+use super::kv::Kv;
 use super::seal::{self, WrapperSource};
-use crate::db::{Db, Tree};
+use crate::store::{SharedStore, Space, StoreError};
 
 /// One stored message in the index.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,9 +92,9 @@ fn b64() -> base64::engine::GeneralPurpose {
 /// The portal's sealed messages.
 #[derive(Clone)]
 pub struct MessageStore {
-    index: Tree,
-    data: Tree,
-    folders: Tree,
+    index: Kv,
+    data: Kv,
+    folders: Kv,
     wrappers: std::sync::Arc<dyn WrapperSource>,
 }
 
@@ -118,11 +119,14 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 impl MessageStore {
-    pub fn open(db: &Db, wrappers: std::sync::Arc<dyn WrapperSource>) -> MessageStore {
+    pub fn open(
+        shared: &std::sync::Arc<dyn SharedStore>,
+        wrappers: std::sync::Arc<dyn WrapperSource>,
+    ) -> MessageStore {
         MessageStore {
-            index: db.tree("portal_index"),
-            data: db.tree("portal_data"),
-            folders: db.tree("portal_folders"),
+            index: Kv::new(shared.clone(), Space::PortalIndex),
+            data: Kv::new(shared.clone(), Space::PortalData),
+            folders: Kv::new(shared.clone(), Space::PortalFolders),
             wrappers,
         }
     }
@@ -188,8 +192,8 @@ impl MessageStore {
         };
         self.data.insert(id.as_bytes(), body).map_err(storage)?;
         self.put(&entry)?;
+        // One flush makes both durable (one database).
         self.index.flush().map_err(storage)?;
-        self.data.flush().map_err(storage)?;
         Ok(entry)
     }
 
@@ -332,7 +336,7 @@ impl MessageStore {
     }
 }
 
-fn storage(e: sled::Error) -> PortalError {
+fn storage(e: StoreError) -> PortalError {
     PortalError::Storage(e.to_string())
 }
 
@@ -347,9 +351,10 @@ pub(super) mod tests {
 
     pub(super) fn store() -> (tempfile_dir::Dir, MessageStore, Arc<TestWrappers>) {
         let dir = tempfile_dir::Dir::new();
-        let db = Db::open(&dir.0).unwrap();
+        let db = crate::db::Db::open(&dir.0).unwrap();
+        let shared: Arc<dyn SharedStore> = Arc::new(crate::store::SledStore::new(&db));
         let wrappers = Arc::new(TestWrappers([7; 32], AtomicBool::new(false)));
-        (dir, MessageStore::open(&db, wrappers.clone()), wrappers)
+        (dir, MessageStore::open(&shared, wrappers.clone()), wrappers)
     }
 
     pub(super) mod tempfile_dir {

@@ -59,7 +59,7 @@ struct Inner {
     state: QueueState,
     tracker: Tracker,
     directory: crate::directory::Directory,
-    /// The portal's sealed messages and accounts (node-local).
+    /// The portal's sealed messages and accounts (in the shared store).
     portal: crate::portal::Portal,
     scheduler: mpsc::UnboundedSender<SchedulerRequest>,
 }
@@ -74,8 +74,8 @@ impl Queue {
         let spool = Spool::open(&config.data_dir.join("spool"))?;
         let state = QueueState::open(db, shared.clone());
         let tracker = Tracker::open(db, &config.node_name);
+        let portal = crate::portal::Portal::open(&shared, config.hsm_settings());
         let directory = crate::directory::Directory::open(shared);
-        let portal = crate::portal::Portal::open(db, config.hsm_settings());
         let (tx, rx) = mpsc::unbounded_channel();
         Ok((
             Queue {
