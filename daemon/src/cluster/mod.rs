@@ -1,7 +1,8 @@
 //! A cluster: several Sealgate nodes running as one gateway.
 //!
 //! What every node must see the same (settings versions, audit log,
-//! accounts and sessions, key directory, invitation claims, membership)
+//! accounts and sessions, key directory, invitation claims, membership,
+//! the portal's accounts and sealed mailboxes)
 //! lives in PostgreSQL behind the same [`SharedStore`] trait a single
 //! appliance keeps in sled ([`pg::PgStore`]); what is a node's own stays on
 //! its disk: the spool and its queue state (mail never depends on the

@@ -7,8 +7,9 @@
 //! decoy hash that makes an unknown address cost the same verification)
 //! and `crate::accounts::totp` (RFC 6238 with a replay guard).
 //!
-//! Node-local (the node's sled, trees `portal_accounts`, `portal_codes`,
-//! `portal_sessions`); a cluster shares none of it yet.
+//! In the shared store (keyspaces `portal_accounts`, `portal_codes`,
+//! `portal_sessions`: the node's sled, or the cluster's PostgreSQL), so an
+//! account and its sessions work through every node of a cluster.
 //!
 //! Trusts: nothing in a request. Never stores a password, code or session
 //! id, only their hashes.

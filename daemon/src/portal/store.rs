@@ -1,5 +1,6 @@
-//! The portal's message store: sealed messages in the node's state store
-//! (sled), indexed by recipient.
+//! The portal's message store: sealed messages in the shared store
+//! ([`super::kv`]: the node's sled, or the cluster's PostgreSQL), indexed
+//! by recipient.
 //!
 //! - `portal_index`: `<recipient>\0<id>` → [`IndexEntry`] (JSON): the
 //!   wrapped data key, times, size, and the sealed summary (sender,
