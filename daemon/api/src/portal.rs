@@ -197,6 +197,27 @@ pub trait PortalService: Send + Sync {
         text: &'a str,
     ) -> BoxFuture<'a, Result<String, ServiceError>>;
 
+    /// Opens a pushed message (`sealgate::portal::push`): `id` and
+    /// `sealed` come from the attachment's form, as posted. The key is
+    /// looked up under the session's address only, so another address's
+    /// session gets `NotFound`, as for an unknown id; a ciphertext that
+    /// does not authenticate is refused. A tracking event.
+    fn open_push<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        sealed: std::sync::Arc<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<MessageView, ServiceError>>;
+
+    /// One attachment of a pushed message (a tracking event).
+    fn push_attachment<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        sealed: std::sync::Arc<Vec<u8>>,
+        index: usize,
+    ) -> BoxFuture<'a, Result<AttachmentData, ServiceError>>;
+
     /// The session's preferences.
     fn preferences<'a>(
         &'a self,

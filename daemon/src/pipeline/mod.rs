@@ -70,6 +70,8 @@ pub enum Disposition {
 pub struct PortalCopy {
     /// The message (subject keyword removed where the decision says so).
     pub content: Arc<Vec<u8>>,
+    /// Pull (stored here) or push (sealed into the notification).
+    pub method: crate::portal::Method,
 }
 
 /// The pipeline's answer for a message: guarded, ready to apply.
@@ -329,7 +331,7 @@ pub fn process(
                         plan.dispositions.push((*index, Disposition::Hold(reason)));
                     }
                     crate::trust::resolve::Found::None(why_not)
-                        if portal_serves(context, required) =>
+                        if let Some(method) = portal_method(context, address, required) =>
                     {
                         let content = match &decision.strip_keyword {
                             Some(keyword) => Arc::new(render::replace_subject(
@@ -338,17 +340,14 @@ pub fn process(
                             )),
                             None => Arc::clone(&base),
                         };
-                        plan.portal.push(PortalCopy { content });
+                        plan.portal.push(PortalCopy { content, method });
                         plan.dispositions.push((
                             *index,
                             Disposition::Portal {
                                 copy: plan.portal.len() - 1,
                             },
                         ));
-                        notes.push((
-                            *index,
-                            format!("{why_not}: method portal (the recipient reads it in the secure web mail portal)"),
-                        ));
+                        notes.push((*index, format!("{why_not}: {}", method.describe())));
                     }
                     crate::trust::resolve::Found::None(why_not) if required => plan
                         .dispositions
@@ -414,14 +413,29 @@ pub fn find_method(
     .method_for(address, decision, now)
 }
 
-/// Whether the portal takes a recipient that has no key: it is enabled,
-/// `policy.methods` names it, and encryption is required (or the portal's
-/// settings take encrypt-if-possible recipients too).
-pub fn portal_serves(context: &Context<'_>, required: bool) -> bool {
+/// How the portal takes a recipient that has no key, if it does: it is
+/// enabled and encryption is required (or the portal's settings take
+/// encrypt-if-possible recipients too); then push where `policy.methods`
+/// names `push` and the recipient's domain is in `[portal]
+/// push_domains`, else pull where `policy.methods` names `portal`.
+pub fn portal_method(
+    context: &Context<'_>,
+    address: &str,
+    required: bool,
+) -> Option<crate::portal::Method> {
     let portal = &context.config.portal.settings;
-    portal.enabled
-        && context.policy.config.portal_listed()
-        && (required || portal.encrypt_if_possible)
+    if !portal.enabled || !(required || portal.encrypt_if_possible) {
+        return None;
+    }
+    let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+    let methods = &context.policy.config;
+    if methods.push_listed() && portal.push_for(domain) {
+        Some(crate::portal::Method::Push)
+    } else if methods.portal_listed() {
+        Some(crate::portal::Method::Pull)
+    } else {
+        None
+    }
 }
 
 /// The addresses in the To and Cc fields (lower case): recipients a copy

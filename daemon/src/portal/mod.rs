@@ -27,6 +27,7 @@
 
 pub mod accounts;
 pub mod notify;
+pub mod push;
 pub mod seal;
 pub mod service;
 pub mod store;
@@ -81,10 +82,47 @@ impl From<PortalError> for sealgate_api::ServiceError {
     }
 }
 
-/// The portal's state on this node: sealed messages and accounts.
+/// How the portal serves a recipient without a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// The message waits sealed in the gateway; the notification links
+    /// to the portal.
+    Pull,
+    /// The message travels sealed in the notification's HTML attachment
+    /// ([`push`]); the gateway keeps only its wrapped key.
+    Push,
+}
+
+impl Method {
+    /// What the policy's explanation (tracking, `policy explain`, the dry
+    /// run) says about the method.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Method::Pull => "method portal (the recipient reads it in the secure web mail portal)",
+            Method::Push => {
+                "method push (the recipient's domain gets push: an encrypted HTML attachment that opens in the portal after sign-in)"
+            }
+        }
+    }
+
+    /// What the dry run says happens to a recipient without a key (`why`).
+    pub fn outcome(self, why: &str) -> String {
+        match self {
+            Method::Pull => format!(
+                "method portal: {why}; stored encrypted in the secure web mail portal, the recipient is notified"
+            ),
+            Method::Push => format!(
+                "method push: {why}; sent sealed in an HTML attachment of the notification that opens in the portal after sign-in; the gateway keeps only the wrapped key"
+            ),
+        }
+    }
+}
+
+/// The portal's state on this node: sealed messages, push keys and accounts.
 #[derive(Clone)]
 pub struct Portal {
     pub messages: store::MessageStore,
+    pub push: push::PushStore,
     pub accounts: Arc<accounts::PortalAccounts>,
 }
 
@@ -96,7 +134,8 @@ impl Portal {
 
     pub fn with_wrappers(db: &crate::db::Db, wrappers: Arc<dyn seal::WrapperSource>) -> Portal {
         Portal {
-            messages: store::MessageStore::open(db, wrappers),
+            messages: store::MessageStore::open(db, Arc::clone(&wrappers)),
+            push: push::PushStore::open(db, wrappers),
             accounts: Arc::new(accounts::PortalAccounts::open(db)),
         }
     }

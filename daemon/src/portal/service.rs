@@ -23,15 +23,17 @@ use crate::envelope::{Envelope, now_ms};
 use crate::queue::Queue;
 use crate::tracking::{Direction, EventKind};
 
-/// Stores `content` for recipient `index` of `envelope` and queues the
-/// notification. Blocking parts (the token) run in place. Answers what
-/// tracking records as the delivery's reply.
+/// Serves recipient `index` of `envelope` by `method` and queues the
+/// notification: pull stores `content` here; push seals it into the
+/// notification and keeps only the wrapped key (a message too large to
+/// travel in a form post is stored as pull). Blocking parts (the token)
+/// run in place. Answers what tracking records as the delivery's reply.
 pub async fn deliver(
     queue: &Queue,
     config: &Config,
     envelope: &Envelope,
     queue_id: &str,
-    index: usize,
+    (index, method): (usize, super::Method),
     content: &[u8],
 ) -> Result<String, PortalError> {
     let recipient = envelope
@@ -46,31 +48,61 @@ pub async fn deliver(
         .portal
         .settings
         .retention_for(&recipient.domain_lower());
-    tokio::task::block_in_place(|| {
-        queue.portal().messages.store(
-            &super::store::Incoming {
-                recipient: &recipient.to_string(),
-                queue_id,
-                summary: &summary,
-                attachments,
-                content,
-            },
-            now_ms(),
-            days,
-        )
-    })?;
     let named = if sender.is_empty() {
         summary.from.clone()
     } else {
-        sender
+        sender.clone()
     };
-    let language = queue
+    let chosen = queue
         .portal()
         .accounts
         .language(&recipient.to_string())
         .unwrap_or_default();
-    let (env, mail) =
-        super::notify::notification(config, &named, &recipient, queue_id, language.as_deref());
+    let push = method == super::Method::Push && content.len() <= super::push::MAX_MESSAGE;
+    let (done, (env, mail)) = if push {
+        let sealed = tokio::task::block_in_place(|| {
+            queue.portal().push.seal(
+                &recipient.to_string(),
+                &sender,
+                queue_id,
+                content,
+                now_ms(),
+                days,
+            )
+        })?;
+        let language = super::notify::language_for(config, &recipient, chosen.as_deref());
+        let page = super::push::page(&config.portal.settings.url, language, &named, &sealed);
+        (
+            format!(
+                "pushed {}: sealed in the notification's attachment, only its wrapped key kept, for {days} days",
+                sealed.record.id
+            ),
+            super::notify::push_notification(config, &named, &recipient, queue_id, language, &page),
+        )
+    } else {
+        tokio::task::block_in_place(|| {
+            queue.portal().messages.store(
+                &super::store::Incoming {
+                    recipient: &recipient.to_string(),
+                    queue_id,
+                    summary: &summary,
+                    attachments,
+                    content,
+                },
+                now_ms(),
+                days,
+            )
+        })?;
+        let too_large = if method == super::Method::Push {
+            " (too large for push)"
+        } else {
+            ""
+        };
+        (
+            format!("stored in the portal{too_large}, encrypted at rest, for {days} days"),
+            super::notify::notification(config, &named, &recipient, queue_id, chosen.as_deref()),
+        )
+    };
     let notice = match queue.inject(&env, &mail).await {
         Ok(id) => format!("notification queued as {id}"),
         Err(e) => {
@@ -78,9 +110,7 @@ pub async fn deliver(
             "notification not queued".to_owned()
         }
     };
-    Ok(format!(
-        "stored in the portal, encrypted at rest, for {days} days; {notice}"
-    ))
+    Ok(format!("{done}; {notice}"))
 }
 
 /// The portal service over the queue (its store and tracking) and the
@@ -194,6 +224,11 @@ impl PortalService for PortalServer {
                 .messages
                 .has_mail_for(&text)
                 .map_err(ServiceError::from)?
+                || self
+                    .portal()
+                    .push
+                    .has_mail_for(&text, now_ms())
+                    .map_err(ServiceError::from)?
                 || self.portal().accounts.exists(&text)?;
             if !known {
                 return Ok(());
@@ -320,8 +355,8 @@ impl PortalService for PortalServer {
             me.portal().messages.mark_read(&opened.entry)?;
             me.track(&opened.entry.queue_id, &address, &format!("read {id}"));
             let body = view::body(&opened.content);
-            Ok(MessageView {
-                summary: MessageSummary {
+            Ok(message_view(
+                MessageSummary {
                     id: opened.entry.id.clone(),
                     from: opened.summary.from.clone(),
                     subject: opened.summary.subject.clone(),
@@ -331,12 +366,8 @@ impl PortalService for PortalServer {
                     attachments: opened.entry.attachments,
                     read: true,
                 },
-                to: body.to,
-                date: body.date,
-                text: body.text,
-                html: body.html,
-                attachments: body.attachments,
-            })
+                body,
+            ))
         })
     }
 
@@ -444,6 +475,59 @@ impl PortalService for PortalServer {
                 &format!("replied to {id}: queued as {queued}"),
             );
             Ok(queued.to_string())
+        })
+    }
+
+    fn open_push<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        sealed: Arc<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<MessageView, ServiceError>> {
+        let me = self.clone_handle();
+        let (session, id) = (session.to_owned(), id.to_owned());
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let (record, content) = me.portal().push.unseal(&address, &id, &sealed, now_ms())?;
+            me.track(&record.queue_id, &address, &format!("read pushed {id}"));
+            let (summary, attachments) = view::summarise(&content, &record.sender);
+            Ok(message_view(
+                MessageSummary {
+                    id: record.id,
+                    from: summary.from,
+                    subject: summary.subject,
+                    stored_ms: record.stored_ms,
+                    expires_ms: record.expires_ms,
+                    size: record.size,
+                    attachments,
+                    read: true,
+                },
+                view::body(&content),
+            ))
+        })
+    }
+
+    fn push_attachment<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        sealed: Arc<Vec<u8>>,
+        index: usize,
+    ) -> BoxFuture<'a, Result<AttachmentData, ServiceError>> {
+        let me = self.clone_handle();
+        let (session, id) = (session.to_owned(), id.to_owned());
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let (record, content) = me.portal().push.unseal(&address, &id, &sealed, now_ms())?;
+            let data = view::attachment(&content, index).ok_or_else(|| ServiceError::NotFound {
+                what: "attachment".into(),
+            })?;
+            me.track(
+                &record.queue_id,
+                &address,
+                &format!("downloaded attachment {} of pushed {id}", index + 1),
+            );
+            Ok(data)
         })
     }
 
@@ -573,6 +657,18 @@ impl PortalService for PortalServer {
     }
 }
 
+/// A message as the reading page shows it (pull and push alike).
+fn message_view(summary: MessageSummary, body: view::Body) -> MessageView {
+    MessageView {
+        summary,
+        to: body.to,
+        date: body.date,
+        text: body.text,
+        html: body.html,
+        attachments: body.attachments,
+    }
+}
+
 fn storage_error(e: &dyn std::fmt::Display) -> ServiceError {
     tracing::warn!(error = %e, "portal: directory storage failed");
     ServiceError::Unavailable {
@@ -651,19 +747,28 @@ pub async fn expire_loop(queue: Queue) {
     loop {
         tick.tick().await;
         let q = queue.clone();
-        let expired =
-            tokio::task::spawn_blocking(move || q.portal().messages.expire(now_ms())).await;
+        let expired = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            let pulled = q.portal().messages.expire(now)?;
+            let pushed = q.portal().push.expire(now)?;
+            let keys = pulled
+                .into_iter()
+                .map(|e| (e.queue_id, e.recipient, e.id))
+                .chain(pushed.into_iter().map(|r| (r.queue_id, r.recipient, r.id)));
+            Ok::<_, PortalError>(keys.collect::<Vec<_>>())
+        })
+        .await;
         match expired {
-            Ok(Ok(entries)) => {
-                for e in entries {
+            Ok(Ok(destroyed)) => {
+                for (queue_id, recipient, id) in destroyed {
                     queue.tracker().record(
-                        &e.queue_id,
+                        &queue_id,
                         EventKind::Portal,
                         Direction::Out,
                         "",
-                        &e.recipient,
+                        &recipient,
                         "portal",
-                        &format!("expired {}: its key is destroyed", e.id),
+                        &format!("expired {id}: its key is destroyed"),
                     );
                 }
             }

@@ -131,17 +131,13 @@ pub async fn explain(
                                 (None, format!("waits: {}", reason.text()))
                             }
                             crate::trust::resolve::Found::None(why)
-                                if crate::pipeline::portal_serves(
+                                if let Some(method) = crate::pipeline::portal_method(
                                     &context,
+                                    &d.recipient,
                                     d.action == Action::EncryptRequired,
                                 ) =>
                             {
-                                (
-                                    None,
-                                    format!(
-                                        "method portal: {why}; stored encrypted in the secure web mail portal, the recipient is notified"
-                                    ),
-                                )
+                                (None, method.outcome(&why))
                             }
                             crate::trust::resolve::Found::None(why)
                                 if d.action == Action::EncryptRequired =>

@@ -25,6 +25,11 @@ pub struct PortalSettings {
     pub domain_retention_days: BTreeMap<String, u32>,
     /// Recipient domains whose portal accounts must use a second factor (TOTP).
     pub require_totp_domains: Vec<String>,
+    /// Recipient domains that get **push** instead of pull (when
+    /// `policy.methods` names `push`): the message travels sealed in an
+    /// HTML attachment of the notification and the gateway keeps only its
+    /// wrapped key.
+    pub push_domains: Vec<String>,
     /// The notification's language: `en` or `de` (default `en`).
     pub language: String,
     /// Per recipient domain: the notification's language.
@@ -52,6 +57,7 @@ impl Default for PortalSettings {
             retention_days: 30,
             domain_retention_days: BTreeMap::new(),
             require_totp_domains: Vec::new(),
+            push_domains: Vec::new(),
             language: "en".into(),
             domain_language: BTreeMap::new(),
             from: None,
@@ -78,6 +84,14 @@ impl PortalSettings {
             .iter()
             .find(|(d, _)| d.eq_ignore_ascii_case(domain))
             .map_or(self.language.as_str(), |(_, l)| l.as_str())
+    }
+
+    /// Whether recipients in `domain` get push (the message in an
+    /// encrypted HTML attachment) rather than pull.
+    pub fn push_for(&self, domain: &str) -> bool {
+        self.push_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
     }
 
     /// Whether accounts of `domain` need a second factor.
