@@ -1,4 +1,7 @@
-//! Secure web mail for recipients without keys: the **pull** model.
+//! Secure web mail for recipients without keys: the **pull** model, and
+//! **push** ([`push`]: the message sealed into the notification's HTML
+//! attachment, only its wrapped key kept here) for the domains in
+//! `[portal] push_domains`.
 //!
 //! A recipient whose decision asks for encryption and who has no usable
 //! certificate or key gets method `portal` (`pipeline::portal_serves`,

@@ -15,6 +15,10 @@
 //! own policy: nothing but inline styles and `data:` images, so no remote
 //! image loads and nothing runs even if the sanitiser missed something.
 //!
+//! Push ([`push`]): the notification's attachment posts its ciphertext to
+//! `/push/open` from a file; after sign-in the message shows on the same
+//! page as pulled mail.
+//!
 //! Trusts: the portal service in process (`sealgate_api::portal`), which
 //! resolves the session to its address; nothing from the network.
 

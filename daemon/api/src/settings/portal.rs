@@ -1,6 +1,7 @@
 //! The `[portal]` table: secure web mail for recipients without keys
-//! (pull model). The listener's addresses are bootstrap keys (`listen`,
-//! bound at start, in the daemon's configuration); everything here can
+//! (pull, and push for `push_domains`). The listener's addresses are
+//! bootstrap keys (`listen`, bound at start, in the daemon's
+//! configuration); everything here can
 //! change while the gateway runs.
 
 use std::collections::BTreeMap;
