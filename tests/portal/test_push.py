@@ -186,3 +186,38 @@ def test_another_address_cannot_open_a_pushed_message(push_gateway):
     r = dan.post("/push/open", {"id": msg_id, "data": bad}, browser=False)
     assert dan.get(r.header("location")).status != 200
     assert dan.post("/push/open", {"id": "x", "data": "@@"}, browser=False).status == 400
+
+
+def test_the_recipient_chooses_pull_over_the_domains_push(push_gateway, browser):
+    gw = push_gateway
+    rcpt = "dan@partner.example"
+    send(gw, "alice@example.org", rcpt, "First", "first text")
+    seen: set = set()
+    used: set = set()
+    first = outbox_mail(gw, rcpt, lambda m: "Secure message" in str(m["Subject"]), seen=seen)
+    assert len(list(first.iter_attachments())) == 1
+    dan = enrol_over_http(gw, rcpt, seen, used)
+    b = browser
+    b.open(f"https://127.0.0.1:{gw.portal_port}/healthz")
+    b.driver.add_cookie({"name": "__Host-sealgate-portal", "value": dan.cookies["__Host-sealgate-portal"],
+                         "path": "/", "secure": True})
+    b.open(f"https://127.0.0.1:{gw.portal_port}/preferences")
+    assert "push (encrypted attachment)" in b.text("#delivery")
+    from selenium.webdriver.support.ui import Select
+    Select(b.driver.find_element("id", "delivery")).select_by_value("pull")
+    b.click("#save-delivery", navigates=True)
+    assert "Your choice is saved" in b.text("#notice")
+    b.shots("portal-preferences-delivery")
+    explain = gw.cli("policy", "explain", "--json", "--from", "alice@example.org",
+                     "--to", rcpt, input_text="Subject: x\r\n\r\nx\r\n").stdout
+    assert "method portal" in explain and "the recipient chose pull" in explain, explain
+    # The next message waits in the portal: a link, no attachment.
+    send(gw, "alice@example.org", rcpt, "Second", "second text")
+    second = outbox_mail(gw, rcpt, lambda m: "Secure message" in str(m["Subject"]), seen=seen)
+    assert list(second.iter_attachments()) == []
+    assert "Second" in dan.get("/inbox").body
+    track = gw.cli("track", "--to", rcpt).stdout
+    assert "the recipient chose pull" in track and "stored in the portal" in track, track
+    # Nobody chooses what the gateway does not offer.
+    r = dan.post("/preferences/delivery", {"delivery": "carrier-pigeon"})
+    assert r.status == 422 and "Choose one of the ways listed" in r.body

@@ -107,6 +107,12 @@ pub struct Preferences {
     /// Keys and certificates mail to this address is encrypted with
     /// instead of coming to the portal.
     pub keys: Vec<OwnKey>,
+    /// How mail without a key reaches the recipient, as they chose:
+    /// `push` or `pull` (`None`: as the domain is set, `effective_delivery`).
+    pub delivery: Option<String>,
+    pub effective_delivery: String,
+    /// The deliveries to choose from (empty: the gateway offers no choice).
+    pub deliveries: Vec<String>,
 }
 
 /// What an upload did.
@@ -230,6 +236,15 @@ pub trait PortalService: Send + Sync {
         &'a self,
         session: &'a str,
         language: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), ServiceError>>;
+
+    /// How mail without a key reaches the session's address: `push` or
+    /// `pull` (`None`: as its domain is set). Refused where the gateway
+    /// offers no choice.
+    fn set_delivery<'a>(
+        &'a self,
+        session: &'a str,
+        delivery: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), ServiceError>>;
 
     /// An S/MIME certificate or OpenPGP key for the session's address:

@@ -100,6 +100,9 @@ pub struct Context<'a> {
     pub keys: &'a crate::keys::KeyStore,
     /// The trust machinery: review queue, discovery, anchors and CRLs, DKIM.
     pub trust: &'a crate::trust::services::Services,
+    /// The portal's accounts: a recipient's own choice of push or pull
+    /// (`None`: the domain's setting alone).
+    pub portal_accounts: Option<&'a crate::portal::accounts::PortalAccounts>,
 }
 
 /// How a group of recipients gets the message itself (not encrypted by us).
@@ -331,7 +334,7 @@ pub fn process(
                         plan.dispositions.push((*index, Disposition::Hold(reason)));
                     }
                     crate::trust::resolve::Found::None(why_not)
-                        if let Some(method) = portal_method(context, address, required) =>
+                        if let Some(served) = portal_method(context, address, required) =>
                     {
                         let content = match &decision.strip_keyword {
                             Some(keyword) => Arc::new(render::replace_subject(
@@ -340,14 +343,17 @@ pub fn process(
                             )),
                             None => Arc::clone(&base),
                         };
-                        plan.portal.push(PortalCopy { content, method });
+                        plan.portal.push(PortalCopy {
+                            content,
+                            method: served.method,
+                        });
                         plan.dispositions.push((
                             *index,
                             Disposition::Portal {
                                 copy: plan.portal.len() - 1,
                             },
                         ));
-                        notes.push((*index, format!("{why_not}: {}", method.describe())));
+                        notes.push((*index, format!("{why_not}: {}", served.describe())));
                     }
                     crate::trust::resolve::Found::None(why_not) if required => plan
                         .dispositions
@@ -415,27 +421,49 @@ pub fn find_method(
 
 /// How the portal takes a recipient that has no key, if it does: it is
 /// enabled and encryption is required (or the portal's settings take
-/// encrypt-if-possible recipients too); then push where `policy.methods`
-/// names `push` and the recipient's domain is in `[portal]
-/// push_domains`, else pull where `policy.methods` names `portal`.
+/// encrypt-if-possible recipients too); then the recipient's own choice
+/// (push or pull, on the portal's preferences page) where `policy.methods`
+/// names that method, else push where `policy.methods` names `push` and
+/// the recipient's domain is in `[portal] push_domains`, else pull where
+/// `policy.methods` names `portal`.
 pub fn portal_method(
     context: &Context<'_>,
     address: &str,
     required: bool,
-) -> Option<crate::portal::Method> {
+) -> Option<crate::portal::Served> {
+    use crate::portal::{Method, Served};
     let portal = &context.config.portal.settings;
     if !portal.enabled || !(required || portal.encrypt_if_possible) {
         return None;
     }
-    let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
     let methods = &context.policy.config;
-    if methods.push_listed() && portal.push_for(domain) {
-        Some(crate::portal::Method::Push)
-    } else if methods.portal_listed() {
-        Some(crate::portal::Method::Pull)
+    let listed = |m: Method| match m {
+        Method::Push => methods.push_listed(),
+        Method::Pull => methods.portal_listed(),
+    };
+    let chosen = context
+        .portal_accounts
+        .and_then(|a| a.delivery(address).ok().flatten())
+        .and_then(|c| Method::parse(&c));
+    let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+    let by_domain = if portal.push_for(domain) {
+        Method::Push
     } else {
-        None
-    }
+        Method::Pull
+    };
+    let chosen = chosen.filter(|m| listed(*m)).map(|method| Served {
+        method,
+        chosen: true,
+    });
+    chosen.or_else(|| {
+        [by_domain, Method::Pull]
+            .into_iter()
+            .find(|m| listed(*m))
+            .map(|method| Served {
+                method,
+                chosen: false,
+            })
+    })
 }
 
 /// The addresses in the To and Cc fields (lower case): recipients a copy

@@ -97,25 +97,66 @@ pub enum Method {
 }
 
 impl Method {
-    /// What the policy's explanation (tracking, `policy explain`, the dry
-    /// run) says about the method.
-    pub fn describe(self) -> &'static str {
+    /// The name a recipient's choice is stored under.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Method::Pull => "method portal (the recipient reads it in the secure web mail portal)",
-            Method::Push => {
-                "method push (the recipient's domain gets push: an encrypted HTML attachment that opens in the portal after sign-in)"
-            }
+            Method::Pull => "pull",
+            Method::Push => "push",
+        }
+    }
+
+    /// A stored choice (`push`, `pull`).
+    pub fn parse(text: &str) -> Option<Method> {
+        match text {
+            "pull" => Some(Method::Pull),
+            "push" => Some(Method::Push),
+            _ => None,
+        }
+    }
+}
+
+/// The portal's method for a recipient and whose choice it is
+/// (`pipeline::portal_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    pub method: Method,
+    /// The recipient chose it on the preferences page (else the domain's
+    /// setting).
+    pub chosen: bool,
+}
+
+impl Served {
+    fn why(self) -> &'static str {
+        match (self.method, self.chosen) {
+            (Method::Pull, true) => "the recipient chose pull",
+            (Method::Push, true) => "the recipient chose push",
+            (Method::Pull, false) => "the recipient reads it in the secure web mail portal",
+            (Method::Push, false) => "the recipient's domain gets push",
+        }
+    }
+
+    /// What the policy's explanation (tracking, `policy explain`) says
+    /// about the method.
+    pub fn describe(self) -> String {
+        match self.method {
+            Method::Pull => format!("method portal ({})", self.why()),
+            Method::Push => format!(
+                "method push ({}: an encrypted HTML attachment that opens in the portal after sign-in)",
+                self.why()
+            ),
         }
     }
 
     /// What the dry run says happens to a recipient without a key (`why`).
     pub fn outcome(self, why: &str) -> String {
-        match self {
+        match self.method {
             Method::Pull => format!(
-                "method portal: {why}; stored encrypted in the secure web mail portal, the recipient is notified"
+                "method portal: {why}; {}; stored encrypted in the secure web mail portal, the recipient is notified",
+                self.why()
             ),
             Method::Push => format!(
-                "method push: {why}; sent sealed in an HTML attachment of the notification that opens in the portal after sign-in; the gateway keeps only the wrapped key"
+                "method push: {why}; {}; sent sealed in an HTML attachment of the notification that opens in the portal after sign-in; the gateway keeps only the wrapped key",
+                self.why()
             ),
         }
     }

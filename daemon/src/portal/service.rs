@@ -199,6 +199,26 @@ impl PortalServer {
         Ok(entries.iter().map(|e| own_key(e, now)).collect())
     }
 
+    /// The deliveries a recipient in `domain` may choose between (none
+    /// unless the portal is on and `policy.methods` names both push and
+    /// portal), and the one the domain's setting gives.
+    fn deliveries(&self, domain: &str) -> (Vec<super::Method>, super::Method) {
+        let runtime = self.live.get();
+        let portal = &runtime.config.portal.settings;
+        let methods = &runtime.policy.config;
+        let by_domain = if methods.push_listed() && portal.push_for(domain) {
+            super::Method::Push
+        } else {
+            super::Method::Pull
+        };
+        let offered = if portal.enabled && methods.push_listed() && methods.portal_listed() {
+            vec![super::Method::Push, super::Method::Pull]
+        } else {
+            Vec::new()
+        };
+        (offered, by_domain)
+    }
+
     fn clone_handle(&self) -> PortalServer {
         PortalServer {
             queue: self.queue.clone(),
@@ -541,7 +561,11 @@ impl PortalService for PortalServer {
             let address = me.address_of(&session)?;
             let domain = address.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
             let config = me.config();
+            let (deliveries, by_domain) = me.deliveries(&domain);
             Ok(Preferences {
+                delivery: me.portal().accounts.delivery(&address)?,
+                effective_delivery: by_domain.as_str().to_owned(),
+                deliveries: deliveries.iter().map(|m| m.as_str().to_owned()).collect(),
                 language: me.portal().accounts.language(&address)?,
                 effective_language: config.portal.settings.language_for(&domain).to_owned(),
                 languages: super::notify::LANGUAGES
@@ -551,6 +575,40 @@ impl PortalService for PortalServer {
                 keys: me.own_keys(&address)?,
                 address,
             })
+        })
+    }
+
+    fn set_delivery<'a>(
+        &'a self,
+        session: &'a str,
+        delivery: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(async move {
+            let address = self.address_of(session)?;
+            let domain = address.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
+            let (offered, _) = self.deliveries(&domain);
+            let chosen = match delivery {
+                None => None,
+                Some(d) => Some(
+                    super::Method::parse(d)
+                        .filter(|m| offered.contains(m))
+                        .ok_or_else(|| {
+                            ServiceError::invalid("delivery", "Choose one of the ways listed.")
+                        })?,
+                ),
+            };
+            self.portal()
+                .accounts
+                .set_delivery(&address, chosen.map(super::Method::as_str))?;
+            self.track(
+                "-",
+                &address,
+                &format!(
+                    "delivery set to {}",
+                    chosen.map_or("the domain's", super::Method::as_str)
+                ),
+            );
+            Ok(())
         })
     }
 

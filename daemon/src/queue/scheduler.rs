@@ -80,6 +80,7 @@ pub async fn run(
                     directory: queue.directory(),
                     keys: &keys,
                     trust: &trust,
+                    portal_accounts: Some(&queue.portal().accounts),
                 };
                 let next = attempt(&queue, &context, runtime.version, &deliverer, &queue_id).await;
                 let _ = done.send((queue_id, next));

@@ -105,6 +105,7 @@ pub async fn explain(
             directory,
             keys: &keys,
             trust: &ctx.trust,
+            portal_accounts: Some(&ctx.queue.portal().accounts),
         };
         decisions
             .into_iter()
@@ -131,13 +132,13 @@ pub async fn explain(
                                 (None, format!("waits: {}", reason.text()))
                             }
                             crate::trust::resolve::Found::None(why)
-                                if let Some(method) = crate::pipeline::portal_method(
+                                if let Some(served) = crate::pipeline::portal_method(
                                     &context,
                                     &d.recipient,
                                     d.action == Action::EncryptRequired,
                                 ) =>
                             {
-                                (None, method.outcome(&why))
+                                (None, served.outcome(&why))
                             }
                             crate::trust::resolve::Found::None(why)
                                 if d.action == Action::EncryptRequired =>

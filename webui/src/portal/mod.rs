@@ -97,6 +97,10 @@ pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
             post(view_preferences_language_post),
         )
         .route(
+            "/preferences/delivery",
+            post(view_preferences_delivery_post),
+        )
+        .route(
             "/preferences/password",
             post(view_preferences_password_post),
         )
@@ -718,6 +722,15 @@ pub fn language_name(code: &str) -> &'static str {
     }
 }
 
+/// A delivery's name for the preferences page.
+pub fn delivery_name(code: &str) -> &'static str {
+    match code {
+        "push" => "push (encrypted attachment)",
+        "pull" => "pull (waits here, link by mail)",
+        _ => "another way",
+    }
+}
+
 #[derive(Template)]
 #[template(path = "portal/preferences.html")]
 struct PreferencesPage {
@@ -761,6 +774,7 @@ async fn view_preferences_get(
             "Your key is stored: mail for you is encrypted to it from now on, and mail waiting for a key is being sent.",
         ),
         Some("language") => Some("Your language is saved."),
+        Some("delivery") => Some("Your choice is saved: it applies to the next message."),
         Some("password") => Some("Your password is changed; your other sessions have ended."),
         _ => None,
     };
@@ -807,6 +821,24 @@ async fn view_preferences_language_post(
     let language = Some(form.language.trim()).filter(|l| !l.is_empty());
     match state.service.set_language(&reader.session, language).await {
         Ok(()) => Redirect::to("/preferences?done=language").into_response(),
+        Err(e) => refused_or(&state, &reader, e).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct DeliveryForm {
+    #[serde(default)]
+    delivery: String,
+}
+
+async fn view_preferences_delivery_post(
+    State(state): State<PortalState>,
+    reader: Reader,
+    Form(form): Form<DeliveryForm>,
+) -> Response {
+    let delivery = Some(form.delivery.trim()).filter(|d| !d.is_empty());
+    match state.service.set_delivery(&reader.session, delivery).await {
+        Ok(()) => Redirect::to("/preferences?done=delivery").into_response(),
         Err(e) => refused_or(&state, &reader, e).await,
     }
 }
