@@ -59,6 +59,9 @@ pub struct PortalState {
     codes: Arc<crate::throttle::Throttle>,
     /// Ciphertexts posted from push attachments, waiting for their reader.
     parking: Arc<push::Parking>,
+    /// Push posts per client address (each counts until a message is
+    /// read: nobody fills the parking from one address).
+    opens: Arc<crate::throttle::Throttle>,
 }
 
 impl PortalState {
@@ -68,6 +71,7 @@ impl PortalState {
             throttle: Arc::new(crate::throttle::Throttle::new(3)),
             codes: Arc::new(crate::throttle::Throttle::new(10)),
             parking: Arc::new(push::Parking::default()),
+            opens: Arc::new(crate::throttle::Throttle::new(20)),
         }
     }
 }

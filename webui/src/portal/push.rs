@@ -31,6 +31,7 @@ use sealgate_api::ServiceError;
 use serde::Deserialize;
 
 use super::{LoginPage, MessagePage, PortalState, Row, error, render};
+use crate::server::ClientAddr;
 
 /// The cookie that brings the browser back to the message after sign-in.
 pub const RETURN_COOKIE: &str = "__Host-sealgate-push";
@@ -128,9 +129,18 @@ pub(super) struct OpenForm {
 /// `POST /push/open`: park the posted ciphertext, go to its page.
 pub(super) async fn view_push_open_post(
     State(state): State<PortalState>,
+    addr: Option<axum::Extension<ClientAddr>>,
     Form(form): Form<OpenForm>,
 ) -> Response {
     use base64::Engine as _;
+    let ip = super::client(addr.as_ref().map(|a| &a.0));
+    if state.opens.check(ip).is_err() {
+        return error(&ServiceError::Busy {
+            what: "Too many messages opened from your address; try again in a minute.".into(),
+        });
+    }
+    // Every post counts until a message is read from this address.
+    state.opens.failed(ip);
     let compact: String = form
         .data
         .chars()
@@ -194,6 +204,7 @@ async fn reader_and_parked(
 /// `GET /push/{handle}`: the message, on the pulled mail's page.
 pub(super) async fn view_push_get(
     State(state): State<PortalState>,
+    addr: Option<axum::Extension<ClientAddr>>,
     headers: HeaderMap,
     Path(handle): Path<String>,
 ) -> Response {
@@ -202,13 +213,18 @@ pub(super) async fn view_push_get(
         Err(r) => return r,
     };
     match state.service.open_push(&session, &id, sealed).await {
-        Ok(message) => render(&MessagePage {
-            address,
-            row: Row::from(message.summary.clone()),
-            base: format!("/push/{handle}"),
-            push: true,
-            message,
-        }),
+        Ok(message) => {
+            state
+                .opens
+                .succeeded(super::client(addr.as_ref().map(|a| &a.0)));
+            render(&MessagePage {
+                address,
+                row: Row::from(message.summary.clone()),
+                base: format!("/push/{handle}"),
+                push: true,
+                message,
+            })
+        }
         Err(e) => error(&e),
     }
 }
