@@ -431,39 +431,21 @@ pub fn portal_method(
     address: &str,
     required: bool,
 ) -> Option<crate::portal::Served> {
-    use crate::portal::{Method, Served};
     let portal = &context.config.portal.settings;
     if !portal.enabled || !(required || portal.encrypt_if_possible) {
         return None;
     }
-    let methods = &context.policy.config;
-    let listed = |m: Method| match m {
-        Method::Push => methods.push_listed(),
-        Method::Pull => methods.portal_listed(),
+    let chosen = match context.portal_accounts.map(|a| a.delivery(address)) {
+        Some(Ok(chosen)) => chosen.and_then(|c| crate::portal::Method::parse(&c)),
+        Some(Err(e)) => {
+            // A preference that cannot be read: the domain's setting serves.
+            tracing::warn!(error = %e, "portal: the recipient's delivery choice is unreadable");
+            None
+        }
+        None => None,
     };
-    let chosen = context
-        .portal_accounts
-        .and_then(|a| a.delivery(address).ok().flatten())
-        .and_then(|c| Method::parse(&c));
     let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
-    let by_domain = if portal.push_for(domain) {
-        Method::Push
-    } else {
-        Method::Pull
-    };
-    let chosen = chosen.filter(|m| listed(*m)).map(|method| Served {
-        method,
-        chosen: true,
-    });
-    chosen.or_else(|| {
-        [by_domain, Method::Pull]
-            .into_iter()
-            .find(|m| listed(*m))
-            .map(|method| Served {
-                method,
-                chosen: false,
-            })
-    })
+    crate::portal::choose(portal, &context.policy.config, domain, chosen)
 }
 
 /// The addresses in the To and Cc fields (lower case): recipients a copy

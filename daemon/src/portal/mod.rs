@@ -162,6 +162,42 @@ impl Served {
     }
 }
 
+/// Push or pull for a recipient in `domain` without a key, once the
+/// portal takes them: the recipient's own choice where `policy.methods`
+/// names its method, else push where it names `push` and the domain is
+/// in `push_domains`, else pull where it names `portal`; `None` where it
+/// names neither that applies. Pure: `pipeline::portal_method` looks the
+/// choice up.
+pub fn choose(
+    portal: &PortalSettings,
+    methods: &sealgate_api::settings::policy::PolicyConfig,
+    domain: &str,
+    chosen: Option<Method>,
+) -> Option<Served> {
+    let listed = |m: &Method| match m {
+        Method::Push => methods.push_listed(),
+        Method::Pull => methods.portal_listed(),
+    };
+    if let Some(method) = chosen.filter(listed) {
+        return Some(Served {
+            method,
+            chosen: true,
+        });
+    }
+    let by_domain = if portal.push_for(domain) {
+        Method::Push
+    } else {
+        Method::Pull
+    };
+    [by_domain, Method::Pull]
+        .into_iter()
+        .find(listed)
+        .map(|method| Served {
+            method,
+            chosen: false,
+        })
+}
+
 /// The portal's state on this node: sealed messages, push keys and accounts.
 #[derive(Clone)]
 pub struct Portal {
@@ -215,4 +251,86 @@ pub fn check_settings(s: &PortalSettings) -> Vec<FieldError> {
         ));
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use sealgate_api::settings::policy::{MethodName, PolicyConfig};
+
+    use super::*;
+
+    /// (methods, domain, the recipient's choice) → (method, chosen)
+    type Case<'a> = (
+        &'a Vec<MethodName>,
+        &'a str,
+        Option<Method>,
+        Option<(Method, bool)>,
+    );
+
+    #[test]
+    fn push_or_pull_from_the_choice_the_domain_and_the_methods() {
+        use Method::{Pull, Push};
+        let portal = PortalSettings {
+            push_domains: vec!["Partner.example".into()],
+            ..PortalSettings::default()
+        };
+        let both = vec![MethodName::Smime, MethodName::Push, MethodName::Portal];
+        let pull_only = vec![MethodName::Smime, MethodName::Portal];
+        let push_only = vec![MethodName::Push];
+        // (methods, domain, the recipient's choice) → (method, chosen)
+        let cases: &[Case<'_>] = &[
+            (&both, "partner.example", None, Some((Push, false))),
+            (&both, "other.example", None, Some((Pull, false))),
+            (&both, "partner.example", Some(Pull), Some((Pull, true))),
+            (&both, "other.example", Some(Push), Some((Push, true))),
+            // push not listed: the domain's push and the choice fall back to pull
+            (&pull_only, "partner.example", None, Some((Pull, false))),
+            (&pull_only, "other.example", Some(Push), Some((Pull, false))),
+            // only push listed: pull is no method at all
+            (
+                &push_only,
+                "partner.example",
+                Some(Pull),
+                Some((Push, false)),
+            ),
+            (&push_only, "other.example", None, None),
+        ];
+        for (methods, domain, chosen, want) in cases {
+            let policy = PolicyConfig {
+                methods: (*methods).clone(),
+                ..PolicyConfig::default()
+            };
+            let got = choose(&portal, &policy, domain, *chosen).map(|s| (s.method, s.chosen));
+            assert_eq!(got, *want, "{methods:?} {domain} {chosen:?}");
+        }
+        // Default methods name no push: nothing changes until both are set.
+        let served = choose(&portal, &PolicyConfig::default(), "partner.example", None);
+        assert_eq!(served.map(|s| s.method), Some(Pull));
+    }
+
+    #[test]
+    fn the_explanation_says_whose_choice() {
+        let by_domain = Served {
+            method: Method::Push,
+            chosen: false,
+        };
+        assert!(
+            by_domain
+                .describe()
+                .starts_with("method push (the recipient's domain gets push")
+        );
+        let chosen = Served {
+            method: Method::Pull,
+            chosen: true,
+        };
+        assert_eq!(
+            chosen.describe(),
+            "method portal (the recipient chose pull)"
+        );
+        assert!(
+            chosen
+                .outcome("no key")
+                .starts_with("method portal: no key; the recipient chose pull")
+        );
+    }
 }
