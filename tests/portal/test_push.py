@@ -6,8 +6,10 @@ gateway keeps only the wrapped key). The attachment, saved to a file and
 opened in headless Chromium, posts the ciphertext to the portal; the
 recipient enrols (code from the outbox, password, TOTP) and reads the
 message, downloads its attachment byte-identical. Another address's
-session cannot open the message, even with the attachment in hand.
-Screenshots at 375 and 1280 px."""
+session cannot open the message, even with the attachment in hand. The
+recipient's own choice of pull wins over the domain's push. With the
+token away, opening answers 503 and new push mail waits, nothing in
+clear. Screenshots at 375 and 1280 px."""
 
 import os
 import re
@@ -221,3 +223,40 @@ def test_the_recipient_chooses_pull_over_the_domains_push(push_gateway, browser)
     # Nobody chooses what the gateway does not offer.
     r = dan.post("/preferences/delivery", {"delivery": "carrier-pigeon"})
     assert r.status == 422 and "Choose one of the ways listed" in r.body
+
+
+def test_token_away_opening_fails_temporarily_and_push_defers(push_gateway):
+    gw = push_gateway
+    rcpt = "dan@partner.example"
+    send(gw, "alice@example.org", rcpt, "First", "first-push-text")
+    seen: set = set()
+    used: set = set()
+    page = _page_of(outbox_mail(gw, rcpt, lambda m: "Secure message" in str(m["Subject"]), seen=seen))
+    form = {"id": re.search(r'name="id" value="([0-9a-f]{32})"', page).group(1),
+            "data": re.search(r'name="data" value="([A-Za-z0-9+/=]+)"', page).group(1)}
+    dan = enrol_over_http(gw, rcpt, seen, used)
+    gw.stop()
+    tokens = gw.data_dir / "hsm" / "tokens"
+    away = gw.data_dir.parent / "tokens-away"
+    tokens.rename(away)
+    try:
+        gw.start()
+        r = dan.post("/push/open", {**form}, browser=False)
+        assert r.status == 303
+        r = dan.get(r.header("location"))
+        assert r.status == 503, (r.status, r.body[:300])
+        assert "unavailable" in r.body and "try again" in r.body.lower()
+        # New push mail waits (deferred); nothing of it is written in clear.
+        unique = "unique-line-" + os.urandom(6).hex()
+        send(gw, "alice@example.org", rcpt, "Second", f"text {unique}")
+        import time
+        time.sleep(2)
+        assert rcpt in gw.cli("queue", "list").stdout
+        hits = [h for h in _grep_data_dir(gw, unique) if "/spool/" not in h]
+        assert hits == [], hits
+    finally:
+        gw.stop()
+        away.rename(tokens)
+    gw.start()
+    r = dan.post("/push/open", {**form}, browser=False)
+    assert "first-push-text" in dan.get(r.header("location")).body
