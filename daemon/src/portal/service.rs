@@ -206,11 +206,8 @@ impl PortalServer {
         let runtime = self.live.get();
         let portal = &runtime.config.portal.settings;
         let methods = &runtime.policy.config;
-        let by_domain = if methods.push_listed() && portal.push_for(domain) {
-            super::Method::Push
-        } else {
-            super::Method::Pull
-        };
+        let by_domain =
+            super::choose(portal, methods, domain, None).map_or(super::Method::Pull, |s| s.method);
         let offered = if portal.enabled && methods.push_listed() && methods.portal_listed() {
             vec![super::Method::Push, super::Method::Pull]
         } else {
