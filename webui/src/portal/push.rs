@@ -175,12 +175,20 @@ fn not_found() -> Response {
     })
 }
 
+/// A parked message and the session asking for it.
+struct Opening {
+    session: String,
+    address: String,
+    id: String,
+    sealed: Arc<Vec<u8>>,
+}
+
 /// The parked message and the session, or the answer to give instead.
 async fn reader_and_parked(
     state: &PortalState,
     headers: &HeaderMap,
     handle: &str,
-) -> Result<(String, String, String, Arc<Vec<u8>>), Response> {
+) -> Result<Opening, Response> {
     let Some((id, sealed)) = state.parking.get(handle, Instant::now()) else {
         return Err(not_found());
     };
@@ -190,7 +198,12 @@ async fn reader_and_parked(
         None => None,
     };
     match (session, address) {
-        (Some(session), Some(address)) => Ok((session, address, id, sealed)),
+        (Some(session), Some(address)) => Ok(Opening {
+            session,
+            address,
+            id,
+            sealed,
+        }),
         // No session (or the Strict cookie was not sent after the
         // cross-site post): sign in, then back here.
         _ => Err(render(&LoginPage {
@@ -208,17 +221,17 @@ pub(super) async fn view_push_get(
     headers: HeaderMap,
     Path(handle): Path<String>,
 ) -> Response {
-    let (session, address, id, sealed) = match reader_and_parked(&state, &headers, &handle).await {
+    let o = match reader_and_parked(&state, &headers, &handle).await {
         Ok(found) => found,
         Err(r) => return r,
     };
-    match state.service.open_push(&session, &id, sealed).await {
+    match state.service.open_push(&o.session, &o.id, o.sealed).await {
         Ok(message) => {
             state
                 .opens
                 .succeeded(super::client(addr.as_ref().map(|a| &a.0)));
             render(&MessagePage {
-                address,
+                address: o.address,
                 row: Row::from(message.summary.clone()),
                 base: format!("/push/{handle}"),
                 push: true,
@@ -235,11 +248,11 @@ pub(super) async fn view_push_body_get(
     headers: HeaderMap,
     Path(handle): Path<String>,
 ) -> Response {
-    let (session, _, id, sealed) = match reader_and_parked(&state, &headers, &handle).await {
-        Ok(found) => found,
-        Err(_) => return not_found(),
+    // A frame or a download without a session: nothing to sign in to here.
+    let Ok(o) = reader_and_parked(&state, &headers, &handle).await else {
+        return not_found();
     };
-    match state.service.open_push(&session, &id, sealed).await {
+    match state.service.open_push(&o.session, &o.id, o.sealed).await {
         Ok(message) => super::body_document(message.html.unwrap_or_default()),
         Err(e) => error(&e),
     }
@@ -251,13 +264,12 @@ pub(super) async fn view_push_attachment_get(
     headers: HeaderMap,
     Path((handle, n)): Path<(String, usize)>,
 ) -> Response {
-    let (session, _, id, sealed) = match reader_and_parked(&state, &headers, &handle).await {
-        Ok(found) => found,
-        Err(_) => return not_found(),
+    let Ok(o) = reader_and_parked(&state, &headers, &handle).await else {
+        return not_found();
     };
     match state
         .service
-        .push_attachment(&session, &id, sealed, n)
+        .push_attachment(&o.session, &o.id, o.sealed, n)
         .await
     {
         Ok(data) => super::download(data),
