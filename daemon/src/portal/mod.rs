@@ -4,7 +4,7 @@
 //! `[portal] push_domains`.
 //!
 //! A recipient whose decision asks for encryption and who has no usable
-//! certificate or key gets method `portal` (`pipeline::portal_serves`,
+//! certificate or key gets method `portal` (`pipeline::portal_method`,
 //! when `[portal] enabled` and `policy.methods` names it). The scheduler
 //! then stores the message here, sealed ([`seal`], [`store`]: AES-256-GCM
 //! per message, the data key wrapped by the token's `at-rest-wrap` key,
