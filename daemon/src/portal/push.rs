@@ -283,8 +283,8 @@ pub fn page(portal_url: &str, language: &str, sender: &str, sealed: &Sealed) -> 
          <title>{title}</title>\n\
          <style>body{{font-family:system-ui,sans-serif;background:#f4f5f7;color:#1d2430;margin:0;padding:1rem}}\
          main{{max-width:36rem;margin:2rem auto;background:#fff;border:1px solid #d6dae0;border-radius:8px;padding:1.5rem}}\
-         h1{{font-size:1.4rem;margin-top:0}}p{{line-height:1.5}}.note{{color:#4a5361;font-size:.9rem}}\
-         button{{font:inherit;font-size:1.1rem;padding:.7rem 1.4rem;border:0;border-radius:6px;background:#1f5fbf;color:#fff;cursor:pointer;width:100%}}\
+         h1{{font-size:1.4rem;margin-top:0;color:#14532d}}p{{line-height:1.5}}.note{{color:#4a5361;font-size:.9rem}}\
+         button{{font:inherit;font-size:1.1rem;padding:.7rem 1.4rem;border:0;border-radius:6px;background:#166534;color:#fff;cursor:pointer;width:100%}}\
          button:focus{{outline:3px solid #f0b400;outline-offset:2px}}</style>\n\
          </head><body><main>\n<h1>{title}</h1>\n<p>{intro}</p>\n\
          <form method=\"post\" action=\"{action}\" enctype=\"application/x-www-form-urlencoded\">\n\
