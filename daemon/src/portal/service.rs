@@ -44,65 +44,42 @@ pub async fn deliver(
         .clone();
     let sender = envelope.sender_text_or_empty();
     let (summary, attachments) = view::summarise(content, &sender);
-    let days = config
-        .portal
-        .settings
-        .retention_for(&recipient.domain_lower());
     let named = if sender.is_empty() {
         summary.from.clone()
     } else {
         sender.clone()
     };
-    let chosen = queue
-        .portal()
-        .accounts
-        .language(&recipient.to_string())
-        .unwrap_or_default();
-    let push = method == super::Method::Push && content.len() <= super::push::MAX_MESSAGE;
-    let (done, (env, mail)) = if push {
-        let sealed = tokio::task::block_in_place(|| {
-            queue.portal().push.seal(
-                &recipient.to_string(),
-                &sender,
-                queue_id,
-                content,
-                now_ms(),
-                days,
-            )
-        })?;
-        let language = super::notify::language_for(config, &recipient, chosen.as_deref());
-        let page = super::push::page(&config.portal.settings.url, language, &named, &sealed);
-        (
-            format!(
-                "pushed {}: sealed in the notification's attachment, only its wrapped key kept, for {days} days",
-                sealed.record.id
-            ),
-            super::notify::push_notification(config, &named, &recipient, queue_id, language, &page),
-        )
-    } else {
-        tokio::task::block_in_place(|| {
-            queue.portal().messages.store(
-                &super::store::Incoming {
-                    recipient: &recipient.to_string(),
-                    queue_id,
-                    summary: &summary,
-                    attachments,
-                    content,
-                },
-                now_ms(),
-                days,
-            )
-        })?;
-        let too_large = if method == super::Method::Push {
-            " (too large for push)"
-        } else {
-            ""
-        };
-        (
-            format!("stored in the portal{too_large}, encrypted at rest, for {days} days"),
-            super::notify::notification(config, &named, &recipient, queue_id, chosen.as_deref()),
-        )
+    let copy = Delivery {
+        recipient: &recipient,
+        sender: &sender,
+        named: &named,
+        queue_id,
+        days: config
+            .portal
+            .settings
+            .retention_for(&recipient.domain_lower()),
+        language: queue
+            .portal()
+            .accounts
+            .language(&recipient.to_string())
+            .unwrap_or_default(),
     };
+    let (done, (env, mail)) =
+        if method == super::Method::Push && content.len() <= super::push::MAX_MESSAGE {
+            tokio::task::block_in_place(|| push_copy(queue.portal(), config, &copy, content))?
+        } else {
+            let too_large = method == super::Method::Push;
+            tokio::task::block_in_place(|| {
+                pull_copy(
+                    queue.portal(),
+                    config,
+                    &copy,
+                    (&summary, attachments),
+                    content,
+                    too_large,
+                )
+            })?
+        };
     let notice = match queue.inject(&env, &mail).await {
         Ok(id) => format!("notification queued as {id}"),
         Err(e) => {
@@ -111,6 +88,97 @@ pub async fn deliver(
         }
     };
     Ok(format!("{done}; {notice}"))
+}
+
+/// One recipient's portal delivery, as both methods need it.
+struct Delivery<'a> {
+    recipient: &'a Address,
+    /// The envelope sender (may be empty).
+    sender: &'a str,
+    /// Who the notification names: the envelope sender, else From.
+    named: &'a str,
+    queue_id: &'a str,
+    days: u32,
+    /// The recipient's chosen language, if any.
+    language: Option<String>,
+}
+
+/// What tracking says of a delivery, and the notification to queue.
+type Done = (String, (Envelope, Vec<u8>));
+
+/// Push: seals `content` into the notification's attachment; only the
+/// wrapped key is stored. Blocking (the token).
+fn push_copy(
+    portal: &Portal,
+    config: &Config,
+    copy: &Delivery<'_>,
+    content: &[u8],
+) -> Result<Done, PortalError> {
+    let sealed = portal.push.seal(
+        &copy.recipient.to_string(),
+        copy.sender,
+        copy.queue_id,
+        content,
+        now_ms(),
+        copy.days,
+    )?;
+    let language = super::notify::language_for(config, copy.recipient, copy.language.as_deref());
+    let page = super::push::page(&config.portal.settings.url, language, copy.named, &sealed);
+    Ok((
+        format!(
+            "pushed {}: sealed in the notification's attachment, only its wrapped key kept, for {} days",
+            sealed.record.id, copy.days
+        ),
+        super::notify::push_notification(
+            config,
+            copy.named,
+            copy.recipient,
+            copy.queue_id,
+            language,
+            &page,
+        ),
+    ))
+}
+
+/// Pull: stores `content` sealed here; the notification links to the
+/// portal. Blocking (the token).
+fn pull_copy(
+    portal: &Portal,
+    config: &Config,
+    copy: &Delivery<'_>,
+    (summary, attachments): (&super::store::Summary, usize),
+    content: &[u8],
+    too_large_for_push: bool,
+) -> Result<Done, PortalError> {
+    portal.messages.store(
+        &super::store::Incoming {
+            recipient: &copy.recipient.to_string(),
+            queue_id: copy.queue_id,
+            summary,
+            attachments,
+            content,
+        },
+        now_ms(),
+        copy.days,
+    )?;
+    let too_large = if too_large_for_push {
+        " (too large for push)"
+    } else {
+        ""
+    };
+    Ok((
+        format!(
+            "stored in the portal{too_large}, encrypted at rest, for {} days",
+            copy.days
+        ),
+        super::notify::notification(
+            config,
+            copy.named,
+            copy.recipient,
+            copy.queue_id,
+            copy.language.as_deref(),
+        ),
+    ))
 }
 
 /// The portal service over the queue (its store and tracking) and the
