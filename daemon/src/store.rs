@@ -59,10 +59,13 @@ pub enum Space {
     PortalData,
     /// Portal accounts' own folders: `recipient` NUL name → empty.
     PortalFolders,
+    /// Push messages' records: `recipient` NUL `id` → record (JSON; the
+    /// wrapped key, no message).
+    PortalPush,
 }
 
 impl Space {
-    pub const ALL: [Space; 17] = [
+    pub const ALL: [Space; 18] = [
         Space::Settings,
         Space::Audit,
         Space::Directory,
@@ -80,6 +83,7 @@ impl Space {
         Space::PortalIndex,
         Space::PortalData,
         Space::PortalFolders,
+        Space::PortalPush,
     ];
 
     /// The name: the sled tree on a single node (the existing trees keep
@@ -103,6 +107,7 @@ impl Space {
             Space::PortalIndex => "portal_index",
             Space::PortalData => "portal_data",
             Space::PortalFolders => "portal_folders",
+            Space::PortalPush => "portal_push",
         }
     }
 }

@@ -116,6 +116,12 @@ pub struct Preferences {
     pub used_bytes: u64,
     /// The most they may take (`None`: no limit); new mail beyond it waits.
     pub quota_bytes: Option<u64>,
+    /// How mail without a key reaches the recipient, as they chose:
+    /// `push` or `pull` (`None`: as the domain is set, `effective_delivery`).
+    pub delivery: Option<String>,
+    pub effective_delivery: String,
+    /// The deliveries to choose from (empty: the gateway offers no choice).
+    pub deliveries: Vec<String>,
 }
 
 /// What an upload did.
@@ -222,6 +228,27 @@ pub trait PortalService: mailbox::MailboxService + Send + Sync {
         text: &'a str,
     ) -> BoxFuture<'a, Result<String, ServiceError>>;
 
+    /// Opens a pushed message (`sealgate::portal::push`): `id` and
+    /// `sealed` come from the attachment's form, as posted. The key is
+    /// looked up under the session's address only, so another address's
+    /// session gets `NotFound`, as for an unknown id; a ciphertext that
+    /// does not authenticate is refused. A tracking event.
+    fn open_push<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        sealed: std::sync::Arc<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<MessageView, ServiceError>>;
+
+    /// One attachment of a pushed message (a tracking event).
+    fn push_attachment<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        sealed: std::sync::Arc<Vec<u8>>,
+        index: usize,
+    ) -> BoxFuture<'a, Result<AttachmentData, ServiceError>>;
+
     /// The session's preferences.
     fn preferences<'a>(
         &'a self,
@@ -234,6 +261,15 @@ pub trait PortalService: mailbox::MailboxService + Send + Sync {
         &'a self,
         session: &'a str,
         language: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), ServiceError>>;
+
+    /// How mail without a key reaches the session's address: `push` or
+    /// `pull` (`None`: as its domain is set). Refused where the gateway
+    /// offers no choice.
+    fn set_delivery<'a>(
+        &'a self,
+        session: &'a str,
+        delivery: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), ServiceError>>;
 
     /// An S/MIME certificate or OpenPGP key for the session's address:

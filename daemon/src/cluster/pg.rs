@@ -158,10 +158,13 @@ struct Shared {
     listening: std::sync::atomic::AtomicBool,
     /// Per space, the changes this node has heard of ([`Shared::changed`]).
     generations: Mutex<HashMap<Space, u64>>,
-    /// Fresh answers: query → (its space's generation, when, answer).
-    fresh: Mutex<HashMap<Vec<u8>, (u64, std::time::Instant, Vec<u8>)>>,
+    /// Fresh answers by query.
+    fresh: Mutex<HashMap<Vec<u8>, Fresh>>,
     fresh_answers: AtomicU64,
 }
+
+/// A fresh answer: its space's generation when asked, when, the answer.
+type Fresh = (u64, std::time::Instant, Vec<u8>);
 
 struct Slot {
     conn: Mutex<Option<Arc<Conn>>>,

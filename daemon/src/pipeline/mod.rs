@@ -70,6 +70,8 @@ pub enum Disposition {
 pub struct PortalCopy {
     /// The message (subject keyword removed where the decision says so).
     pub content: Arc<Vec<u8>>,
+    /// Pull (stored here) or push (sealed into the notification).
+    pub method: crate::portal::Method,
 }
 
 /// The pipeline's answer for a message: guarded, ready to apply.
@@ -98,6 +100,9 @@ pub struct Context<'a> {
     pub keys: &'a crate::keys::KeyStore,
     /// The trust machinery: review queue, discovery, anchors and CRLs, DKIM.
     pub trust: &'a crate::trust::services::Services,
+    /// The portal's accounts: a recipient's own choice of push or pull
+    /// (`None`: the domain's setting alone).
+    pub portal_accounts: Option<&'a crate::portal::accounts::PortalAccounts>,
 }
 
 /// How a group of recipients gets the message itself (not encrypted by us).
@@ -329,7 +334,7 @@ pub fn process(
                         plan.dispositions.push((*index, Disposition::Hold(reason)));
                     }
                     crate::trust::resolve::Found::None(why_not)
-                        if portal_serves(context, decision) =>
+                        if let Some(served) = portal_method(context, decision) =>
                     {
                         let content = match &decision.strip_keyword {
                             Some(keyword) => Arc::new(render::replace_subject(
@@ -338,17 +343,17 @@ pub fn process(
                             )),
                             None => Arc::clone(&base),
                         };
-                        plan.portal.push(PortalCopy { content });
+                        plan.portal.push(PortalCopy {
+                            content,
+                            method: served.method,
+                        });
                         plan.dispositions.push((
                             *index,
                             Disposition::Portal {
                                 copy: plan.portal.len() - 1,
                             },
                         ));
-                        notes.push((
-                            *index,
-                            format!("{why_not}: method portal (the recipient reads it in the secure web mail portal)"),
-                        ));
+                        notes.push((*index, format!("{why_not}: {}", served.describe())));
                     }
                     crate::trust::resolve::Found::None(why_not) if required => plan
                         .dispositions
@@ -414,17 +419,32 @@ pub fn find_method(
     .method_for(address, decision, now)
 }
 
-/// Whether the portal takes a recipient that has no key: it is enabled,
-/// the recipient's methods (`decision.methods`: per address, domain or
-/// `policy.methods`) name it, and encryption is required (or the portal's
-/// settings take encrypt-if-possible recipients too).
-pub fn portal_serves(context: &Context<'_>, decision: &Decision) -> bool {
+/// How the portal takes a recipient that has no key, if it does: it is
+/// enabled and encryption is required (or the portal's settings take
+/// encrypt-if-possible recipients too); then the recipient's own choice
+/// (push or pull, on the portal's preferences page) where the recipient's
+/// methods (`decision.methods`: the address's, the domain's or
+/// `policy.methods`) name that method, else push where they name `push`
+/// and the recipient's domain is in `[portal] push_domains`, else pull
+/// where they name `portal`.
+pub fn portal_method(context: &Context<'_>, decision: &Decision) -> Option<crate::portal::Served> {
     let portal = &context.config.portal.settings;
-    portal.enabled
-        && decision
-            .methods
-            .contains(&sealgate_api::settings::policy::MethodName::Portal)
-        && (decision.action == Action::EncryptRequired || portal.encrypt_if_possible)
+    let required = decision.action == Action::EncryptRequired;
+    if !portal.enabled || !(required || portal.encrypt_if_possible) {
+        return None;
+    }
+    let address = decision.recipient.as_str();
+    let chosen = match context.portal_accounts.map(|a| a.delivery(address)) {
+        Some(Ok(chosen)) => chosen.and_then(|c| crate::portal::Method::parse(&c)),
+        Some(Err(e)) => {
+            // A preference that cannot be read: the domain's setting serves.
+            tracing::warn!(error = %e, "portal: the recipient's delivery choice is unreadable");
+            None
+        }
+        None => None,
+    };
+    let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+    crate::portal::choose(portal, &decision.methods, domain, chosen)
 }
 
 /// The addresses in the To and Cc fields (lower case): recipients a copy

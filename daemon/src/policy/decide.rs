@@ -197,11 +197,7 @@ pub fn decide(policy: &Policy, facts: &MessageFacts, recipient: &Recipient) -> D
             .or_else(|| domain_settings.and_then(|(_, s)| s.pinned_keys.clone()))
             .unwrap_or_default(),
         autocrypt: inherited(|s| s.autocrypt).unwrap_or(false),
-        methods: address_settings
-            .and_then(|(_, s)| s.methods.clone())
-            .or_else(|| domain_settings.and_then(|(_, s)| s.methods.clone()))
-            .or_else(|| config.settings.methods.clone())
-            .unwrap_or_else(|| config.methods.clone()),
+        methods: methods_from(config, address_settings, domain_settings),
         source,
         because,
     }
@@ -222,6 +218,30 @@ pub fn required_trust(policy: &Policy, address: &str) -> crate::directory::Trust
         .or_else(|| domain_settings.and_then(|(_, s)| s.required_trust()))
         .or_else(|| policy.config.settings.required_trust())
         .unwrap_or(crate::directory::Trust::DEFAULT_REQUIRED)
+}
+
+/// The delivery methods for `address`, in order (its own `methods`, else
+/// its domain's, else the global settings', else `policy.methods`).
+pub fn methods(policy: &Policy, address: &str) -> Vec<MethodName> {
+    let recipient = Recipient {
+        address: address.to_ascii_lowercase(),
+        internal: false,
+        released: false,
+    };
+    let (address_settings, domain_settings) = settings_for(policy, &recipient);
+    methods_from(&policy.config, address_settings, domain_settings)
+}
+
+fn methods_from(
+    config: &super::rules::PolicyConfig,
+    address_settings: Option<Named<'_>>,
+    domain_settings: Option<Named<'_>>,
+) -> Vec<MethodName> {
+    address_settings
+        .and_then(|(_, s)| s.methods.clone())
+        .or_else(|| domain_settings.and_then(|(_, s)| s.methods.clone()))
+        .or_else(|| config.settings.methods.clone())
+        .unwrap_or_else(|| config.methods.clone())
 }
 
 /// The keys `address` (or its domain) is pinned to (empty: not pinned).

@@ -49,6 +49,10 @@ struct Account {
     /// The notification language the recipient chose (`None`: the domain's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     language: Option<String>,
+    /// How the recipient chose to get mail without a key: `push` or
+    /// `pull` (`None`: as the domain is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delivery: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -301,7 +305,8 @@ impl PortalAccounts {
     ) -> Result<Outcome, ServiceError> {
         let hash = password::hash(new_password).map_err(ServiceError::failed)?;
         // A reset keeps what the recipient chose.
-        let language = Self::get::<Account>(&self.accounts, key)?.and_then(|a| a.language);
+        let (language, delivery) = Self::get::<Account>(&self.accounts, key)?
+            .map_or((None, None), |a| (a.language, a.delivery));
         let account = Account {
             address: key.to_owned(),
             password_hash: hash,
@@ -311,6 +316,7 @@ impl PortalAccounts {
             locked_until_ms: 0,
             created_ms: now_ms(),
             language,
+            delivery,
         };
         Self::put(&self.accounts, key, &account)?;
         // A reset ends every session of the address.
@@ -425,6 +431,26 @@ impl PortalAccounts {
             Self::get::<Account>(&self.accounts, &address.to_ascii_lowercase())?
                 .and_then(|a| a.language),
         )
+    }
+
+    /// The delivery the recipient chose (`push` or `pull`), if any.
+    pub fn delivery(&self, address: &str) -> Result<Option<String>, ServiceError> {
+        Ok(
+            Self::get::<Account>(&self.accounts, &address.to_ascii_lowercase())?
+                .and_then(|a| a.delivery),
+        )
+    }
+
+    /// Sets (or with `None` clears) the delivery of an existing account.
+    pub fn set_delivery(&self, address: &str, delivery: Option<&str>) -> Result<(), ServiceError> {
+        let key = address.to_ascii_lowercase();
+        let Some(mut account) = Self::get::<Account>(&self.accounts, &key)? else {
+            return Err(ServiceError::NotFound {
+                what: "account".into(),
+            });
+        };
+        account.delivery = delivery.map(str::to_owned);
+        Self::put(&self.accounts, &key, &account)
     }
 
     /// Sets (or with `None` clears) the notification language of an

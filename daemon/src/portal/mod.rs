@@ -1,7 +1,10 @@
-//! Secure web mail for recipients without keys: the **pull** model.
+//! Secure web mail for recipients without keys: the **pull** model, and
+//! **push** ([`push`]: the message sealed into the notification's HTML
+//! attachment, only its wrapped key kept here) for the domains in
+//! `[portal] push_domains`.
 //!
 //! A recipient whose decision asks for encryption and who has no usable
-//! certificate or key gets method `portal` (`pipeline::portal_serves`,
+//! certificate or key gets method `portal` (`pipeline::portal_method`,
 //! when `[portal] enabled` and `policy.methods` names it). The scheduler
 //! then stores the message here, sealed ([`seal`], [`store`]: AES-256-GCM
 //! per message, the data key wrapped by the token's `at-rest-wrap` key,
@@ -31,6 +34,7 @@ pub mod accounts;
 pub mod folders;
 pub mod kv;
 pub mod notify;
+pub mod push;
 pub mod seal;
 pub mod service;
 pub mod store;
@@ -39,6 +43,7 @@ pub mod view;
 use std::sync::Arc;
 
 use sealgate_api::FieldError;
+use sealgate_api::settings::policy::MethodName;
 use sealgate_api::settings::portal::PortalSettings;
 
 /// Why a portal operation failed.
@@ -103,10 +108,126 @@ impl From<PortalError> for sealgate_api::ServiceError {
     }
 }
 
-/// The portal's state: sealed messages and accounts, in the shared store.
+/// How the portal serves a recipient without a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// The message waits sealed in the gateway; the notification links
+    /// to the portal.
+    Pull,
+    /// The message travels sealed in the notification's HTML attachment
+    /// ([`push`]); the gateway keeps only its wrapped key.
+    Push,
+}
+
+impl Method {
+    /// The name a recipient's choice is stored under.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Pull => "pull",
+            Method::Push => "push",
+        }
+    }
+
+    /// A stored choice (`push`, `pull`).
+    pub fn parse(text: &str) -> Option<Method> {
+        match text {
+            "pull" => Some(Method::Pull),
+            "push" => Some(Method::Push),
+            _ => None,
+        }
+    }
+}
+
+/// The portal's method for a recipient and whose choice it is
+/// (`pipeline::portal_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    pub method: Method,
+    /// The recipient chose it on the preferences page (else the domain's
+    /// setting).
+    pub chosen: bool,
+}
+
+impl Served {
+    fn why(self) -> &'static str {
+        match (self.method, self.chosen) {
+            (Method::Pull, true) => "the recipient chose pull",
+            (Method::Push, true) => "the recipient chose push",
+            (Method::Pull, false) => "the recipient reads it in the secure web mail portal",
+            (Method::Push, false) => "the recipient's domain gets push",
+        }
+    }
+
+    /// What the policy's explanation (tracking, `policy explain`) says
+    /// about the method.
+    pub fn describe(self) -> String {
+        match self.method {
+            Method::Pull => format!("method portal ({})", self.why()),
+            Method::Push => format!(
+                "method push ({}: an encrypted HTML attachment that opens in the portal after sign-in)",
+                self.why()
+            ),
+        }
+    }
+
+    /// What the dry run says happens to a recipient without a key (`why`).
+    pub fn outcome(self, why: &str) -> String {
+        match self.method {
+            Method::Pull => format!(
+                "method portal: {why}; {}; stored encrypted in the secure web mail portal, the recipient is notified",
+                self.why()
+            ),
+            Method::Push => format!(
+                "method push: {why}; {}; sent sealed in an HTML attachment of the notification that opens in the portal after sign-in; the gateway keeps only the wrapped key",
+                self.why()
+            ),
+        }
+    }
+}
+
+/// Push or pull for a recipient in `domain` without a key, once the
+/// portal takes them: the recipient's own choice where `methods` (the
+/// recipient's: the address's, the domain's or `policy.methods`) names
+/// its method, else push where it names `push` and the domain is in
+/// `push_domains`, else pull where it names `portal`; `None` where it
+/// names neither that applies. Pure: `pipeline::portal_method` looks the
+/// choice up.
+pub fn choose(
+    portal: &PortalSettings,
+    methods: &[MethodName],
+    domain: &str,
+    chosen: Option<Method>,
+) -> Option<Served> {
+    let listed = |m: &Method| match m {
+        Method::Push => methods.contains(&MethodName::Push),
+        Method::Pull => methods.contains(&MethodName::Portal),
+    };
+    if let Some(method) = chosen.filter(listed) {
+        return Some(Served {
+            method,
+            chosen: true,
+        });
+    }
+    let by_domain = if portal.push_for(domain) {
+        Method::Push
+    } else {
+        Method::Pull
+    };
+    [by_domain, Method::Pull]
+        .into_iter()
+        .find(listed)
+        .map(|method| Served {
+            method,
+            chosen: false,
+        })
+}
+
+/// The portal's state: sealed messages, push keys and accounts, in the
+/// shared store.
 #[derive(Clone)]
 pub struct Portal {
     pub messages: store::MessageStore,
+    pub push: push::PushStore,
     pub accounts: Arc<accounts::PortalAccounts>,
 }
 
@@ -125,7 +246,8 @@ impl Portal {
         wrappers: Arc<dyn seal::WrapperSource>,
     ) -> Portal {
         Portal {
-            messages: store::MessageStore::open(shared, wrappers),
+            messages: store::MessageStore::open(shared, Arc::clone(&wrappers)),
+            push: push::PushStore::open(shared, wrappers),
             accounts: Arc::new(accounts::PortalAccounts::open(shared)),
         }
     }
@@ -161,4 +283,87 @@ pub fn check_settings(s: &PortalSettings) -> Vec<FieldError> {
         ));
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use sealgate_api::settings::policy::{MethodName, PolicyConfig};
+
+    use super::*;
+
+    /// (methods, domain, the recipient's choice) → (method, chosen)
+    type Case<'a> = (
+        &'a Vec<MethodName>,
+        &'a str,
+        Option<Method>,
+        Option<(Method, bool)>,
+    );
+
+    #[test]
+    fn push_or_pull_from_the_choice_the_domain_and_the_methods() {
+        use Method::{Pull, Push};
+        let portal = PortalSettings {
+            push_domains: vec!["Partner.example".into()],
+            ..PortalSettings::default()
+        };
+        let both = vec![MethodName::Smime, MethodName::Push, MethodName::Portal];
+        let pull_only = vec![MethodName::Smime, MethodName::Portal];
+        let push_only = vec![MethodName::Push];
+        // (methods, domain, the recipient's choice) → (method, chosen)
+        let cases: &[Case<'_>] = &[
+            (&both, "partner.example", None, Some((Push, false))),
+            (&both, "other.example", None, Some((Pull, false))),
+            (&both, "partner.example", Some(Pull), Some((Pull, true))),
+            (&both, "other.example", Some(Push), Some((Push, true))),
+            // push not listed: the domain's push and the choice fall back to pull
+            (&pull_only, "partner.example", None, Some((Pull, false))),
+            (&pull_only, "other.example", Some(Push), Some((Pull, false))),
+            // only push listed: pull is no method at all
+            (
+                &push_only,
+                "partner.example",
+                Some(Pull),
+                Some((Push, false)),
+            ),
+            (&push_only, "other.example", None, None),
+        ];
+        for (methods, domain, chosen, want) in cases {
+            let got = choose(&portal, methods, domain, *chosen).map(|s| (s.method, s.chosen));
+            assert_eq!(got, *want, "{methods:?} {domain} {chosen:?}");
+        }
+        // Default methods name no push: nothing changes until both are set.
+        let served = choose(
+            &portal,
+            &PolicyConfig::default().methods,
+            "partner.example",
+            None,
+        );
+        assert_eq!(served.map(|s| s.method), Some(Pull));
+    }
+
+    #[test]
+    fn the_explanation_says_whose_choice() {
+        let by_domain = Served {
+            method: Method::Push,
+            chosen: false,
+        };
+        assert!(
+            by_domain
+                .describe()
+                .starts_with("method push (the recipient's domain gets push")
+        );
+        let chosen = Served {
+            method: Method::Pull,
+            chosen: true,
+        };
+        assert_eq!(
+            chosen.describe(),
+            "method portal (the recipient chose pull)"
+        );
+        assert!(
+            chosen
+                .outcome("no key")
+                .starts_with("method portal: no key; the recipient chose pull")
+        );
+    }
 }

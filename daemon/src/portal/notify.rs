@@ -26,6 +26,8 @@ pub const LANGUAGES: &[&str] = &["en", "de"];
 struct Texts {
     subject: &'static str,
     body: &'static str,
+    /// The body of a push notification (the message is attached).
+    push_body: &'static str,
     code_subject: &'static str,
     code_body: &'static str,
     receipt_subject: &'static str,
@@ -41,6 +43,15 @@ const EN: Texts = Texts {
            On your first visit you confirm your address with a code we send\r\n\
            you and choose a password. The message is kept for {days} days.\r\n\
            This notice contains nothing of the message itself.\r\n",
+    push_body: "Hello,\r\n\r\n\
+                {sender} has sent you a message that must reach you encrypted.\r\n\
+                It is attached to this mail, encrypted: open the attachment\r\n\
+                secure-message.html in your web browser and choose \"Open the message\".\r\n\
+                You then sign in at the secure web mail portal:\r\n\r\n\
+                \x20 {link}\r\n\r\n\
+                On your first visit you confirm your address with a code we send\r\n\
+                you and choose a password. Keep this mail: the gateway does not keep\r\n\
+                the message, and it can be opened for {days} days.\r\n",
     code_subject: "Your code for the secure web mail portal",
     code_body: "Hello,\r\n\r\n\
                 your code for the secure web mail portal is:\r\n\r\n\
@@ -66,6 +77,15 @@ const DE: Texts = Texts {
            Beim ersten Besuch bestätigen Sie Ihre Adresse mit einem Code, den wir\r\n\
            Ihnen senden, und wählen ein Passwort. Die Nachricht wird {days} Tage\r\n\
            aufbewahrt. Diese Benachrichtigung enthält nichts von der Nachricht selbst.\r\n",
+    push_body: "Guten Tag,\r\n\r\n\
+                {sender} hat Ihnen eine Nachricht geschickt, die Sie nur verschlüsselt\r\n\
+                erreichen darf. Sie ist dieser Mail verschlüsselt angehängt: öffnen Sie\r\n\
+                den Anhang secure-message.html in Ihrem Browser und wählen Sie\r\n\
+                \"Nachricht öffnen\". Dann melden Sie sich im sicheren Web-Mail-Portal an:\r\n\r\n\
+                \x20 {link}\r\n\r\n\
+                Beim ersten Besuch bestätigen Sie Ihre Adresse mit einem Code, den wir\r\n\
+                Ihnen senden, und wählen ein Passwort. Bewahren Sie diese Mail auf: das\r\n\
+                Gateway behält die Nachricht nicht; sie kann {days} Tage lang geöffnet werden.\r\n",
     code_subject: "Ihr Code für das sichere Web-Mail-Portal",
     code_body: "Guten Tag,\r\n\r\n\
                 Ihr Code für das sichere Web-Mail-Portal lautet:\r\n\r\n\
@@ -175,9 +195,67 @@ pub fn notification(
     queue_id: &str,
     language: Option<&str>,
 ) -> (Envelope, Vec<u8>) {
+    let texts = texts(language_for(config, recipient, language));
+    let body = config
+        .portal
+        .settings
+        .notification_text
+        .as_deref()
+        .unwrap_or(texts.body);
+    compose(config, sender, recipient, queue_id, texts, body, None)
+}
+
+/// The push notification: a text like [`notification`]'s (built in, in
+/// `language` or else the domain's) and the sealed message as the
+/// attachment `page` ([`super::push::page`]).
+pub fn push_notification(
+    config: &Config,
+    sender: &str,
+    recipient: &Address,
+    queue_id: &str,
+    language: &str,
+    page: &str,
+) -> (Envelope, Vec<u8>) {
+    let texts = texts(language);
+    compose(
+        config,
+        sender,
+        recipient,
+        queue_id,
+        texts,
+        texts.push_body,
+        Some(page),
+    )
+}
+
+/// The language a notification for `recipient` is written in: the
+/// recipient's choice, else the domain's.
+pub fn language_for<'a>(
+    config: &'a Config,
+    recipient: &Address,
+    chosen: Option<&'a str>,
+) -> &'a str {
+    chosen.unwrap_or_else(|| {
+        config
+            .portal
+            .settings
+            .language_for(&recipient.domain_lower())
+    })
+}
+
+/// A notification: text and HTML alternatives made from `body`, and
+/// with push the sealed message's page as an attachment.
+fn compose(
+    config: &Config,
+    sender: &str,
+    recipient: &Address,
+    queue_id: &str,
+    texts: &Texts,
+    body: &str,
+    attachment: Option<&str>,
+) -> (Envelope, Vec<u8>) {
     let settings = &config.portal.settings;
     let domain = recipient.domain_lower();
-    let texts = texts(language.unwrap_or_else(|| settings.language_for(&domain)));
     let link = link(settings, &recipient.to_string());
     let days = settings.retention_for(&domain);
     let rcpt = recipient.to_string();
@@ -191,15 +269,9 @@ pub fn notification(
         &link,
         days,
     );
-    let text = fill(
-        settings.notification_text.as_deref().unwrap_or(texts.body),
-        sender,
-        &rcpt,
-        &link,
-        days,
-    )
-    .replace("\r\n", "\n")
-    .replace('\n', "\r\n");
+    let text = fill(body, sender, &rcpt, &link, days)
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n");
     // The HTML part is the text, escaped, with the link made a link.
     let escaped_link = escape(&link);
     let html_body = escape(&text).replace(
@@ -213,15 +285,31 @@ pub fn notification(
     );
     let tag = format!("portal-{queue_id}");
     let boundary = format!("=_sealgate_portal_{}", crate::envelope::now_ms());
-    let mut out = head(config, recipient, &subject, &tag);
-    out.push_str(&format!(
+    let alternative = format!(
         "Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n\
          --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
          --{boundary}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
          --{boundary}--\r\n",
         base64_lines(text.as_bytes()),
         base64_lines(html.as_bytes()),
-    ));
+    );
+    let mut out = head(config, recipient, &subject, &tag);
+    match attachment {
+        None => out.push_str(&alternative),
+        Some(page) => {
+            let mixed = format!("{boundary}_m");
+            out.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"{mixed}\"\r\n\r\n\
+                 --{mixed}\r\n{alternative}\
+                 --{mixed}\r\nContent-Type: text/html; charset=utf-8; name=\"{name}\"\r\n\
+                 Content-Disposition: attachment; filename=\"{name}\"\r\n\
+                 Content-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+                 --{mixed}--\r\n",
+                base64_lines(page.as_bytes()),
+                name = super::push::FILE_NAME,
+            ));
+        }
+    }
     (envelope(config, recipient, tag), out.into_bytes())
 }
 
@@ -239,8 +327,7 @@ pub fn code_mail(
     code: &NewCode,
     language: Option<&str>,
 ) -> (Envelope, Vec<u8>) {
-    let domain = recipient.domain_lower();
-    let texts = texts(language.unwrap_or_else(|| config.portal.settings.language_for(&domain)));
+    let texts = texts(language_for(config, recipient, language));
     let tag = "portal-code".to_owned();
     let mut out = head(config, recipient, texts.code_subject, &tag);
     out.push_str(&format!(
@@ -309,6 +396,8 @@ fn base64_lines(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use mail_parser::MimeHeaders;
+
     use super::*;
 
     fn decoded(mail: &[u8]) -> String {
@@ -355,6 +444,25 @@ mod tests {
             text.contains("Secure message from alice@example.org"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn push_notification_carries_the_page_as_an_attachment_in_both_languages() {
+        let config = Config::default();
+        let rcpt = Address::parse("dan@ext.example").unwrap();
+        let page = "<!doctype html><p>sealed</p>";
+        let (env, mail) = push_notification(&config, "alice@example.org", &rcpt, "Q1", "en", page);
+        assert!(env.gateway_notice);
+        let parsed = mail_parser::MessageParser::default().parse(&mail).unwrap();
+        assert_eq!(parsed.attachment_count(), 1);
+        let attachment = parsed.attachment(0).unwrap();
+        assert_eq!(attachment.attachment_name(), Some("secure-message.html"));
+        assert_eq!(attachment.contents(), page.as_bytes());
+        let text = decoded(&mail);
+        assert!(text.contains("open the attachment"), "{text}");
+        assert!(text.contains("Keep this mail"), "{text}");
+        let text = decoded(&push_notification(&config, "a@example.org", &rcpt, "Q2", "de", page).1);
+        assert!(text.contains("Anhang secure-message.html"), "{text}");
     }
 
     #[test]

@@ -25,15 +25,17 @@ use crate::envelope::{Envelope, now_ms};
 use crate::queue::Queue;
 use crate::tracking::{Direction, EventKind};
 
-/// Stores `content` for recipient `index` of `envelope` and queues the
-/// notification. Blocking parts (the token) run in place. Answers what
-/// tracking records as the delivery's reply.
+/// Serves recipient `index` of `envelope` by `method` and queues the
+/// notification: pull stores `content` here; push seals it into the
+/// notification and keeps only the wrapped key (a message too large to
+/// travel in a form post is stored as pull). Blocking parts (the token)
+/// run in place. Answers what tracking records as the delivery's reply.
 pub async fn deliver(
     queue: &Queue,
     config: &Config,
     envelope: &Envelope,
     queue_id: &str,
-    index: usize,
+    (index, method): (usize, super::Method),
     content: &[u8],
 ) -> Result<String, PortalError> {
     let recipient = envelope
@@ -44,43 +46,42 @@ pub async fn deliver(
         .clone();
     let sender = envelope.sender_text_or_empty();
     let (summary, attachments) = view::summarise(content, &sender);
-    let days = config
-        .portal
-        .settings
-        .retention_for(&recipient.domain_lower());
-    tokio::task::block_in_place(|| {
-        let messages = &queue.portal().messages;
-        if let Some(quota) = config.portal.settings.quota_bytes() {
-            let used = messages.usage(&recipient.to_string())?;
-            let size = content.len() as u64;
-            if used.saturating_add(size) > quota {
-                return Err(PortalError::OverQuota { used, size, quota });
-            }
-        }
-        messages.store(
-            &super::store::Incoming {
-                recipient: &recipient.to_string(),
-                queue_id,
-                summary: &summary,
-                attachments,
-                content,
-            },
-            now_ms(),
-            days,
-        )
-    })?;
     let named = if sender.is_empty() {
         summary.from.clone()
     } else {
-        sender
+        sender.clone()
     };
-    let language = queue
-        .portal()
-        .accounts
-        .language(&recipient.to_string())
-        .unwrap_or_default();
-    let (env, mail) =
-        super::notify::notification(config, &named, &recipient, queue_id, language.as_deref());
+    let copy = Delivery {
+        recipient: &recipient,
+        sender: &sender,
+        named: &named,
+        queue_id,
+        days: config
+            .portal
+            .settings
+            .retention_for(&recipient.domain_lower()),
+        language: queue
+            .portal()
+            .accounts
+            .language(&recipient.to_string())
+            .unwrap_or_default(),
+    };
+    let (done, (env, mail)) =
+        if method == super::Method::Push && content.len() <= super::push::MAX_MESSAGE {
+            tokio::task::block_in_place(|| push_copy(queue.portal(), config, &copy, content))?
+        } else {
+            let too_large = method == super::Method::Push;
+            tokio::task::block_in_place(|| {
+                pull_copy(
+                    queue.portal(),
+                    config,
+                    &copy,
+                    (&summary, attachments),
+                    content,
+                    too_large,
+                )
+            })?
+        };
     let notice = match queue.inject(&env, &mail).await {
         Ok(id) => format!("notification queued as {id}"),
         Err(e) => {
@@ -88,8 +89,105 @@ pub async fn deliver(
             "notification not queued".to_owned()
         }
     };
-    Ok(format!(
-        "stored in the portal, encrypted at rest, for {days} days; {notice}"
+    Ok(format!("{done}; {notice}"))
+}
+
+/// One recipient's portal delivery, as both methods need it.
+struct Delivery<'a> {
+    recipient: &'a Address,
+    /// The envelope sender (may be empty).
+    sender: &'a str,
+    /// Who the notification names: the envelope sender, else From.
+    named: &'a str,
+    queue_id: &'a str,
+    days: u32,
+    /// The recipient's chosen language, if any.
+    language: Option<String>,
+}
+
+/// What tracking says of a delivery, and the notification to queue.
+type Done = (String, (Envelope, Vec<u8>));
+
+/// Push: seals `content` into the notification's attachment; only the
+/// wrapped key is stored. Blocking (the token).
+fn push_copy(
+    portal: &Portal,
+    config: &Config,
+    copy: &Delivery<'_>,
+    content: &[u8],
+) -> Result<Done, PortalError> {
+    let sealed = portal.push.seal(
+        &copy.recipient.to_string(),
+        copy.sender,
+        copy.queue_id,
+        content,
+        now_ms(),
+        copy.days,
+    )?;
+    let language = super::notify::language_for(config, copy.recipient, copy.language.as_deref());
+    let page = super::push::page(&config.portal.settings.url, language, copy.named, &sealed);
+    Ok((
+        format!(
+            "pushed {}: sealed in the notification's attachment, only its wrapped key kept, for {} days",
+            sealed.record.id, copy.days
+        ),
+        super::notify::push_notification(
+            config,
+            copy.named,
+            copy.recipient,
+            copy.queue_id,
+            language,
+            &page,
+        ),
+    ))
+}
+
+/// Pull: stores `content` sealed here; the notification links to the
+/// portal. Blocking (the token).
+fn pull_copy(
+    portal: &Portal,
+    config: &Config,
+    copy: &Delivery<'_>,
+    (summary, attachments): (&super::store::Summary, usize),
+    content: &[u8],
+    too_large_for_push: bool,
+) -> Result<Done, PortalError> {
+    let recipient = copy.recipient.to_string();
+    if let Some(quota) = config.portal.settings.quota_bytes() {
+        let used = portal.messages.usage(&recipient)?;
+        let size = content.len() as u64;
+        if used.saturating_add(size) > quota {
+            return Err(PortalError::OverQuota { used, size, quota });
+        }
+    }
+    portal.messages.store(
+        &super::store::Incoming {
+            recipient: &recipient,
+            queue_id: copy.queue_id,
+            summary,
+            attachments,
+            content,
+        },
+        now_ms(),
+        copy.days,
+    )?;
+    let too_large = if too_large_for_push {
+        " (too large for push)"
+    } else {
+        ""
+    };
+    Ok((
+        format!(
+            "stored in the portal{too_large}, encrypted at rest, for {} days",
+            copy.days
+        ),
+        super::notify::notification(
+            config,
+            copy.named,
+            copy.recipient,
+            copy.queue_id,
+            copy.language.as_deref(),
+        ),
     ))
 }
 
@@ -170,6 +268,28 @@ impl PortalServer {
         Ok(entries.iter().map(|e| own_key(e, now)).collect())
     }
 
+    /// The deliveries `address` may choose between (none unless the
+    /// portal is on and the address's methods name both push and portal),
+    /// and the one its domain's setting gives.
+    fn deliveries(&self, address: &str) -> (Vec<super::Method>, super::Method) {
+        use sealgate_api::settings::policy::MethodName;
+        let runtime = self.live.get();
+        let portal = &runtime.config.portal.settings;
+        let methods = crate::policy::decide::methods(&runtime.policy, address);
+        let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+        let by_domain =
+            super::choose(portal, &methods, domain, None).map_or(super::Method::Pull, |s| s.method);
+        let offered = if portal.enabled
+            && methods.contains(&MethodName::Push)
+            && methods.contains(&MethodName::Portal)
+        {
+            vec![super::Method::Push, super::Method::Pull]
+        } else {
+            Vec::new()
+        };
+        (offered, by_domain)
+    }
+
     fn clone_handle(&self) -> PortalServer {
         PortalServer {
             queue: self.queue.clone(),
@@ -195,6 +315,11 @@ impl PortalService for PortalServer {
                 .messages
                 .has_mail_for(&text)
                 .map_err(ServiceError::from)?
+                || self
+                    .portal()
+                    .push
+                    .has_mail_for(&text, now_ms())
+                    .map_err(ServiceError::from)?
                 || self.portal().accounts.exists(&text)?;
             if !known {
                 return Ok(());
@@ -361,17 +486,13 @@ impl PortalService for PortalServer {
                 })
                 .flatten();
             let body = view::body(&opened.content);
-            let view = MessageView {
-                summary: MessageSummary {
+            let view = message_view(
+                MessageSummary {
                     read: true,
                     ..mailbox::message_summary(&opened.entry, opened.summary.clone())
                 },
-                to: body.to,
-                date: body.date,
-                text: body.text,
-                html: body.html,
-                attachments: body.attachments,
-            };
+                body,
+            );
             Ok((view, receipt))
         });
         Box::pin(async move {
@@ -448,6 +569,61 @@ impl PortalService for PortalServer {
         Box::pin(self.send_reply(session, id, text, false))
     }
 
+    fn open_push<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        sealed: Arc<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<MessageView, ServiceError>> {
+        let me = self.clone_handle();
+        let (session, id) = (session.to_owned(), id.to_owned());
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let (record, content) = me.portal().push.unseal(&address, &id, &sealed, now_ms())?;
+            me.track(&record.queue_id, &address, &format!("read pushed {id}"));
+            let (summary, attachments) = view::summarise(&content, &record.sender);
+            Ok(message_view(
+                MessageSummary {
+                    id: record.id,
+                    from: summary.from,
+                    subject: summary.subject,
+                    stored_ms: record.stored_ms,
+                    expires_ms: record.expires_ms,
+                    size: record.size,
+                    attachments,
+                    read: true,
+                    // Not kept in any folder: shown as from the inbox.
+                    folder: "inbox".to_owned(),
+                },
+                view::body(&content),
+            ))
+        })
+    }
+
+    fn push_attachment<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        sealed: Arc<Vec<u8>>,
+        index: usize,
+    ) -> BoxFuture<'a, Result<AttachmentData, ServiceError>> {
+        let me = self.clone_handle();
+        let (session, id) = (session.to_owned(), id.to_owned());
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let (record, content) = me.portal().push.unseal(&address, &id, &sealed, now_ms())?;
+            let data = view::attachment(&content, index).ok_or_else(|| ServiceError::NotFound {
+                what: "attachment".into(),
+            })?;
+            me.track(
+                &record.queue_id,
+                &address,
+                &format!("downloaded attachment {} of pushed {id}", index + 1),
+            );
+            Ok(data)
+        })
+    }
+
     fn preferences<'a>(
         &'a self,
         session: &'a str,
@@ -458,7 +634,11 @@ impl PortalService for PortalServer {
             let address = me.address_of(&session)?;
             let domain = address.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
             let config = me.config();
+            let (deliveries, by_domain) = me.deliveries(&address);
             Ok(Preferences {
+                delivery: me.portal().accounts.delivery(&address)?,
+                effective_delivery: by_domain.as_str().to_owned(),
+                deliveries: deliveries.iter().map(|m| m.as_str().to_owned()).collect(),
                 language: me.portal().accounts.language(&address)?,
                 effective_language: config.portal.settings.language_for(&domain).to_owned(),
                 languages: super::notify::LANGUAGES
@@ -470,6 +650,39 @@ impl PortalService for PortalServer {
                 quota_bytes: config.portal.settings.quota_bytes(),
                 address,
             })
+        })
+    }
+
+    fn set_delivery<'a>(
+        &'a self,
+        session: &'a str,
+        delivery: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(async move {
+            let address = self.address_of(session)?;
+            let (offered, _) = self.deliveries(&address);
+            let chosen = match delivery {
+                None => None,
+                Some(d) => Some(
+                    super::Method::parse(d)
+                        .filter(|m| offered.contains(m))
+                        .ok_or_else(|| {
+                            ServiceError::invalid("delivery", "Choose one of the ways listed.")
+                        })?,
+                ),
+            };
+            self.portal()
+                .accounts
+                .set_delivery(&address, chosen.map(super::Method::as_str))?;
+            self.track(
+                "-",
+                &address,
+                &format!(
+                    "delivery set to {}",
+                    chosen.map_or("the domain's", super::Method::as_str)
+                ),
+            );
+            Ok(())
         })
     }
 
@@ -576,6 +789,18 @@ impl PortalService for PortalServer {
     }
 }
 
+/// A message as the reading page shows it (pull and push alike).
+fn message_view(summary: MessageSummary, body: view::Body) -> MessageView {
+    MessageView {
+        summary,
+        to: body.to,
+        date: body.date,
+        text: body.text,
+        html: body.html,
+        attachments: body.attachments,
+    }
+}
+
 fn storage_error(e: &dyn std::fmt::Display) -> ServiceError {
     tracing::warn!(error = %e, "portal: directory storage failed");
     ServiceError::Unavailable {
@@ -654,19 +879,28 @@ pub async fn expire_loop(queue: Queue) {
     loop {
         tick.tick().await;
         let q = queue.clone();
-        let expired =
-            tokio::task::spawn_blocking(move || q.portal().messages.expire(now_ms())).await;
+        let expired = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            let pulled = q.portal().messages.expire(now)?;
+            let pushed = q.portal().push.expire(now)?;
+            let keys = pulled
+                .into_iter()
+                .map(|e| (e.queue_id, e.recipient, e.id))
+                .chain(pushed.into_iter().map(|r| (r.queue_id, r.recipient, r.id)));
+            Ok::<_, PortalError>(keys.collect::<Vec<_>>())
+        })
+        .await;
         match expired {
-            Ok(Ok(entries)) => {
-                for e in entries {
+            Ok(Ok(destroyed)) => {
+                for (queue_id, recipient, id) in destroyed {
                     queue.tracker().record(
-                        &e.queue_id,
+                        &queue_id,
                         EventKind::Portal,
                         Direction::Out,
                         "",
-                        &e.recipient,
+                        &recipient,
                         "portal",
-                        &format!("expired {}: its key is destroyed", e.id),
+                        &format!("expired {id}: its key is destroyed"),
                     );
                 }
             }

@@ -80,6 +80,7 @@ pub async fn run(
                     directory: queue.directory(),
                     keys: &keys,
                     trust: &trust,
+                    portal_accounts: Some(&queue.portal().accounts),
                 };
                 let next = attempt(&queue, &context, runtime.version, &deliverer, &queue_id).await;
                 let _ = done.send((queue_id, next));
@@ -671,7 +672,7 @@ async fn apply_plan(
                 let Some(portal_copy) = plan.portal.get(copy) else {
                     continue;
                 };
-                deliver_to_portal(queue, config, message, ledger, i, &portal_copy.content).await;
+                deliver_to_portal(queue, config, message, ledger, i, portal_copy).await;
             }
             Disposition::Refuse(reason) => {
                 refuse(ledger, config, message, i, reason, "policy", notices)
@@ -749,24 +750,25 @@ async fn apply_plan(
     }
 }
 
-/// Stores recipient `i`'s copy in the portal and notifies them: the
-/// recipient is then delivered (remote `portal`). A token or storage
-/// outage defers; nothing is sent in clear either way.
+/// Serves recipient `i` by the portal (pull: stored here; push: sealed
+/// into the notification) and notifies them: the recipient is then
+/// delivered (remote `portal`). A token or storage outage defers; nothing
+/// is sent in clear either way.
 async fn deliver_to_portal(
     queue: &Queue,
     config: &Config,
     message: &SpooledMessage,
     ledger: &mut Ledger<'_>,
     i: usize,
-    content: &[u8],
+    copy: &pipeline::PortalCopy,
 ) {
     let stored = crate::portal::service::deliver(
         queue,
         config,
         &message.envelope,
         message.queue_id.as_str(),
-        i,
-        content,
+        (i, copy.method),
+        &copy.content,
     )
     .await;
     match stored {

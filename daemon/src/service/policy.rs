@@ -105,6 +105,7 @@ pub async fn explain(
             directory,
             keys: &keys,
             trust: &ctx.trust,
+            portal_accounts: Some(&ctx.queue.portal().accounts),
         };
         decisions
             .into_iter()
@@ -131,14 +132,10 @@ pub async fn explain(
                                 (None, format!("waits: {}", reason.text()))
                             }
                             crate::trust::resolve::Found::None(why)
-                                if crate::pipeline::portal_serves(&context, &d) =>
+                                if let Some(served) =
+                                    crate::pipeline::portal_method(&context, &d) =>
                             {
-                                (
-                                    None,
-                                    format!(
-                                        "method portal: {why}; stored encrypted in the secure web mail portal, the recipient is notified"
-                                    ),
-                                )
+                                (None, served.outcome(&why))
                             }
                             crate::trust::resolve::Found::None(why)
                                 if d.action == Action::EncryptRequired =>

@@ -15,6 +15,10 @@
 //! own policy: nothing but inline styles and `data:` images, so no remote
 //! image loads and nothing runs even if the sanitiser missed something.
 //!
+//! Push ([`push`]): the notification's attachment posts its ciphertext to
+//! `/push/open` from a file; after sign-in the message shows on the same
+//! page as pulled mail.
+//!
 //! Trusts: the portal service in process (`sealgate_api::portal`), which
 //! resolves the session to its address; nothing from the network.
 
@@ -35,6 +39,8 @@ use serde::Deserialize;
 
 use crate::server::{ClientAddr, Limits};
 
+pub mod push;
+
 /// The portal's cookie (never the admin UI's).
 pub const COOKIE: &str = "__Host-sealgate-portal";
 
@@ -53,6 +59,11 @@ pub struct PortalState {
     throttle: Arc<crate::throttle::Throttle>,
     /// Code requests per client address (each counts: no bulk mailing).
     codes: Arc<crate::throttle::Throttle>,
+    /// Ciphertexts posted from push attachments, waiting for their reader.
+    parking: Arc<push::Parking>,
+    /// Push posts per client address (each counts until a message is
+    /// read: nobody fills the parking from one address).
+    opens: Arc<crate::throttle::Throttle>,
 }
 
 impl PortalState {
@@ -61,6 +72,8 @@ impl PortalState {
             service,
             throttle: Arc::new(crate::throttle::Throttle::new(3)),
             codes: Arc::new(crate::throttle::Throttle::new(10)),
+            parking: Arc::new(push::Parking::default()),
+            opens: Arc::new(crate::throttle::Throttle::new(20)),
         }
     }
 }
@@ -99,20 +112,44 @@ pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
             post(view_preferences_language_post),
         )
         .route(
+            "/preferences/delivery",
+            post(view_preferences_delivery_post),
+        )
+        .route(
             "/preferences/password",
             post(view_preferences_password_post),
+        )
+        .route(
+            "/push/open",
+            post(push::view_push_open_post)
+                .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes)),
+        )
+        .route("/push/{handle}", get(push::view_push_get))
+        .route("/push/{handle}/body", get(push::view_push_body_get))
+        .route(
+            "/push/{handle}/attachment/{n}",
+            get(push::view_push_attachment_get),
         )
         .route("/static/{file}", get(crate::assets::view_static_get))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { crate::WebError::NotFound.into_response() })
         .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
-        .layer(middleware::from_fn(crate::security::csrf))
+        .layer(middleware::from_fn(same_origin))
         .layer(middleware::from_fn_with_state(
             limits.request_timeout,
             crate::security::timeout,
         ))
         .layer(middleware::from_fn(headers))
         .with_state(state)
+}
+
+/// The admin UI's same-origin check, except for the push attachment's
+/// post (`push`), which parks ciphertext and changes nothing.
+async fn same_origin(request: Request, next: Next) -> Response {
+    if push::is_open_post(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
+    crate::security::csrf(request, next).await
 }
 
 /// The admin UI's headers, with the portal's policies.
@@ -203,6 +240,8 @@ fn render(t: &impl Template) -> Response {
 struct LoginPage {
     address: String,
     error: Option<String>,
+    /// Signing in to read a pushed message (its handle).
+    push: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -217,6 +256,7 @@ async fn view_login_get(Query(q): Query<AddressQuery>) -> Response {
     render(&LoginPage {
         address: q.address,
         error: None,
+        push: None,
     })
 }
 
@@ -231,6 +271,7 @@ struct LoginForm {
 async fn view_login_post(
     State(state): State<PortalState>,
     addr: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let ip = client(addr.as_ref().map(|a| &a.0));
@@ -251,7 +292,7 @@ async fn view_login_post(
     {
         Ok(login) => {
             state.throttle.succeeded(ip);
-            logged_in(login)
+            logged_in(login, &push::after_login(&state, &headers))
         }
         Err(e) if e.is_temporary() => error(&e),
         Err(_) => {
@@ -268,6 +309,7 @@ fn login_error(address: &str, text: &str) -> Response {
     let mut r = render(&LoginPage {
         address: address.to_owned(),
         error: Some(text.to_owned()),
+        push: None,
     });
     *r.status_mut() = StatusCode::UNAUTHORIZED;
     r
@@ -282,10 +324,12 @@ struct TotpPage {
     error: Option<String>,
 }
 
-fn logged_in(login: PortalLogin) -> Response {
+/// A session begins (its cookie, then `next`), or the second factor is
+/// set up first.
+fn logged_in(login: PortalLogin, next: &str) -> Response {
     match login {
         PortalLogin::Session(id) => {
-            let mut r = Redirect::to("/inbox").into_response();
+            let mut r = Redirect::to(next).into_response();
             r.headers_mut().insert(header::SET_COOKIE, set_cookie(&id));
             r
         }
@@ -369,6 +413,7 @@ struct EnrolForm {
 async fn view_enrol_post(
     State(state): State<PortalState>,
     addr: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
     Form(form): Form<EnrolForm>,
 ) -> Response {
     let ip = client(addr.as_ref().map(|a| &a.0));
@@ -397,7 +442,7 @@ async fn view_enrol_post(
         )
         .await
     {
-        Ok(login) => logged_in(login),
+        Ok(login) => logged_in(login, &push::after_login(&state, &headers)),
         Err(ServiceError::Invalid { errors }) => {
             state.throttle.failed(ip);
             again(messages(errors))
@@ -460,6 +505,7 @@ async fn view_reset_post(
     State(state): State<PortalState>,
     Path(token): Path<String>,
     addr: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
     Form(form): Form<ResetForm>,
 ) -> Response {
     let ip = client(addr.as_ref().map(|a| &a.0));
@@ -487,7 +533,7 @@ async fn view_reset_post(
         .reset(&token, &form.password, Some(ip.to_string()))
         .await
     {
-        Ok(login) => logged_in(login),
+        Ok(login) => logged_in(login, &push::after_login(&state, &headers)),
         Err(ServiceError::Invalid { errors }) => {
             state.throttle.failed(ip);
             reset_page(token, Some(address), Some(messages(errors)))
@@ -506,13 +552,20 @@ struct TotpForm {
     uri: String,
 }
 
-async fn view_totp_post(State(state): State<PortalState>, Form(form): Form<TotpForm>) -> Response {
+async fn view_totp_post(
+    State(state): State<PortalState>,
+    headers: HeaderMap,
+    Form(form): Form<TotpForm>,
+) -> Response {
     match state
         .service
         .confirm_totp(&form.enrolment, &form.code)
         .await
     {
-        Ok(id) => logged_in(PortalLogin::Session(id)),
+        Ok(id) => logged_in(
+            PortalLogin::Session(id),
+            &push::after_login(&state, &headers),
+        ),
         Err(e) if e.is_temporary() => error(&e),
         Err(_) => render(&TotpPage {
             enrolment: form.enrolment,
@@ -615,6 +668,10 @@ struct MessagePage {
     /// The list it is in, as a link.
     back: String,
     back_label: String,
+    /// Where the body and attachments are: `/message/{id}` or `/push/{handle}`.
+    base: String,
+    /// A pushed message: not kept here, so no reply or delete.
+    push: bool,
 }
 
 async fn view_message_get(
@@ -644,6 +701,8 @@ async fn view_message_get(
             .collect(),
         back: mailbox::folder_url(&here),
         back_label,
+        base: format!("/message/{}", message.summary.id),
+        push: false,
         message,
     })
 }
@@ -655,17 +714,20 @@ async fn view_body_get(
     Path(id): Path<String>,
 ) -> Response {
     match state.service.read(&reader.session, &id).await {
-        Ok(message) => {
-            let html = message.html.unwrap_or_default();
-            let doc = format!(
-                "<!doctype html><html><head><meta charset=\"utf-8\"><base target=\"_blank\"></head><body>{html}</body></html>"
-            );
-            let mut r = (StatusCode::OK, axum::response::Html(doc)).into_response();
-            r.extensions_mut().insert(BodyDocument);
-            r
-        }
+        Ok(message) => body_document(message.html.unwrap_or_default()),
         Err(e) => error(&e),
     }
+}
+
+/// A message's sanitised HTML as the sandboxed frame's document, under
+/// the body's own policy.
+fn body_document(html: String) -> Response {
+    let doc = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><base target=\"_blank\"></head><body>{html}</body></html>"
+    );
+    let mut r = (StatusCode::OK, axum::response::Html(doc)).into_response();
+    r.extensions_mut().insert(BodyDocument);
+    r
 }
 
 async fn view_attachment_get(
@@ -674,43 +736,45 @@ async fn view_attachment_get(
     Path((id, n)): Path<(String, usize)>,
 ) -> Response {
     match state.service.attachment(&reader.session, &id, n).await {
-        Ok(data) => {
-            let mut r = (StatusCode::OK, data.bytes).into_response();
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            let ascii: String = data
-                .name
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || "._-+ ".contains(c) {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            let encoded: String = percent_encoding::utf8_percent_encode(
-                &data.name,
-                percent_encoding::NON_ALPHANUMERIC,
-            )
-            .to_string();
-            if let Ok(v) = HeaderValue::from_str(&format!(
-                "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
-            )) {
-                h.insert(header::CONTENT_DISPOSITION, v);
-            } else {
-                h.insert(
-                    header::CONTENT_DISPOSITION,
-                    HeaderValue::from_static("attachment"),
-                );
-            }
-            r
-        }
+        Ok(data) => download(data),
         Err(e) => error(&e),
     }
+}
+
+/// An attachment as a download (never shown inline: octet-stream,
+/// `attachment`, and the headers' `nosniff`).
+fn download(data: sealgate_api::portal::AttachmentData) -> Response {
+    let mut r = (StatusCode::OK, data.bytes).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    let ascii: String = data
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-+ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(&data.name, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    )) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    } else {
+        h.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+    }
+    r
 }
 
 #[derive(Deserialize)]
@@ -738,6 +802,15 @@ pub fn language_name(code: &str) -> &'static str {
         "de" => "Deutsch",
         "en" => "English",
         _ => "another language",
+    }
+}
+
+/// A delivery's name for the preferences page.
+pub fn delivery_name(code: &str) -> &'static str {
+    match code {
+        "push" => "push (encrypted attachment)",
+        "pull" => "pull (waits here, link by mail)",
+        _ => "another way",
     }
 }
 
@@ -784,6 +857,7 @@ async fn view_preferences_get(
             "Your key is stored: mail for you is encrypted to it from now on, and mail waiting for a key is being sent.",
         ),
         Some("language") => Some("Your language is saved."),
+        Some("delivery") => Some("Your choice is saved: it applies to the next message."),
         Some("password") => Some("Your password is changed; your other sessions have ended."),
         _ => None,
     };
@@ -830,6 +904,24 @@ async fn view_preferences_language_post(
     let language = Some(form.language.trim()).filter(|l| !l.is_empty());
     match state.service.set_language(&reader.session, language).await {
         Ok(()) => Redirect::to("/preferences?done=language").into_response(),
+        Err(e) => refused_or(&state, &reader, e).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct DeliveryForm {
+    #[serde(default)]
+    delivery: String,
+}
+
+async fn view_preferences_delivery_post(
+    State(state): State<PortalState>,
+    reader: Reader,
+    Form(form): Form<DeliveryForm>,
+) -> Response {
+    let delivery = Some(form.delivery.trim()).filter(|d| !d.is_empty());
+    match state.service.set_delivery(&reader.session, delivery).await {
+        Ok(()) => Redirect::to("/preferences?done=delivery").into_response(),
         Err(e) => refused_or(&state, &reader, e).await,
     }
 }

@@ -207,7 +207,7 @@ pub const FIELDS: &[Field] = &[
     f!("policy.domain", "Settings per domain", "TOML: a table per recipient domain with the same keys as the global settings.", Kind::Table),
     f!("policy.address", "Settings per address", "TOML: a table per recipient address with the same keys as the global settings.", Kind::Table),
     f!("policy.rule", "Rules", "TOML: [[rule]] tables, tried in order; the first whose conditions all hold decides.", Kind::Table),
-    f!("policy.methods", "Methods in order", "One per line (smime, openpgp, portal): the order in which a recipient's methods are tried.", Kind::ChoiceLines(&["smime", "openpgp", "portal"])),
+    f!("policy.methods", "Methods in order", "One per line (smime, openpgp, push, portal): the order in which a recipient's methods are tried.", Kind::ChoiceLines(&["smime", "openpgp", "push", "portal"])),
     f!("policy.engine.smime_rsa_oaep", "S/MIME with RSA-OAEP", "RSA-OAEP key transport instead of PKCS#1 v1.5 (which every client reads).", Kind::Bool),
     // invitations
     f!("invitations.enabled", "Send invitations", "A recipient whose mail is held is told how to provide a certificate or key.", Kind::Bool),
@@ -251,6 +251,7 @@ pub const FIELDS: &[Field] = &[
     f!("portal.retention_days", "Keep messages (days)", "Days a message stays in the portal.", Kind::Number { max: U32 }),
     f!("portal.domain_retention_days", "Days per domain", "TOML: \"partner.example\" = 90, overriding the days above.", Kind::Table),
     f!("portal.require_totp_domains", "Domains that need TOTP", "One per line: portal accounts of these domains must use a second factor.", Kind::Lines),
+    f!("portal.push_domains", "Push domains", "One per line: recipients in these domains get the message sealed in an HTML attachment that opens in the portal (push) instead of waiting in it (pull); policy.methods must name push.", Kind::Lines),
     f!("portal.language", "Notification language", "en or de.", Kind::Text),
     f!("portal.domain_language", "Language per domain", "TOML: \"partner.example\" = \"de\".", Kind::Table),
     f!("portal.from", "Notification From address", "Empty: postmaster@<hostname>.", Kind::OptText),
@@ -361,6 +362,7 @@ pub fn sample_all_set() -> Settings {
         .domain_retention_days
         .insert("partner.example".into(), 90);
     s.portal.require_totp_domains = vec!["bank.example".into()];
+    s.portal.push_domains = vec!["partner.example".into()];
     s.portal
         .domain_language
         .insert("partner.de".into(), "de".into());

@@ -93,6 +93,10 @@ pub enum MethodName {
     Openpgp,
     /// The secure web mail portal (`[portal]`), for a recipient without a key.
     Portal,
+    /// The portal's push delivery: the message sealed in an HTML
+    /// attachment that opens in the portal, for a recipient without a key
+    /// in one of `[portal] push_domains`.
+    Push,
 }
 
 impl MethodName {
@@ -101,15 +105,16 @@ impl MethodName {
             MethodName::Smime => "smime",
             MethodName::Openpgp => "openpgp",
             MethodName::Portal => "portal",
+            MethodName::Push => "push",
         }
     }
 
-    /// The kind of key this method encrypts with (`None`: the portal).
+    /// The kind of key this method encrypts with (`None`: the portal, push or pull).
     pub fn key_kind(self) -> Option<KeyKind> {
         match self {
             MethodName::Smime => Some(KeyKind::Smime),
             MethodName::Openpgp => Some(KeyKind::Openpgp),
-            MethodName::Portal => None,
+            MethodName::Portal | MethodName::Push => None,
         }
     }
 }
@@ -288,7 +293,7 @@ pub struct PolicyConfig {
     pub rule: Vec<Rule>,
     /// The order in which a recipient's methods are tried; `portal`
     /// serves a recipient with no key of the other methods (when
-    /// `[portal] enabled`).
+    /// `[portal] enabled`), `push` one in `[portal] push_domains`.
     pub methods: Vec<MethodName>,
     /// How the engines write for recipients.
     pub engine: EngineOptions,

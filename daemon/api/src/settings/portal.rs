@@ -1,6 +1,7 @@
 //! The `[portal]` table: secure web mail for recipients without keys
-//! (pull model). The listener's addresses are bootstrap keys (`listen`,
-//! bound at start, in the daemon's configuration); everything here can
+//! (pull, and push for `push_domains`). The listener's addresses are
+//! bootstrap keys (`listen`, bound at start, in the daemon's
+//! configuration); everything here can
 //! change while the gateway runs.
 
 use std::collections::BTreeMap;
@@ -32,6 +33,11 @@ pub struct PortalSettings {
     pub read_receipts: bool,
     /// Recipient domains whose portal accounts must use a second factor (TOTP).
     pub require_totp_domains: Vec<String>,
+    /// Recipient domains that get **push** instead of pull (when
+    /// `policy.methods` names `push`): the message travels sealed in an
+    /// HTML attachment of the notification and the gateway keeps only its
+    /// wrapped key.
+    pub push_domains: Vec<String>,
     /// The notification's language: `en` or `de` (default `en`).
     pub language: String,
     /// Per recipient domain: the notification's language.
@@ -61,6 +67,7 @@ impl Default for PortalSettings {
             quota_mb: 100,
             read_receipts: false,
             require_totp_domains: Vec::new(),
+            push_domains: Vec::new(),
             language: "en".into(),
             domain_language: BTreeMap::new(),
             from: None,
@@ -92,6 +99,14 @@ impl PortalSettings {
     /// The quota in bytes (`None`: no limit).
     pub fn quota_bytes(&self) -> Option<u64> {
         (self.quota_mb > 0).then(|| u64::from(self.quota_mb) * 1024 * 1024)
+    }
+
+    /// Whether recipients in `domain` get push (the message in an
+    /// encrypted HTML attachment) rather than pull.
+    pub fn push_for(&self, domain: &str) -> bool {
+        self.push_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
     }
 
     /// Whether accounts of `domain` need a second factor.
