@@ -771,30 +771,23 @@ async fn deliver_to_portal(
         &copy.content,
     )
     .await;
-    match stored {
-        Ok(reply) => ledger.set(i, RecipientStatus::Delivered { reply }, "portal"),
-        // A full mailbox waits like one at any other next hop.
-        Err(e @ crate::portal::PortalError::OverQuota { .. }) => ledger.set(
-            i,
+    let status = match stored {
+        Ok(reply) => RecipientStatus::Delivered { reply },
+        Err(e) => {
+            let detail = format!("portal: {e}");
             RecipientStatus::Deferred {
-                reason: Reason::MailboxFull {
-                    detail: format!("portal: {e}"),
+                reason: match e {
+                    // A full mailbox waits like one at any other next hop.
+                    crate::portal::PortalError::OverQuota { .. } => Reason::MailboxFull { detail },
+                    // The token or the store is away (or, never seen, a
+                    // store that cannot seal): try again later, never
+                    // anything in clear.
+                    _ => Reason::KeyStoreUnavailable { detail },
                 },
-            },
-            "portal",
-        ),
-        // The token or the store is away (or, never seen, a store that
-        // cannot seal): try again later, never anything in clear.
-        Err(e) => ledger.set(
-            i,
-            RecipientStatus::Deferred {
-                reason: Reason::KeyStoreUnavailable {
-                    detail: format!("portal: {e}"),
-                },
-            },
-            "portal",
-        ),
-    }
+            }
+        }
+    };
+    ledger.set(i, status, "portal");
 }
 
 /// What is still pending after the queue lifetime fails for good.
