@@ -127,8 +127,6 @@ pub struct PgHealth {
     pub last_error: Option<String>,
     /// Reads answered from the read cache because the database did not.
     pub cache_answers: u64,
-    /// Reads answered from memory as fresh (no change heard since).
-    pub fresh_answers: u64,
     /// Answers in the read cache.
     pub cached: usize,
 }
@@ -160,7 +158,6 @@ struct Shared {
     generations: Mutex<HashMap<Space, u64>>,
     /// Fresh answers by query.
     fresh: Mutex<HashMap<Vec<u8>, Fresh>>,
-    fresh_answers: AtomicU64,
 }
 
 /// A fresh answer: its space's generation when asked, when, the answer.
@@ -264,7 +261,6 @@ impl PgStore {
             listening: std::sync::atomic::AtomicBool::new(false),
             generations: Mutex::new(HashMap::new()),
             fresh: Mutex::new(HashMap::new()),
-            fresh_answers: AtomicU64::new(0),
         });
         let runtime = RuntimeThread::start().map_err(PgSetupError::Runtime)?;
         for index in 0..shared.slots.len() {
@@ -301,7 +297,6 @@ impl PgStore {
             pool: self.shared.slots.len(),
             last_error: lock(&self.shared.last_error).clone(),
             cache_answers: self.shared.cache_answers.load(Ordering::Relaxed),
-            fresh_answers: self.shared.fresh_answers.load(Ordering::Relaxed),
             cached: self.shared.cache.len(),
         }
     }
@@ -611,12 +606,7 @@ impl Shared {
 
     fn changed_all(&self) {
         for space in Space::ALL {
-            let mut generations = lock(&self.generations);
-            let n = generations.entry(space).or_insert(0);
-            *n = n.wrapping_add(1);
-        }
-        for tx in lock(&self.changes).values() {
-            tx.send_modify(|n| *n = n.wrapping_add(1));
+            self.changed(space);
         }
     }
 
@@ -639,9 +629,7 @@ impl Shared {
         if *kept != generation || at.elapsed() > FRESH_FOR {
             return None;
         }
-        let value = decode(answer)?;
-        self.fresh_answers.fetch_add(1, Ordering::Relaxed);
-        Some(value)
+        decode(answer)
     }
 
     fn keep_fresh(&self, query: Vec<u8>, generation: u64, answer: Vec<u8>) {
