@@ -179,7 +179,8 @@ impl PortalAccounts {
     pub fn new_code(&self, address: &str) -> Result<Option<NewCode>, ServiceError> {
         let key = address.to_ascii_lowercase();
         let now = now_ms();
-        if let Some(old) = Self::get::<Code>(&self.codes, &key)?
+        let old = Self::get::<Code>(&self.codes, &key)?;
+        if let Some(old) = &old
             && now.saturating_sub(old.created_ms) < CODE_EVERY_MS
         {
             return Ok(None);
@@ -190,8 +191,8 @@ impl PortalAccounts {
         let code = format!("{n:06}");
         let link = new_token()?;
         let link_hash = sha256_hex(&link);
-        if let Some(old) = Self::get::<Code>(&self.codes, &key)? {
-            self.void(&key, &old)?;
+        if let Some(old) = &old {
+            self.void(&key, old)?;
         }
         Self::put(&self.codes, &link_key(&link_hash), &key)?;
         Self::put(
@@ -219,16 +220,23 @@ impl PortalAccounts {
     /// The address a reset link was sent to, while the link is valid
     /// (unused, not expired, its code not used up). Consumes nothing.
     pub fn link_address(&self, token: &str) -> Result<String, ServiceError> {
-        let Some(address) = Self::get::<String>(&self.codes, &link_key(&sha256_hex(token)))? else {
+        self.live_link(token).map(|(address, _)| address)
+    }
+
+    /// The address of a valid link and the code it goes with; an expired
+    /// or used-up one is voided on the way.
+    fn live_link(&self, token: &str) -> Result<(String, Code), ServiceError> {
+        let hash = sha256_hex(token);
+        let Some(address) = Self::get::<String>(&self.codes, &link_key(&hash))? else {
             return Err(link_failed());
         };
         match Self::get::<Code>(&self.codes, &address)? {
             Some(code)
-                if code.link_hash.as_deref() == Some(&sha256_hex(token))
+                if code.link_hash.as_deref() == Some(hash.as_str())
                     && now_ms().saturating_sub(code.created_ms) <= CODE_LIFETIME_MS
                     && code.tries < CODE_TRIES =>
             {
-                Ok(address)
+                Ok((address, code))
             }
             Some(code) => {
                 self.void(&address, &code)?;
@@ -240,21 +248,22 @@ impl PortalAccounts {
 
     /// Sets `new_password` for the address a reset link was sent to,
     /// using the link up (and its code); as [`Self::enrol`] otherwise.
+    /// `totp_required` says whether the address's domain needs a second
+    /// factor.
     pub fn reset_with_link(
         &self,
         token: &str,
         new_password: &str,
-        totp_required: bool,
+        totp_required: impl FnOnce(&str) -> bool,
     ) -> Result<(String, Outcome), ServiceError> {
-        let key = self.link_address(token)?;
+        let (key, code) = self.live_link(token)?;
         // Checked before the link is used up: a weak password does not
         // cost the recipient the link.
         password::check(new_password, &key, "password")
             .map_err(|e| ServiceError::Invalid { errors: vec![e] })?;
-        if let Some(code) = Self::get::<Code>(&self.codes, &key)? {
-            self.void(&key, &code)?;
-        }
-        let outcome = self.set_password(&key, new_password, totp_required)?;
+        self.void(&key, &code)?;
+        let totp = totp_required(&key);
+        let outcome = self.set_password(&key, new_password, totp)?;
         Ok((key, outcome))
     }
 
@@ -769,16 +778,16 @@ mod tests {
         assert!(a.link_address("not-a-token").is_err());
         // A weak password does not use the link up.
         assert!(
-            a.reset_with_link(&reset.link, "password1234", true)
+            a.reset_with_link(&reset.link, "password1234", |_| true)
                 .is_err()
         );
-        let (address, outcome) = a.reset_with_link(&reset.link, GOOD, true).unwrap();
+        let (address, outcome) = a.reset_with_link(&reset.link, GOOD, |_| true).unwrap();
         assert_eq!(address, "dan@ext.example");
         // The second factor is asked again, the old session is gone, and
         // the link and its code are used up.
         assert!(matches!(outcome, Outcome::EnrolTotp { .. }));
         assert!(a.session(&old_session).is_err());
-        assert!(a.reset_with_link(&reset.link, GOOD, true).is_err());
+        assert!(a.reset_with_link(&reset.link, GOOD, |_| true).is_err());
         assert!(a.enrol("dan@ext.example", &reset.code, GOOD, true).is_err());
         // An expired link opens nothing, and a new code voids the old link.
         let late = a.new_code("dan@ext.example").unwrap().unwrap();

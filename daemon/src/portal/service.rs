@@ -386,13 +386,13 @@ impl PortalService for PortalServer {
         let (token, password) = (token.to_owned(), password.to_owned());
         Self::blocking(move || {
             let config = me.config();
-            let accounts = &me.portal().accounts;
-            let address = accounts.link_address(&token)?;
-            let totp = config
-                .portal
-                .settings
-                .totp_required(&Self::parse(&address)?.domain_lower());
-            let (address, outcome) = accounts.reset_with_link(&token, &password, totp)?;
+            let (address, outcome) =
+                me.portal()
+                    .accounts
+                    .reset_with_link(&token, &password, |address| {
+                        let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+                        config.portal.settings.totp_required(domain)
+                    })?;
             me.track("-", &address, "password set with the mailed link");
             Ok(Self::login_of(outcome, &address))
         })
