@@ -1,6 +1,6 @@
 """Portal benchmark (prints a table; no asserts on time).
 
-    SEALGATE_BIN=target/release/sealgate python3 tests/portal/bench_portal.py [N] [READERS]
+    SEALGATE_BIN=target/release/sealgate python3 tests/portal/bench_portal.py [N] [READERS] [THINK]
 
 1. Store rate: N messages of 10 KB, one recipient each, sent over one SMTP
    connection to an encrypt-required recipient without a key (portal:
@@ -8,13 +8,25 @@
    outbox) and, in the same run, N to one with an imported S/MIME
    certificate (encrypted, delivered to the outbox). Rate = messages from
    the first send until the last outbox file, per second.
-2. Readers: READERS concurrent HTTPS clients (one keep-alive connection
-   each, one account), each opening a 100 KB message 10 times; latency
-   per request (unwrap on the token, open, parse, sanitise, render).
+2. Readers: READERS logged-in readers (one keep-alive HTTPS connection
+   each, from its own loopback address, one account) opening a 100 KB
+   message; latency per request (session, unwrap on the token, open,
+   parse, render, TLS), in two runs:
+   - paced, for 20 s: like people reading, each reader waits a random
+     time (exponential, mean THINK seconds, default 1) before each
+     opening, so together they ask for about READERS/THINK pages a second;
+   - back to back: each reader opens the message 10 times, the next the
+     moment the last arrived. This measures the most the portal serves
+     (requests/s, from the first request to the last answer); latency
+     there is about READERS / throughput (Little's law) whatever a
+     request costs, and the Python client on the same cores is part of
+     what limits it.
+N = 0 runs the readers only.
 """
 
 import http.client
 import os
+import random
 import smtplib
 import ssl
 import statistics
@@ -67,6 +79,7 @@ def store_rate(gw, rcpt: str, n: int) -> float:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     readers = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    think = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0
     tmp = Path(tempfile.mkdtemp(prefix="portal-bench-"))
     port = free_port()
     gw = token_gateway(tmp / "gw", {
@@ -79,9 +92,9 @@ def main() -> None:
     gw.start()
     try:
         gw.cli("directory", "import", make_cert(tmp, "bob", "bob@partner.example"))
-        smime = store_rate(gw, "bob@partner.example", n)
-        portal = store_rate(gw, "dan@partner.example", n)
-        smime2 = store_rate(gw, "bob@partner.example", n)
+        # N = 0: the readers only.
+        rates = [store_rate(gw, r, n) for r in ("bob@partner.example", "dan@partner.example",
+                                                "bob@partner.example")] if n else []
         # One account, one 100 KB message.
         with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
             s.sendmail("alice@example.org", ["reader@partner.example"],
@@ -97,57 +110,82 @@ def main() -> None:
         import re
         msg_id = re.search(r'href="/message/([0-9a-f]{32})"', c.get("/inbox").body).group(1)
         cookie = "__Host-sealgate-portal=" + c.cookies["__Host-sealgate-portal"]
-        latencies: list[float] = []
-        errors: list[str] = []
-        lock = threading.Lock()
-        barrier = threading.Barrier(readers)
 
-        def reader(i: int) -> None:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            # Each reader from its own loopback address: the listener
-            # allows 32 connections per address, as in production.
-            source = (f"127.1.{i // 250}.{i % 250 + 1}", 0)
-            conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=60,
-                                               source_address=source)
-            conn.connect()
-            barrier.wait(timeout=120)
-            mine = []
-            for _ in range(10):
-                t = time.perf_counter()
-                conn.request("GET", f"/message/{msg_id}", headers={"Cookie": cookie})
-                resp = conn.getresponse()
-                resp.read()
-                mine.append(time.perf_counter() - t)
-                if resp.status != 200:
-                    with lock:
-                        errors.append(str(resp.status))
-            conn.close()
-            with lock:
-                latencies.extend(mine)
+        def readers_run(think: float) -> tuple[list[float], int, float]:
+            """READERS readers opening the message: paced (`think` > 0),
+            each waits an exponential time of mean `think` s before each
+            opening, for 20 s; back to back, 10 openings each.
+            Answers the sorted latencies, the errors and the time from the
+            first request to the last answer."""
+            latencies: list[float] = []
+            spans: list[tuple[float, float]] = []
+            errors: list[str] = []
+            lock = threading.Lock()
+            barrier = threading.Barrier(readers)
 
-        threads = [threading.Thread(target=reader, args=(i,)) for i in range(readers)]
-        start = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.monotonic() - start
-        lat = sorted(latencies)
-        p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
+            def reader(i: int) -> None:
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                # Each reader from its own loopback address: the listener
+                # allows 32 connections per address, as in production.
+                source = (f"127.1.{i // 250}.{i % 250 + 1}", 0)
+                conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=60,
+                                                   source_address=source)
+                conn.connect()
+                rng = random.Random(i)
+                barrier.wait(timeout=120)
+                mine = []
+                first = None
+                end = time.perf_counter() + 20
+                for n in range(10**6):
+                    if think > 0:
+                        time.sleep(rng.expovariate(1 / think))
+                        if time.perf_counter() > end:
+                            break
+                    elif n == 10:
+                        break
+                    t = time.perf_counter()
+                    first = first or t
+                    conn.request("GET", f"/message/{msg_id}", headers={"Cookie": cookie})
+                    resp = conn.getresponse()
+                    resp.read()
+                    mine.append(time.perf_counter() - t)
+                    if resp.status != 200:
+                        with lock:
+                            errors.append(str(resp.status))
+                last = min(time.perf_counter(), end)
+                conn.close()
+                with lock:
+                    latencies.extend(mine)
+                    spans.append((first, last))
+
+            threads = [threading.Thread(target=reader, args=(i,)) for i in range(readers)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            window = max(e for _, e in spans) - min(s for s, _ in spans)
+            return sorted(latencies), len(errors), window
+
+        runs = [("paced", readers_run(think)), ("back to back", readers_run(0))]
         cores = os.cpu_count()
         print(f"\n| measure ({cores} cores, {n} messages, {readers} readers) | value |")
         print("| --- | ---: |")
-        print(f"| S/MIME delivery, 10 KB, msg/s (before) | {smime:.1f} |")
-        print(f"| portal store + notification, 10 KB, msg/s | {portal:.1f} |")
-        print(f"| S/MIME delivery, 10 KB, msg/s (after) | {smime2:.1f} |")
-        print(f"| portal / mean S/MIME | {portal / ((smime + smime2) / 2):.2f}x |")
-        print(f"| readers: requests | {len(lat)} ({len(errors)} errors) |")
-        print(f"| readers: p50 ms | {p(0.50):.1f} |")
-        print(f"| readers: p99 ms | {p(0.99):.1f} |")
-        print(f"| readers: mean ms | {statistics.mean(lat) * 1000:.1f} |")
-        print(f"| readers: requests/s | {len(lat) / wall:.0f} |")
+        if rates:
+            smime, portal, smime2 = rates
+            print(f"| S/MIME delivery, 10 KB, msg/s (before) | {smime:.1f} |")
+            print(f"| portal store + notification, 10 KB, msg/s | {portal:.1f} |")
+            print(f"| S/MIME delivery, 10 KB, msg/s (after) | {smime2:.1f} |")
+            print(f"| portal / mean S/MIME | {portal / ((smime + smime2) / 2):.2f}x |")
+        for name, (lat, errors, wall) in runs:
+            p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731,B023
+            label = f"readers {name}" + (f" (think {think:g} s)" if name == "paced" else "")
+            print(f"| {label}: requests | {len(lat)} ({errors} errors) |")
+            print(f"| {label}: p50 ms | {p(0.50):.1f} |")
+            print(f"| {label}: p99 ms | {p(0.99):.1f} |")
+            print(f"| {label}: max ms | {lat[-1] * 1000:.1f} |")
+            print(f"| {label}: requests/s | {len(lat) / wall:.0f} |")
     finally:
         gw.stop()
 

@@ -234,3 +234,66 @@ def test_token_away_reads_fail_temporarily_and_nothing_is_written_in_clear(porta
         away.rename(tokens)
     gw.start()
     assert "first message" in dan.get(f"/message/{msg_id}").body
+
+
+def test_remote_images_load_only_when_the_reader_asks(portal_gateway, tmp_path):
+    """An HTML message's images from the Internet are blocked: the page
+    says so and nothing leaves the browser for them. "Show images" loads
+    them (HTTPS only) for this message, this time; the next opening
+    blocks them again. A plain text message never becomes HTML."""
+    from webtools import Browser, Trap
+
+    gw = portal_gateway
+    trap = Trap()
+    b = Browser(tmp_path, trap_port=trap.port)
+    try:
+        send(gw, "alice@example.org", "dan@partner.example", "Newsletter", "plain part",
+             html="<p>Look</p><img src='https://images.partner.example/logo.png' alt='logo'>"
+                  "<img src='http://plain.partner.example/x.png'>")
+        send(gw, "alice@example.org", "dan@partner.example", "Plain only", "<img src=x> stays text")
+        seen: set = set()
+        for _ in range(2):
+            outbox_mail(gw, "dan@partner.example", lambda m: "Secure message" in str(m["Subject"]), seen=seen)
+        dan = enrol_over_http(gw, "dan@partner.example", seen, set())
+        inbox = dan.get("/inbox").body
+        ids = dict((s, i) for i, s in re.findall(r'href="/message/([0-9a-f]{32})"[^>]*>([^<]+)<', inbox))
+        origin = f"https://127.0.0.1:{gw.portal_port}"
+        b.open(origin + "/")
+        b.driver.add_cookie({"name": "__Host-sealgate-portal", "value": dan.cookies["__Host-sealgate-portal"],
+                             "path": "/", "secure": True})
+
+        b.open(f"{origin}/message/{ids['Newsletter']}")
+        assert "Images from the Internet are blocked" in b.text("#images-note")
+        b.shots("portal-message-images-blocked")
+        frame = b.driver.find_element("css selector", "#html-body")
+        b.driver.switch_to.frame(frame)
+        assert "Look" in b.driver.find_element("tag name", "body").text
+        assert b.driver.find_elements("tag name", "img") == []
+        b.driver.switch_to.default_content()
+        assert trap.page_hits() == []
+
+        b.click("#show-images", navigates=True)
+        assert "shown for this message" in b.text("#images-note")
+        b.shots("portal-message-images-shown")
+        import time
+        deadline = time.monotonic() + 10
+        while "images.partner.example" not in trap.page_hits() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        hits = trap.page_hits()
+        assert "images.partner.example" in hits, hits
+        assert "plain.partner.example" not in hits, hits
+        fr = _raw_get(gw.portal_port, f"/message/{ids['Newsletter']}/body?images=1", dan.cookies)
+        assert "img-src https: data:" in fr[2]["content-security-policy"]
+        assert "sandbox" in fr[2]["content-security-policy"]
+
+        # Not remembered: the next opening blocks them again.
+        b.open(f"{origin}/message/{ids['Newsletter']}")
+        assert b.driver.find_elements("css selector", "#show-images")
+
+        # Plain text stays plain text: no frame, no HTML made of it.
+        b.open(f"{origin}/message/{ids['Plain only']}")
+        assert b.driver.find_elements("css selector", "#html-body") == []
+        assert "<img src=x> stays text" in b.text("#text-body")
+    finally:
+        b.close()
+        trap.close()

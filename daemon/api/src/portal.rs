@@ -70,9 +70,11 @@ pub struct MessageView {
     pub date: String,
     /// The plain text body (or the HTML body's text).
     pub text: String,
-    /// The HTML body, sanitised (ammonia): no script, no remote images.
-    /// Shown only inside a sandboxed frame under its own policy.
-    pub html: Option<String>,
+    /// Whether there is an HTML body: the page then frames
+    /// [`PortalService::body`], sandboxed, under its own policy.
+    pub html: bool,
+    /// Whether that HTML has images (blocked until the reader asks).
+    pub remote_images: bool,
     pub attachments: Vec<AttachmentInfo>,
 }
 
@@ -203,6 +205,17 @@ pub trait PortalService: mailbox::MailboxService + Send + Sync {
         id: &'a str,
     ) -> BoxFuture<'a, Result<MessageView, ServiceError>>;
 
+    /// The sanitised HTML body of one of the session's messages, for the
+    /// sandboxed frame of the page [`PortalService::read`] answered (part
+    /// of that reading, so no event of its own); with `images`, images
+    /// from the Internet (HTTPS only) are kept. Empty without HTML.
+    fn body<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        images: bool,
+    ) -> BoxFuture<'a, Result<String, ServiceError>>;
+
     /// One attachment of one of the session's messages (a tracking event).
     fn attachment<'a>(
         &'a self,
@@ -239,6 +252,15 @@ pub trait PortalService: mailbox::MailboxService + Send + Sync {
         id: &'a str,
         sealed: std::sync::Arc<Vec<u8>>,
     ) -> BoxFuture<'a, Result<MessageView, ServiceError>>;
+
+    /// [`PortalService::body`] of a pushed message.
+    fn push_body<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        sealed: std::sync::Arc<Vec<u8>>,
+        images: bool,
+    ) -> BoxFuture<'a, Result<String, ServiceError>>;
 
     /// One attachment of a pushed message (a tracking event).
     fn push_attachment<'a>(

@@ -514,6 +514,21 @@ impl PortalService for PortalServer {
         })
     }
 
+    fn body<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        images: bool,
+    ) -> BoxFuture<'a, Result<String, ServiceError>> {
+        let me = self.clone_handle();
+        let (session, id) = (session.to_owned(), id.to_owned());
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let opened = me.portal().messages.read(&address, &id)?;
+            Ok(view::html(&opened.content, images_of(images)).unwrap_or_default())
+        })
+    }
+
     fn attachment<'a>(
         &'a self,
         session: &'a str,
@@ -597,6 +612,22 @@ impl PortalService for PortalServer {
                 },
                 view::body(&content),
             ))
+        })
+    }
+
+    fn push_body<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        sealed: Arc<Vec<u8>>,
+        images: bool,
+    ) -> BoxFuture<'a, Result<String, ServiceError>> {
+        let me = self.clone_handle();
+        let (session, id) = (session.to_owned(), id.to_owned());
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let (_, content) = me.portal().push.unseal(&address, &id, &sealed, now_ms())?;
+            Ok(view::html(&content, images_of(images)).unwrap_or_default())
         })
     }
 
@@ -797,7 +828,16 @@ fn message_view(summary: MessageSummary, body: view::Body) -> MessageView {
         date: body.date,
         text: body.text,
         html: body.html,
+        remote_images: body.remote_images,
         attachments: body.attachments,
+    }
+}
+
+fn images_of(shown: bool) -> view::Images {
+    if shown {
+        view::Images::Shown
+    } else {
+        view::Images::Blocked
     }
 }
 

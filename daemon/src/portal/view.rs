@@ -47,28 +47,78 @@ pub fn summarise(content: &[u8], envelope_sender: &str) -> (Summary, usize) {
     )
 }
 
-/// The body of a message for reading: (to, date, text, sanitised HTML, attachments).
+/// The body of a message for reading: (to, date, text, whether there is
+/// HTML and whether that HTML has images, attachments). The HTML itself
+/// is [`html`]'s, for the sandboxed frame only.
 pub struct Body {
     pub to: String,
     pub date: String,
     pub text: String,
-    pub html: Option<String>,
+    pub html: bool,
+    pub remote_images: bool,
     pub attachments: Vec<AttachmentInfo>,
 }
 
-/// HTML as the portal shows it: no script, no styles that load, no
-/// remote images (every `img` is removed), links open nothing here.
-pub fn sanitise(html: &str) -> String {
-    ammonia::Builder::default()
-        .rm_tags(["img"])
+/// Whether the images a message's HTML loads from the Internet are shown:
+/// blocked unless the reader asks for them on that message (loading them
+/// tells their server when and from where the message is read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Images {
+    Blocked,
+    Shown,
+}
+
+/// HTML as the portal shows it: no script, no styles that load, links
+/// open nothing here, and images only over HTTPS and only when `images`
+/// is [`Images::Shown`] (otherwise every `img` is removed).
+pub fn sanitise(html: &str, images: Images) -> String {
+    let mut builder = ammonia::Builder::default();
+    builder
         .url_schemes(["http", "https", "mailto"].into_iter().collect())
         // A "relative" URL is what a browser may read as a scheme after
         // removing tabs and line breaks (`java\tscript:`): mail has no
         // base to be relative to, so none is kept.
         .url_relative(ammonia::UrlRelative::Deny)
-        .link_rel(Some("noopener noreferrer nofollow"))
-        .clean(html)
-        .to_string()
+        .link_rel(Some("noopener noreferrer nofollow"));
+    match images {
+        Images::Blocked => {
+            builder.rm_tags(["img"]);
+        }
+        Images::Shown => {
+            builder.attribute_filter(|element, attribute, value| {
+                let https = value
+                    .trim_start()
+                    .get(..8)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+                (element != "img" || attribute != "src" || https).then_some(value.into())
+            });
+        }
+    }
+    builder.clean(html).to_string()
+}
+
+/// The HTML body of a message (never plain text made into HTML), as
+/// [`sanitise`] leaves it; `None` when the message has no HTML part.
+pub fn html(content: &[u8], images: Images) -> Option<String> {
+    let message = MessageParser::default().parse(content)?;
+    html_part(&message).map(|h| sanitise(h, images))
+}
+
+/// The message's first HTML body part, if it is HTML (mail-parser lists a
+/// plain text part among the HTML bodies too, and would convert it).
+fn html_part<'m>(message: &'m mail_parser::Message<'_>) -> Option<&'m str> {
+    match &message.html_part(0)?.body {
+        mail_parser::PartType::Html(h) => Some(h.as_ref()),
+        _ => None,
+    }
+}
+
+/// Whether `html` has an `img` element (in any case): the page then offers
+/// to show the images. A hint only; [`sanitise`] decides what loads.
+fn has_images(html: &str) -> bool {
+    html.as_bytes()
+        .windows(4)
+        .any(|w| w.eq_ignore_ascii_case(b"<img"))
 }
 
 /// Reads the stored message.
@@ -78,7 +128,8 @@ pub fn body(content: &[u8]) -> Body {
             to: String::new(),
             date: String::new(),
             text: String::from_utf8_lossy(content).into_owned(),
-            html: None,
+            html: false,
+            remote_images: false,
             attachments: Vec::new(),
         };
     };
@@ -92,9 +143,7 @@ pub fn body(content: &[u8]) -> Body {
         })
         .unwrap_or_default();
     let date = message.date().map(|d| d.to_rfc822()).unwrap_or_default();
-    let html = (!message.html_body.is_empty())
-        .then(|| message.body_html(0).map(|h| sanitise(&h)))
-        .flatten();
+    let html = html_part(&message);
     let text = message.body_text(0).unwrap_or_default().into_owned();
     let attachments = message
         .attachments()
@@ -110,7 +159,8 @@ pub fn body(content: &[u8]) -> Body {
         to,
         date,
         text,
-        html,
+        html: html.is_some(),
+        remote_images: html.is_some_and(has_images),
         attachments,
     }
 }
@@ -252,7 +302,8 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
         assert_eq!(summary.message_id.as_deref(), Some("<m1@example.org>"));
         assert_eq!(n, 1);
         let b = body(MAIL);
-        let html = b.html.unwrap();
+        assert!(b.html && b.remote_images);
+        let html = html(MAIL, Images::Blocked).unwrap();
         assert!(html.contains("Hi"), "{html}");
         for bad in ["script", "onclick", "img", "track.example"] {
             assert!(!html.contains(bad), "{html}");
@@ -276,13 +327,40 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
             "vbscript:msgbox(1)",
             "/relative",
         ] {
-            let out = sanitise(&format!("<a href=\"{href}\">x</a>"));
+            let out = sanitise(&format!("<a href=\"{href}\">x</a>"), Images::Shown);
             assert!(!out.contains("href"), "{href:?} → {out}");
         }
         assert!(
-            sanitise("<a href=\"https://example.org/\">x</a>")
+            sanitise("<a href=\"https://example.org/\">x</a>", Images::Blocked)
                 .contains("href=\"https://example.org/\"")
         );
+    }
+
+    #[test]
+    fn remote_images_load_only_when_shown_and_only_over_https() {
+        let mail = b"From: a@example.org\r\nSubject: s\r\nContent-Type: text/html\r\n\r\n\
+<p>x<img src=\"https://img.example/a.png\" alt=\"logo\"><IMG SRC=\"http://img.example/b.png\">\
+<img src=\"data:image/png;base64,AAAA\"><img src=\" javascript:alert(1)\"></p>\r\n";
+        assert!(body(mail).remote_images);
+        let blocked = html(mail, Images::Blocked).unwrap();
+        assert!(!blocked.contains("img"), "{blocked}");
+        let shown = html(mail, Images::Shown).unwrap();
+        assert!(
+            shown.contains("src=\"https://img.example/a.png\""),
+            "{shown}"
+        );
+        for bad in ["http://", "data:", "javascript"] {
+            assert!(!shown.contains(bad), "{shown}");
+        }
+    }
+
+    #[test]
+    fn plain_text_is_never_made_into_html() {
+        let mail = b"From: a@example.org\r\nSubject: s\r\n\r\n<img src=x> & text\r\n";
+        let b = body(mail);
+        assert!(!b.html && !b.remote_images);
+        assert_eq!(b.text, "<img src=x> & text\r\n");
+        assert_eq!(html(mail, Images::Shown), None);
     }
 
     #[test]

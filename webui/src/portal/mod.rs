@@ -53,6 +53,11 @@ pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
 pub const BODY_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
                             form-action 'none'; frame-ancestors 'self'; base-uri 'none'; sandbox";
 
+/// The policy of a message body whose reader asked for its images: as
+/// [`BODY_CSP`], and images over HTTPS load.
+pub const BODY_IMAGES_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; \
+                                   form-action 'none'; frame-ancestors 'self'; base-uri 'none'; sandbox";
+
 #[derive(Clone)]
 pub struct PortalState {
     service: Arc<dyn PortalService>,
@@ -78,9 +83,26 @@ impl PortalState {
     }
 }
 
-/// Marks a response as a message body (its own policy, framable by us).
+/// Marks a response as a message body (its own policy, framable by us),
+/// and whether its images load.
 #[derive(Clone, Copy)]
-struct BodyDocument;
+struct BodyDocument {
+    images: bool,
+}
+
+/// `?images=1`: the reader asked for the images of this message (on the
+/// page, passed on to its frame; never remembered).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ShowImages {
+    #[serde(default)]
+    images: Option<String>,
+}
+
+impl ShowImages {
+    pub(super) fn shown(&self) -> bool {
+        self.images.as_deref() == Some("1")
+    }
+}
 
 /// The portal's routes and layers, without sockets.
 pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
@@ -155,13 +177,13 @@ async fn same_origin(request: Request, next: Next) -> Response {
 /// The admin UI's headers, with the portal's policies.
 async fn headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
-    let body = response.extensions().get::<BodyDocument>().is_some();
+    let body = response.extensions().get::<BodyDocument>().copied();
     let h = response.headers_mut();
     crate::security::set_headers(h);
-    if body {
+    if let Some(BodyDocument { images }) = body {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(BODY_CSP),
+            HeaderValue::from_static(if images { BODY_IMAGES_CSP } else { BODY_CSP }),
         );
         h.insert(
             header::X_FRAME_OPTIONS,
@@ -672,12 +694,15 @@ struct MessagePage {
     base: String,
     /// A pushed message: not kept here, so no reply or delete.
     push: bool,
+    /// The reader asked for the images (the frame's address says so too).
+    images: bool,
 }
 
 async fn view_message_get(
     State(state): State<PortalState>,
     reader: Reader,
     Path(id): Path<String>,
+    Query(show): Query<ShowImages>,
 ) -> Response {
     let message = match state.service.read(&reader.session, &id).await {
         Ok(m) => m,
@@ -703,6 +728,7 @@ async fn view_message_get(
         back_label,
         base: format!("/message/{}", message.summary.id),
         push: false,
+        images: show.shown(),
         message,
     })
 }
@@ -712,21 +738,22 @@ async fn view_body_get(
     State(state): State<PortalState>,
     reader: Reader,
     Path(id): Path<String>,
+    Query(show): Query<ShowImages>,
 ) -> Response {
-    match state.service.read(&reader.session, &id).await {
-        Ok(message) => body_document(message.html.unwrap_or_default()),
+    match state.service.body(&reader.session, &id, show.shown()).await {
+        Ok(html) => body_document(html, show.shown()),
         Err(e) => error(&e),
     }
 }
 
 /// A message's sanitised HTML as the sandboxed frame's document, under
 /// the body's own policy.
-fn body_document(html: String) -> Response {
+fn body_document(html: String, images: bool) -> Response {
     let doc = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><base target=\"_blank\"></head><body>{html}</body></html>"
     );
     let mut r = (StatusCode::OK, axum::response::Html(doc)).into_response();
-    r.extensions_mut().insert(BodyDocument);
+    r.extensions_mut().insert(BodyDocument { images });
     r
 }
 

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use sealgate_api::ServiceError;
@@ -220,6 +220,7 @@ pub(super) async fn view_push_get(
     addr: Option<axum::Extension<ClientAddr>>,
     headers: HeaderMap,
     Path(handle): Path<String>,
+    Query(show): Query<super::ShowImages>,
 ) -> Response {
     let o = match reader_and_parked(&state, &headers, &handle).await {
         Ok(found) => found,
@@ -238,6 +239,7 @@ pub(super) async fn view_push_get(
                 back_label: "Inbox".into(),
                 base: format!("/push/{handle}"),
                 push: true,
+                images: show.shown(),
                 message,
             })
         }
@@ -250,13 +252,18 @@ pub(super) async fn view_push_body_get(
     State(state): State<PortalState>,
     headers: HeaderMap,
     Path(handle): Path<String>,
+    Query(show): Query<super::ShowImages>,
 ) -> Response {
     // A frame or a download without a session: nothing to sign in to here.
     let Ok(o) = reader_and_parked(&state, &headers, &handle).await else {
         return not_found();
     };
-    match state.service.open_push(&o.session, &o.id, o.sealed).await {
-        Ok(message) => super::body_document(message.html.unwrap_or_default()),
+    match state
+        .service
+        .push_body(&o.session, &o.id, o.sealed, show.shown())
+        .await
+    {
+        Ok(html) => super::body_document(html, show.shown()),
         Err(e) => error(&e),
     }
 }
