@@ -135,7 +135,22 @@ impl MessageStore {
     /// Bytes of messages stored for `recipient` (what counts against the
     /// quota).
     pub fn usage(&self, recipient: &str) -> Result<u64, PortalError> {
-        Ok(self.entries(recipient)?.iter().map(|e| e.size).sum())
+        /// An index entry's size alone: checked on every delivery, so the
+        /// rest of each entry (keys, sealed summary) is skipped, not copied.
+        #[derive(serde::Deserialize)]
+        struct Size {
+            size: u64,
+        }
+        let mut prefix = recipient.to_ascii_lowercase().into_bytes();
+        prefix.push(0);
+        let mut used = 0u64;
+        for item in self.index.scan_prefix(prefix).map_err(storage)? {
+            let (_, value) = item.map_err(storage)?;
+            if let Ok(entry) = serde_json::from_slice::<Size>(&value) {
+                used = used.saturating_add(entry.size);
+            }
+        }
+        Ok(used)
     }
 
     /// Seals and stores `content` for `recipient`; answers the new id.
