@@ -564,9 +564,9 @@ impl PortalService for PortalServer {
         &'a self,
         session: &'a str,
         id: &'a str,
-        text: &'a str,
+        draft: &'a sealgate_api::portal::mailbox::Draft,
     ) -> BoxFuture<'a, Result<String, ServiceError>> {
-        Box::pin(self.send_reply(session, id, text, false))
+        Box::pin(self.send_reply(session, id, draft, false))
     }
 
     fn open_push<'a>(
