@@ -6,8 +6,8 @@ name encoded; its sealed copy in Sent shows the file; files over
 nothing is queued. `portal.compose` off: no button, /compose is 404;
 on: a new message to an internal address arrives, one to an external
 address is refused naming it. A pushed message opened from its saved
-attachment answers Reply (threaded, with a file). Screenshots at 375 and
-1280 px."""
+attachment answers Reply (threaded, with a file), and its first opening
+sends exactly one read receipt. Screenshots at 375 and 1280 px."""
 
 import email.policy
 import os
@@ -166,8 +166,9 @@ def test_compose_only_when_allowed_and_only_to_internal_addresses(portal_gateway
     assert "Question about the invoice" in b.text("#inbox")
 
 
-def test_reply_from_a_pushed_message(push_gateway, browser, tmp_path):
+def test_reply_from_a_pushed_message_and_its_one_read_receipt(push_gateway, browser, tmp_path):
     gw = push_gateway
+    gw.cli("settings", "set", "portal.read_receipts", "true")
     parent = _send(gw, "Pushed plans")
     seen: set = set()
     note = outbox_mail(gw, DAN, lambda m: "Secure message from" in str(m["Subject"]), seen=seen)
@@ -189,6 +190,15 @@ def test_reply_from_a_pushed_message(push_gateway, browser, tmp_path):
     b.fill("code", fresh_code(secret, set()))
     b.click("#confirm-totp", navigates=True)
     assert b.path == push_path and b.text("#subject") == "Pushed plans"
+
+    # The first opening: one receipt, threaded; opening again sends none.
+    receipt = outbox_mail(gw, "alice@example.org", lambda m: str(m["Subject"]) == "Read: Pushed plans",
+                          seen=seen)
+    assert receipt["In-Reply-To"] == parent
+    b.open(f"https://127.0.0.1:{gw.portal_port}{push_path}")
+    assert b.text("#subject") == "Pushed plans"
+    _nothing_more(gw, "alice@example.org", lambda m: str(m["Subject"]).startswith("Read:"), seen)
+    assert gw.cli("track", "--to", DAN).stdout.count("read receipt to the sender queued") == 1
 
     # Reply, with a file, from the pushed message.
     data = os.urandom(3000)
