@@ -238,7 +238,7 @@ pub trait PortalService: mailbox::MailboxService + Send + Sync {
         &'a self,
         session: &'a str,
         id: &'a str,
-        text: &'a str,
+        draft: &'a mailbox::Draft,
     ) -> BoxFuture<'a, Result<String, ServiceError>>;
 
     /// Opens a pushed message (`sealgate::portal::push`): `id` and

@@ -34,6 +34,7 @@ pub mod accounts;
 pub mod folders;
 pub mod kv;
 pub mod notify;
+pub mod outgoing;
 pub mod push;
 pub mod seal;
 pub mod service;
@@ -275,6 +276,12 @@ pub fn check_settings(s: &PortalSettings) -> Vec<FieldError> {
                 format!("`{lang}` is not one of {}", notify::LANGUAGES.join(", ")),
             ));
         }
+    }
+    if !(1..=15).contains(&s.attachment_max_mb) {
+        errors.push(FieldError::new(
+            "portal.attachment_max_mb",
+            "must be 1 to 15 (megabytes: the files travel in one form post, and the portal's listener takes bodies up to 16 MB)",
+        ));
     }
     if s.lockout_after == 0 {
         errors.push(FieldError::new(

@@ -55,6 +55,10 @@ pub struct PushRecord {
     pub size: u64,
     /// The queue id it arrived under (for tracking).
     pub queue_id: String,
+    /// Opened once already (a read receipt went, where asked for; later
+    /// openings send none). Records from before the flag read as unread.
+    #[serde(default)]
+    pub read: bool,
 }
 
 /// A message sealed for push: its record (stored) and its ciphertext
@@ -125,6 +129,7 @@ impl PushStore {
             sender: sender.to_owned(),
             size: content.len() as u64,
             queue_id: queue_id.to_owned(),
+            read: false,
         };
         let json = serde_json::to_vec(&record).map_err(|e| PortalError::Storage(e.to_string()))?;
         self.tree
@@ -176,6 +181,22 @@ impl PushStore {
             ciphertext,
         )?;
         Ok((record, content))
+    }
+
+    /// Marks `record` read; answers whether this was its first opening
+    /// (the record as stored decides, not the copy in hand).
+    pub fn mark_read(&self, record: &PushRecord) -> Result<bool, PortalError> {
+        let mut stored = self.record(&record.recipient, &record.id)?;
+        if stored.read {
+            return Ok(false);
+        }
+        stored.read = true;
+        let json = serde_json::to_vec(&stored).map_err(|e| PortalError::Storage(e.to_string()))?;
+        self.tree
+            .insert(key(&stored.recipient, &stored.id), json)
+            .map_err(storage)?;
+        self.tree.flush().map_err(storage)?;
+        Ok(true)
     }
 
     /// Whether a live push record exists for `recipient` (a code may be
@@ -398,6 +419,27 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn the_first_opening_alone_is_the_first_and_old_records_read_as_unread() {
+        let (_dir, store, _) = store();
+        let sealed = store
+            .seal("dan@ext.example", "a@example.org", "Q1", MAIL, 0, 30)
+            .unwrap();
+        assert!(store.mark_read(&sealed.record).unwrap());
+        assert!(!store.mark_read(&sealed.record).unwrap());
+        assert!(
+            store
+                .record("dan@ext.example", &sealed.record.id)
+                .unwrap()
+                .read
+        );
+        // A record stored before the flag existed: unread.
+        let mut old = serde_json::to_value(&sealed.record).unwrap();
+        old.as_object_mut().unwrap().remove("read");
+        let parsed: PushRecord = serde_json::from_value(old).unwrap();
+        assert!(!parsed.read);
     }
 
     #[test]

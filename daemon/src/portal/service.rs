@@ -191,6 +191,14 @@ fn pull_copy(
     ))
 }
 
+/// A read receipt ready to queue, and whose reading it tells of.
+struct Receipt {
+    envelope: Envelope,
+    mail: Vec<u8>,
+    queue_id: String,
+    reader: String,
+}
+
 /// The portal service over the queue (its store and tracking) and the
 /// settings in force.
 pub struct PortalServer {
@@ -288,6 +296,50 @@ impl PortalServer {
             Vec::new()
         };
         (offered, by_domain)
+    }
+
+    /// The read receipt to send on a message's first opening, where
+    /// `portal.read_receipts` asks for them and the sender is an address.
+    fn receipt_for(
+        &self,
+        first: bool,
+        summary: &super::store::Summary,
+        (queue_id, reader, stored_ms): (&str, &str, u64),
+    ) -> Option<Receipt> {
+        let config = self.config();
+        if !first || !config.portal.settings.read_receipts {
+            return None;
+        }
+        let sender = Address::parse(&summary.sender)?;
+        let (env, mail) = super::notify::receipt(
+            &config,
+            &sender,
+            reader,
+            &summary.subject,
+            summary.message_id.as_deref(),
+            stored_ms,
+        );
+        Some(Receipt {
+            envelope: env,
+            mail,
+            queue_id: queue_id.to_owned(),
+            reader: reader.to_owned(),
+        })
+    }
+
+    /// The first opening, where the policy asks for receipts: the sender
+    /// hears of it. A receipt not queued is logged and tracked; the
+    /// reader still reads.
+    async fn send_receipt(&self, receipt: Option<Receipt>) {
+        let Some(r) = receipt else { return };
+        let detail = match self.queue.inject(&r.envelope, &r.mail).await {
+            Ok(id) => format!("read receipt to the sender queued as {id}"),
+            Err(e) => {
+                tracing::warn!(error = %e, "portal: read receipt not queued");
+                "read receipt to the sender not queued".to_owned()
+            }
+        };
+        self.track(&r.queue_id, &r.reader, &detail);
     }
 
     fn clone_handle(&self) -> PortalServer {
@@ -471,20 +523,11 @@ impl PortalService for PortalServer {
             let opened = me.portal().messages.read(&address, &id)?;
             me.portal().messages.mark_read(&opened.entry)?;
             me.track(&opened.entry.queue_id, &address, &format!("read {id}"));
-            let receipt = (!opened.entry.read && me.config().portal.settings.read_receipts)
-                .then(|| {
-                    let sender = Address::parse(&opened.summary.sender)?;
-                    let (env, mail) = super::notify::receipt(
-                        &me.config(),
-                        &sender,
-                        &address,
-                        &opened.summary.subject,
-                        opened.summary.message_id.as_deref(),
-                        opened.entry.stored_ms,
-                    );
-                    Some((env, mail, opened.entry.queue_id.clone(), address.clone()))
-                })
-                .flatten();
+            let receipt = me.receipt_for(
+                !opened.entry.read,
+                &opened.summary,
+                (&opened.entry.queue_id, &address, opened.entry.stored_ms),
+            );
             let body = view::body(&opened.content);
             let view = message_view(
                 MessageSummary {
@@ -497,19 +540,7 @@ impl PortalService for PortalServer {
         });
         Box::pin(async move {
             let (view, receipt) = opening.await?;
-            // The first opening, where the policy asks for receipts: the
-            // sender hears of it. A receipt not queued is logged and
-            // tracked; the reader still reads.
-            if let Some((env, mail, queue_id, reader)) = receipt {
-                let detail = match self.queue.inject(&env, &mail).await {
-                    Ok(id) => format!("read receipt to the sender queued as {id}"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "portal: read receipt not queued");
-                        "read receipt to the sender not queued".to_owned()
-                    }
-                };
-                self.track(&queue_id, &reader, &detail);
-            }
+            self.send_receipt(receipt).await;
             Ok(view)
         })
     }
@@ -579,9 +610,9 @@ impl PortalService for PortalServer {
         &'a self,
         session: &'a str,
         id: &'a str,
-        text: &'a str,
+        draft: &'a sealgate_api::portal::mailbox::Draft,
     ) -> BoxFuture<'a, Result<String, ServiceError>> {
-        Box::pin(self.send_reply(session, id, text, false))
+        Box::pin(self.send_reply(session, id, draft, false))
     }
 
     fn open_push<'a>(
@@ -592,12 +623,18 @@ impl PortalService for PortalServer {
     ) -> BoxFuture<'a, Result<MessageView, ServiceError>> {
         let me = self.clone_handle();
         let (session, id) = (session.to_owned(), id.to_owned());
-        Self::blocking(move || {
+        let opening = Self::blocking(move || {
             let address = me.address_of(&session)?;
             let (record, content) = me.portal().push.unseal(&address, &id, &sealed, now_ms())?;
+            let first = me.portal().push.mark_read(&record)?;
             me.track(&record.queue_id, &address, &format!("read pushed {id}"));
             let (summary, attachments) = view::summarise(&content, &record.sender);
-            Ok(message_view(
+            let receipt = me.receipt_for(
+                first,
+                &summary,
+                (&record.queue_id, &address, record.stored_ms),
+            );
+            let view = message_view(
                 MessageSummary {
                     id: record.id,
                     from: summary.from,
@@ -611,7 +648,13 @@ impl PortalService for PortalServer {
                     folder: "inbox".to_owned(),
                 },
                 view::body(&content),
-            ))
+            );
+            Ok((view, receipt))
+        });
+        Box::pin(async move {
+            let (view, receipt) = opening.await?;
+            self.send_receipt(receipt).await;
+            Ok(view)
         })
     }
 

@@ -1,7 +1,7 @@
 //! What the portal shows of a stored message and what a reply looks
 //! like: the summary taken when the message is stored, the view (plain
 //! text; HTML sanitised with ammonia, no remote images), attachments, and
-//! the reply to the original sender with the thread kept.
+//! the reply's subject (the reply itself: [`super::outgoing`]).
 //!
 //! Trusts: nothing in the message. The HTML that leaves here is shown only
 //! in a sandboxed frame under its own strict policy (`webui::portal`), so
@@ -208,80 +208,13 @@ pub fn recipients(content: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The reply from `from` (the authenticated address) to the original
-/// sender, keeping the thread.
-pub fn reply(
-    hostname: &str,
-    from: &str,
-    summary: &Summary,
-    text: &str,
-    message_id: &str,
-) -> Vec<u8> {
-    reply_to(
-        hostname,
-        from,
-        summary,
-        (std::slice::from_ref(&summary.sender), &[]),
-        text,
-        message_id,
-    )
-}
-
-/// The reply from `from` to `to` with copies to `cc` (addresses the
-/// caller has parsed), keeping the thread.
-pub fn reply_to(
-    hostname: &str,
-    from: &str,
-    summary: &Summary,
-    (to, cc): (&[String], &[String]),
-    text: &str,
-    message_id: &str,
-) -> Vec<u8> {
-    let list = |addresses: &[String]| {
-        addresses
-            .iter()
-            .map(|a| format!("<{a}>"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let subject = if summary.subject.to_ascii_lowercase().starts_with("re:") {
-        summary.subject.clone()
+/// A reply's subject: `Re: ` before the original's, once.
+pub fn reply_subject(original: &str) -> String {
+    if original.to_ascii_lowercase().starts_with("re:") {
+        original.to_owned()
     } else {
-        format!("Re: {}", summary.subject)
-    };
-    let subject: String = subject.chars().filter(|c| !c.is_control()).collect();
-    let subject = if subject.is_ascii() {
-        subject
-    } else {
-        use base64::Engine as _;
-        format!(
-            "=?utf-8?b?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(subject.as_bytes())
-        )
-    };
-    let mut head = format!("From: <{from}>\r\nTo: {}\r\n", list(to));
-    if !cc.is_empty() {
-        head.push_str(&format!("Cc: {}\r\n", list(cc)));
+        format!("Re: {original}")
     }
-    head.push_str(&format!(
-        "Subject: {subject}\r\nDate: {}\r\nMessage-ID: <{message_id}@{hostname}>\r\n",
-        crate::util::rfc5322_date_now(),
-    ));
-    if let Some(parent) = &summary.message_id {
-        head.push_str(&format!(
-            "In-Reply-To: {parent}\r\nReferences: {parent}\r\n"
-        ));
-    }
-    head.push_str("X-Sealgate-Portal: reply from an authenticated portal user\r\n");
-    head.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n");
-    use base64::Engine as _;
-    let normalised = text.replace("\r\n", "\n").replace('\n', "\r\n");
-    let encoded = base64::engine::general_purpose::STANDARD.encode(normalised.as_bytes());
-    for chunk in encoded.as_bytes().chunks(76) {
-        head.push_str(&String::from_utf8_lossy(chunk));
-        head.push_str("\r\n");
-    }
-    head.into_bytes()
 }
 
 #[cfg(test)]
@@ -336,6 +269,27 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
         );
     }
 
+    /// A reply as the portal builds it ([`super::super::outgoing::build`]).
+    fn reply_to(
+        from: &str,
+        summary: &Summary,
+        (to, cc): (&[String], &[String]),
+        text: &str,
+        message_id: &str,
+    ) -> Vec<u8> {
+        super::super::outgoing::build(&super::super::outgoing::Message {
+            hostname: "gw.example",
+            from,
+            to,
+            cc,
+            subject: &reply_subject(&summary.subject),
+            parent: summary.message_id.as_deref(),
+            text,
+            attachments: &[],
+            message_id,
+        })
+    }
+
     #[test]
     fn remote_images_load_only_when_shown_and_only_over_https() {
         let mail = b"From: a@example.org\r\nSubject: s\r\nContent-Type: text/html\r\n\r\n\
@@ -366,7 +320,8 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
     #[test]
     fn reply_keeps_the_thread() {
         let (summary, _) = summarise(MAIL, "alice@example.org");
-        let r = reply("gw.example", "dan@ext.example", &summary, "Thanks", "r1");
+        let to = [summary.sender.clone()];
+        let r = reply_to("dan@ext.example", &summary, (&to, &[]), "Thanks", "r1");
         let parsed = MessageParser::default().parse(&r).unwrap();
         assert_eq!(parsed.subject(), Some("Re: Numbers"));
         assert_eq!(parsed.in_reply_to().as_text(), Some("m1@example.org"));
@@ -384,7 +339,6 @@ Cc: alice@example.org, Bob <bob@example.org>\r\nSubject: Plan\r\nMessage-ID: <p1
         );
         let (summary, _) = summarise(mail, "carol@example.org");
         let r = reply_to(
-            "gw.example",
             "dan@ext.example",
             &summary,
             (

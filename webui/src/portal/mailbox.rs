@@ -1,7 +1,7 @@
 //! The mailbox pages: a folder's list with the folder side bar (above
 //! the list on phones), the search form (GET: words, a date window),
 //! sorting by the column headers (plain links), moving a message,
-//! own folders (create, rename, delete when empty) and reply-all.
+//! own folders (create, rename, delete when empty); sending: [`super::compose`].
 //! Everything works without JavaScript; every POST passes the same-origin
 //! check of [`crate::security::csrf`] like the portal's other forms.
 //!
@@ -16,7 +16,7 @@ use sealgate_api::ServiceError;
 use sealgate_api::portal::mailbox::{FolderInfo, MailboxQuery, SortKey};
 use serde::Deserialize;
 
-use super::{PortalState, Reader, ReplyForm, Row, error, render};
+use super::{PortalState, Reader, Row, error, render};
 
 /// A query value for a link (`&`, `#`, spaces and the rest encoded).
 fn enc(text: &str) -> String {
@@ -164,6 +164,8 @@ struct InboxPage {
     to: String,
     searching: bool,
     truncated: bool,
+    /// `portal.compose`: the "New message" button.
+    compose: bool,
 }
 
 fn notice(done: Option<&str>) -> Option<String> {
@@ -172,6 +174,7 @@ fn notice(done: Option<&str>) -> Option<String> {
             "deleted" => "The message was deleted: it is in Trash until you delete it there.",
             "destroyed" => "The message was deleted for good: its key is destroyed.",
             "replied" => "Your reply was sent; a copy is in Sent.",
+            "sent" => "Your message was sent; a copy is in Sent.",
             "moved" => "The message was moved.",
             "created" => "The folder was created.",
             "renamed" => "The folder was renamed.",
@@ -256,6 +259,7 @@ async fn page(state: &PortalState, reader: &Reader, q: ListQuery, errors: Vec<St
         from: q.from,
         to: q.to,
         truncated: mailbox.truncated,
+        compose: state.service.sending_rules().compose,
     });
     if refused {
         *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
@@ -337,22 +341,6 @@ pub(super) async fn view_delete_post(
     match state.service.delete(&reader.session, &id).await {
         Ok(()) if form.folder == "trash" => done("trash", "destroyed"),
         Ok(()) => done(&form.folder, "deleted"),
-        Err(e) => error(&e),
-    }
-}
-
-pub(super) async fn view_reply_all_post(
-    State(state): State<PortalState>,
-    reader: Reader,
-    Path(id): Path<String>,
-    Form(form): Form<ReplyForm>,
-) -> Response {
-    match state
-        .service
-        .reply_all(&reader.session, &id, &form.text)
-        .await
-    {
-        Ok(_) => Redirect::to("/inbox?done=replied").into_response(),
         Err(e) => error(&e),
     }
 }

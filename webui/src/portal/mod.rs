@@ -22,6 +22,7 @@
 //! Trusts: the portal service in process (`sealgate_api::portal`), which
 //! resolves the session to its address; nothing from the network.
 
+mod compose;
 mod mailbox;
 
 use std::sync::Arc;
@@ -118,10 +119,19 @@ pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
         .route("/message/{id}/body", get(view_body_get))
         .route("/message/{id}/attachment/{n}", get(view_attachment_get))
         .route("/message/{id}/delete", post(mailbox::view_delete_post))
-        .route("/message/{id}/reply", post(view_reply_post))
+        .route(
+            "/message/{id}/reply",
+            post(compose::view_reply_post).layer(big_body(limits)),
+        )
         .route(
             "/message/{id}/reply-all",
-            post(mailbox::view_reply_all_post),
+            post(compose::view_reply_all_post).layer(big_body(limits)),
+        )
+        .route(
+            "/compose",
+            get(compose::view_compose_get)
+                .post(compose::view_compose_post)
+                .layer(big_body(limits)),
         )
         .route("/message/{id}/move", post(mailbox::view_move_post))
         .route("/folders", post(mailbox::view_folder_create_post))
@@ -149,6 +159,14 @@ pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
         .route("/push/{handle}", get(push::view_push_get))
         .route("/push/{handle}/body", get(push::view_push_body_get))
         .route(
+            "/push/{handle}/reply",
+            post(compose::view_push_reply_post).layer(big_body(limits)),
+        )
+        .route(
+            "/push/{handle}/reply-all",
+            post(compose::view_push_reply_all_post).layer(big_body(limits)),
+        )
+        .route(
             "/push/{handle}/attachment/{n}",
             get(push::view_push_attachment_get),
         )
@@ -163,6 +181,12 @@ pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
         ))
         .layer(middleware::from_fn(headers))
         .with_state(state)
+}
+
+/// The body limit of the forms that carry files (the listener's, not the
+/// portal's 2 MB for other forms); the daemon checks the files' total.
+fn big_body(limits: &Limits) -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(limits.max_body_bytes)
 }
 
 /// The admin UI's same-origin check, except for the push attachment's
@@ -692,10 +716,16 @@ struct MessagePage {
     back_label: String,
     /// Where the body and attachments are: `/message/{id}` or `/push/{handle}`.
     base: String,
-    /// A pushed message: not kept here, so no reply or delete.
+    /// A pushed message: not kept here, so no move or delete (reply goes).
     push: bool,
     /// The reader asked for the images (the frame's address says so too).
     images: bool,
+    /// The reply's text as typed, shown again when it was refused.
+    reply_text: String,
+    /// Why the reply was refused.
+    reply_error: Option<String>,
+    /// The files' limit for the form's hint (`10 MB`).
+    limit: String,
 }
 
 async fn view_message_get(
@@ -704,7 +734,19 @@ async fn view_message_get(
     Path(id): Path<String>,
     Query(show): Query<ShowImages>,
 ) -> Response {
-    let message = match state.service.read(&reader.session, &id).await {
+    message_page(&state, &reader, &id, None, show.shown()).await
+}
+
+/// A stored message's page; with `refused`, its reply form shows why
+/// and the text again (422).
+async fn message_page(
+    state: &PortalState,
+    reader: &Reader,
+    id: &str,
+    refused: Option<compose::Refused>,
+    images: bool,
+) -> Response {
+    let message = match state.service.read(&reader.session, id).await {
         Ok(m) => m,
         Err(e) => return error(&e),
     };
@@ -717,8 +759,15 @@ async fn view_message_get(
         .iter()
         .find(|f| f.name == here)
         .map_or_else(|| "Inbox".to_owned(), |f| f.label.clone());
-    render(&MessagePage {
-        address: reader.address,
+    let status = if refused.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let (reply_text, reply_error) =
+        refused.map_or((String::new(), None), |r| (r.text, Some(r.error)));
+    let mut r = render(&MessagePage {
+        address: reader.address.clone(),
         row: Row::from(message.summary.clone()),
         targets: folders
             .into_iter()
@@ -728,9 +777,14 @@ async fn view_message_get(
         back_label,
         base: format!("/message/{}", message.summary.id),
         push: false,
-        images: show.shown(),
+        images,
+        reply_text,
+        reply_error,
+        limit: compose::limit_text(state),
         message,
-    })
+    });
+    *r.status_mut() = status;
+    r
 }
 
 /// The sanitised HTML of a message, as its own document for the sandboxed frame.
@@ -802,23 +856,6 @@ fn download(data: sealgate_api::portal::AttachmentData) -> Response {
         );
     }
     r
-}
-
-#[derive(Deserialize)]
-struct ReplyForm {
-    text: String,
-}
-
-async fn view_reply_post(
-    State(state): State<PortalState>,
-    reader: Reader,
-    Path(id): Path<String>,
-    Form(form): Form<ReplyForm>,
-) -> Response {
-    match state.service.reply(&reader.session, &id, &form.text).await {
-        Ok(_) => Redirect::to("/inbox?done=replied").into_response(),
-        Err(e) => error(&e),
-    }
 }
 
 // ---- preferences --------------------------------------------------------------

@@ -176,15 +176,15 @@ fn not_found() -> Response {
 }
 
 /// A parked message and the session asking for it.
-struct Opening {
-    session: String,
-    address: String,
-    id: String,
-    sealed: Arc<Vec<u8>>,
+pub(super) struct Opening {
+    pub session: String,
+    pub address: String,
+    pub id: String,
+    pub sealed: Arc<Vec<u8>>,
 }
 
 /// The parked message and the session, or the answer to give instead.
-async fn reader_and_parked(
+pub(super) async fn reader_and_parked(
     state: &PortalState,
     headers: &HeaderMap,
     handle: &str,
@@ -226,12 +226,33 @@ pub(super) async fn view_push_get(
         Ok(found) => found,
         Err(r) => return r,
     };
+    let client = super::client(addr.as_ref().map(|a| &a.0));
+    let page = push_page(&state, o, &handle, None, show.shown()).await;
+    if page.status().is_success() {
+        state.opens.succeeded(client);
+    }
+    page
+}
+
+/// A pushed message on the pulled mail's page, with its reply form;
+/// with `refused`, the form shows why and the text again (422).
+pub(super) async fn push_page(
+    state: &PortalState,
+    o: Opening,
+    handle: &str,
+    refused: Option<super::compose::Refused>,
+    images: bool,
+) -> Response {
     match state.service.open_push(&o.session, &o.id, o.sealed).await {
         Ok(message) => {
-            state
-                .opens
-                .succeeded(super::client(addr.as_ref().map(|a| &a.0)));
-            render(&MessagePage {
+            let status = if refused.is_some() {
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                axum::http::StatusCode::OK
+            };
+            let (reply_text, reply_error) =
+                refused.map_or((String::new(), None), |r| (r.text, Some(r.error)));
+            let mut r = render(&MessagePage {
                 address: o.address,
                 row: Row::from(message.summary.clone()),
                 targets: Vec::new(),
@@ -239,9 +260,14 @@ pub(super) async fn view_push_get(
                 back_label: "Inbox".into(),
                 base: format!("/push/{handle}"),
                 push: true,
-                images: show.shown(),
+                images,
+                reply_text,
+                reply_error,
+                limit: super::compose::limit_text(state),
                 message,
-            })
+            });
+            *r.status_mut() = status;
+            r
         }
         Err(e) => error(&e),
     }

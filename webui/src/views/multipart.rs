@@ -3,18 +3,37 @@
 
 use axum::extract::{FromRequest, Multipart, Request};
 
+/// One field: its name, the file name and type the browser gave (file
+/// fields), its bytes.
+pub struct Field {
+    pub name: String,
+    pub file_name: Option<String>,
+    pub content_type: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
 /// The fields of one form.
 #[derive(Default)]
 pub struct Fields {
-    fields: Vec<(String, Vec<u8>)>,
+    fields: Vec<Field>,
 }
 
 impl Fields {
     pub fn file(&self, name: &str) -> Option<&[u8]> {
         self.fields
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+            .find(|f| f.name == name)
+            .map(|f| f.bytes.as_slice())
+    }
+
+    /// Every field named `name` (a file input with `multiple`), in order;
+    /// the fields are taken out.
+    pub fn take_all(&mut self, name: &str) -> Vec<Field> {
+        let (taken, kept) = std::mem::take(&mut self.fields)
+            .into_iter()
+            .partition(|f| f.name == name);
+        self.fields = kept;
+        taken
     }
 
     pub fn text(&self, name: &str) -> Option<&str> {
@@ -47,6 +66,8 @@ pub async fn read(request: Request) -> Result<Fields, &'static str> {
         .map_err(|_| "The upload was malformed or too large.")?
     {
         let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        let content_type = field.content_type().map(str::to_owned);
         let bytes = field
             .bytes()
             .await
@@ -54,7 +75,12 @@ pub async fn read(request: Request) -> Result<Fields, &'static str> {
         if out.fields.len() >= 32 {
             return Err("Too many fields.");
         }
-        out.fields.push((name, bytes.to_vec()));
+        out.fields.push(Field {
+            name,
+            file_name,
+            content_type,
+            bytes: bytes.to_vec(),
+        });
     }
     Ok(out)
 }

@@ -1,6 +1,7 @@
 //! The portal's mailbox beyond reading one message: folders (Inbox,
 //! Sent, Trash and the recipient's own), the search and sort of a
-//! folder's list, moving, and reply-all. A supertrait of
+//! folder's list, moving, reply-all, files in replies, a new message to
+//! internal users (compose) and the reply to a pushed message. A supertrait of
 //! [`super::PortalService`], so the web layer reaches it through the same
 //! service object; every call takes the session, as there.
 
@@ -61,6 +62,40 @@ pub struct Mailbox {
     pub truncated: bool,
 }
 
+/// A file the portal user attaches, as the browser sent it (name and
+/// type are the browser's: the daemon sanitises both).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Upload {
+    pub name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What the portal user writes: the text and the files.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Draft {
+    pub text: String,
+    pub attachments: Vec<Upload>,
+}
+
+/// A new message to internal users.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NewMessage {
+    /// The recipients as typed (commas, semicolons or spaces between).
+    pub to: String,
+    pub subject: String,
+    pub draft: Draft,
+}
+
+/// What the forms that send need to know of the settings in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendingRules {
+    /// `portal.compose`: the user may write new messages (to internal users).
+    pub compose: bool,
+    /// `portal.attachment_max_mb` in bytes: the files of one message together.
+    pub attachment_max_bytes: u64,
+}
+
 /// The mailbox operations, implemented once by the daemon.
 pub trait MailboxService: Send + Sync {
     /// One folder's messages that match, sorted. `NotFound` for a folder
@@ -114,6 +149,32 @@ pub trait MailboxService: Send + Sync {
         &'a self,
         session: &'a str,
         id: &'a str,
-        text: &'a str,
+        draft: &'a Draft,
+    ) -> BoxFuture<'a, Result<String, ServiceError>>;
+
+    /// The compose switch and the attachment limit in force.
+    fn sending_rules(&self) -> SendingRules;
+
+    /// A new message from the session's address to internal users (each
+    /// recipient in the relay domains, else `Invalid` naming `to` and
+    /// the address); `NotFound` while `portal.compose` is off. Sent as a
+    /// reply is; a sealed copy goes to Sent. Answers the queue id.
+    fn compose<'a>(
+        &'a self,
+        session: &'a str,
+        message: &'a NewMessage,
+    ) -> BoxFuture<'a, Result<String, ServiceError>>;
+
+    /// Replies to a pushed message (`id`, `sealed` as for
+    /// [`super::PortalService::open_push`]): to its sender, with `all`
+    /// also to its internal To/Cc recipients; as a reply to a stored
+    /// message otherwise (Sent copy included).
+    fn reply_push<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        sealed: std::sync::Arc<Vec<u8>>,
+        draft: &'a Draft,
+        all: bool,
     ) -> BoxFuture<'a, Result<String, ServiceError>>;
 }

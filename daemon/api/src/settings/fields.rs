@@ -259,6 +259,8 @@ pub const FIELDS: &[Field] = &[
     f!("portal.notification_subject", "Notification subject", "Replaces the built-in subject (same placeholders). Empty: built-in.", Kind::OptText),
     f!("portal.quota_mb", "Mailbox quota (MB)", "Megabytes one address's portal mailbox may hold; 0: no limit. Mail beyond it waits in the queue.", Kind::Number { max: U32 }),
     f!("portal.read_receipts", "Read receipts", "Tell the sender when the recipient first opens a message.", Kind::Bool),
+    f!("portal.attachment_max_mb", "Attachments per message (MB)", "Megabytes the files attached to one reply or new message from the portal may take together (1 to 15).", Kind::Number { max: U32 }),
+    f!("portal.compose", "New messages from the portal", "Portal users may also write new messages, to the organisation's own addresses (relay domains) only.", Kind::Bool),
     f!("portal.lockout_after", "Lock after failed logins", "Failed logins in a row that lock a portal account.", Kind::Number { max: U32 }),
     f!("portal.lockout_secs", "Lockout (seconds)", "How long a locked portal account stays locked.", Kind::Number { max: U64 }),
     // ldap

@@ -31,6 +31,12 @@ pub struct PortalSettings {
     /// Tell the sender when the recipient first opens a message (a
     /// receipt from the portal, recorded in tracking).
     pub read_receipts: bool,
+    /// Megabytes the files attached to one message sent from the portal
+    /// (a reply or a new message) may take together (default 10).
+    pub attachment_max_mb: u32,
+    /// Portal users may write new messages to the organisation's own
+    /// addresses (`relay.domains`), not only reply (default off).
+    pub compose: bool,
     /// Recipient domains whose portal accounts must use a second factor (TOTP).
     pub require_totp_domains: Vec<String>,
     /// Recipient domains that get **push** instead of pull (when
@@ -66,6 +72,8 @@ impl Default for PortalSettings {
             domain_retention_days: BTreeMap::new(),
             quota_mb: 100,
             read_receipts: false,
+            attachment_max_mb: 10,
+            compose: false,
             require_totp_domains: Vec::new(),
             push_domains: Vec::new(),
             language: "en".into(),
@@ -99,6 +107,11 @@ impl PortalSettings {
     /// The quota in bytes (`None`: no limit).
     pub fn quota_bytes(&self) -> Option<u64> {
         (self.quota_mb > 0).then(|| u64::from(self.quota_mb) * 1024 * 1024)
+    }
+
+    /// The most the files of one message sent from the portal may take (bytes).
+    pub fn attachment_max_bytes(&self) -> u64 {
+        u64::from(self.attachment_max_mb) * 1024 * 1024
     }
 
     /// Whether recipients in `domain` get push (the message in an

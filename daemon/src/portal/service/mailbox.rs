@@ -1,7 +1,9 @@
 //! The daemon's side of `sealgate_api::portal::mailbox::MailboxService`:
 //! folder listings with search and sort, moving, own folders, and the
-//! reply (to the sender, or to all internal recipients) with its sealed
-//! copy in Sent.
+//! sending: the reply (to the sender, or to all internal recipients; to
+//! a stored or a pushed message) and the new message to internal users,
+//! all through one [`PortalServer::send`] (files checked, MIME built by
+//! [`outgoing`], queued, tracked) with its sealed copy in Sent.
 //!
 //! Search works over sealed summaries: a listing unwraps, on the token,
 //! the key of each message of the folder (at most
@@ -10,7 +12,9 @@
 //! is stored.
 
 use sealgate_api::portal::MessageSummary;
-use sealgate_api::portal::mailbox::{FolderInfo, Mailbox, MailboxQuery, MailboxService};
+use sealgate_api::portal::mailbox::{
+    Draft, FolderInfo, Mailbox, MailboxQuery, MailboxService, NewMessage, SendingRules,
+};
 use sealgate_api::{BoxFuture, ServiceError};
 
 use super::PortalServer;
@@ -18,7 +22,7 @@ use crate::address::Address;
 use crate::envelope::{Envelope, EnvelopeRecipient, now_ms};
 use crate::portal::folders::{self, Filter, Folder, FolderName, Listed};
 use crate::portal::store::{IndexEntry, Summary};
-use crate::portal::view;
+use crate::portal::{outgoing, view};
 
 fn no_folder() -> ServiceError {
     ServiceError::NotFound {
@@ -109,21 +113,15 @@ impl PortalServer {
 
     /// A reply from the session's address to the original sender and,
     /// with `all`, the original To/Cc addresses in the relay domains (not
-    /// the session's own); queued with client `portal`, then sealed
-    /// into the account's Sent.
+    /// the session's own); sent by [`Self::send`].
     pub(super) async fn send_reply(
         &self,
         session: &str,
         id: &str,
-        text: &str,
+        draft: &Draft,
         all: bool,
     ) -> Result<String, ServiceError> {
-        if text.trim().is_empty() {
-            return Err(ServiceError::invalid("text", "Write a reply first."));
-        }
-        if text.len() > 1024 * 1024 {
-            return Err(ServiceError::invalid("text", "The reply is too long."));
-        }
+        outgoing::check_text(&draft.text, "")?;
         let address = self.address_of(session)?;
         let opened = {
             let me = self.clone_handle();
@@ -132,13 +130,71 @@ impl PortalServer {
                 .await
                 .map_err(|e| ServiceError::failed(format!("stopped: {e}")))??
         };
-        let Some(original_sender) = Address::parse(&opened.summary.sender) else {
+        let kind = if all {
+            "replied to all of"
+        } else {
+            "replied to"
+        };
+        let thread = Thread {
+            summary: &opened.summary,
+            content: &opened.content,
+            queue_id: &opened.entry.queue_id,
+            what: format!("{kind} {id}"),
+        };
+        self.send_in_thread(&address, &thread, draft, all).await
+    }
+
+    /// A reply to a pushed message: its headers come from the posted
+    /// ciphertext, opened as for reading; sent as a stored message's reply.
+    pub(super) async fn send_push_reply(
+        &self,
+        session: &str,
+        (id, sealed): (&str, std::sync::Arc<Vec<u8>>),
+        draft: &Draft,
+        all: bool,
+    ) -> Result<String, ServiceError> {
+        outgoing::check_text(&draft.text, "")?;
+        let address = self.address_of(session)?;
+        let (record, content) = {
+            let me = self.clone_handle();
+            let (address, id) = (address.clone(), id.to_owned());
+            tokio::task::spawn_blocking(move || {
+                me.portal().push.unseal(&address, &id, &sealed, now_ms())
+            })
+            .await
+            .map_err(|e| ServiceError::failed(format!("stopped: {e}")))??
+        };
+        let (summary, _) = view::summarise(&content, &record.sender);
+        let kind = if all {
+            "replied to all of"
+        } else {
+            "replied to"
+        };
+        let thread = Thread {
+            summary: &summary,
+            content: &content,
+            queue_id: &record.queue_id,
+            what: format!("{kind} pushed {id}"),
+        };
+        self.send_in_thread(&address, &thread, draft, all).await
+    }
+
+    /// The reply to `thread`'s message: to its sender (with `all`, also its
+    /// internal To/Cc but `address`), `Re:` subject, threaded.
+    async fn send_in_thread(
+        &self,
+        address: &str,
+        thread: &Thread<'_>,
+        draft: &Draft,
+        all: bool,
+    ) -> Result<String, ServiceError> {
+        let Some(original_sender) = Address::parse(&thread.summary.sender) else {
             return Err(ServiceError::invalid(
                 "text",
                 "This message has no sender to reply to.",
             ));
         };
-        if original_sender.to_string().eq_ignore_ascii_case(&address) {
+        if original_sender.to_string().eq_ignore_ascii_case(address) {
             // A copy of the recipient's own reply (in Sent, or moved out
             // of it): a reply would go back to themselves.
             return Err(ServiceError::invalid(
@@ -146,85 +202,151 @@ impl PortalServer {
                 "This is a copy of your own reply; reply to the message it answers.",
             ));
         }
-        let from = Self::parse(&address)?;
         let config = self.config();
         let copies = if all {
             copies_for_reply_all(
-                &view::recipients(&opened.content),
+                &view::recipients(thread.content),
                 &original_sender,
-                &address,
+                address,
                 |domain| config.is_local_domain(domain),
             )
         } else {
             Vec::new()
         };
-        let reply_id = crate::portal::store::new_id().map_err(ServiceError::from)?;
-        let to = [original_sender.to_string()];
-        let cc: Vec<String> = copies.iter().map(ToString::to_string).collect();
-        let content = view::reply_to(
-            &config.hostname,
-            &address,
-            &opened.summary,
-            (&to, &cc),
-            text,
-            &format!("portal-{reply_id}"),
-        );
+        self.send(Sending {
+            address,
+            to: vec![original_sender],
+            cc: copies,
+            subject: view::reply_subject(&thread.summary.subject),
+            parent: thread.summary.message_id.as_deref(),
+            draft,
+            tracked: Some((thread.queue_id, &thread.what)),
+        })
+        .await
+    }
+
+    /// A new message from the session's address to internal users.
+    pub(super) async fn send_new(
+        &self,
+        session: &str,
+        message: &NewMessage,
+    ) -> Result<String, ServiceError> {
+        let config = self.config();
+        if !config.portal.settings.compose {
+            return Err(ServiceError::NotFound {
+                what: "page".into(),
+            });
+        }
+        let address = self.address_of(session)?;
+        let to = outgoing::internal_recipients(&message.to, |d| config.is_local_domain(d))?;
+        outgoing::check_text(&message.draft.text, &message.subject)?;
+        self.send(Sending {
+            address: &address,
+            to,
+            cc: Vec::new(),
+            subject: message.subject.trim().to_owned(),
+            parent: None,
+            draft: &message.draft,
+            tracked: None,
+        })
+        .await
+    }
+
+    /// The one way the portal sends: the files checked against
+    /// `portal.attachment_max_mb`, the MIME built ([`outgoing::build`]),
+    /// queued with client `portal` (not internal: the policy decides as
+    /// for mail from outside, no notices go back to the portal user), a
+    /// tracking event, then the sealed copy in Sent.
+    async fn send(&self, s: Sending<'_>) -> Result<String, ServiceError> {
+        let config = self.config();
+        outgoing::check_text(&s.draft.text, &s.subject)?;
+        let files = outgoing::attachments(
+            s.draft.attachments.clone(),
+            config.portal.settings.attachment_max_bytes(),
+        )?;
+        let from = Self::parse(s.address)?;
+        let Some(first) = s.to.first().cloned() else {
+            return Err(outgoing::OutgoingError::NoRecipient.into());
+        };
+        let new_id = crate::portal::store::new_id().map_err(ServiceError::from)?;
+        let to: Vec<String> = s.to.iter().map(ToString::to_string).collect();
+        let cc: Vec<String> = s.cc.iter().map(ToString::to_string).collect();
+        let content = outgoing::build(&outgoing::Message {
+            hostname: &config.hostname,
+            from: s.address,
+            to: &to,
+            cc: &cc,
+            subject: &s.subject,
+            parent: s.parent,
+            text: &s.draft.text,
+            attachments: &files,
+            message_id: &format!("portal-{new_id}"),
+        });
         let mut envelope = Envelope {
             sender: Some(from),
-            // Not an internal network and not "local": the pipeline
-            // decides as for mail from outside, and sends no notices
-            // to the portal user's address.
             client_ip: "portal".into(),
-            ..Envelope::from_gateway(
-                original_sender,
-                &config.hostname,
-                format!("portal-reply-{reply_id}"),
-            )
+            ..Envelope::from_gateway(first, &config.hostname, format!("portal-reply-{new_id}"))
         };
         envelope
             .recipients
-            .extend(copies.into_iter().map(|address| EnvelopeRecipient {
-                address,
-                notify: None,
-                orcpt: None,
-            }));
+            .extend(
+                s.to.into_iter()
+                    .skip(1)
+                    .chain(s.cc)
+                    .map(|address| EnvelopeRecipient {
+                        address,
+                        notify: None,
+                        orcpt: None,
+                    }),
+            );
         let queued = self.queue.inject(&envelope, &content).await.map_err(|e| {
-            tracing::warn!(error = %e, "portal reply not queued");
+            tracing::warn!(error = %e, "portal message not queued");
             ServiceError::Unavailable {
                 what: "the queue".into(),
             }
         })?;
         let queued = queued.to_string();
-        let kind = if all {
-            "replied to all of"
-        } else {
-            "replied to"
+        let files_note = match files.len() {
+            0 => String::new(),
+            1 => " with 1 attachment".to_owned(),
+            n => format!(" with {n} attachments"),
         };
-        self.track(
-            &opened.entry.queue_id,
-            &address,
-            &format!("{kind} {id}: queued as {queued}"),
-        );
+        match s.tracked {
+            Some((queue_id, what)) => self.track(
+                queue_id,
+                s.address,
+                &format!("{what}{files_note}: queued as {queued}"),
+            ),
+            None => self.track(
+                &queued,
+                s.address,
+                &format!(
+                    "new message{files_note} to {} from the portal: queued as {queued}",
+                    to.join(", ")
+                ),
+            ),
+        }
         self.keep_sent(
-            &address,
+            s.address,
             &queued,
-            &opened.summary,
-            [to.as_slice(), &cc].concat(),
+            s.parent.map(str::to_owned),
+            ([to.as_slice(), &cc].concat(), files.len()),
             content,
         )
         .await;
         Ok(queued)
     }
 
-    /// Seals a copy of a sent reply into the account's Sent (kept as
-    /// long as mail for the address is). The reply is sent already: a
-    /// copy that cannot be stored is logged, not an error.
+    /// Seals a copy of a sent message into the account's Sent (kept as
+    /// long as mail for the address is), attachments included. The
+    /// message is sent already: a copy that cannot be stored is logged,
+    /// not an error.
     async fn keep_sent(
         &self,
         address: &str,
         queued: &str,
-        original: &Summary,
-        recipients: Vec<String>,
+        parent: Option<String>,
+        (recipients, attachments): (Vec<String>, usize),
         content: Vec<u8>,
     ) {
         let summary = Summary {
@@ -232,7 +354,7 @@ impl PortalServer {
             from: recipients.join(", "),
             sender: address.to_owned(),
             subject: view::summarise(&content, address).0.subject,
-            message_id: original.message_id.clone(),
+            message_id: parent,
         };
         let domain = address.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
         let days = self.config().portal.settings.retention_for(&domain);
@@ -243,7 +365,7 @@ impl PortalServer {
                 recipient: &address,
                 queue_id: &queued,
                 summary: &summary,
-                attachments: 0,
+                attachments,
                 content: &content,
             };
             let r = me
@@ -258,7 +380,7 @@ impl PortalServer {
                 self.track(
                     &queued,
                     &address,
-                    &format!("reply kept in Sent as {}", entry.id),
+                    &format!("copy kept in Sent as {}", entry.id),
                 );
             }
             Ok((Err(e), _, _)) => {
@@ -267,6 +389,32 @@ impl PortalServer {
             Err(e) => tracing::warn!(error = %e, "portal: no copy of the reply in Sent"),
         }
     }
+}
+
+/// The message a reply answers, as the reply needs it.
+struct Thread<'a> {
+    summary: &'a Summary,
+    /// The whole message (its To and Cc for reply-all).
+    content: &'a [u8],
+    /// Its queue id (tracking).
+    queue_id: &'a str,
+    /// What tracking says was done (`replied to <id>`).
+    what: String,
+}
+
+/// One message the portal user sends, checked and addressed.
+struct Sending<'a> {
+    /// The session's address (From and envelope sender).
+    address: &'a str,
+    to: Vec<Address>,
+    cc: Vec<Address>,
+    subject: String,
+    /// The Message-ID answered.
+    parent: Option<&'a str>,
+    draft: &'a Draft,
+    /// The answered message's queue id and what was done to it; `None`
+    /// (a new message): tracked under its own queue id.
+    tracked: Option<(&'a str, &'a str)>,
 }
 
 /// Who besides the original sender a reply-all goes to: the addresses
@@ -415,9 +563,36 @@ impl MailboxService for PortalServer {
         &'a self,
         session: &'a str,
         id: &'a str,
-        text: &'a str,
+        draft: &'a Draft,
     ) -> BoxFuture<'a, Result<String, ServiceError>> {
-        Box::pin(self.send_reply(session, id, text, true))
+        Box::pin(self.send_reply(session, id, draft, true))
+    }
+
+    fn sending_rules(&self) -> SendingRules {
+        let config = self.config();
+        SendingRules {
+            compose: config.portal.settings.compose,
+            attachment_max_bytes: config.portal.settings.attachment_max_bytes(),
+        }
+    }
+
+    fn compose<'a>(
+        &'a self,
+        session: &'a str,
+        message: &'a NewMessage,
+    ) -> BoxFuture<'a, Result<String, ServiceError>> {
+        Box::pin(self.send_new(session, message))
+    }
+
+    fn reply_push<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        sealed: std::sync::Arc<Vec<u8>>,
+        draft: &'a Draft,
+        all: bool,
+    ) -> BoxFuture<'a, Result<String, ServiceError>> {
+        Box::pin(self.send_push_reply(session, (id, sealed), draft, all))
     }
 }
 
