@@ -481,6 +481,118 @@ mod tests {
         );
     }
 
+    /// A stored credential (webauthn-rs-core's own test vector, P-256).
+    fn a_passkey(name: &str) -> StoredPasskey {
+        let json = r#"{"cred":{"cred_id":"uZcVDBVS68E_MtAgeQpElJxldF_6cY9sSvbWqx_qRh8wiu42lyRBRmh5yFeD_r9k130dMbFHBHI9RTFgdJQIzQ","cred":{"type_":"ES256","key":{"EC_EC2":{"curve":"SECP256R1","x":[194,126,127,109,252,23,131,21,252,6,223,99,44,254,140,27,230,17,94,5,133,28,104,41,144,69,171,149,161,26,200,243],"y":[143,123,183,156,24,178,21,248,117,159,162,69,171,52,188,252,26,59,6,47,103,92,19,58,117,103,249,0,219,8,95,196]}}},"counter":2,"user_verified":true,"backup_eligible":false,"backup_state":false,"registration_policy":"required","extensions":{"cred_protect":"NotRequested","hmac_create_secret":"NotRequested"},"attestation":{"data":"None","metadata":"None"},"attestation_format":"None"}}"#;
+        StoredPasskey {
+            name: name.to_owned(),
+            created_ms: 1,
+            key: serde_json::from_str(json).unwrap(),
+        }
+    }
+
+    /// An account for dan with `keys` passkeys (no TOTP).
+    fn with_passkeys(a: &PortalAccounts, keys: usize) {
+        let code = a.new_code("dan@ext.example").unwrap().unwrap().code;
+        a.enrol("dan@ext.example", &code, GOOD, false).unwrap();
+        let mut account = a.account("dan@ext.example").unwrap();
+        account.passkeys = (0..keys).map(|i| a_passkey(&format!("key {i}"))).collect();
+        PortalAccounts::put(&a.accounts, "dan@ext.example", &account).unwrap();
+    }
+
+    #[test]
+    fn an_account_with_passkeys_needs_one_after_the_password() {
+        let (dir, a) = accounts();
+        let rp = relying_party("https://localhost:8443").unwrap();
+        with_passkeys(&a, 1);
+        // The record with a passkey reads back.
+        let (list, totp) = a.passkeys("dan@ext.example").unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].name, "key 0");
+        assert!(!totp);
+        // The right password leads to the passkey step, never to a
+        // session; a code does not stand in for the passkey.
+        for code in [None, Some("123456")] {
+            let outcome = a
+                .login("dan@ext.example", GOOD, code, true, (9, 60))
+                .unwrap();
+            assert_eq!(
+                outcome,
+                Outcome::Passkey {
+                    address: "dan@ext.example".into(),
+                    totp: false
+                }
+            );
+        }
+        assert!(
+            a.login("dan@ext.example", "wrong", None, true, (9, 60))
+                .is_err()
+        );
+        // The challenge names the credential; a junk answer is refused
+        // and counts as a failed login.
+        let challenge = a.begin_login(&rp, "dan@ext.example").unwrap();
+        assert!(challenge.options.contains("uZcVDBVS68E_MtAgeQpElJxldF_6"));
+        let before = a.account("dan@ext.example").unwrap().failures;
+        assert_eq!(
+            a.finish_login(&rp, &challenge.ceremony, r#"{"id":"x"}"#, (9, 60))
+                .unwrap_err(),
+            login_failed()
+        );
+        assert_eq!(a.account("dan@ext.example").unwrap().failures, before + 1);
+        // Used up: the same ceremony does not answer twice.
+        assert!(
+            a.finish_login(&rp, &challenge.ceremony, "{}", (9, 60))
+                .is_err()
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn limits_last_factor_and_reset() {
+        let (dir, a) = accounts();
+        let rp = relying_party("https://localhost:8443").unwrap();
+        with_passkeys(&a, MAX_PASSKEYS);
+        assert!(a.begin_add_passkey(&rp, "dan@ext.example").is_err());
+        let id = a.passkeys("dan@ext.example").unwrap().0[0].id.clone();
+        // Nine of the same test credential remain after one removal.
+        assert_eq!(
+            a.remove_passkey("dan@ext.example", &id, true).unwrap(),
+            "key 0"
+        );
+        assert!(a.begin_add_passkey(&rp, "dan@ext.example").is_ok());
+        let mut account = a.account("dan@ext.example").unwrap();
+        account.passkeys.truncate(1);
+        PortalAccounts::put(&a.accounts, "dan@ext.example", &account).unwrap();
+        // The last second factor of a domain that requires one stays.
+        assert!(matches!(
+            a.remove_passkey("dan@ext.example", &id, true),
+            Err(ServiceError::Invalid { .. })
+        ));
+        assert!(matches!(
+            a.remove_passkey("dan@ext.example", "unknown", false),
+            Err(ServiceError::NotFound { .. })
+        ));
+        // A reset (new code, new password) clears the passkeys and asks
+        // for the second factor again.
+        a.codes.remove(b"dan@ext.example").unwrap();
+        let code = a.new_code("dan@ext.example").unwrap().unwrap().code;
+        let outcome = a
+            .enrol("dan@ext.example", &code, "amber lantern cobalt fjord", true)
+            .unwrap();
+        assert!(matches!(outcome, Outcome::EnrolTotp { .. }));
+        assert!(a.passkeys("dan@ext.example").unwrap().0.is_empty());
+        assert!(a.remove_passkey("dan@ext.example", &id, false).is_err());
+        // Where no second factor is required, the last one goes.
+        let mut account = a.account("dan@ext.example").unwrap();
+        account.passkeys = vec![a_passkey("only")];
+        PortalAccounts::put(&a.accounts, "dan@ext.example", &account).unwrap();
+        assert_eq!(
+            a.remove_passkey("dan@ext.example", &id, false).unwrap(),
+            "only"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn unknown_expired_and_misused_ceremonies_are_refused() {
         let (dir, a) = accounts();
