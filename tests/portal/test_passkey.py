@@ -11,12 +11,14 @@ takes the test certificate with --ignore-certificate-errors (webtools'
 Browser), which Chromium also accepts for WebAuthn."""
 
 import json
+import re
 
 import pytest
 
 from harness import free_port
 from hsm_token import token_gateway
 from portaltools import PASSWORD, code_from, outbox_mail, send
+from webtools import Client
 
 DAN = "dan@partner.example"
 
@@ -110,6 +112,19 @@ def test_passkey_enrol_login_refusals_and_preferences(passkey_gateway, browser):
     assert "Passkey numbers" in b.text("#inbox")
     track = gw.cli("track", "--to", DAN).stdout
     assert "second factor enrolled: a passkey" in track, track
+
+    # Without JavaScript (plain HTTPS), a passkey-only account stops at the
+    # passkey step: the page says so, the button stays hidden, no session.
+    plain = Client(gw.portal_port)
+    r = plain.post("/", {"address": DAN, "password": PASSWORD, "code": ""})
+    assert r.status == 200, (r.status, r.body[:500])
+    assert "signs in only with a passkey, and a passkey needs JavaScript" in r.body
+    assert re.search(r'<p class="hint passkey-nojs" id="passkey-nojs">', r.body)
+    assert re.search(r'id="passkey-go" hidden', r.body)
+    assert '<script src="/static/passkey.js"' in r.body and "<script>" not in r.body
+    assert "__Host-sealgate-portal" not in plain.cookies
+    csp = r.header("content-security-policy")
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
 
     # Sign out; the password alone opens nothing: the passkey step follows.
     b.click("#portal-account")
