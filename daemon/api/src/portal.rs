@@ -159,6 +159,10 @@ pub struct Preferences {
     /// Whether the address's domain requires a second factor.
     #[serde(default)]
     pub second_factor_required: bool,
+    /// Whether passkeys can be added here (the portal's URL names a host
+    /// name: an IP address is not a valid WebAuthn relying party id).
+    #[serde(default)]
+    pub passkeys_offered: bool,
 }
 
 /// What an upload did.

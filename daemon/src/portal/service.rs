@@ -246,7 +246,7 @@ impl PortalServer {
                 let passkey = self
                     .relying_party()
                     .and_then(|rp| self.portal().accounts.begin_enrol_passkey(&rp, &enrolment))
-                    .map_err(|e| tracing::warn!(error = %e, "portal: no passkey offered"))
+                    .map_err(|e| tracing::debug!(error = %e, "portal: no passkey offered"))
                     .ok();
                 PortalLogin::EnrolTotp {
                     enrolment,
@@ -782,6 +782,7 @@ impl PortalService for PortalServer {
                 passkeys,
                 totp,
                 second_factor_required: config.portal.settings.totp_required(&domain),
+                passkeys_offered: me.relying_party().is_ok(),
                 address,
             })
         })

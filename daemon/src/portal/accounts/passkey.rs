@@ -89,9 +89,13 @@ fn failed(e: impl std::fmt::Display) -> ServiceError {
 /// origin the only origin accepted.
 pub fn relying_party(portal_url: &str) -> Result<Webauthn, ServiceError> {
     let url = Url::parse(portal_url).map_err(failed)?;
+    // An IP address is not a valid relying party id: browsers refuse it,
+    // so passkeys are not offered on such a portal.
     let host = url
-        .host_str()
-        .ok_or_else(|| failed("portal.url has no host"))?
+        .domain()
+        .ok_or_else(|| {
+            failed("portal.url names no host name (an IP address is not a valid RP id)")
+        })?
         .to_owned();
     WebauthnBuilder::new(&host, &url)
         .and_then(|b| b.rp_name("Sealgate secure mail").build())
@@ -466,6 +470,15 @@ mod tests {
     }
 
     const GOOD: &str = "violet staple gravel orbit";
+
+    #[test]
+    fn the_relying_party_is_the_portal_host_name() {
+        assert!(relying_party("https://mail.example.org").is_ok());
+        assert!(relying_party("https://localhost:8443").is_ok());
+        assert!(relying_party("https://127.0.0.1:8443").is_err());
+        assert!(relying_party("https://[::1]:8443").is_err());
+        assert!(relying_party("not a url").is_err());
+    }
 
     #[test]
     fn a_record_without_passkeys_still_reads() {
