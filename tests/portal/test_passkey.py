@@ -219,3 +219,55 @@ def test_passkey_enrol_login_refusals_and_preferences(passkey_gateway, browser):
     errors = [e for e in b.driver.get_log("browser") if e.get("level") == "SEVERE"
               and "Failed to load resource" not in e.get("message", "")]
     assert not errors, json.dumps(errors, indent=1)
+
+
+def test_totp_and_passkey_either_ends_the_second_step(passkey_gateway, browser):
+    """An account with TOTP that adds a passkey: after the password, the
+    passkey page also takes the TOTP code (a form, no JavaScript needed)."""
+    from webtools import fresh_code, secret_from
+
+    gw = passkey_gateway
+    origin = f"https://localhost:{gw.portal_port}"
+    eve = "eve@partner.example"
+    send(gw, "alice@example.org", eve, "Eve's numbers", "Hello Eve.")
+    seen: set = set()
+    outbox_mail(gw, eve, lambda m: "Secure message from" in str(m["Subject"]), seen=seen)
+    b = browser
+    _authenticator(b.driver)
+    b.open(f"{origin}/code?address={eve}")
+    b.click("#send-code", navigates=True)
+    b.fill("code", code_from(gw, eve, seen))
+    b.fill("password", PASSWORD)
+    b.fill("password2", PASSWORD)
+    b.click("#enrol", navigates=True)
+    secret = secret_from(b.driver.page_source)
+    used: set = set()
+    b.fill("code", fresh_code(secret, used))
+    b.click("#confirm-totp", navigates=True)
+    assert b.path == "/inbox"
+    b.open(origin + "/preferences")
+    b.click("#add-passkey", navigates=True)
+    _use_passkey(b, "Desk")
+    assert "Your passkey is added" in b.text("#notice")
+    assert "you also have an authenticator app" in b.text()
+
+    b.click("#portal-account")
+    b.click("#logout", navigates=True)
+    b.open(origin + "/")
+    b.fill("address", eve)
+    b.fill("password", PASSWORD)
+    b.click("#login", navigates=True)
+    assert "Confirm with your passkey" in b.text()
+    assert b.driver.find_element("id", "passkey-totp").is_displayed()
+    b.shots("portal-passkey-login-totp")
+    # A wrong code is refused; the next login takes the right one.
+    b.fill("code", "000000")
+    b.click("#login-totp", navigates=True)
+    assert "The code was not right" in b.text("#login-error")
+    b.fill("address", eve)
+    b.fill("password", PASSWORD)
+    b.click("#login", navigates=True)
+    b.fill("code", fresh_code(secret, used))
+    b.click("#login-totp", navigates=True)
+    assert b.path == "/inbox", b.text()
+    assert "Eve's numbers" in b.text("#inbox")

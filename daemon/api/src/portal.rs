@@ -235,6 +235,15 @@ pub trait PortalService: mailbox::MailboxService + Send + Sync {
         from: Option<String>,
     ) -> BoxFuture<'a, Result<String, ServiceError>>;
 
+    /// The second step of a login with the account's TOTP code instead
+    /// of the passkey (works without JavaScript); as [`Self::passkey_login`].
+    fn passkey_login_totp<'a>(
+        &'a self,
+        ceremony: &'a str,
+        code: &'a str,
+        from: Option<String>,
+    ) -> BoxFuture<'a, Result<String, ServiceError>>;
+
     /// Begins adding a passkey to the session's account (at most 10).
     fn passkey_add_begin<'a>(
         &'a self,

@@ -506,6 +506,25 @@ impl PortalService for PortalServer {
         })
     }
 
+    fn passkey_login_totp<'a>(
+        &'a self,
+        ceremony: &'a str,
+        code: &'a str,
+        _from: Option<String>,
+    ) -> BoxFuture<'a, Result<String, ServiceError>> {
+        let me = self.clone_handle();
+        let (ceremony, code) = (ceremony.to_owned(), code.to_owned());
+        Self::blocking(move || {
+            let settings = &me.config().portal.settings;
+            let (_, session) = me.portal().accounts.finish_login_totp(
+                &ceremony,
+                &code,
+                (settings.lockout_after, settings.lockout_secs),
+            )?;
+            Ok(session)
+        })
+    }
+
     fn passkey_add_begin<'a>(
         &'a self,
         session: &'a str,

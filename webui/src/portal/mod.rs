@@ -99,6 +99,7 @@ pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
             "/enrol/passkey",
             post(view_enrol_passkey_post).layer(axum::extract::DefaultBodyLimit::max(PASSKEY_BODY)),
         )
+        .route("/login/passkey/totp", post(view_login_passkey_totp_post))
         .route(
             "/login/passkey",
             post(view_login_passkey_post).layer(axum::extract::DefaultBodyLimit::max(PASSKEY_BODY)),
@@ -429,6 +430,52 @@ async fn view_login_passkey_post(
             login_error(
                 "",
                 "The passkey was not accepted, or the sign-in took too long. Log in again.",
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PasskeyTotpForm {
+    ceremony: String,
+    code: String,
+}
+
+/// The second step of a login with the TOTP code instead of the passkey.
+async fn view_login_passkey_totp_post(
+    State(state): State<PortalState>,
+    addr: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
+    Form(form): Form<PasskeyTotpForm>,
+) -> Response {
+    let ip = client(addr.as_ref().map(|a| &a.0));
+    if let Err(wait) = state.throttle.check(ip) {
+        return login_error(
+            "",
+            &format!(
+                "Too many attempts from your address. Try again in {} seconds.",
+                wait.as_secs().max(1)
+            ),
+        );
+    }
+    match state
+        .service
+        .passkey_login_totp(&form.ceremony, &form.code, Some(ip.to_string()))
+        .await
+    {
+        Ok(id) => {
+            state.throttle.succeeded(ip);
+            logged_in(
+                PortalLogin::Session(id),
+                &push::after_login(&state, &headers),
+            )
+        }
+        Err(e) if e.is_temporary() => error(&e),
+        Err(_) => {
+            state.throttle.failed(ip);
+            login_error(
+                "",
+                "The code was not right, or the sign-in took too long. Log in again.",
             )
         }
     }

@@ -22,7 +22,9 @@ use webauthn_rs::prelude::{
 use sealgate_api::ServiceError;
 use sealgate_api::portal::{PasskeyChallenge, PasskeyInfo};
 
-use super::{Account, Enrolment, PortalAccounts, code_failed, login_failed, sha256_hex, storage};
+use super::{
+    Account, Enrolment, PortalAccounts, code_failed, login_failed, sha256_hex, storage, totp, unhex,
+};
 use crate::envelope::now_ms;
 
 /// At most this many passkeys per account.
@@ -393,14 +395,7 @@ impl PortalAccounts {
                     .ok()
             });
         let Some(result) = checked else {
-            account.failures += 1;
-            if account.failures >= lockout.0 {
-                account.failures = 0;
-                account.locked_until_ms = now.saturating_add(lockout.1.saturating_mul(1000));
-                tracing::info!(address = %c.address, "portal account locked after failed logins");
-            }
-            Self::put(&self.accounts, &c.address, &account)?;
-            return Err(login_failed());
+            return self.refuse_login(&c.address, account, now, lockout);
         };
         for p in &mut account.passkeys {
             p.key.update_credential(&result);
@@ -409,6 +404,56 @@ impl PortalAccounts {
         Self::put(&self.accounts, &c.address, &account)?;
         let session = self.open_session(&c.address)?;
         Ok((c.address, session))
+    }
+
+    /// The second step of a login with the TOTP code instead of the
+    /// passkey (an account with both; works without JavaScript): as
+    /// [`Self::finish_login`].
+    pub fn finish_login_totp(
+        &self,
+        ceremony: &str,
+        code: &str,
+        lockout: (u32, u64),
+    ) -> Result<(String, String), ServiceError> {
+        let c = self
+            .take(ceremony, |p| *p == Purpose::Login)
+            .map_err(|_| login_failed())?;
+        let mut account = self.account(&c.address).map_err(|_| login_failed())?;
+        let now = now_ms();
+        if account.locked_until_ms > now {
+            return Err(login_failed());
+        }
+        let step = account
+            .totp_secret
+            .as_deref()
+            .and_then(unhex)
+            .and_then(|secret| totp::verify(&secret, code, now / 1000, account.totp_last_step));
+        let Some(step) = step else {
+            return self.refuse_login(&c.address, account, now, lockout);
+        };
+        account.totp_last_step = step;
+        account.failures = 0;
+        Self::put(&self.accounts, &c.address, &account)?;
+        let session = self.open_session(&c.address)?;
+        Ok((c.address, session))
+    }
+
+    /// A refused second step: counts towards the lockout.
+    fn refuse_login<T>(
+        &self,
+        address: &str,
+        mut account: Account,
+        now: u64,
+        lockout: (u32, u64),
+    ) -> Result<T, ServiceError> {
+        account.failures += 1;
+        if account.failures >= lockout.0 {
+            account.failures = 0;
+            account.locked_until_ms = now.saturating_add(lockout.1.saturating_mul(1000));
+            tracing::info!(address = %address, "portal account locked after failed logins");
+        }
+        Self::put(&self.accounts, address, &account)?;
+        Err(login_failed())
     }
 
     /// The account's passkeys, oldest first, and whether it has TOTP.
@@ -555,6 +600,49 @@ mod tests {
         // Used up: the same ceremony does not answer twice.
         assert!(
             a.finish_login(&rp, &challenge.ceremony, "{}", (9, 60))
+                .is_err()
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn with_totp_as_well_the_code_ends_the_second_step() {
+        let (dir, a) = accounts();
+        let rp = relying_party("https://localhost:8443").unwrap();
+        with_passkeys(&a, 1);
+        let secret = totp::new_secret();
+        let mut account = a.account("dan@ext.example").unwrap();
+        account.totp_secret = Some(crate::accounts::hex(&secret));
+        PortalAccounts::put(&a.accounts, "dan@ext.example", &account).unwrap();
+        // Without a code: the passkey step, saying TOTP works too.
+        let outcome = a
+            .login("dan@ext.example", GOOD, None, true, (9, 60))
+            .unwrap();
+        assert!(matches!(outcome, Outcome::Passkey { totp: true, .. }));
+        let challenge = a.begin_login(&rp, "dan@ext.example").unwrap();
+        // A wrong code is refused and counts; the ceremony is used up.
+        assert!(
+            a.finish_login_totp(&challenge.ceremony, "000000", (9, 60))
+                .is_err()
+        );
+        assert_eq!(a.account("dan@ext.example").unwrap().failures, 1);
+        let now = now_ms() / 1000;
+        let code = format!("{:06}", totp::code(&secret, now / totp::STEP));
+        assert!(
+            a.finish_login_totp(&challenge.ceremony, &code, (9, 60))
+                .is_err()
+        );
+        // A new step with the right code: a session; the code is not
+        // accepted twice.
+        let challenge = a.begin_login(&rp, "dan@ext.example").unwrap();
+        let (address, session) = a
+            .finish_login_totp(&challenge.ceremony, &code, (9, 60))
+            .unwrap();
+        assert_eq!(a.session(&session).unwrap(), address);
+        assert_eq!(a.account("dan@ext.example").unwrap().failures, 0);
+        let challenge = a.begin_login(&rp, "dan@ext.example").unwrap();
+        assert!(
+            a.finish_login_totp(&challenge.ceremony, &code, (9, 60))
                 .is_err()
         );
         let _ = std::fs::remove_dir_all(dir);
