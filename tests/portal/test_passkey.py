@@ -3,7 +3,9 @@ chromedriver's virtual authenticator (CTAP2, internal, resident keys,
 user verification): enrolment with a passkey instead of TOTP, sign-in
 with password and passkey, a tampered or empty answer refused, a second
 passkey added and one removed on /preferences, the last one kept where
-the domain requires a second factor.
+the domain requires a second factor; the passkey-only page without
+JavaScript; an account with TOTP and a passkey ending the second step
+with its code.
 
 WebAuthn needs a relying party id that is a host name, not an IP
 address: the portal's URL here is https://localhost:PORT. The browser
