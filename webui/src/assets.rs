@@ -18,6 +18,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../static/app.js"),
     ),
     (
+        "passkey.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../static/passkey.js"),
+    ),
+    (
         "portal.css",
         "text/css; charset=utf-8",
         include_bytes!("../static/portal.css"),

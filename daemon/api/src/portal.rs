@@ -31,7 +31,35 @@ pub enum PortalLogin {
         enrolment: String,
         secret_base32: String,
         uri: String,
+        /// Or a passkey instead of TOTP (needs JavaScript): its ceremony.
+        passkey: Option<PasskeyChallenge>,
     },
+    /// The password is right and the account has passkeys: the browser
+    /// answers the challenge ([`PortalService::passkey_login`]); `totp`:
+    /// the account also has TOTP (signing in with password and code works
+    /// without JavaScript).
+    Passkey {
+        challenge: PasskeyChallenge,
+        totp: bool,
+    },
+}
+
+/// A WebAuthn ceremony begun on the server: its id (the state stays in
+/// the daemon) and the options for `navigator.credentials` as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyChallenge {
+    pub ceremony: String,
+    pub options: String,
+}
+
+/// A registered passkey, as the preferences list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyInfo {
+    /// The credential id (base64url).
+    pub id: String,
+    /// The name the recipient gave it.
+    pub name: String,
+    pub created_ms: u64,
 }
 
 /// One message in the inbox list.
@@ -124,6 +152,19 @@ pub struct Preferences {
     pub effective_delivery: String,
     /// The deliveries to choose from (empty: the gateway offers no choice).
     pub deliveries: Vec<String>,
+    /// The account's passkeys.
+    #[serde(default)]
+    pub passkeys: Vec<PasskeyInfo>,
+    /// Whether the account has TOTP.
+    #[serde(default)]
+    pub totp: bool,
+    /// Whether the address's domain requires a second factor.
+    #[serde(default)]
+    pub second_factor_required: bool,
+    /// Whether passkeys can be added here (the portal's URL names a host
+    /// name: an IP address is not a valid WebAuthn relying party id).
+    #[serde(default)]
+    pub passkeys_offered: bool,
 }
 
 /// What an upload did.
@@ -174,6 +215,59 @@ pub trait PortalService: mailbox::MailboxService + Send + Sync {
         enrolment: &'a str,
         code: &'a str,
     ) -> BoxFuture<'a, Result<String, ServiceError>>;
+
+    /// Ends an enrolment with a passkey instead of TOTP: the ceremony of
+    /// the enrolment's [`PortalLogin::EnrolTotp`] `passkey`, the name the
+    /// recipient gives it and the browser's answer (JSON). Answers the
+    /// session id.
+    fn passkey_enrol<'a>(
+        &'a self,
+        ceremony: &'a str,
+        name: &'a str,
+        answer: &'a str,
+    ) -> BoxFuture<'a, Result<String, ServiceError>>;
+
+    /// The second step of a login with a passkey ([`PortalLogin::Passkey`]):
+    /// the browser's answer (JSON). Refused answers count as failed logins
+    /// and give the login's one error. Answers the session id.
+    fn passkey_login<'a>(
+        &'a self,
+        ceremony: &'a str,
+        answer: &'a str,
+        from: Option<String>,
+    ) -> BoxFuture<'a, Result<String, ServiceError>>;
+
+    /// The second step of a login with the account's TOTP code instead
+    /// of the passkey (works without JavaScript); as [`Self::passkey_login`].
+    fn passkey_login_totp<'a>(
+        &'a self,
+        ceremony: &'a str,
+        code: &'a str,
+        from: Option<String>,
+    ) -> BoxFuture<'a, Result<String, ServiceError>>;
+
+    /// Begins adding a passkey to the session's account (at most 10).
+    fn passkey_add_begin<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<PasskeyChallenge, ServiceError>>;
+
+    /// Ends adding a passkey: the ceremony must be this session's address's.
+    fn passkey_add<'a>(
+        &'a self,
+        session: &'a str,
+        ceremony: &'a str,
+        name: &'a str,
+        answer: &'a str,
+    ) -> BoxFuture<'a, Result<(), ServiceError>>;
+
+    /// Removes one of the session's account's passkeys (by id); refused
+    /// where it is the last second factor and the domain requires one.
+    fn passkey_remove<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), ServiceError>>;
 
     /// Logs in: the same error for an unknown address, a wrong password,
     /// a wrong code and a locked account.

@@ -14,6 +14,8 @@
 //! Trusts: nothing in a request. Never stores a password, code or session
 //! id, only their hashes.
 
+pub mod passkey;
+
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 
@@ -53,6 +55,10 @@ struct Account {
     /// `pull` (`None`: as the domain is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     delivery: Option<String>,
+    /// The passkeys (WebAuthn) registered as second factors; records
+    /// written before passkeys existed have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    passkeys: Vec<passkey::StoredPasskey>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +102,9 @@ pub enum Outcome {
     Session(String),
     /// Set up TOTP first: the enrolment id and the secret.
     EnrolTotp { enrolment: String, secret: Vec<u8> },
+    /// The password is right and the account has passkeys: the second
+    /// step asks for one (`passkey::PortalAccounts::begin_login`).
+    Passkey { address: String, totp: bool },
 }
 
 /// The portal's accounts, codes and sessions.
@@ -326,6 +335,9 @@ impl PortalAccounts {
             created_ms: now_ms(),
             language,
             delivery,
+            // Like the TOTP secret, the passkeys go with a reset: the second
+            // factor is enrolled again.
+            passkeys: Vec::new(),
         };
         Self::put(&self.accounts, key, &account)?;
         // A reset ends every session of the address.
@@ -402,20 +414,40 @@ impl PortalAccounts {
         if account.locked_until_ms > now {
             return Err(login_failed());
         }
-        let second = match account.totp_secret.as_deref().and_then(unhex) {
-            Some(secret) => code
-                .and_then(|c| totp::verify(&secret, c, now / 1000, account.totp_last_step))
-                .map(Some),
-            None => Some(None),
+        let totp_secret = account.totp_secret.as_deref().and_then(unhex);
+        let has_passkeys = !account.passkeys.is_empty();
+        // A code given for an account with TOTP is checked; else an
+        // account with passkeys goes on to the passkey step (the password
+        // alone opens nothing); else an account with TOTP needs the code.
+        /// What the second factor says.
+        enum Second {
+            /// Passed (with the TOTP step used, if any).
+            Passed(Option<u64>),
+            /// Ask for a passkey next.
+            Passkey,
+            Failed,
+        }
+        let second = match (&totp_secret, code, has_passkeys) {
+            (Some(secret), Some(c), _) => {
+                totp::verify(secret, c, now / 1000, account.totp_last_step)
+                    .map_or(Second::Failed, |step| Second::Passed(Some(step)))
+            }
+            (_, _, true) => Second::Passkey,
+            (Some(_), None, false) => Second::Failed,
+            (None, _, false) => Second::Passed(None),
         };
         match (password_ok, second) {
-            (true, Some(step)) => {
+            (true, Second::Passkey) => Ok(Outcome::Passkey {
+                address: key,
+                totp: totp_secret.is_some(),
+            }),
+            (true, Second::Passed(step)) => {
                 account.failures = 0;
                 if let Some(step) = step {
                     account.totp_last_step = step;
                 }
                 Self::put(&self.accounts, &key, &account)?;
-                if totp_required && account.totp_secret.is_none() {
+                if totp_required && account.totp_secret.is_none() && account.passkeys.is_empty() {
                     return self.enrolment(&key);
                 }
                 self.open_session(&key).map(Outcome::Session)

@@ -12,8 +12,8 @@ mod mailbox;
 use std::sync::Arc;
 
 use sealgate_api::portal::{
-    AttachmentData, KeyUploaded, MessageSummary, MessageView, OwnKey, PortalLogin, PortalService,
-    Preferences,
+    AttachmentData, KeyUploaded, MessageSummary, MessageView, OwnKey, PasskeyChallenge,
+    PortalLogin, PortalService, Preferences,
 };
 use sealgate_api::{BoxFuture, ServiceError};
 
@@ -240,15 +240,43 @@ impl PortalServer {
         Ok(mailbox::message_summary(entry, s))
     }
 
-    fn login_of(outcome: Outcome, address: &str) -> PortalLogin {
-        match outcome {
+    /// The passkeys' relying party: `portal.url`'s host and origin.
+    fn relying_party(&self) -> Result<webauthn_rs::Webauthn, ServiceError> {
+        accounts::passkey::relying_party(&self.config().portal.settings.url)
+    }
+
+    /// What a login or enrolment's outcome shows. Blocking (the store).
+    fn login_of(&self, outcome: Outcome, address: &str) -> Result<PortalLogin, ServiceError> {
+        Ok(match outcome {
             Outcome::Session(id) => PortalLogin::Session(id),
-            Outcome::EnrolTotp { enrolment, secret } => PortalLogin::EnrolTotp {
-                enrolment,
-                secret_base32: crate::accounts::totp::base32(&secret),
-                uri: crate::accounts::totp::uri(address, &secret),
+            Outcome::EnrolTotp { enrolment, secret } => {
+                // A passkey instead of TOTP, where one can be offered.
+                let passkey = self
+                    .relying_party()
+                    .and_then(|rp| self.portal().accounts.begin_enrol_passkey(&rp, &enrolment))
+                    .map_err(|e| tracing::debug!(error = %e, "portal: no passkey offered"))
+                    .ok();
+                PortalLogin::EnrolTotp {
+                    enrolment,
+                    secret_base32: crate::accounts::totp::base32(&secret),
+                    uri: crate::accounts::totp::uri(address, &secret),
+                    passkey,
+                }
+            }
+            Outcome::Passkey { address, totp } => PortalLogin::Passkey {
+                challenge: self
+                    .portal()
+                    .accounts
+                    .begin_login(&self.relying_party()?, &address)?,
+                totp,
             },
-        }
+        })
+    }
+
+    /// Whether `address`'s domain requires a second factor.
+    fn factor_required(&self, address: &str) -> bool {
+        let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+        self.config().portal.settings.totp_required(domain)
     }
 
     fn parse(address: &str) -> Result<Address, ServiceError> {
@@ -420,7 +448,7 @@ impl PortalService for PortalServer {
                 .accounts
                 .enrol(&address, &code, &password, totp)?;
             me.track("-", &address, "enrolled: address confirmed, password set");
-            Ok(Self::login_of(outcome, &address))
+            me.login_of(outcome, &address)
         })
     }
 
@@ -446,7 +474,7 @@ impl PortalService for PortalServer {
                         config.portal.settings.totp_required(domain)
                     })?;
             me.track("-", &address, "password set with the mailed link");
-            Ok(Self::login_of(outcome, &address))
+            me.login_of(outcome, &address)
         })
     }
 
@@ -482,12 +510,133 @@ impl PortalService for PortalServer {
                 settings.totp_required(&domain),
                 (settings.lockout_after, settings.lockout_secs),
             )?;
-            Ok(Self::login_of(outcome, &address))
+            me.login_of(outcome, &address)
         })
     }
 
     fn session<'a>(&'a self, session: &'a str) -> BoxFuture<'a, Result<String, ServiceError>> {
         Box::pin(async move { self.address_of(session) })
+    }
+
+    fn passkey_enrol<'a>(
+        &'a self,
+        ceremony: &'a str,
+        name: &'a str,
+        answer: &'a str,
+    ) -> BoxFuture<'a, Result<String, ServiceError>> {
+        let me = self.clone_handle();
+        let (ceremony, name, answer) = (ceremony.to_owned(), name.to_owned(), answer.to_owned());
+        Self::blocking(move || {
+            let rp = me.relying_party()?;
+            let (address, session) = me
+                .portal()
+                .accounts
+                .finish_enrol_passkey(&rp, &ceremony, &name, &answer)?;
+            me.track("-", &address, "second factor enrolled: a passkey");
+            Ok(session)
+        })
+    }
+
+    fn passkey_login<'a>(
+        &'a self,
+        ceremony: &'a str,
+        answer: &'a str,
+        _from: Option<String>,
+    ) -> BoxFuture<'a, Result<String, ServiceError>> {
+        let me = self.clone_handle();
+        let (ceremony, answer) = (ceremony.to_owned(), answer.to_owned());
+        Self::blocking(move || {
+            let rp = me.relying_party()?;
+            let settings = &me.config().portal.settings;
+            let (_, session) = me.portal().accounts.finish_login(
+                &rp,
+                &ceremony,
+                &answer,
+                (settings.lockout_after, settings.lockout_secs),
+            )?;
+            Ok(session)
+        })
+    }
+
+    fn passkey_login_totp<'a>(
+        &'a self,
+        ceremony: &'a str,
+        code: &'a str,
+        _from: Option<String>,
+    ) -> BoxFuture<'a, Result<String, ServiceError>> {
+        let me = self.clone_handle();
+        let (ceremony, code) = (ceremony.to_owned(), code.to_owned());
+        Self::blocking(move || {
+            let settings = &me.config().portal.settings;
+            let (_, session) = me.portal().accounts.finish_login_totp(
+                &ceremony,
+                &code,
+                (settings.lockout_after, settings.lockout_secs),
+            )?;
+            Ok(session)
+        })
+    }
+
+    fn passkey_add_begin<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<PasskeyChallenge, ServiceError>> {
+        let me = self.clone_handle();
+        let session = session.to_owned();
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            me.portal()
+                .accounts
+                .begin_add_passkey(&me.relying_party()?, &address)
+        })
+    }
+
+    fn passkey_add<'a>(
+        &'a self,
+        session: &'a str,
+        ceremony: &'a str,
+        name: &'a str,
+        answer: &'a str,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        let me = self.clone_handle();
+        let (session, ceremony, name, answer) = (
+            session.to_owned(),
+            ceremony.to_owned(),
+            name.to_owned(),
+            answer.to_owned(),
+        );
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let rp = me.relying_party()?;
+            me.portal()
+                .accounts
+                .finish_add_passkey(&rp, &address, &ceremony, &name, &answer)?;
+            me.track("-", &address, "passkey added by the recipient");
+            Ok(())
+        })
+    }
+
+    fn passkey_remove<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        let me = self.clone_handle();
+        let (session, id) = (session.to_owned(), id.to_owned());
+        Self::blocking(move || {
+            let address = me.address_of(&session)?;
+            let required = me.factor_required(&address);
+            let name = me
+                .portal()
+                .accounts
+                .remove_passkey(&address, &id, required)?;
+            me.track(
+                "-",
+                &address,
+                &format!("passkey removed by the recipient: {name}"),
+            );
+            Ok(())
+        })
     }
 
     fn logout<'a>(&'a self, session: &'a str) -> BoxFuture<'a, Result<(), ServiceError>> {
@@ -709,6 +858,7 @@ impl PortalService for PortalServer {
             let domain = address.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
             let config = me.config();
             let (deliveries, by_domain) = me.deliveries(&address);
+            let (passkeys, totp) = me.portal().accounts.passkeys(&address)?;
             Ok(Preferences {
                 delivery: me.portal().accounts.delivery(&address)?,
                 effective_delivery: by_domain.as_str().to_owned(),
@@ -722,6 +872,10 @@ impl PortalService for PortalServer {
                 keys: me.own_keys(&address)?,
                 used_bytes: me.portal().messages.usage(&address)?,
                 quota_bytes: config.portal.settings.quota_bytes(),
+                passkeys,
+                totp,
+                second_factor_required: config.portal.settings.totp_required(&domain),
+                passkeys_offered: me.relying_party().is_ok(),
                 address,
             })
         })

@@ -35,7 +35,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use sealgate_api::ServiceError;
-use sealgate_api::portal::{MessageSummary, MessageView, PortalLogin, PortalService, Preferences};
+use sealgate_api::portal::{
+    MessageSummary, MessageView, PasskeyChallenge, PortalLogin, PortalService, Preferences,
+};
 use serde::Deserialize;
 
 use crate::server::{ClientAddr, Limits};
@@ -58,6 +60,10 @@ pub const BODY_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-s
 /// [`BODY_CSP`], and images over HTTPS load.
 pub const BODY_IMAGES_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; \
                                    form-action 'none'; frame-ancestors 'self'; base-uri 'none'; sandbox";
+
+/// The largest form a passkey's answer comes in (the daemon reads at most
+/// 64 KB of its JSON).
+const PASSKEY_BODY: usize = 128 * 1024;
 
 #[derive(Clone)]
 pub struct PortalState {
@@ -112,6 +118,15 @@ pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
         .route("/code", get(view_code_get).post(view_code_post))
         .route("/enrol", post(view_enrol_post))
         .route("/enrol/totp", post(view_totp_post))
+        .route(
+            "/enrol/passkey",
+            post(view_enrol_passkey_post).layer(axum::extract::DefaultBodyLimit::max(PASSKEY_BODY)),
+        )
+        .route("/login/passkey/totp", post(view_login_passkey_totp_post))
+        .route(
+            "/login/passkey",
+            post(view_login_passkey_post).layer(axum::extract::DefaultBodyLimit::max(PASSKEY_BODY)),
+        )
         .route("/reset/{token}", get(view_reset_get).post(view_reset_post))
         .route("/logout", post(view_logout_post))
         .route("/inbox", get(mailbox::view_inbox_get))
@@ -150,6 +165,19 @@ pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
         .route(
             "/preferences/password",
             post(view_preferences_password_post),
+        )
+        .route(
+            "/preferences/passkey/new",
+            post(view_preferences_passkey_new_post),
+        )
+        .route(
+            "/preferences/passkey",
+            post(view_preferences_passkey_post)
+                .layer(axum::extract::DefaultBodyLimit::max(PASSKEY_BODY)),
+        )
+        .route(
+            "/preferences/passkey/remove",
+            post(view_preferences_passkey_remove_post),
         )
         .route(
             "/push/open",
@@ -368,6 +396,16 @@ struct TotpPage {
     secret: String,
     uri: String,
     error: Option<String>,
+    /// A passkey instead (needs JavaScript).
+    passkey: Option<PasskeyChallenge>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/passkey_login.html")]
+struct PasskeyLoginPage {
+    challenge: PasskeyChallenge,
+    /// The account also has TOTP.
+    totp: bool,
 }
 
 /// A session begins (its cookie, then `next`), or the second factor is
@@ -383,12 +421,149 @@ fn logged_in(login: PortalLogin, next: &str) -> Response {
             enrolment,
             secret_base32,
             uri,
+            passkey,
         } => render(&TotpPage {
             enrolment,
             secret: secret_base32,
             uri,
             error: None,
+            passkey,
         }),
+        PortalLogin::Passkey { challenge, totp } => render(&PasskeyLoginPage { challenge, totp }),
+    }
+}
+
+#[derive(Deserialize)]
+struct PasskeyForm {
+    ceremony: String,
+    #[serde(default)]
+    name: String,
+    answer: String,
+}
+
+/// The second step of a login: the passkey's answer.
+async fn view_login_passkey_post(
+    State(state): State<PortalState>,
+    addr: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
+    Form(form): Form<PasskeyForm>,
+) -> Response {
+    let ip = client(addr.as_ref().map(|a| &a.0));
+    if let Err(wait) = state.throttle.check(ip) {
+        return login_error(
+            "",
+            &format!(
+                "Too many attempts from your address. Try again in {} seconds.",
+                wait.as_secs().max(1)
+            ),
+        );
+    }
+    match state
+        .service
+        .passkey_login(&form.ceremony, &form.answer, Some(ip.to_string()))
+        .await
+    {
+        Ok(id) => {
+            state.throttle.succeeded(ip);
+            logged_in(
+                PortalLogin::Session(id),
+                &push::after_login(&state, &headers),
+            )
+        }
+        Err(e) if e.is_temporary() => error(&e),
+        Err(_) => {
+            state.throttle.failed(ip);
+            login_error(
+                "",
+                "The passkey was not accepted, or the sign-in took too long. Log in again.",
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PasskeyTotpForm {
+    ceremony: String,
+    code: String,
+}
+
+/// The second step of a login with the TOTP code instead of the passkey.
+async fn view_login_passkey_totp_post(
+    State(state): State<PortalState>,
+    addr: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
+    Form(form): Form<PasskeyTotpForm>,
+) -> Response {
+    let ip = client(addr.as_ref().map(|a| &a.0));
+    if let Err(wait) = state.throttle.check(ip) {
+        return login_error(
+            "",
+            &format!(
+                "Too many attempts from your address. Try again in {} seconds.",
+                wait.as_secs().max(1)
+            ),
+        );
+    }
+    match state
+        .service
+        .passkey_login_totp(&form.ceremony, &form.code, Some(ip.to_string()))
+        .await
+    {
+        Ok(id) => {
+            state.throttle.succeeded(ip);
+            logged_in(
+                PortalLogin::Session(id),
+                &push::after_login(&state, &headers),
+            )
+        }
+        Err(e) if e.is_temporary() => error(&e),
+        Err(_) => {
+            state.throttle.failed(ip);
+            login_error(
+                "",
+                "The code was not right, or the sign-in took too long. Log in again.",
+            )
+        }
+    }
+}
+
+/// Enrolment's second factor as a passkey instead of TOTP.
+async fn view_enrol_passkey_post(
+    State(state): State<PortalState>,
+    addr: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
+    Form(form): Form<PasskeyForm>,
+) -> Response {
+    let ip = client(addr.as_ref().map(|a| &a.0));
+    if state.throttle.check(ip).is_err() {
+        return login_error(
+            "",
+            "Too many attempts from your address; try again in a minute.",
+        );
+    }
+    match state
+        .service
+        .passkey_enrol(&form.ceremony, &form.name, &form.answer)
+        .await
+    {
+        Ok(id) => logged_in(
+            PortalLogin::Session(id),
+            &push::after_login(&state, &headers),
+        ),
+        Err(e) if e.is_temporary() => error(&e),
+        Err(e) => {
+            state.throttle.failed(ip);
+            let text = match e {
+                ServiceError::Invalid { errors } => messages(errors),
+                _ => "The passkey was not accepted.".to_owned(),
+            };
+            // The password is set: logging in again offers the second
+            // factor again.
+            login_error(
+                "",
+                &format!("{text} Log in with your new password to set up the second factor again."),
+            )
+        }
     }
 }
 
@@ -618,6 +793,9 @@ async fn view_totp_post(
             secret: form.secret,
             uri: form.uri,
             error: Some("The code is not right. Enter the current one from your app.".into()),
+            // The passkey's ceremony is not carried over: logging in again
+            // offers it again.
+            passkey: None,
         }),
     }
 }
@@ -923,6 +1101,8 @@ async fn view_preferences_get(
         Some("language") => Some("Your language is saved."),
         Some("delivery") => Some("Your choice is saved: it applies to the next message."),
         Some("password") => Some("Your password is changed; your other sessions have ended."),
+        Some("passkey") => Some("Your passkey is added."),
+        Some("passkey-removed") => Some("The passkey is removed."),
         _ => None,
     };
     preferences_page(&state, &reader, notice, crate::views::Errors::default()).await
@@ -1033,6 +1213,64 @@ async fn view_preferences_password_post(
             }
             refused_or(&state, &reader, e).await
         }
+    }
+}
+
+// ---- passkeys in the preferences ------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "portal/passkey_add.html")]
+struct PasskeyAddPage {
+    address: String,
+    challenge: PasskeyChallenge,
+}
+
+/// Begins adding a passkey: the page that asks the browser for it.
+async fn view_preferences_passkey_new_post(
+    State(state): State<PortalState>,
+    reader: Reader,
+) -> Response {
+    match state.service.passkey_add_begin(&reader.session).await {
+        Ok(challenge) => render(&PasskeyAddPage {
+            address: reader.address,
+            challenge,
+        }),
+        Err(e) => refused_or(&state, &reader, e).await,
+    }
+}
+
+async fn view_preferences_passkey_post(
+    State(state): State<PortalState>,
+    reader: Reader,
+    Form(form): Form<PasskeyForm>,
+) -> Response {
+    match state
+        .service
+        .passkey_add(&reader.session, &form.ceremony, &form.name, &form.answer)
+        .await
+    {
+        Ok(()) => Redirect::to("/preferences?done=passkey").into_response(),
+        Err(e) => refused_or(&state, &reader, e).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct PasskeyRemoveForm {
+    id: String,
+}
+
+async fn view_preferences_passkey_remove_post(
+    State(state): State<PortalState>,
+    reader: Reader,
+    Form(form): Form<PasskeyRemoveForm>,
+) -> Response {
+    match state
+        .service
+        .passkey_remove(&reader.session, &form.id)
+        .await
+    {
+        Ok(()) => Redirect::to("/preferences?done=passkey-removed").into_response(),
+        Err(e) => refused_or(&state, &reader, e).await,
     }
 }
 
