@@ -276,7 +276,7 @@ def test_remote_images_load_only_when_the_reader_asks(portal_gateway, tmp_path):
         assert "shown for this message" in b.text("#images-note")
         b.shots("portal-message-images-shown")
         import time
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while "images.partner.example" not in trap.page_hits() and time.monotonic() < deadline:
             time.sleep(0.2)
         hits = trap.page_hits()
