@@ -449,36 +449,17 @@ async fn view_login_passkey_post(
     Form(form): Form<PasskeyForm>,
 ) -> Response {
     let ip = client(addr.as_ref().map(|a| &a.0));
-    if let Err(wait) = state.throttle.check(ip) {
-        return login_error(
-            "",
-            &format!(
-                "Too many attempts from your address. Try again in {} seconds.",
-                wait.as_secs().max(1)
-            ),
-        );
-    }
-    match state
+    let attempt = state
         .service
-        .passkey_login(&form.ceremony, &form.answer, Some(ip.to_string()))
-        .await
-    {
-        Ok(id) => {
-            state.throttle.succeeded(ip);
-            logged_in(
-                PortalLogin::Session(id),
-                &push::after_login(&state, &headers),
-            )
-        }
-        Err(e) if e.is_temporary() => error(&e),
-        Err(_) => {
-            state.throttle.failed(ip);
-            login_error(
-                "",
-                "The passkey was not accepted, or the sign-in took too long. Log in again.",
-            )
-        }
-    }
+        .passkey_login(&form.ceremony, &form.answer, Some(ip.to_string()));
+    second_step(
+        &state,
+        ip,
+        &headers,
+        attempt,
+        "The passkey was not accepted, or the sign-in took too long. Log in again.",
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -495,6 +476,30 @@ async fn view_login_passkey_totp_post(
     Form(form): Form<PasskeyTotpForm>,
 ) -> Response {
     let ip = client(addr.as_ref().map(|a| &a.0));
+    let attempt =
+        state
+            .service
+            .passkey_login_totp(&form.ceremony, &form.code, Some(ip.to_string()));
+    second_step(
+        &state,
+        ip,
+        &headers,
+        attempt,
+        "The code was not right, or the sign-in took too long. Log in again.",
+    )
+    .await
+}
+
+/// A login's second step (the passkey, or the TOTP code in its place),
+/// throttled per client address like the first: `attempt` runs only if
+/// the address may try; `refused` is what a wrong answer shows.
+async fn second_step(
+    state: &PortalState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    attempt: impl std::future::Future<Output = Result<String, ServiceError>>,
+    refused: &str,
+) -> Response {
     if let Err(wait) = state.throttle.check(ip) {
         return login_error(
             "",
@@ -504,25 +509,15 @@ async fn view_login_passkey_totp_post(
             ),
         );
     }
-    match state
-        .service
-        .passkey_login_totp(&form.ceremony, &form.code, Some(ip.to_string()))
-        .await
-    {
+    match attempt.await {
         Ok(id) => {
             state.throttle.succeeded(ip);
-            logged_in(
-                PortalLogin::Session(id),
-                &push::after_login(&state, &headers),
-            )
+            logged_in(PortalLogin::Session(id), &push::after_login(state, headers))
         }
         Err(e) if e.is_temporary() => error(&e),
         Err(_) => {
             state.throttle.failed(ip);
-            login_error(
-                "",
-                "The code was not right, or the sign-in took too long. Log in again.",
-            )
+            login_error("", refused)
         }
     }
 }
