@@ -21,6 +21,9 @@
 
 mod mailbox;
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 pub use mailbox::Discarded;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -97,7 +100,15 @@ pub struct MessageStore {
     data: Kv,
     folders: Kv,
     wrappers: std::sync::Arc<dyn WrapperSource>,
+    /// Recent usage per recipient (see [`MessageStore::usage`]).
+    usage: std::sync::Arc<std::sync::Mutex<HashMap<String, (u64, Instant)>>>,
 }
+
+/// How long a counted usage stands in for a count (messages stored by
+/// this node are added to it; a deletion drops it).
+const USAGE_FRESH: Duration = Duration::from_secs(30);
+/// Recipients whose usage is kept at most (then the memory starts over).
+const USAGE_MAX: usize = 10_000;
 
 fn index_key(recipient: &str, id: &str) -> Vec<u8> {
     format!("{}\0{id}", recipient.to_ascii_lowercase()).into_bytes()
@@ -129,19 +140,54 @@ impl MessageStore {
             data: Kv::new(shared.clone(), Space::PortalData),
             folders: Kv::new(shared.clone(), Space::PortalFolders),
             wrappers,
+            usage: Default::default(),
         }
     }
 
+    fn usage_memory(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Instant)>> {
+        self.usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Bytes of messages stored for `recipient` (what counts against the
-    /// quota).
+    /// quota). Counted from the index entries at most every 30 s per
+    /// recipient; in between, this node's count plus what it stored since
+    /// (a deletion here drops the count). Another node's stores and
+    /// deletions show at the next count.
     pub fn usage(&self, recipient: &str) -> Result<u64, PortalError> {
+        let recipient = recipient.to_ascii_lowercase();
+        let now = Instant::now();
+        if let Some((used, at)) = self.usage_memory().get(&recipient)
+            && now.duration_since(*at) < USAGE_FRESH
+        {
+            return Ok(*used);
+        }
+        let used = self.count_usage(&recipient)?;
+        let mut memory = self.usage_memory();
+        if memory.len() >= USAGE_MAX {
+            memory.clear();
+        }
+        memory.insert(recipient, (used, now));
+        Ok(used)
+    }
+
+    /// A stored message counts at once for its recipient's known usage.
+    fn add_usage(&self, recipient: &str, size: u64) {
+        if let Some((used, _)) = self.usage_memory().get_mut(recipient) {
+            *used = used.saturating_add(size);
+        }
+    }
+
+    /// The recipient's usage, counted from every index entry.
+    fn count_usage(&self, recipient: &str) -> Result<u64, PortalError> {
         /// An index entry's size alone: checked on every delivery, so the
         /// rest of each entry (keys, sealed summary) is skipped, not copied.
         #[derive(serde::Deserialize)]
         struct Size {
             size: u64,
         }
-        let mut prefix = recipient.to_ascii_lowercase().into_bytes();
+        let mut prefix = recipient.as_bytes().to_vec();
         prefix.push(0);
         let mut used = 0u64;
         for item in self.index.scan_prefix(prefix).map_err(storage)? {
@@ -210,6 +256,7 @@ impl MessageStore {
         self.put(&entry)?;
         // One flush makes both durable (one database).
         self.index.flush().map_err(storage)?;
+        self.add_usage(&entry.recipient, entry.size);
         Ok(entry)
     }
 
@@ -314,6 +361,7 @@ impl MessageStore {
     /// that nothing opens it), then the sealed data.
     pub fn delete(&self, recipient: &str, id: &str) -> Result<IndexEntry, PortalError> {
         let entry = self.entry(recipient, id)?;
+        self.usage_memory().remove(&entry.recipient);
         self.index
             .remove(index_key(&entry.recipient, &entry.id))
             .map_err(storage)?;
@@ -412,6 +460,25 @@ pub(super) mod tests {
             subject: "Quarterly numbers".into(),
             message_id: Some("<m1@example.org>".into()),
         }
+    }
+
+    #[test]
+    fn usage_counts_what_is_stored_and_forgets_on_delete() {
+        let (_dir, store, _) = store();
+        let s = summary();
+        let first = store
+            .store(&incoming("Dan@Ext.example", "Q1", &s, b"12345"), 1000, 30)
+            .unwrap();
+        assert_eq!(store.usage("dan@ext.example").unwrap(), 5);
+        // Known, then added to as this node stores.
+        store
+            .store(&incoming("dan@ext.example", "Q2", &s, b"123"), 1000, 30)
+            .unwrap();
+        assert_eq!(store.usage("DAN@ext.example").unwrap(), 8);
+        assert_eq!(store.usage("eve@ext.example").unwrap(), 0);
+        // A deletion drops the known figure: counted again.
+        store.delete("dan@ext.example", &first.id).unwrap();
+        assert_eq!(store.usage("dan@ext.example").unwrap(), 3);
     }
 
     #[test]
