@@ -62,6 +62,31 @@ pub struct PasskeyInfo {
     pub created_ms: u64,
 }
 
+/// Where a session was opened from, as the web layer saw the login:
+/// the client's IP address and its `User-Agent` (the daemon bounds and
+/// cleans both; neither is trusted for anything but showing).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionOrigin {
+    pub ip: String,
+    pub agent: String,
+}
+
+/// One live session of the address, as the preferences list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Names the session for [`PortalService::end_session`]: random, kept
+    /// with the session; neither its id nor derived from it.
+    pub handle: String,
+    pub created_ms: u64,
+    /// Its last request (to within 30 seconds).
+    pub last_ms: u64,
+    /// Empty where unknown (sessions opened before this was recorded).
+    pub ip: String,
+    pub agent: String,
+    /// The session that asks.
+    pub current: bool,
+}
+
 /// One message in the inbox list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageSummary {
@@ -281,6 +306,39 @@ pub trait PortalService: mailbox::MailboxService + Send + Sync {
 
     /// The address a live session belongs to (its idle timer starts again).
     fn session<'a>(&'a self, session: &'a str) -> BoxFuture<'a, Result<String, ServiceError>>;
+
+    /// Records where a session just opened came from (the web layer calls
+    /// it with the id a login, enrolment or second step answered, before
+    /// handing out the cookie). The first origin stays: later calls
+    /// change nothing.
+    fn session_origin<'a>(
+        &'a self,
+        session: &'a str,
+        origin: SessionOrigin,
+    ) -> BoxFuture<'a, Result<(), ServiceError>>;
+
+    /// The live sessions of the session's address, this one first, then
+    /// the most recently used.
+    fn sessions<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, ServiceError>>;
+
+    /// Ends another session of the session's address, named by its
+    /// handle; `NotFound` for any handle that is not one of them (another
+    /// address's, this session's own, an unknown one). A tracking event.
+    fn end_session<'a>(
+        &'a self,
+        session: &'a str,
+        handle: &'a str,
+    ) -> BoxFuture<'a, Result<(), ServiceError>>;
+
+    /// Ends every other session of the session's address; answers how
+    /// many. A tracking event.
+    fn end_other_sessions<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<usize, ServiceError>>;
 
     /// Ends a session on the server.
     fn logout<'a>(&'a self, session: &'a str) -> BoxFuture<'a, Result<(), ServiceError>>;

@@ -86,6 +86,54 @@ struct Session {
     address: String,
     created_ms: u64,
     last_ms: u64,
+    /// Names the session in the preferences' list (random; not the id nor
+    /// derived from it). Records from before it have none until listed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    handle: String,
+    /// The client's IP address at login, as the web layer saw it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    ip: String,
+    /// The client's `User-Agent` at login, bounded and cleaned.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    agent: String,
+}
+
+impl Session {
+    fn live(&self, now: u64) -> bool {
+        now.saturating_sub(self.last_ms) <= SESSION_IDLE_MS
+            && now.saturating_sub(self.created_ms) <= SESSION_MAX_MS
+    }
+}
+
+/// The most of a `User-Agent` kept with a session.
+const AGENT_CHARS: usize = 120;
+
+/// A `User-Agent` as kept: without control and bidirectional-formatting
+/// characters (they could disguise what the list shows), at most
+/// [`AGENT_CHARS`] characters.
+fn clean_agent(agent: &str) -> String {
+    agent
+        .chars()
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+        })
+        .take(AGENT_CHARS)
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// An IP address as kept: only one that parses, in its canonical form.
+fn clean_ip(ip: &str) -> String {
+    ip.trim()
+        .parse::<std::net::IpAddr>()
+        .map(|a| a.to_string())
+        .unwrap_or_default()
+}
+
+fn session_key(id: &str) -> String {
+    format!("s:{}", sha256_hex(id))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -542,8 +590,9 @@ impl PortalAccounts {
         account.password_hash = password::hash(new_password).map_err(ServiceError::failed)?;
         account.failures = 0;
         Self::put(&self.accounts, &key, &account)?;
-        let kept = format!("s:{}", sha256_hex(keep));
+        let kept = session_key(keep);
         self.end_sessions_where(&key, |k| k != kept.as_bytes())
+            .map(drop)
     }
 
     fn open_session(&self, address: &str) -> Result<String, ServiceError> {
@@ -551,11 +600,14 @@ impl PortalAccounts {
         let now = now_ms();
         Self::put(
             &self.sessions,
-            &format!("s:{}", sha256_hex(&id)),
+            &session_key(&id),
             &Session {
                 address: address.to_owned(),
                 created_ms: now,
                 last_ms: now,
+                handle: new_token()?,
+                ip: String::new(),
+                agent: String::new(),
             },
         )?;
         Ok(id)
@@ -563,7 +615,7 @@ impl PortalAccounts {
 
     /// The address of a live session (touching it).
     pub fn session(&self, id: &str) -> Result<String, ServiceError> {
-        let key = format!("s:{}", sha256_hex(id));
+        let key = session_key(id);
         let gone = || ServiceError::NotFound {
             what: "session".into(),
         };
@@ -571,9 +623,7 @@ impl PortalAccounts {
             return Err(gone());
         };
         let now = now_ms();
-        if now.saturating_sub(s.last_ms) > SESSION_IDLE_MS
-            || now.saturating_sub(s.created_ms) > SESSION_MAX_MS
-        {
+        if !s.live(now) {
             self.sessions.remove(key.as_bytes()).map_err(storage)?;
             return Err(gone());
         }
@@ -584,23 +634,121 @@ impl PortalAccounts {
         Ok(s.address)
     }
 
+    /// Records where a live session came from, once: a session that has
+    /// an origin keeps it.
+    pub fn set_origin(&self, id: &str, ip: &str, agent: &str) -> Result<(), ServiceError> {
+        let key = session_key(id);
+        let Some(mut s) = Self::get::<Session>(&self.sessions, &key)? else {
+            return Err(ServiceError::NotFound {
+                what: "session".into(),
+            });
+        };
+        if !s.ip.is_empty() || !s.agent.is_empty() || !s.live(now_ms()) {
+            return Ok(());
+        }
+        s.ip = clean_ip(ip);
+        s.agent = clean_agent(agent);
+        Self::put(&self.sessions, &key, &s)
+    }
+
+    /// The live sessions of the address of the live session `id`, that one
+    /// first (`current`), then the most recently used. A record from
+    /// before handles gets one here.
+    pub fn sessions_of(
+        &self,
+        id: &str,
+    ) -> Result<Vec<sealgate_api::portal::SessionInfo>, ServiceError> {
+        let address = self.session(id)?;
+        let own = session_key(id);
+        let now = now_ms();
+        let mut out = Vec::new();
+        for item in self.sessions.scan_prefix(b"s:").map_err(storage)? {
+            let (k, v) = item.map_err(storage)?;
+            let Ok(mut s) = serde_json::from_slice::<Session>(&v) else {
+                continue;
+            };
+            if s.address != address || !s.live(now) {
+                continue;
+            }
+            if s.handle.is_empty() {
+                s.handle = new_token()?;
+                self.sessions
+                    .insert(&k, serde_json::to_vec(&s).map_err(storage)?)
+                    .map_err(storage)?;
+            }
+            out.push(sealgate_api::portal::SessionInfo {
+                handle: s.handle,
+                created_ms: s.created_ms,
+                last_ms: s.last_ms,
+                ip: s.ip,
+                agent: s.agent,
+                current: k == own.as_bytes(),
+            });
+        }
+        out.sort_by_key(|s| (!s.current, std::cmp::Reverse(s.last_ms)));
+        Ok(out)
+    }
+
+    /// Ends the session named `handle` among the other sessions of the
+    /// address of the live session `id`; answers that address. Any other
+    /// handle (another address's, `id`'s own, unknown) ends nothing and
+    /// gives `NotFound`.
+    pub fn end_session(&self, id: &str, handle: &str) -> Result<String, ServiceError> {
+        let address = self.session(id)?;
+        let own = session_key(id);
+        let mut found = None;
+        if !handle.is_empty() {
+            for item in self.sessions.scan_prefix(b"s:").map_err(storage)? {
+                let (k, v) = item.map_err(storage)?;
+                if k != own.as_bytes()
+                    && serde_json::from_slice::<Session>(&v).is_ok_and(|s| {
+                        s.address == address
+                            && !s.handle.is_empty()
+                            && bool::from(s.handle.as_bytes().ct_eq(handle.as_bytes()))
+                    })
+                {
+                    found = Some(k);
+                    break;
+                }
+            }
+        }
+        let Some(k) = found else {
+            return Err(ServiceError::NotFound {
+                what: "session".into(),
+            });
+        };
+        self.sessions.remove(k).map_err(storage)?;
+        self.sessions.flush().map_err(storage)?;
+        Ok(address)
+    }
+
+    /// Ends every other session of the address of the live session `id`;
+    /// answers the address and how many ended.
+    pub fn end_other_sessions(&self, id: &str) -> Result<(String, usize), ServiceError> {
+        let address = self.session(id)?;
+        let own = session_key(id);
+        let n = self.end_sessions_where(&address, |k| k != own.as_bytes())?;
+        Ok((address, n))
+    }
+
     pub fn logout(&self, id: &str) -> Result<(), ServiceError> {
         self.sessions
-            .remove(format!("s:{}", sha256_hex(id)).as_bytes())
+            .remove(session_key(id).as_bytes())
             .map_err(storage)?;
         Ok(())
     }
 
     fn end_sessions_of(&self, address: &str) -> Result<(), ServiceError> {
-        self.end_sessions_where(address, |_| true)
+        self.end_sessions_where(address, |_| true).map(drop)
     }
 
-    /// Ends the sessions of `address` whose storage key `pick` accepts.
+    /// Ends the sessions of `address` whose storage key `pick` accepts;
+    /// answers how many.
     fn end_sessions_where(
         &self,
         address: &str,
         pick: impl Fn(&[u8]) -> bool,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<usize, ServiceError> {
         let mut ended = Vec::new();
         for item in self.sessions.scan_prefix(b"s:").map_err(storage)? {
             let (k, v) = item.map_err(storage)?;
@@ -609,10 +757,11 @@ impl PortalAccounts {
                 ended.push(k);
             }
         }
+        let n = ended.len();
         for k in ended {
             self.sessions.remove(k).map_err(storage)?;
         }
-        Ok(())
+        Ok(n)
     }
 }
 
@@ -831,5 +980,95 @@ mod tests {
         assert!(a.link_address(&newer.link).is_err());
         assert!(a.link_address(&newest.link).is_ok());
         drop(dir);
+    }
+
+    fn logged_in(a: &PortalAccounts, address: &str) -> String {
+        let Outcome::Session(s) = a.login(address, GOOD, None, false, (9, 60)).unwrap() else {
+            panic!("no session");
+        };
+        s
+    }
+
+    #[test]
+    fn sessions_listed_and_ended_only_within_the_address() {
+        let (dir, a) = accounts();
+        for address in ["dan@ext.example", "eve@ext.example"] {
+            let code = a.new_code(address).unwrap().unwrap().code;
+            a.enrol(address, &code, GOOD, false).unwrap();
+        }
+        let here = logged_in(&a, "dan@ext.example");
+        let phone = logged_in(&a, "dan@ext.example");
+        let laptop = logged_in(&a, "dan@ext.example");
+        let eve = logged_in(&a, "eve@ext.example");
+        a.set_origin(
+            &phone,
+            "192.0.2.7",
+            "Phone\u{1b}[31m\u{202e}Browser/1.0 ".repeat(20).as_str(),
+        )
+        .unwrap();
+        // The first origin stays.
+        a.set_origin(&phone, "198.51.100.1", "Other").unwrap();
+        a.set_origin(&here, "not an address", "Desk").unwrap();
+
+        let list = a.sessions_of(&here).unwrap();
+        // The enrolment's session and three logins; none of eve's.
+        assert_eq!(list.len(), 4);
+        assert!(list[0].current);
+        assert_eq!(list[0].ip, "");
+        assert_eq!(list[0].agent, "Desk");
+        assert_eq!(list.iter().filter(|s| s.current).count(), 1);
+        let p = list.iter().find(|s| s.ip == "192.0.2.7").unwrap();
+        assert!(p.agent.starts_with("Phone[31mBrowser/1.0 Phone"));
+        assert_eq!(p.agent.chars().count(), AGENT_CHARS);
+        assert!(!p.agent.chars().any(|c| c.is_control() || c == '\u{202e}'));
+        // The handle is neither the id nor its hash.
+        assert_ne!(p.handle, phone);
+        assert!(!p.handle.contains(&sha256_hex(&phone)));
+
+        // Another address's session cannot end dan's phone with its handle.
+        let eve_list = a.sessions_of(&eve).unwrap();
+        assert_eq!(eve_list.len(), 2);
+        assert!(a.end_session(&eve, &p.handle).is_err());
+        assert!(a.session(&phone).is_ok());
+        // Nor can an empty, unknown or the own handle.
+        assert!(a.end_session(&here, "").is_err());
+        assert!(a.end_session(&here, "nonsense").is_err());
+        assert!(a.end_session(&here, &list[0].handle).is_err());
+        assert!(a.session(&here).is_ok());
+        // dan ends the phone by its handle.
+        assert_eq!(a.end_session(&here, &p.handle).unwrap(), "dan@ext.example");
+        assert!(a.session(&phone).is_err());
+        assert!(a.session(&laptop).is_ok());
+        assert_eq!(a.sessions_of(&here).unwrap().len(), 3);
+        // Then every other one: eve's stay.
+        assert_eq!(
+            a.end_other_sessions(&here).unwrap(),
+            ("dan@ext.example".to_owned(), 2)
+        );
+        assert!(a.session(&laptop).is_err());
+        assert!(a.session(&here).is_ok());
+        assert_eq!(a.sessions_of(&here).unwrap().len(), 1);
+        assert_eq!(a.sessions_of(&eve).unwrap().len(), 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_session_recorded_before_origins_and_handles_still_reads() {
+        let (dir, a) = accounts();
+        let now = now_ms();
+        let id = "old-session-id";
+        let old = format!(r#"{{"address":"dan@ext.example","created_ms":{now},"last_ms":{now}}}"#);
+        a.sessions
+            .insert(session_key(id).as_bytes(), old.as_bytes())
+            .unwrap();
+        assert_eq!(a.session(id).unwrap(), "dan@ext.example");
+        let list = a.sessions_of(id).unwrap();
+        assert_eq!(list.len(), 1);
+        assert!(list[0].current);
+        assert_eq!((list[0].ip.as_str(), list[0].agent.as_str()), ("", ""));
+        // It got a handle on the way, which stays.
+        assert!(!list[0].handle.is_empty());
+        assert_eq!(a.sessions_of(id).unwrap()[0].handle, list[0].handle);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use sealgate_api::portal::{
     AttachmentData, KeyUploaded, MessageSummary, MessageView, OwnKey, PasskeyChallenge,
-    PortalLogin, PortalService, Preferences,
+    PortalLogin, PortalService, Preferences, SessionInfo, SessionOrigin,
 };
 use sealgate_api::{BoxFuture, ServiceError};
 
@@ -636,6 +636,64 @@ impl PortalService for PortalServer {
                 &format!("passkey removed by the recipient: {name}"),
             );
             Ok(())
+        })
+    }
+
+    fn session_origin<'a>(
+        &'a self,
+        session: &'a str,
+        origin: SessionOrigin,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        let me = self.clone_handle();
+        let session = session.to_owned();
+        Self::blocking(move || {
+            me.portal()
+                .accounts
+                .set_origin(&session, &origin.ip, &origin.agent)
+        })
+    }
+
+    fn sessions<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, ServiceError>> {
+        let me = self.clone_handle();
+        let session = session.to_owned();
+        Self::blocking(move || me.portal().accounts.sessions_of(&session))
+    }
+
+    fn end_session<'a>(
+        &'a self,
+        session: &'a str,
+        handle: &'a str,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        let me = self.clone_handle();
+        let (session, handle) = (session.to_owned(), handle.to_owned());
+        Self::blocking(move || {
+            let address = me.portal().accounts.end_session(&session, &handle)?;
+            me.track(
+                "-",
+                &address,
+                "a session ended by the recipient from another one",
+            );
+            Ok(())
+        })
+    }
+
+    fn end_other_sessions<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<usize, ServiceError>> {
+        let me = self.clone_handle();
+        let session = session.to_owned();
+        Self::blocking(move || {
+            let (address, n) = me.portal().accounts.end_other_sessions(&session)?;
+            me.track(
+                "-",
+                &address,
+                &format!("other sessions ended by the recipient: {n}"),
+            );
+            Ok(n)
         })
     }
 

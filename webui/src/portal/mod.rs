@@ -24,6 +24,7 @@
 
 mod compose;
 mod mailbox;
+mod sessions;
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ use axum::routing::{get, post};
 use sealgate_api::ServiceError;
 use sealgate_api::portal::{
     MessageSummary, MessageView, PasskeyChallenge, PortalLogin, PortalService, Preferences,
+    SessionInfo, SessionOrigin,
 };
 use serde::Deserialize;
 
@@ -154,6 +156,14 @@ pub fn portal_app(state: PortalState, limits: &Limits) -> Router {
         .route("/folders/delete", post(mailbox::view_folder_delete_post))
         .route("/preferences", get(view_preferences_get))
         .route("/preferences/key", post(view_preferences_key_post))
+        .route(
+            "/preferences/sessions/end",
+            post(sessions::view_session_end_post),
+        )
+        .route(
+            "/preferences/sessions/end-others",
+            post(sessions::view_sessions_end_others_post),
+        )
         .route(
             "/preferences/language",
             post(view_preferences_language_post),
@@ -366,7 +376,7 @@ async fn view_login_post(
     {
         Ok(login) => {
             state.throttle.succeeded(ip);
-            logged_in(login, &push::after_login(&state, &headers))
+            logged_in(&state, &headers, ip, login).await
         }
         Err(e) if e.is_temporary() => error(&e),
         Err(_) => {
@@ -408,12 +418,30 @@ struct PasskeyLoginPage {
     totp: bool,
 }
 
-/// A session begins (its cookie, then `next`), or the second factor is
-/// set up first.
-fn logged_in(login: PortalLogin, next: &str) -> Response {
+/// A session begins (where it came from is recorded, then its cookie,
+/// then the pushed message waiting or the inbox), or the second factor
+/// is set up first. The one place the portal hands out a session.
+async fn logged_in(
+    state: &PortalState,
+    headers: &HeaderMap,
+    ip: std::net::IpAddr,
+    login: PortalLogin,
+) -> Response {
     match login {
         PortalLogin::Session(id) => {
-            let mut r = Redirect::to(next).into_response();
+            let agent = headers
+                .get(header::USER_AGENT)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default();
+            let origin = SessionOrigin {
+                ip: ip.to_string(),
+                agent,
+            };
+            // Only shown on /preferences: a failure does not stop the login.
+            if let Err(e) = state.service.session_origin(&id, origin).await {
+                tracing::warn!(error = %e, "portal: the session's origin not recorded");
+            }
+            let mut r = Redirect::to(&push::after_login(state, headers)).into_response();
             r.headers_mut().insert(header::SET_COOKIE, set_cookie(&id));
             r
         }
@@ -512,7 +540,7 @@ async fn second_step(
     match attempt.await {
         Ok(id) => {
             state.throttle.succeeded(ip);
-            logged_in(PortalLogin::Session(id), &push::after_login(state, headers))
+            logged_in(state, headers, ip, PortalLogin::Session(id)).await
         }
         Err(e) if e.is_temporary() => error(&e),
         Err(_) => {
@@ -541,10 +569,7 @@ async fn view_enrol_passkey_post(
         .passkey_enrol(&form.ceremony, &form.name, &form.answer)
         .await
     {
-        Ok(id) => logged_in(
-            PortalLogin::Session(id),
-            &push::after_login(&state, &headers),
-        ),
+        Ok(id) => logged_in(&state, &headers, ip, PortalLogin::Session(id)).await,
         Err(e) if e.is_temporary() => error(&e),
         Err(e) => {
             state.throttle.failed(ip);
@@ -658,7 +683,7 @@ async fn view_enrol_post(
         )
         .await
     {
-        Ok(login) => logged_in(login, &push::after_login(&state, &headers)),
+        Ok(login) => logged_in(&state, &headers, ip, login).await,
         Err(ServiceError::Invalid { errors }) => {
             state.throttle.failed(ip);
             again(messages(errors))
@@ -749,7 +774,7 @@ async fn view_reset_post(
         .reset(&token, &form.password, Some(ip.to_string()))
         .await
     {
-        Ok(login) => logged_in(login, &push::after_login(&state, &headers)),
+        Ok(login) => logged_in(&state, &headers, ip, login).await,
         Err(ServiceError::Invalid { errors }) => {
             state.throttle.failed(ip);
             reset_page(token, Some(address), Some(messages(errors)))
@@ -770,18 +795,17 @@ struct TotpForm {
 
 async fn view_totp_post(
     State(state): State<PortalState>,
+    addr: Option<axum::Extension<ClientAddr>>,
     headers: HeaderMap,
     Form(form): Form<TotpForm>,
 ) -> Response {
+    let ip = client(addr.as_ref().map(|a| &a.0));
     match state
         .service
         .confirm_totp(&form.enrolment, &form.code)
         .await
     {
-        Ok(id) => logged_in(
-            PortalLogin::Session(id),
-            &push::after_login(&state, &headers),
-        ),
+        Ok(id) => logged_in(&state, &headers, ip, PortalLogin::Session(id)).await,
         Err(e) if e.is_temporary() => error(&e),
         Err(_) => render(&TotpPage {
             enrolment: form.enrolment,
@@ -1056,6 +1080,8 @@ pub fn delivery_name(code: &str) -> &'static str {
 struct PreferencesPage {
     address: String,
     prefs: Preferences,
+    /// The address's live sessions, this one first.
+    sessions: Vec<SessionInfo>,
     notice: Option<&'static str>,
     errors: crate::views::Errors,
 }
@@ -1067,11 +1093,16 @@ async fn preferences_page(
     errors: crate::views::Errors,
 ) -> Response {
     let refused = !errors.is_empty();
+    let sessions = match state.service.sessions(&reader.session).await {
+        Ok(s) => s,
+        Err(e) => return error(&e),
+    };
     match state.service.preferences(&reader.session).await {
         Ok(prefs) => {
             let mut r = render(&PreferencesPage {
                 address: reader.address.clone(),
                 prefs,
+                sessions,
                 notice,
                 errors,
             });
@@ -1098,6 +1129,8 @@ async fn view_preferences_get(
         Some("password") => Some("Your password is changed; your other sessions have ended."),
         Some("passkey") => Some("Your passkey is added."),
         Some("passkey-removed") => Some("The passkey is removed."),
+        Some("session") => Some("The session is ended."),
+        Some("sessions") => Some("Your other sessions are ended."),
         _ => None,
     };
     preferences_page(&state, &reader, notice, crate::views::Errors::default()).await
