@@ -15,6 +15,7 @@ for _d in (HERE.parent / "lib", HERE.parent / "web", HERE):
 from harness import free_port  # noqa: E402
 from hsm_token import token_gateway  # noqa: E402
 from webtools import Browser  # noqa: E402
+from portaltools import portal_settings  # noqa: E402
 
 
 @pytest.fixture
@@ -23,18 +24,7 @@ def portal_gateway(tmp_path):
     encrypt-required, nobody there has a key, the portal is on (TOTP
     required for partner.example), mail leaves to the outbox."""
     port = free_port()
-    settings = {
-        "relay": {"domains": ["example.org"], "internal_networks": ["127.0.0.0/8"]},
-        "policy": {"domain": {"partner.example": {"action": "encrypt-required"}}},
-        "portal": {
-            "listen": [f"127.0.0.1:{port}"],
-            "enabled": True,
-            "url": f"https://127.0.0.1:{port}",
-            "require_totp_domains": ["partner.example"],
-            "lockout_after": 3,
-        },
-    }
-    gw = token_gateway(tmp_path / "gw", settings)
+    gw = token_gateway(tmp_path / "gw", portal_settings(port))
     gw.portal_port = port
     gw.start()
     yield gw
@@ -48,3 +38,4 @@ def browser(tmp_path):
     b = Browser(tmp_path)
     yield b
     b.close()
+
