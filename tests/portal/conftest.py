@@ -2,7 +2,10 @@
 SoftHSM token and its portal listener, headless Chromium. Reuses
 tests/lib (harness, hsm_token) and tests/web/webtools.py."""
 
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,3 +42,18 @@ def browser(tmp_path):
     yield b
     b.close()
 
+
+@pytest.fixture
+def gnupg():
+    """gpg with its own GNUPGHOME (short path under /tmp: the agent's
+    socket path is bounded); the agent is killed and the home removed after."""
+    import shutil
+    home = tempfile.mkdtemp(prefix="sg-gpg-")
+    env = {**os.environ, "GNUPGHOME": home}
+
+    def gpg(*args, **kw):
+        return subprocess.run(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", *args],
+                              env=env, capture_output=True, check=True, timeout=120, **kw)
+    yield gpg
+    subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True)
+    shutil.rmtree(home, ignore_errors=True)
