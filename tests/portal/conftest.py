@@ -2,7 +2,10 @@
 SoftHSM token and its portal listener, headless Chromium. Reuses
 tests/lib (harness, hsm_token) and tests/web/webtools.py."""
 
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ for _d in (HERE.parent / "lib", HERE.parent / "web", HERE):
 from harness import free_port  # noqa: E402
 from hsm_token import token_gateway  # noqa: E402
 from webtools import Browser  # noqa: E402
+from portaltools import portal_settings  # noqa: E402
 
 
 @pytest.fixture
@@ -23,18 +27,7 @@ def portal_gateway(tmp_path):
     encrypt-required, nobody there has a key, the portal is on (TOTP
     required for partner.example), mail leaves to the outbox."""
     port = free_port()
-    settings = {
-        "relay": {"domains": ["example.org"], "internal_networks": ["127.0.0.0/8"]},
-        "policy": {"domain": {"partner.example": {"action": "encrypt-required"}}},
-        "portal": {
-            "listen": [f"127.0.0.1:{port}"],
-            "enabled": True,
-            "url": f"https://127.0.0.1:{port}",
-            "require_totp_domains": ["partner.example"],
-            "lockout_after": 3,
-        },
-    }
-    gw = token_gateway(tmp_path / "gw", settings)
+    gw = token_gateway(tmp_path / "gw", portal_settings(port))
     gw.portal_port = port
     gw.start()
     yield gw
@@ -48,3 +41,19 @@ def browser(tmp_path):
     b = Browser(tmp_path)
     yield b
     b.close()
+
+
+@pytest.fixture
+def gnupg():
+    """gpg with its own GNUPGHOME (short path under /tmp: the agent's
+    socket path is bounded); the agent is killed and the home removed after."""
+    import shutil
+    home = tempfile.mkdtemp(prefix="sg-gpg-")
+    env = {**os.environ, "GNUPGHOME": home}
+
+    def gpg(*args, **kw):
+        return subprocess.run(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", *args],
+                              env=env, capture_output=True, check=True, timeout=120, **kw)
+    yield gpg
+    subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True)
+    shutil.rmtree(home, ignore_errors=True)

@@ -15,9 +15,8 @@ import smtplib
 import time
 from email.message import EmailMessage
 
-from portaltools import PASSWORD, code_from, outbox_mail, text_of
+from portaltools import PASSWORD, code_from, outbox_mail, raw_get, text_of
 from test_mailbox import _enrol, _open
-from test_portal import _raw_get
 from test_push import _page_of, push_gateway  # noqa: F401  (the fixture)
 from webtools import Client, fresh_code, secret_from
 
@@ -86,7 +85,7 @@ def test_reply_with_an_attachment_and_the_size_limit(portal_gateway, browser, tm
     _open(b, "Re: Contract draft")
     assert b.text("a.attachment") == "Größe – Bericht.pdf"
     href = b.driver.find_element("css selector", "a.attachment").get_attribute("href")
-    status, got, _ = _raw_get(gw.portal_port, "/" + href.split("/", 3)[3], _cookies(b))
+    status, got, _ = raw_get(gw.portal_port, "/" + href.split("/", 3)[3], _cookies(b))
     assert status == 200 and got == data
     b.shots("portal-sent-attachment")
 

@@ -11,8 +11,7 @@ import smtplib
 import time
 from email.message import EmailMessage
 
-from portaltools import PASSWORD, code_from, outbox_mail, text_of
-from test_portal import _raw_get
+from portaltools import PASSWORD, code_from, outbox_mail, raw_get, text_of
 from webtools import fresh_code, secret_from
 
 DAN = "dan@partner.example"
@@ -118,7 +117,7 @@ def test_mailbox_folders_search_sort_trash_and_reply_all(portal_gateway, browser
     assert "deleted for good" in b.text()
     assert _column(b, "td.subject a") == []
     cookies = {c["name"]: c["value"] for c in b.driver.get_cookies()}
-    assert _raw_get(gw.portal_port, f"/message/{holiday}", cookies)[0] == 404
+    assert raw_get(gw.portal_port, f"/message/{holiday}", cookies)[0] == 404
 
     # The empty folder can be deleted.
     b.click("a[data-folder='Projects']", navigates=True)

@@ -12,8 +12,8 @@ import os
 import re
 import subprocess
 
-from portaltools import PASSWORD, code_from, enrol_over_http, outbox_mail, send, text_of
-from webtools import Client, fresh_code, secret_from
+from portaltools import PASSWORD, code_from, enrol_in_browser, enrol_over_http, outbox_mail, raw_get, send, text_of
+from webtools import Client, fresh_code
 
 
 def _grep_data_dir(gw, needle: str) -> list[str]:
@@ -48,24 +48,8 @@ def test_pull_end_to_end_in_the_browser(portal_gateway, browser):
     assert "method portal" in explain, explain
 
     b = browser
-    b.open(link)
-    assert b.driver.execute_script("return document.getElementById('address').value") == "dan@partner.example"
-    b.shots("portal-login")
-    b.click("#first-visit", navigates=True)
-    b.shots("portal-code-request")
-    b.click("#send-code", navigates=True)
-    assert "we have sent a code" in b.text()
-    b.shots("portal-code-enter")
-    b.fill("code", code_from(gw, "dan@partner.example", seen))
-    b.fill("password", PASSWORD)
-    b.fill("password2", PASSWORD)
-    b.click("#enrol", navigates=True)
-    secret = secret_from(b.driver.page_source)
-    b.shots("portal-totp")
     used: set = set()
-    b.fill("code", fresh_code(secret, used))
-    b.click("#confirm-totp", navigates=True)
-    assert b.path == "/inbox"
+    enrol_in_browser(b, link, "dan@partner.example", lambda: code_from(gw, "dan@partner.example", seen), used)
     assert "Quarterly numbers" in b.text("#inbox")
     b.shots("portal-inbox")
     b.click("a.open-message", navigates=True)
@@ -86,14 +70,14 @@ def test_pull_end_to_end_in_the_browser(portal_gateway, browser):
     assert "__Host-sealgate-portal" in cookie and "__Host-sealgate" not in cookie
     c = Client(gw.portal_port, cookies=dict(cookie))
     path = "/" + href.split("/", 3)[3]
-    ctx_reply = _raw_get(gw.portal_port, path, cookie)
+    ctx_reply = raw_get(gw.portal_port, path, cookie)
     assert ctx_reply[0] == 200
     assert ctx_reply[1] == pdf
     assert ctx_reply[2]["content-disposition"].startswith("attachment;")
     assert ctx_reply[2]["x-content-type-options"] == "nosniff"
     # The body frame's own policy: nothing runs, nothing loads.
     frame_path = path.split("/attachment/")[0] + "/body"
-    fr = _raw_get(gw.portal_port, frame_path, cookie)
+    fr = raw_get(gw.portal_port, frame_path, cookie)
     assert "sandbox" in fr[2]["content-security-policy"] and "img-src data:" in fr[2]["content-security-policy"]
 
     # Reply from the portal: reaches alice through the pipeline, in the thread.
@@ -116,21 +100,6 @@ def test_pull_end_to_end_in_the_browser(portal_gateway, browser):
     b.click("#delete", navigates=True)
     assert "deleted" in b.text()
     b.shots("portal-inbox-empty")
-
-
-def _raw_get(port, path, cookies):
-    import http.client
-    import ssl
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
-    conn.request("GET", path, headers={"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())})
-    r = conn.getresponse()
-    data = r.read()
-    headers = {k.lower(): v for k, v in r.getheaders()}
-    conn.close()
-    return r.status, data, headers
 
 
 def test_one_recipient_cannot_open_anothers_message(portal_gateway):
@@ -282,7 +251,7 @@ def test_remote_images_load_only_when_the_reader_asks(portal_gateway, tmp_path):
         hits = trap.page_hits()
         assert "images.partner.example" in hits, hits
         assert "plain.partner.example" not in hits, hits
-        fr = _raw_get(gw.portal_port, f"/message/{ids['Newsletter']}/body?images=1", dan.cookies)
+        fr = raw_get(gw.portal_port, f"/message/{ids['Newsletter']}/body?images=1", dan.cookies)
         assert "img-src https: data:" in fr[2]["content-security-policy"]
         assert "sandbox" in fr[2]["content-security-policy"]
 

@@ -3,6 +3,7 @@ of our notifications, a certificate of their own (the next mail is
 S/MIME to it and openssl opens it; the directory holds it at the
 `portal` level, for their address alone), and the password."""
 
+import os
 import subprocess
 
 from portaltools import PASSWORD, enrol_over_http, outbox_mail, send, text_of
@@ -106,3 +107,46 @@ def test_language_own_certificate_and_password(portal_gateway, browser, tmp_path
     assert r.status == 401
     r = fresh.post("/", {"address": DAN, "password": NEW_PASSWORD, "code": fresh_code(dan.secret, used)})
     assert r.status == 303 and r.header("location") == "/inbox", (r.status, r.body[:300])
+
+
+def test_own_openpgp_key_pasted(portal_gateway, browser, gnupg):
+    """Dan pastes his OpenPGP public key (made by gpg) on /preferences: it
+    is stored at the portal level for his address, and the next message
+    arrives PGP/MIME that gpg, with his secret key, opens."""
+    gw = portal_gateway
+    send(gw, "alice@example.org", DAN, "First", "waits in the portal")
+    seen: set = set()
+    outbox_mail(gw, DAN, lambda m: "Secure message from" in str(m["Subject"]), seen=seen)
+    dan = enrol_over_http(gw, DAN, seen, set())
+
+    gnupg("--quick-gen-key", f"Dan <{DAN}>", "default", "default", "never")
+    public = gnupg("--armor", "--export", DAN).stdout.decode()
+    assert public.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+
+    b = browser
+    origin = f"https://127.0.0.1:{gw.portal_port}"
+    b.open(origin + "/")
+    b.driver.add_cookie({"name": "__Host-sealgate-portal", "value": dan.cookies["__Host-sealgate-portal"],
+                         "path": "/", "secure": True})
+    b.open(origin + "/preferences")
+    b.driver.find_element("id", "key-text").send_keys(public)
+    b.click("#upload-key", navigates=True)
+    assert "Your key is stored" in b.text("#notice"), b.text()
+    assert "OpenPGP" in b.text("#keys") and "you, here" in b.text("#keys"), b.text("#keys")
+    b.shots("portal-preferences-openpgp")
+    shown = gw.cli("directory", "show", DAN).stdout
+    assert "portal" in shown, shown
+
+    unique = "secret-pgp-line-" + os.urandom(6).hex()
+    send(gw, "alice@example.org", DAN, "Next", unique)
+    mail = outbox_mail(gw, DAN, lambda m: m.get_content_type() == "multipart/encrypted", seen=seen)
+    assert mail.get_param("protocol") == "application/pgp-encrypted"
+    assert unique not in mail.as_string()
+    control, body = mail.get_payload()
+    assert control.get_content_type() == "application/pgp-encrypted"
+    armored = body.get_payload(decode=False)
+    assert armored.lstrip().startswith("-----BEGIN PGP MESSAGE-----")
+    opened = gnupg("--decrypt", input=armored.encode()).stdout
+    assert unique.encode() in opened
+    track = gw.cli("track", "--to", DAN).stdout
+    assert "trust portal" in track, track

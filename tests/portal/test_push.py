@@ -20,7 +20,7 @@ import pytest
 
 from harness import free_port
 from hsm_token import token_gateway
-from portaltools import PASSWORD, code_from, enrol_over_http, outbox_mail, send, text_of
+from portaltools import PASSWORD, code_from, enrol_over_http, outbox_mail, raw_get, send, text_of
 from webtools import Client, fresh_code, secret_from
 
 
@@ -60,21 +60,6 @@ def _page_of(note) -> str:
     assert len(pages) == 1, [p.get_filename() for p in note.iter_attachments()]
     content = pages[0].get_content()
     return content if isinstance(content, str) else content.decode()
-
-
-def _raw_get(port, path, cookies):
-    import http.client
-    import ssl
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
-    conn.request("GET", path, headers={"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())})
-    r = conn.getresponse()
-    data = r.read()
-    headers = {k.lower(): v for k, v in r.getheaders()}
-    conn.close()
-    return r.status, data, headers
 
 
 def test_push_attachment_opens_in_the_browser_after_sign_in(push_gateway, browser, tmp_path):
@@ -147,7 +132,7 @@ def test_push_attachment_opens_in_the_browser_after_sign_in(push_gateway, browse
     # The attachment with the browser's cookies: byte-identical, a download.
     href = b.driver.find_element("css selector", "a.attachment").get_attribute("href")
     cookies = {c["name"]: c["value"] for c in b.driver.get_cookies()}
-    status, data, headers = _raw_get(gw.portal_port, "/" + href.split("/", 3)[3], cookies)
+    status, data, headers = raw_get(gw.portal_port, "/" + href.split("/", 3)[3], cookies)
     assert status == 200 and data == pdf
     assert headers["content-disposition"].startswith("attachment;")
     assert headers["x-content-type-options"] == "nosniff"

@@ -564,11 +564,16 @@ pub(super) mod tests {
         );
         wrappers.1.store(false, Ordering::SeqCst);
         assert!(store.expire(86_400_000 - 1).unwrap().is_empty());
+        assert!(store.data.get(e.id.as_bytes()).unwrap().is_some());
         assert_eq!(store.expire(86_400_000).unwrap().len(), 1);
         assert!(matches!(
             store.read("dan@ext.example", &e.id),
             Err(PortalError::NotFound)
         ));
         assert!(!store.has_mail_for("dan@ext.example").unwrap());
+        // Expiry removes the wrapped key (the index entry) and the sealed data.
+        let key = index_key("dan@ext.example", &e.id);
+        assert!(store.index.get(&key).unwrap().is_none());
+        assert!(store.data.get(e.id.as_bytes()).unwrap().is_none());
     }
 }
