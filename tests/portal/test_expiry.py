@@ -74,7 +74,7 @@ def test_message_expires_after_its_domains_days(gateway_1_day):
     assert "Kept one day" in inbox
     msg_id = re.search(r'href="/message/([0-9a-f]+)" class="open-message"', inbox).group(1)
     assert dan.get(f"/message/{msg_id}").status == 200
-    assert re.search(r'<strong class="warn">1 days left</strong>', inbox), inbox
+    assert re.search(r'<strong class="warn">1 day left</strong>', inbox), inbox
 
     # Two days on: the start-up pass of the expiry loop destroys it.
     gw.stop()

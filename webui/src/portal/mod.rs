@@ -847,10 +847,30 @@ pub fn when(ms: &u64) -> String {
         .unwrap_or_default()
 }
 
+/// A key's end of validity: a date, or "no end date" for a key that has
+/// none (the directory writes the largest time there).
+pub fn valid_until(ms: &u64) -> String {
+    match when(ms) {
+        w if w.is_empty() => "no end date".to_owned(),
+        w => w,
+    }
+}
+
+/// A number of days for people: "1 day", "3 days".
+pub fn days(n: &u64) -> String {
+    if *n == 1 {
+        "1 day".to_owned()
+    } else {
+        format!("{n} days")
+    }
+}
+
 /// Days left before `ms`.
 pub fn days_left(ms: &u64) -> u64 {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let now = u64::try_from(now).unwrap_or(0) * 1000;
+    // In milliseconds: a time taken in whole seconds is up to a second
+    // early, and a message stored in that second showed a day too many.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let now = u64::try_from(now).unwrap_or(0);
     ms.saturating_sub(now).div_ceil(86_400_000)
 }
 
@@ -1320,5 +1340,18 @@ mod tests {
         );
         assert_eq!(presented(&h).as_deref(), Some("p_1"));
         assert_eq!(crate::session::presented(&h).as_deref(), Some("admin123"));
+    }
+
+    #[test]
+    fn a_day_from_now_is_one_day_left() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+        assert_eq!(days_left(&(now + 86_400_000)), 1);
+        assert_eq!(days_left(&(now + 2 * 86_400_000)), 2);
+        assert_eq!(days_left(&now.saturating_sub(1)), 0);
+        assert_eq!(days(&1), "1 day");
+        assert_eq!(days(&3), "3 days");
+        assert_eq!(valid_until(&u64::MAX), "no end date");
     }
 }
