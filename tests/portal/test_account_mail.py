@@ -141,10 +141,12 @@ def test_read_receipt_and_quota(portal_gateway, browser):
         r = dan.post(f"/message/{msg}/delete", form)
         assert r.status in (200, 303), (r.status, r.body[:300])
     assert dan.get(f"/message/{msg}").status == 404
+    # The queue's own retry may come first (the mail waits only for room);
+    # otherwise ask for one now.
     queued = re.findall(r"^(\S+)\s", gw.cli("queue", "list").stdout, re.M)
     ids = [q for q in queued if re.fullmatch(r"[0-9A-Za-z-]{8,}", q)]
-    assert ids, gw.cli("queue", "list").stdout
-    gw.cli("queue", "retry", *ids)
+    if ids:
+        gw.cli("queue", "retry", *ids)
     note = outbox_mail(gw, DAN, lambda m: "Secure message from" in str(m["Subject"]), seen=seen)
     assert note is not None
     deadline = time.monotonic() + 15

@@ -39,6 +39,18 @@ impl Kv {
         self.store.remove(self.space, key.as_ref())
     }
 
+    /// Sets `key` to `new` only if its value is still `old`; `Ok(false)`
+    /// when another writer came first (nothing written).
+    pub fn compare_and_swap(
+        &self,
+        key: impl AsRef<[u8]>,
+        old: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        self.store
+            .compare_and_swap(self.space, key.as_ref(), old, new)
+    }
+
     /// Every pair whose key starts with `prefix`, in key order.
     pub fn scan_prefix(
         &self,

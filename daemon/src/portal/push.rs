@@ -186,17 +186,27 @@ impl PushStore {
     /// Marks `record` read; answers whether this was its first opening
     /// (the record as stored decides, not the copy in hand).
     pub fn mark_read(&self, record: &PushRecord) -> Result<bool, PortalError> {
-        let mut stored = self.record(&record.recipient, &record.id)?;
+        let k = key(&record.recipient, &record.id);
+        let bytes = self
+            .tree
+            .get(&k)
+            .map_err(storage)?
+            .ok_or(PortalError::NotFound)?;
+        let mut stored: PushRecord =
+            serde_json::from_slice(&bytes).map_err(|_| PortalError::Damaged)?;
         if stored.read {
             return Ok(false);
         }
         stored.read = true;
         let json = serde_json::to_vec(&stored).map_err(|e| PortalError::Storage(e.to_string()))?;
-        self.tree
-            .insert(key(&stored.recipient, &stored.id), json)
+        // Of two first openings at once, only the one whose swap lands
+        // is the first.
+        let first = self
+            .tree
+            .compare_and_swap(&k, Some(&bytes), Some(&json))
             .map_err(storage)?;
         self.tree.flush().map_err(storage)?;
-        Ok(true)
+        Ok(first)
     }
 
     /// Whether a live push record exists for `recipient` (a code may be

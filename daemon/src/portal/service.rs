@@ -728,10 +728,10 @@ impl PortalService for PortalServer {
         let opening = Self::blocking(move || {
             let address = me.address_of(&session)?;
             let opened = me.portal().messages.read(&address, &id)?;
-            me.portal().messages.mark_read(&opened.entry)?;
+            let first = me.portal().messages.mark_read(&opened.entry)?;
             me.track(&opened.entry.queue_id, &address, &format!("read {id}"));
             let receipt = me.receipt_for(
-                !opened.entry.read,
+                first,
                 &opened.summary,
                 (&opened.entry.queue_id, &address, opened.entry.stored_ms),
             );

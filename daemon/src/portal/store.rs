@@ -347,14 +347,24 @@ impl MessageStore {
         })
     }
 
-    /// Marks a message read.
-    pub fn mark_read(&self, entry: &IndexEntry) -> Result<(), PortalError> {
-        if entry.read {
-            return Ok(());
+    /// Marks a message read; answers whether this was its first opening
+    /// (the entry as stored decides: of two first openings at once, only
+    /// the one whose swap lands).
+    pub fn mark_read(&self, entry: &IndexEntry) -> Result<bool, PortalError> {
+        let k = index_key(&entry.recipient, &entry.id);
+        let Some(bytes) = self.index.get(&k).map_err(storage)? else {
+            return Err(PortalError::NotFound);
+        };
+        let mut stored: IndexEntry =
+            serde_json::from_slice(&bytes).map_err(|_| PortalError::Damaged)?;
+        if stored.read {
+            return Ok(false);
         }
-        let mut read = entry.clone();
-        read.read = true;
-        self.put(&read)
+        stored.read = true;
+        let json = serde_json::to_vec(&stored).map_err(|e| PortalError::Storage(e.to_string()))?;
+        self.index
+            .compare_and_swap(&k, Some(&bytes), Some(&json))
+            .map_err(storage)
     }
 
     /// Deletes `recipient`'s message `id`: the wrapped key first (after
@@ -460,6 +470,22 @@ pub(super) mod tests {
             subject: "Quarterly numbers".into(),
             message_id: Some("<m1@example.org>".into()),
         }
+    }
+
+    #[test]
+    fn only_the_first_opening_is_the_first() {
+        let (_dir, store, _) = store();
+        let e = store
+            .store(
+                &incoming("dan@ext.example", "Q1", &summary(), b"x"),
+                1000,
+                30,
+            )
+            .unwrap();
+        assert!(store.mark_read(&e).unwrap());
+        // The copy in hand still says unread: the stored entry decides.
+        assert!(!store.mark_read(&e).unwrap());
+        assert!(store.entry("dan@ext.example", &e.id).unwrap().read);
     }
 
     #[test]

@@ -201,11 +201,16 @@ impl PortalAccounts {
 
     /// Takes a ceremony (used once): live, started for `purpose`.
     fn take(&self, id: &str, purpose: impl Fn(&Purpose) -> bool) -> Result<Ceremony, ServiceError> {
-        let key = ceremony_key(id);
-        let Some(c) = Self::get::<Ceremony>(&self.codes, &key)? else {
+        // Taken by removing it: of two requests with one ceremony id,
+        // only the one whose removal found it goes on.
+        let Some(bytes) = self
+            .codes
+            .remove(ceremony_key(id).as_bytes())
+            .map_err(storage)?
+        else {
             return Err(ceremony_failed());
         };
-        self.codes.remove(key.as_bytes()).map_err(storage)?;
+        let c: Ceremony = serde_json::from_slice(&bytes).map_err(|_| ceremony_failed())?;
         if now_ms().saturating_sub(c.created_ms) > CEREMONY_MS || !purpose(&c.purpose) {
             return Err(ceremony_failed());
         }
