@@ -314,7 +314,10 @@ class Trap:
                 return
             data = b""
             try:
-                conn.settimeout(0.5)
+                # Long enough for a busy browser's first bytes (its TLS
+                # ClientHello names the host); a connection that sends
+                # nothing still counts.
+                conn.settimeout(3.0)
                 while len(data) < 16384:
                     chunk = conn.recv(4096)
                     if not chunk:
