@@ -381,14 +381,7 @@ impl PortalAccounts {
         answer: &str,
         lockout: (u32, u64),
     ) -> Result<(String, String), ServiceError> {
-        let c = self
-            .take(ceremony, |p| *p == Purpose::Login)
-            .map_err(|_| login_failed())?;
-        let mut account = self.account(&c.address).map_err(|_| login_failed())?;
-        let now = now_ms();
-        if account.locked_until_ms > now {
-            return Err(login_failed());
-        }
+        let (c, mut account, now) = self.login_step(ceremony)?;
         let checked = parse_answer::<PublicKeyCredential>(answer)
             .ok()
             .zip(serde_json::from_value::<PasskeyAuthentication>(c.state).ok())
@@ -411,6 +404,20 @@ impl PortalAccounts {
         Ok((c.address, session))
     }
 
+    /// A login's second step begins: its ceremony taken (used once), the
+    /// account read and not locked; every refusal is [`login_failed`].
+    fn login_step(&self, ceremony: &str) -> Result<(Ceremony, Account, u64), ServiceError> {
+        let c = self
+            .take(ceremony, |p| *p == Purpose::Login)
+            .map_err(|_| login_failed())?;
+        let account = self.account(&c.address).map_err(|_| login_failed())?;
+        let now = now_ms();
+        if account.locked_until_ms > now {
+            return Err(login_failed());
+        }
+        Ok((c, account, now))
+    }
+
     /// The second step of a login with the TOTP code instead of the
     /// passkey (an account with both; works without JavaScript): as
     /// [`Self::finish_login`].
@@ -420,14 +427,7 @@ impl PortalAccounts {
         code: &str,
         lockout: (u32, u64),
     ) -> Result<(String, String), ServiceError> {
-        let c = self
-            .take(ceremony, |p| *p == Purpose::Login)
-            .map_err(|_| login_failed())?;
-        let mut account = self.account(&c.address).map_err(|_| login_failed())?;
-        let now = now_ms();
-        if account.locked_until_ms > now {
-            return Err(login_failed());
-        }
+        let (c, mut account, now) = self.login_step(ceremony)?;
         let step = account
             .totp_secret
             .as_deref()
