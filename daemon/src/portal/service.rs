@@ -25,11 +25,12 @@ use crate::envelope::{Envelope, now_ms};
 use crate::queue::Queue;
 use crate::tracking::{Direction, EventKind};
 
-/// Serves recipient `index` of `envelope` by `method` and queues the
-/// notification: pull stores `content` here; push seals it into the
-/// notification and keeps only the wrapped key (a message too large to
-/// travel in a form post is stored as pull). Blocking parts (the token)
-/// run in place. Answers what tracking records as the delivery's reply.
+/// Serves recipient `index` of `envelope` by `method`: pull stores
+/// `content` here; push seals it into the notification and keeps only
+/// the wrapped key (a message too large to travel in a form post is
+/// stored as pull). Blocking parts (the token) run in place. Answers what
+/// tracking records as the delivery's reply and the notification to send
+/// (the scheduler sends it, [`crate::queue`]).
 pub async fn deliver(
     queue: &Queue,
     config: &Config,
@@ -37,7 +38,7 @@ pub async fn deliver(
     queue_id: &str,
     (index, method): (usize, super::Method),
     content: &[u8],
-) -> Result<String, PortalError> {
+) -> Result<Done, PortalError> {
     let recipient = envelope
         .recipients
         .get(index)
@@ -66,30 +67,21 @@ pub async fn deliver(
             .language(&recipient.to_string())
             .unwrap_or_default(),
     };
-    let (done, (env, mail)) =
-        if method == super::Method::Push && content.len() <= super::push::MAX_MESSAGE {
-            tokio::task::block_in_place(|| push_copy(queue.portal(), config, &copy, content))?
-        } else {
-            let too_large = method == super::Method::Push;
-            tokio::task::block_in_place(|| {
-                pull_copy(
-                    queue.portal(),
-                    config,
-                    &copy,
-                    (&summary, attachments),
-                    content,
-                    too_large,
-                )
-            })?
-        };
-    let notice = match queue.inject(&env, &mail).await {
-        Ok(id) => format!("notification queued as {id}"),
-        Err(e) => {
-            tracing::warn!(queue_id, error = %e, "portal notification not queued");
-            "notification not queued".to_owned()
-        }
-    };
-    Ok(format!("{done}; {notice}"))
+    if method == super::Method::Push && content.len() <= super::push::MAX_MESSAGE {
+        tokio::task::block_in_place(|| push_copy(queue.portal(), config, &copy, content))
+    } else {
+        let too_large = method == super::Method::Push;
+        tokio::task::block_in_place(|| {
+            pull_copy(
+                queue.portal(),
+                config,
+                &copy,
+                (&summary, attachments),
+                content,
+                too_large,
+            )
+        })
+    }
 }
 
 /// One recipient's portal delivery, as both methods need it.
@@ -105,8 +97,8 @@ struct Delivery<'a> {
     language: Option<String>,
 }
 
-/// What tracking says of a delivery, and the notification to queue.
-type Done = (String, (Envelope, Vec<u8>));
+/// What tracking says of a delivery, and the notification to send.
+pub type Done = (String, (Envelope, Vec<u8>));
 
 /// Push: seals `content` into the notification's attachment; only the
 /// wrapped key is stored. Blocking (the token).

@@ -672,7 +672,8 @@ async fn apply_plan(
                 let Some(portal_copy) = plan.portal.get(copy) else {
                     continue;
                 };
-                deliver_to_portal(queue, config, message, ledger, i, portal_copy).await;
+                deliver_to_portal(queue, config, deliverer, message, ledger, (i, portal_copy))
+                    .await;
             }
             Disposition::Refuse(reason) => {
                 refuse(ledger, config, message, i, reason, "policy", notices)
@@ -757,10 +758,10 @@ async fn apply_plan(
 async fn deliver_to_portal(
     queue: &Queue,
     config: &Config,
+    deliverer: &Deliverer,
     message: &SpooledMessage,
     ledger: &mut Ledger<'_>,
-    i: usize,
-    copy: &pipeline::PortalCopy,
+    (i, copy): (usize, &pipeline::PortalCopy),
 ) {
     let stored = crate::portal::service::deliver(
         queue,
@@ -772,7 +773,12 @@ async fn deliver_to_portal(
     )
     .await;
     let status = match stored {
-        Ok(reply) => RecipientStatus::Delivered { reply },
+        Ok((done, notification)) => {
+            let notice = notify(queue, config, deliverer, &message.queue_id, notification).await;
+            RecipientStatus::Delivered {
+                reply: format!("{done}; {notice}"),
+            }
+        }
         Err(e) => {
             let detail = format!("portal: {e}");
             RecipientStatus::Deferred {
@@ -788,6 +794,48 @@ async fn deliver_to_portal(
         }
     };
     ledger.set(i, status, "portal");
+}
+
+/// Sends a portal notification (the gateway's own notice, written for one
+/// recipient) to its next hop now, in the step that stored the message:
+/// one durable write fewer than queuing it and a second pass through the
+/// queue. Queued when the next hop defers, so the queue retries it like
+/// any mail. Answers what tracking records of it.
+async fn notify(
+    queue: &Queue,
+    config: &Config,
+    deliverer: &Deliverer,
+    queue_id: &QueueId,
+    (envelope, mail): (crate::envelope::Envelope, Vec<u8>),
+) -> String {
+    let Some(to) = envelope.recipients.first() else {
+        return "no notification".to_owned();
+    };
+    let result = deliverer
+        .deliver(config, &envelope, &[(0, to)], &mail)
+        .await
+        .into_iter()
+        .next();
+    let deferred = match result.map(|r| (r.outcome, r.remote)) {
+        Some((Outcome::Delivered(reply), remote)) => {
+            return format!("notification delivered to {remote}: {reply}");
+        }
+        Some((Outcome::Bounced(reason), remote)) => {
+            // A null sender: a bounce would reach no one, and the next
+            // attempt would be refused the same way.
+            tracing::warn!(%queue_id, %remote, %reason, "portal notification refused");
+            return format!("notification refused by {remote}: {reason}");
+        }
+        Some((Outcome::Deferred(reason), _)) => reason.to_string(),
+        None => "no delivery result".to_owned(),
+    };
+    match queue.inject(&envelope, &mail).await {
+        Ok(id) => format!("notification queued as {id} ({deferred})"),
+        Err(e) => {
+            tracing::warn!(%queue_id, error = %e, "portal notification not queued");
+            format!("notification not sent ({deferred}) and not queued")
+        }
+    }
 }
 
 /// What is still pending after the queue lifetime fails for good.
