@@ -200,18 +200,34 @@ impl MessageStore {
     }
 
     /// Seals and stores `content` for `recipient`; answers the new id.
-    /// Blocking (the token wraps the key).
+    /// Blocking (the token wraps the key). Not flushed: a delivery from
+    /// the queue, whose spool file stays until the next flush has made
+    /// this durable ([`crate::queue::reaper`]).
     pub fn store(
         &self,
         incoming: &Incoming<'_>,
         now_ms: u64,
         retention_days: u32,
     ) -> Result<IndexEntry, PortalError> {
-        self.store_in(incoming, &Folder::Inbox, now_ms, retention_days)
+        self.seal_and_put(incoming, &Folder::Inbox, now_ms, retention_days)
     }
 
-    /// [`MessageStore::store`] into `folder` (Sent, for the copy of a reply).
+    /// [`MessageStore::store`] into `folder` (Sent, for the copy of a
+    /// reply), durable when it answers.
     pub fn store_in(
+        &self,
+        incoming: &Incoming<'_>,
+        folder: &Folder,
+        now_ms: u64,
+        retention_days: u32,
+    ) -> Result<IndexEntry, PortalError> {
+        let entry = self.seal_and_put(incoming, folder, now_ms, retention_days)?;
+        // One flush makes data and index durable (one database).
+        self.index.flush().map_err(storage)?;
+        Ok(entry)
+    }
+
+    fn seal_and_put(
         &self,
         incoming: &Incoming<'_>,
         folder: &Folder,
@@ -254,8 +270,6 @@ impl MessageStore {
         };
         self.data.insert(id.as_bytes(), body).map_err(storage)?;
         self.put(&entry)?;
-        // One flush makes both durable (one database).
-        self.index.flush().map_err(storage)?;
         self.add_usage(&entry.recipient, entry.size);
         Ok(entry)
     }

@@ -5,10 +5,12 @@
 //! A message enters through [`Queue::accept`] (SMTP) or [`Queue::inject`]
 //! (our own DSNs); both return only after the spool made it durable. From
 //! then on the scheduler owns it until every recipient is delivered,
-//! bounced or deleted, and only then is the spool file removed.
+//! bounced or deleted, and only then, once the database has made that
+//! end durable ([`reaper`]), is the spool file removed.
 
 pub mod dsn;
 pub mod invite;
+pub mod reaper;
 pub mod recover;
 pub mod scheduler;
 pub mod spool;
@@ -61,7 +63,32 @@ struct Inner {
     directory: crate::directory::Directory,
     /// The portal's sealed messages and accounts (in the shared store).
     portal: crate::portal::Portal,
+    reaper: reaper::Reaper,
     scheduler: mpsc::UnboundedSender<SchedulerRequest>,
+}
+
+/// What the reaper flushes and removes.
+struct Finisher {
+    spool: Spool,
+    state: QueueState,
+    shared: Arc<dyn crate::store::SharedStore>,
+}
+
+impl reaper::Finish for Finisher {
+    fn flush(&self) -> io::Result<()> {
+        self.state.flush().map_err(io::Error::other)?;
+        // The portal's copies (PostgreSQL in a cluster: committed already).
+        self.shared
+            .flush()
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    fn remove(&self, queue_id: &QueueId) {
+        if let Err(e) = self.spool.remove(queue_id) {
+            tracing::warn!(queue_id = %queue_id, error = %e, "spool file not removed; it will be cleaned up at start-up");
+        }
+        let _ = self.state.remove(queue_id);
+    }
 }
 
 impl Queue {
@@ -75,6 +102,11 @@ impl Queue {
         let state = QueueState::open(db, shared.clone());
         let tracker = Tracker::open(db, &config.node_name);
         let portal = crate::portal::Portal::open(&shared, config.hsm_settings());
+        let reaper = reaper::Reaper::start(Finisher {
+            spool: spool.clone(),
+            state: state.clone(),
+            shared: shared.clone(),
+        })?;
         let directory = crate::directory::Directory::open(shared);
         let (tx, rx) = mpsc::unbounded_channel();
         Ok((
@@ -85,6 +117,7 @@ impl Queue {
                     tracker,
                     directory,
                     portal,
+                    reaper,
                     scheduler: tx,
                 }),
             },
@@ -98,6 +131,11 @@ impl Queue {
 
     pub fn state(&self) -> &QueueState {
         &self.inner.state
+    }
+
+    /// Where finished messages go to leave the spool.
+    pub fn reaper(&self) -> &reaper::Reaper {
+        &self.inner.reaper
     }
 
     pub fn tracker(&self) -> &Tracker {

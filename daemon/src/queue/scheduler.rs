@@ -951,11 +951,10 @@ fn store(queue: &Queue, config: &Config, mut entry: QueueEntry, now: u64) -> Opt
             .unwrap_or(now)
             .saturating_add(config.delivery.hold_lifetime_secs.saturating_mul(1000));
     } else {
+        // Done: the file goes once this state (and what the delivery
+        // wrote, such as a portal copy) is durable.
         let _ = queue.state().put(&entry);
-        if let Err(e) = queue.spool().remove(&queue_id) {
-            tracing::warn!(queue_id = %queue_id, error = %e, "spool file not removed; it will be cleaned up at start-up");
-        }
-        let _ = queue.state().remove(&queue_id);
+        queue.reaper().finished(queue_id);
         return None;
     }
     if let Err(e) = queue.state().put(&entry) {

@@ -233,6 +233,11 @@ impl QueueState {
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
+    /// Makes every write to the database so far durable.
+    pub fn flush(&self) -> sled::Result<()> {
+        self.entries.flush()
+    }
+
     pub fn remove(&self, queue_id: &QueueId) -> sled::Result<()> {
         self.entries.remove(queue_id.as_str())?;
         Ok(())
