@@ -1,13 +1,17 @@
 """Portal benchmark (prints a table; no asserts on time).
 
-    SEALGATE_BIN=target/release/sealgate python3 tests/portal/bench_portal.py [N] [READERS] [THINK]
+    SEALGATE_BIN=target/release/sealgate python3 tests/portal/bench_portal.py [N] [READERS] [THINK] [ROUNDS]
 
 1. Store rate: N messages of 10 KB, one recipient each, sent over one SMTP
    connection to an encrypt-required recipient without a key (portal:
    sealed, key wrapped on the SoftHSM token, notification delivered to the
    outbox) and, in the same run, N to one with an imported S/MIME
    certificate (encrypted, delivered to the outbox). Rate = messages from
-   the first send until the last outbox file, per second.
+   the first send until the last outbox file, per second. ROUNDS (default
+   3) portal runs, each between two S/MIME runs (S, P, S, P, S, ...): a
+   portal run is compared with the mean of its neighbours, so a machine
+   that slows down or speeds up during the bench shifts both sides; the
+   table gives each round's ratio and their median.
 2. Readers: READERS logged-in readers (one keep-alive HTTPS connection
    each, from its own loopback address, one account) opening a 100 KB
    message; latency per request (session, unwrap on the token, open,
@@ -80,6 +84,7 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     readers = int(sys.argv[2]) if len(sys.argv) > 2 else 200
     think = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0
+    rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 3
     tmp = Path(tempfile.mkdtemp(prefix="portal-bench-"))
     port = free_port()
     gw = token_gateway(tmp / "gw", {
@@ -93,8 +98,11 @@ def main() -> None:
     try:
         gw.cli("directory", "import", make_cert(tmp, "bob", "bob@partner.example"))
         # N = 0: the readers only.
-        rates = [store_rate(gw, r, n) for r in ("bob@partner.example", "dan@partner.example",
-                                                "bob@partner.example")] if n else []
+        smime = [store_rate(gw, "bob@partner.example", n)] if n else []
+        portal = []
+        for _ in range(rounds if n else 0):
+            portal.append(store_rate(gw, "dan@partner.example", n))
+            smime.append(store_rate(gw, "bob@partner.example", n))
         # One account, one 100 KB message.
         with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
             s.sendmail("alice@example.org", ["reader@partner.example"],
@@ -172,12 +180,12 @@ def main() -> None:
         cores = os.cpu_count()
         print(f"\n| measure ({cores} cores, {n} messages, {readers} readers) | value |")
         print("| --- | ---: |")
-        if rates:
-            smime, portal, smime2 = rates
-            print(f"| S/MIME delivery, 10 KB, msg/s (before) | {smime:.1f} |")
-            print(f"| portal store + notification, 10 KB, msg/s | {portal:.1f} |")
-            print(f"| S/MIME delivery, 10 KB, msg/s (after) | {smime2:.1f} |")
-            print(f"| portal / mean S/MIME | {portal / ((smime + smime2) / 2):.2f}x |")
+        if portal:
+            ratios = [p / ((smime[i] + smime[i + 1]) / 2) for i, p in enumerate(portal)]
+            print(f"| S/MIME delivery, 10 KB, msg/s (each run) | {', '.join(f'{r:.0f}' for r in smime)} |")
+            print(f"| portal store + notification, 10 KB, msg/s (each run) | {', '.join(f'{r:.0f}' for r in portal)} |")
+            print(f"| portal / mean of the S/MIME runs beside it | {', '.join(f'{r:.2f}x' for r in ratios)} |")
+            print(f"| portal / S/MIME, median of {len(ratios)} | {statistics.median(ratios):.2f}x |")
         for name, (lat, errors, wall) in runs:
             p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731,B023
             label = f"readers {name}" + (f" (think {think:g} s)" if name == "paced" else "")
