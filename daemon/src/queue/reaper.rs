@@ -88,6 +88,7 @@ fn run(rx: &mpsc::Receiver<QueueId>, finish: &impl Finish) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
